@@ -1,0 +1,127 @@
+"""The engine interface: what the cell logic needs from a JavaScript engine, and nothing more.
+
+Commands go in as method calls (`start`, `resolve_tool_call`, `terminate`, `release`); everything
+the script does comes out as `EngineEvent`s through one callback, in the order the script did it.
+The session/cell layer imports only this module, so another engine (a worker process, a wasm
+engine) can be added without touching the cell logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
+
+from codemode._types import OutputItem
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEvent:
+    """The script appended an item with `text`/`image`/`audio`/`forward_output`."""
+
+    item: OutputItem
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyEvent:
+    """The script called `notify(text)`."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """The script called `tools.<name>(args)`; answer with `EngineCell.resolve_tool_call`.
+
+    `arguments_json` is the JSON text of the first argument, or None when it was absent
+    (no argument, or one that JSON-serializes to nothing such as `undefined`).
+    """
+
+    call_id: int
+    tool_name: str
+    arguments_json: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class YieldEvent:
+    """The script called `yield_control()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedEvent:
+    """The script's top-level evaluation settled (or the engine gave up on it).
+
+    `error` is the model-facing error text (None on success); `stored_writes` maps each key the
+    script passed to `store` to the JSON text of its last value.
+    """
+
+    error: str | None
+    stored_writes: Mapping[str, str] = field(default_factory=dict)
+
+
+EngineEvent: TypeAlias = OutputEvent | NotifyEvent | ToolCallEvent | YieldEvent | FinishedEvent
+EventSink: TypeAlias = Callable[[EngineEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolBinding:
+    """A nested tool as the engine installs it: the JS global name and its ALL_TOOLS text."""
+
+    global_name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class SessionSetup:
+    """What every isolate of one session is prepared with before any script runs."""
+
+    tools: Sequence[ToolBinding]
+    heap_limit_bytes: int
+
+
+@dataclass(frozen=True)
+class CellProgram:
+    """One script ready to run.
+
+    `code` is the user's source with import/export declarations blanked out (line and column
+    positions preserved); `hoisted` holds JS statements that bind the imported names, run before
+    `code` on its first line. Both refer to the module loader as `__codemode_module__` and to the
+    dynamic-import function as `__codemode_import__`.
+    """
+
+    code: str
+    hoisted: str
+    stored: Mapping[str, str]
+
+
+class EngineCell(Protocol):
+    """One running script in its own fresh isolate."""
+
+    def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
+        """Settle a pending tool call: `payload` is JSON text when ok, else the error message."""
+
+    async def terminate(self) -> None:
+        """Stop the script wherever it is; returns once the isolate has really stopped.
+
+        Every event the script produced before it stopped is delivered first.
+        """
+
+    def release(self) -> None:
+        """The cell finished: free its isolate in the background."""
+
+
+class EngineSession(Protocol):
+    """Isolates for one code-mode session, all prepared with the same `SessionSetup`."""
+
+    async def start(self, program: CellProgram, on_event: EventSink) -> EngineCell:
+        """Run a program in a fresh, never-used isolate; events flow to `on_event`."""
+
+    async def aclose(self) -> None:
+        """Free every isolate this session still holds (running cells are the caller's job)."""
+
+
+class Engine(Protocol):
+    """A JavaScript engine able to run cells."""
+
+    def open_session(self, setup: SessionSetup) -> EngineSession:
+        """Start preparing isolates for a new session (bound to the running event loop)."""

@@ -1,0 +1,475 @@
+// codemode prelude: evaluated once in every fresh isolate before the script runs.
+//
+// It installs the model-facing globals (text, image, audio, notify, store, load, exit,
+// yield_control, setTimeout, clearTimeout, forward_output, tools, ALL_TOOLS), removes the ones the
+// sandbox forbids, and opens the channel to the host:
+//   * script -> host: JSON messages written into a SharedArrayBuffer ring that Python reads
+//     directly, so output is never stuck inside an isolate that is busy in a loop; a ping
+//     (one-way native callback) tells the host to look. Messages that do not fit wait in an
+//     overflow queue the host drains with `drain()` when the isolate is idle.
+//   * host -> script: short scripts calling `__codemode_host__` (run / resolve / drain), a
+//     script-level const: the script cannot reassign it, and it is not a property of globalThis,
+//     so `Object.getOwnPropertyNames(globalThis)` shows only the allowed globals.
+// Helper errors are thrown as plain strings, as in the reference runtime.
+const __codemode_host__ = (function (setup) {
+  "use strict";
+  const g = globalThis;
+  const ping = g.__codemode_ping__;
+  delete g.__codemode_ping__;
+
+  // Intrinsics captured before the script can replace them.
+  const SAB = g.SharedArrayBuffer;
+  const waitAsync = g.Atomics.waitAsync;
+  const atomicsLoad = g.Atomics.load;
+  const atomicsStore = g.Atomics.store;
+  const atomicsExchange = g.Atomics.exchange;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const isArray = Array.isArray;
+  const PromiseCtor = Promise;
+  const MapCtor = Map;
+  const StringCtor = String;
+  const NumberCtor = Number;
+  const isFiniteNumber = Number.isFinite;
+  const trunc = Math.trunc;
+  const defineProperty = Object.defineProperty;
+  const fromEntries = Object.fromEntries;
+  const freeze = Object.freeze;
+  const reflectApply = Reflect.apply;
+
+  for (const name of ["console", "Atomics", "SharedArrayBuffer", "WebAssembly"]) {
+    delete g[name];
+  }
+
+  // ---- channel -------------------------------------------------------------------------------
+  const CAP = setup.ring_bytes; // a power of two
+  const ring = new SAB(16 + CAP);
+  const header = new Int32Array(ring, 0, 4); // [write pos, read pos (host), overflow count, ping pending]
+  const units = new Uint16Array(ring, 16, CAP >> 1);
+  const words = new Uint32Array(ring, 16, CAP >> 2);
+  const overflow = [];
+  let overflowChars = 0;
+  let finished = false;
+
+  function send(message) {
+    const s = stringify(message);
+    const n = s.length;
+    const need = 4 + ((n * 2 + 3) & ~3);
+    const w = atomicsLoad(header, 0) >>> 0;
+    const r = atomicsLoad(header, 1) >>> 0;
+    if (overflow.length > 0 || need > CAP - ((w - r) >>> 0)) {
+      if (overflowChars + n > setup.max_buffered_chars && message.k !== "done") {
+        throw `output buffer limit reached: more than ${setup.max_buffered_chars} characters are waiting for the host`;
+      }
+      overflow.push(s);
+      overflowChars += n;
+      atomicsStore(header, 2, overflow.length);
+    } else {
+      let p = w & (CAP - 1);
+      words[p >> 2] = n;
+      p = (p + 4) & (CAP - 1);
+      let u = p >> 1;
+      const limit = CAP >> 1;
+      for (let i = 0; i < n; i++) {
+        units[u++] = s.charCodeAt(i);
+        if (u === limit) u = 0;
+      }
+      atomicsStore(header, 0, (w + need) | 0);
+    }
+    if (atomicsExchange(header, 3, 1) === 0) ping();
+  }
+
+  // ---- value helpers -------------------------------------------------------------------------
+  function errorText(e) {
+    if (e !== null && (typeof e === "object" || typeof e === "function")) {
+      try {
+        const stack = e.stack;
+        if (typeof stack === "string") return stack;
+      } catch (_) {}
+    }
+    try {
+      return StringCtor(e);
+    } catch (_) {
+      return "[unprintable value]";
+    }
+  }
+
+  function messageOf(e) {
+    return typeof e === "string" ? e : errorText(e);
+  }
+
+  function toText(v) {
+    const t = typeof v;
+    if (v === undefined || v === null || t === "boolean" || t === "number" || t === "bigint" || t === "string") {
+      return StringCtor(v);
+    }
+    if (t === "symbol") return v.toString();
+    let s;
+    try {
+      s = stringify(v);
+    } catch (e) {
+      throw messageOf(e);
+    }
+    return s === undefined ? StringCtor(v) : s;
+  }
+
+  function plainJson(v, failure) {
+    let s;
+    try {
+      s = stringify(v);
+    } catch (_) {
+      throw failure;
+    }
+    if (s === undefined) throw failure;
+    return parse(s);
+  }
+
+  const DETAILS = ["auto", "low", "high", "original"];
+  const IMAGE_GENERIC =
+    "image expects a non-empty image URL string, an object with image_url and optional detail, or a raw MCP image block";
+  const IMAGE_INVALID = "Tool call failed: invalid image output. Pass a base64 data URI instead";
+  const IMAGE_REMOTE =
+    "Tool call failed: remote image URLs are not supported in tool outputs. Pass a base64 data URI instead";
+  const DETAIL_NOT_STRING = "image detail must be a string when provided";
+  const AUDIO_GENERIC =
+    "audio expects a non-empty audio URL string, an object with audio_url, or a raw MCP audio block";
+  const AUDIO_INVALID = "Tool call failed: invalid audio output. Pass a base64 data URI instead";
+  const FORWARD_GENERIC =
+    "forward_output expects a direct tool output with `content` or `content_items`, a text/image content item, an image_url object, or a string output";
+
+  function blockUrl(block) {
+    if (/^data:/i.test(block.data)) return block.data;
+    const mime =
+      typeof block.mimeType === "string" ? block.mimeType
+      : typeof block.mime_type === "string" ? block.mime_type
+      : "application/octet-stream";
+    return `data:${mime};base64,${block.data}`;
+  }
+
+  function metaDetail(block, caseInsensitive) {
+    const meta = block._meta;
+    if (meta === null || typeof meta !== "object") return undefined;
+    let d = meta["codex/imageDetail"];
+    if (typeof d !== "string") return undefined;
+    if (caseInsensitive) d = d.toLowerCase();
+    return DETAILS.includes(d) ? d : undefined;
+  }
+
+  function checkImageUrl(url) {
+    if (url === "") throw IMAGE_GENERIC;
+    const colon = url.indexOf(":");
+    if (colon < 0) throw IMAGE_INVALID;
+    const scheme = url.slice(0, colon).toLowerCase();
+    if (scheme === "http" || scheme === "https") throw IMAGE_REMOTE;
+    if (scheme !== "data") throw IMAGE_INVALID;
+  }
+
+  function imageItem(url, detail) {
+    checkImageUrl(url);
+    let d = detail === undefined ? "high" : detail.toLowerCase();
+    if (!DETAILS.includes(d)) throw "image detail must be one of: auto, low, high, original";
+    return { k: "image", url, detail: d };
+  }
+
+  function mcpImageItem(value) {
+    const block = plainJson(value, IMAGE_GENERIC);
+    if (block === null || typeof block !== "object" || isArray(block) || typeof block.type !== "string") {
+      throw IMAGE_GENERIC;
+    }
+    if (block.type !== "image") throw `image only accepts MCP image blocks, got ${stringify(block.type)}`;
+    if (typeof block.data !== "string" || block.data === "") throw "image expected MCP image data";
+    return imageItem(blockUrl(block), metaDetail(block, false));
+  }
+
+  function audioItem(value) {
+    let url;
+    if (typeof value === "string") {
+      url = value;
+    } else if (value !== null && typeof value === "object" && !isArray(value)) {
+      if (value.audio_url !== undefined) {
+        if (typeof value.audio_url !== "string") throw AUDIO_GENERIC;
+        url = value.audio_url;
+      } else {
+        const block = plainJson(value, AUDIO_GENERIC);
+        if (block === null || typeof block !== "object" || typeof block.type !== "string") throw AUDIO_GENERIC;
+        if (block.type !== "audio") throw `audio only accepts MCP audio blocks, got ${stringify(block.type)}`;
+        if (typeof block.data !== "string" || block.data === "") throw "audio expected MCP audio data";
+        url = blockUrl(block);
+      }
+    } else {
+      throw AUDIO_GENERIC;
+    }
+    if (url === "") throw AUDIO_GENERIC;
+    if (!/^data:/i.test(url)) throw AUDIO_INVALID;
+    return { k: "audio", url };
+  }
+
+  function forwardEntry(entry) {
+    if (entry === null || typeof entry !== "object" || isArray(entry)) {
+      throw "forward_output expected content entries to be text/image objects";
+    }
+    const type = entry.type;
+    if (type === "text" || type === "input_text" || type === "inputText") {
+      if (typeof entry.text !== "string") throw `output expected \`${type}\` content to include \`text\``;
+      return { k: "text", v: entry.text };
+    }
+    if (type === "image") {
+      if (typeof entry.data !== "string" || entry.data === "") throw "image expected MCP image data";
+      return imageItem(blockUrl(entry), metaDetail(entry, true));
+    }
+    if (type === "audio") return audioItem(entry);
+    if (type === "input_image" || type === "inputImage" || (type === undefined && ("image_url" in entry || "imageUrl" in entry))) {
+      const url = "image_url" in entry ? entry.image_url : entry.imageUrl;
+      if (url === undefined) throw "output expected image content to include `image_url`";
+      if (typeof url !== "string") throw "output expected `image_url` to be a string";
+      const detail = entry.detail;
+      if (detail !== undefined && detail !== null && typeof detail !== "string") throw DETAIL_NOT_STRING;
+      return imageItem(url, detail ?? undefined);
+    }
+    throw `forward_output only supports text and image content blocks, got \`${type}\``;
+  }
+
+  // ---- per-cell state ------------------------------------------------------------------------
+  let stored = new MapCtor();
+  const writes = new MapCtor();
+  const pendingCalls = new MapCtor();
+  let nextCallId = 0;
+  const timers = new MapCtor();
+  let nextTimerId = 0;
+  const EXIT = freeze({ codemodeExit: true });
+
+  function finish(error) {
+    if (finished) return;
+    finished = true;
+    send({ k: "done", error: error === EXIT ? null : error === undefined ? null : errorText(error), writes: fromEntries(writes) });
+  }
+
+  function callTool(name, hasArgument, argument) {
+    let args = null;
+    if (hasArgument) {
+      let s;
+      try {
+        s = stringify(argument);
+      } catch (e) {
+        throw messageOf(e);
+      }
+      if (s !== undefined) args = s;
+    }
+    const id = ++nextCallId;
+    return new PromiseCtor((resolve, reject) => {
+      pendingCalls.set(id, { resolve, reject });
+      send({ k: "call", id, name, args });
+    });
+  }
+
+  // ---- globals -------------------------------------------------------------------------------
+  const helpers = {
+    text(value) {
+      send({ k: "text", v: toText(value) });
+    },
+    image(value, detail) {
+      let override;
+      if (detail !== undefined && detail !== null) {
+        if (typeof detail !== "string") throw DETAIL_NOT_STRING;
+        override = detail;
+      }
+      let item;
+      if (typeof value === "string") {
+        item = imageItem(value, override);
+      } else if (value !== null && typeof value === "object" && !isArray(value)) {
+        if (value.image_url !== undefined) {
+          if (typeof value.image_url !== "string") throw IMAGE_GENERIC;
+          const embedded = value.detail;
+          if (embedded !== undefined && embedded !== null && typeof embedded !== "string") throw DETAIL_NOT_STRING;
+          item = imageItem(value.image_url, override ?? embedded ?? undefined);
+        } else {
+          const block = mcpImageItem(value);
+          item = override === undefined ? block : imageItem(block.url, override);
+        }
+      } else {
+        throw IMAGE_GENERIC;
+      }
+      send(item);
+    },
+    audio(value) {
+      send(audioItem(value));
+    },
+    forward_output(...values) {
+      const items = [];
+      for (const value of values) {
+        if (typeof value === "string") {
+          items.push({ k: "text", v: value });
+          continue;
+        }
+        const output = plainJson(value, FORWARD_GENERIC);
+        if (output === null || typeof output !== "object" || isArray(output)) throw FORWARD_GENERIC;
+        if ("content" in output) {
+          if (!isArray(output.content)) throw "output expected `content` to be an array";
+          for (const entry of output.content) items.push(forwardEntry(entry));
+        } else if ("content_items" in output || "contentItems" in output) {
+          const key = "content_items" in output ? "content_items" : "contentItems";
+          if (!isArray(output[key])) throw `output expected \`${key}\` to be an array`;
+          for (const entry of output[key]) items.push(forwardEntry(entry));
+        } else if (typeof output.type === "string" || "image_url" in output || "imageUrl" in output) {
+          items.push(forwardEntry(output));
+        } else if (typeof output.output === "string") {
+          items.push({ k: "text", v: output.output });
+        } else {
+          throw FORWARD_GENERIC;
+        }
+      }
+      for (const item of items) send(item);
+    },
+    notify(value) {
+      const s = toText(value);
+      if (s.trim() === "") throw "notify expects non-empty text";
+      send({ k: "notify", v: s });
+    },
+    store(key, value) {
+      let k;
+      try {
+        k = StringCtor(key);
+      } catch (_) {
+        throw "store key must be a string";
+      }
+      let s;
+      try {
+        s = stringify(value);
+      } catch (e) {
+        throw messageOf(e);
+      }
+      if (s === undefined) throw `Unable to store ${stringify(k)}. Only plain serializable objects can be stored.`;
+      stored.set(k, s);
+      writes.set(k, s);
+    },
+    load(key) {
+      let k;
+      try {
+        k = StringCtor(key);
+      } catch (_) {
+        throw "load key must be a string";
+      }
+      const s = stored.get(k);
+      return s === undefined ? undefined : parse(s);
+    },
+    exit() {
+      throw EXIT;
+    },
+    yield_control() {
+      send({ k: "yield" });
+    },
+    setTimeout(callback, delay) {
+      if (typeof callback !== "function") throw "setTimeout expects a function callback";
+      let ms = NumberCtor(delay);
+      ms = !isFiniteNumber(ms) || ms <= 0 ? 0 : trunc(ms);
+      const id = ++nextTimerId;
+      timers.set(id, true);
+      const cell = new Int32Array(new SAB(4));
+      waitAsync(cell, 0, 0, ms > 0 ? ms : 1).value.then(() => {
+        if (!timers.delete(id) || finished) return;
+        try {
+          reflectApply(callback, undefined, []);
+        } catch (e) {
+          finish(e);
+        }
+      });
+      return id;
+    },
+    clearTimeout(id) {
+      if (id === undefined || id === null) return undefined;
+      let n;
+      try {
+        n = NumberCtor(id);
+      } catch (_) {
+        throw "clearTimeout expects a numeric timeout id";
+      }
+      if (!isFiniteNumber(n) || n <= 0) return undefined;
+      timers.delete(trunc(n));
+      return undefined;
+    },
+  };
+  for (const name of Object.keys(helpers)) {
+    defineProperty(g, name, { value: helpers[name], writable: true, configurable: true, enumerable: false });
+  }
+
+  const tools = {};
+  for (const tool of setup.tools) {
+    const name = tool.name;
+    tools[name] = function (argument) {
+      return callTool(name, arguments.length > 0, argument);
+    };
+  }
+  const allTools = setup.tools.map((t) => ({ name: t.name, description: t.description }));
+  defineProperty(g, "tools", { value: tools, writable: true, configurable: true, enumerable: false });
+  defineProperty(g, "ALL_TOOLS", { value: allTools, writable: true, configurable: true, enumerable: false });
+
+  // ---- modules -------------------------------------------------------------------------------
+  function moduleFor(specifier) {
+    if (specifier === "@openai/code_mode" || specifier === "openai/code_mode") {
+      return freeze({
+        __proto__: null,
+        audio: helpers.audio,
+        exit: helpers.exit,
+        forward_output: helpers.forward_output,
+        image: helpers.image,
+        load: helpers.load,
+        notify: helpers.notify,
+        output_image: helpers.image,
+        output_text: helpers.text,
+        setTimeout: helpers.setTimeout,
+        clearTimeout: helpers.clearTimeout,
+        store: helpers.store,
+        text: helpers.text,
+        yield_control: helpers.yield_control,
+      });
+    }
+    if (specifier === "tools.js") {
+      return freeze({ __proto__: null, ...tools, ALL_TOOLS: allTools, default: tools });
+    }
+    throw `Unsupported import in exec: ${specifier}`;
+  }
+
+  function dynamicImport(specifier) {
+    try {
+      return PromiseCtor.resolve(moduleFor(StringCtor(specifier)));
+    } catch (e) {
+      return PromiseCtor.reject(messageOf(e));
+    }
+  }
+
+  // ---- host interface ------------------------------------------------------------------------
+  const host = freeze({
+    ring,
+    run(snapshotJson, main) {
+      stored = new MapCtor(Object.entries(parse(snapshotJson)));
+      let promise;
+      try {
+        promise = reflectApply(main, undefined, [moduleFor, dynamicImport]);
+      } catch (e) {
+        finish(e);
+        return;
+      }
+      promise.then(
+        () => finish(undefined),
+        (e) => finish(e),
+      );
+    },
+    resolve(id, ok, payload) {
+      const call = pendingCalls.get(id);
+      if (call === undefined) return;
+      pendingCalls.delete(id);
+      if (ok) call.resolve(parse(payload));
+      else call.reject(payload);
+    },
+    drain() {
+      const out = "[" + overflow.join(",") + "]";
+      overflow.length = 0;
+      overflowChars = 0;
+      atomicsStore(header, 2, 0);
+      return out;
+    },
+  });
+  return host;
+})(__CODEMODE_SETUP__);
+__codemode_host__.ring;
+//# sourceURL=codemode_prelude.js

@@ -1,0 +1,192 @@
+"""`Tool`: one nested tool as the script sees it, and how plain Python functions become one.
+
+A tool's handler takes one argument — the parsed JSON arguments (a dict for function tools, a
+string for freeform tools) — and may be sync or async. What it returns crosses into JavaScript
+as JSON. An exception it raises rejects the script's promise with the exception's message.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_type_hints
+
+import docstring_parser
+import pydantic
+
+from codemode.errors import ToolError, UsageError
+
+ToolKind = Literal["function", "freeform"]
+Handler = Callable[[Any], Any | Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A nested tool callable from the script as `await tools.<name>(args)`.
+
+    Args:
+        name: the raw tool name; the script sees it normalized to a JS identifier.
+        description: what the model reads about the tool.
+        handler: called with the parsed arguments (dict, or str for freeform tools).
+        input_schema: JSON Schema of the arguments; arguments are validated against it.
+        output_schema: JSON Schema of the result, used to type the tool for the model.
+        kind: "function" (JSON object arguments) or "freeform" (one string input).
+        namespace: optional namespace; the script name becomes `namespace__name`.
+        namespace_description: shown once above the namespace's tools.
+        deferred: listed in `ALL_TOOLS` but left out of the exec description.
+    """
+
+    name: str
+    description: str
+    handler: Handler
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    kind: ToolKind = "function"
+    namespace: str | None = None
+    namespace_description: str | None = None
+    deferred: bool = False
+    _validator: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise UsageError("a tool needs a non-empty name")
+        if self.kind not in ("function", "freeform"):
+            raise UsageError(f"tool `{self.name}`: kind must be 'function' or 'freeform'")
+        if self._validator is None and self.input_schema is not None and self.kind == "function":
+            object.__setattr__(self, "_validator", _schema_validator(self.name, self.input_schema))
+
+    def validate(self, arguments: Any) -> None:
+        """Raise `ToolError` naming the offending field if the arguments break the schema."""
+        if self._validator is not None:
+            self._validator(arguments)
+
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        namespace: str | None = None,
+    ) -> Tool:
+        """Build a tool from a typed Python function (sync or async).
+
+        The name defaults to the function's name, the description to its docstring; the
+        input schema comes from the parameters' type hints (parameter descriptions from the
+        docstring's Args section) and the output schema from the return annotation.
+        """
+        return _function_tool(fn, name=name, description=description, namespace=namespace)
+
+
+def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
+    """Accept either a ready `Tool` or a plain function."""
+    if isinstance(obj, Tool):
+        return obj
+    if callable(obj):
+        return Tool.from_function(obj)
+    raise UsageError(f"not a tool: {obj!r}; pass a function or a codemode.Tool")
+
+
+def _schema_validator(tool_name: str, schema: dict[str, Any]) -> Callable[[Any], None]:
+    import jsonschema
+
+    try:
+        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls.check_schema(schema)
+        validator = validator_cls(schema)
+    except jsonschema.SchemaError as exc:
+        raise UsageError(f"tool `{tool_name}` has an invalid input schema: {exc.message}") from exc
+
+    def validate(arguments: Any) -> None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path)
+            field_text = f" at `{where}`" if where else ""
+            raise ToolError(f"tool `{tool_name}` got invalid arguments{field_text}: {error.message}")
+
+    return validate
+
+
+def _function_tool(
+    fn: Callable[..., Any], *, name: str | None, description: str | None, namespace: str | None
+) -> Tool:
+    signature = inspect.signature(fn)
+    hints = get_type_hints(fn, include_extras=True)
+    doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+    param_docs = {p.arg_name: p.description for p in doc.params if p.description}
+
+    fields: dict[str, Any] = {}
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise UsageError(f"tool `{fn.__name__}`: *args/**kwargs cannot be described to the model")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (
+            annotation,
+            pydantic.Field(default=default, description=param_docs.get(param.name)),
+        )
+    args_model = pydantic.create_model(
+        f"{fn.__name__}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+    )
+    input_schema = args_model.model_json_schema()
+    input_schema.pop("title", None)
+    for prop in input_schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+    return_hint = hints.get("return", inspect.Signature.empty)
+    output_adapter: pydantic.TypeAdapter[Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    if return_hint not in (inspect.Signature.empty, Any, None, type(None)):
+        output_adapter = pydantic.TypeAdapter(return_hint)
+        output_schema = output_adapter.json_schema(mode="serialization")
+        output_schema.pop("title", None)
+
+    is_async = inspect.iscoroutinefunction(fn)
+    tool_name = name or fn.__name__
+
+    def validate(arguments: Any) -> None:
+        try:
+            args_model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise ToolError(_describe_validation_error(tool_name, exc)) from None
+
+    async def handler(arguments: dict[str, Any]) -> Any:
+        try:
+            parsed = args_model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise ToolError(_describe_validation_error(tool_name, exc)) from None
+        kwargs = {key: getattr(parsed, key) for key in fields}
+        if is_async:
+            result = await fn(**kwargs)
+        else:
+            import asyncio
+
+            result = await asyncio.to_thread(fn, **kwargs)
+        if output_adapter is not None:
+            return output_adapter.dump_python(result, mode="json")
+        return pydantic.TypeAdapter(Any).dump_python(result, mode="json")
+
+    summary = description if description is not None else _doc_summary(doc)
+    return Tool(
+        name=tool_name,
+        description=summary,
+        handler=handler,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        namespace=namespace,
+        _validator=validate,
+    )
+
+
+def _doc_summary(doc: docstring_parser.Docstring) -> str:
+    parts = [doc.short_description or "", doc.long_description or ""]
+    return "\n\n".join(p for p in parts if p).strip()
+
+
+def _describe_validation_error(tool_name: str, exc: pydantic.ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        problems.append(f"`{where}`: {error['msg']}")
+    return f"tool `{tool_name}` got invalid arguments: " + "; ".join(problems)
