@@ -1,0 +1,1 @@
+"""Sessions and cells: the model-facing lifecycle, independent of any particular engine."""

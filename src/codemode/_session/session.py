@@ -1,0 +1,269 @@
+"""`CodeMode`: one code-mode session — its tools, cells, stored values and notifications.
+
+Data flows one way: raw model input -> `_source` (pragma) -> `_imports` (module syntax) ->
+a `Cell` on an engine isolate -> `ExecResult` (formatted later by `_output`/`formats`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codemode._describe.names import NestedTool, nested_tool_table
+from codemode._engine.base import CellProgram, Engine, EngineSession, SessionSetup, ToolBinding
+from codemode._imports import ImportError_, module_exports, rewrite_modules
+from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
+from codemode._session.cell import Cell, CellBusyError, CellHooks, Observation
+from codemode._session.tool_calls import ToolCallFailed, call_tool
+from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
+from codemode.errors import UsageError
+from codemode.tools import Tool, as_tool
+
+DEFAULT_EXEC_YIELD_TIME_MS = 10_000
+DEFAULT_WAIT_YIELD_TIME_MS = 10_000
+DEFAULT_HEAP_LIMIT_BYTES = 256 * 1024 * 1024
+SHUTTING_DOWN = "code mode session is shutting down"
+
+NotifyCallback = Callable[[str, str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A `notify(...)` text, with the cell that sent it."""
+
+    cell_id: str
+    text: str
+
+
+class CodeMode:
+    """One code-mode session: the `exec` and `wait` tools over your Python and MCP tools.
+
+    Use it as an async context manager (`async with CodeMode(tools=[...]) as cm:`), then pass the
+    model's `exec` input to `await cm.exec(source)` and its `wait` arguments to `await cm.wait(...)`.
+
+    Args:
+        tools: Python functions (sync or async, typed) or `codemode.Tool` objects.
+        mcp_servers: MCP servers whose tools become `tools.mcp__<server>__<tool>`: a mapping in
+            the `{"mcpServers": {...}}` format, or a path to such a JSON file.
+        on_notify: called with (cell_id, text) for every `notify(...)`; may be async.
+        default_yield_time_ms: how long `exec` waits before yielding (pragma may override).
+        default_max_output_tokens: the token budget of an exec's output.
+        default_wait_yield_time_ms: how long `wait` waits before yielding again.
+        max_yield_time_ms: optional cap on every yield time (the cell keeps running).
+        heap_limit_bytes: V8 heap limit per cell.
+        engine: the JavaScript engine; defaults to V8 through mini-racer.
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        mcp_servers: Mapping[str, Any] | str | Path | None = None,
+        on_notify: NotifyCallback | None = None,
+        default_yield_time_ms: int = DEFAULT_EXEC_YIELD_TIME_MS,
+        default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        default_wait_yield_time_ms: int = DEFAULT_WAIT_YIELD_TIME_MS,
+        max_yield_time_ms: int | None = None,
+        heap_limit_bytes: int = DEFAULT_HEAP_LIMIT_BYTES,
+        engine: Engine | None = None,
+    ) -> None:
+        self._own_tools = [as_tool(t) for t in tools]
+        self._mcp_config = mcp_servers
+        self._on_notify = on_notify
+        self.default_yield_time_ms = default_yield_time_ms
+        self.default_max_output_tokens = default_max_output_tokens
+        self.default_wait_yield_time_ms = default_wait_yield_time_ms
+        self.max_yield_time_ms = max_yield_time_ms
+        self.heap_limit_bytes = heap_limit_bytes
+        self._engine = engine
+        self._engine_session: EngineSession | None = None
+        self._mcp: Any = None
+        self._table: list[NestedTool] = []
+        self._by_global_name: dict[str, NestedTool] = {}
+        self._exports: dict[str, frozenset[str]] = {}
+        self._cells: dict[str, Cell] = {}
+        self._cell_ids = itertools.count(1)
+        self._stored: dict[str, str] = {}
+        self.notifications: list[Notification] = []
+        self._state = "new"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def __aenter__(self) -> CodeMode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start MCP servers and begin preparing isolates (done implicitly by the first exec)."""
+        if self._state != "new":
+            return
+        self._state = "starting"
+        tools = list(self._own_tools)
+        if self._mcp_config is not None:
+            from codemode.tools.mcp import McpToolset
+
+            self._mcp = McpToolset(self._mcp_config)
+            await self._mcp.start()
+            tools.extend(self._mcp.tools)
+        self._table = nested_tool_table(tools)
+        self._by_global_name = {entry.global_name: entry for entry in self._table}
+        self._exports = module_exports(set(self._by_global_name))
+        if self._engine is None:
+            from codemode._engine.miniracer import MiniRacerEngine
+
+            self._engine = MiniRacerEngine()
+        bindings = [ToolBinding(t.global_name, t.description) for t in self._table]
+        self._engine_session = self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
+        self._state = "open"
+
+    async def close(self) -> None:
+        """Terminate every cell (CPU-bound ones too), free isolates, stop MCP servers."""
+        if self._state in ("closing", "closed"):
+            return
+        self._state = "closing"
+        cells = list(self._cells.values())
+        await asyncio.gather(*(self._terminate_quietly(cell) for cell in cells))
+        if self._engine_session is not None:
+            await self._engine_session.aclose()
+        if self._mcp is not None:
+            await self._mcp.aclose()
+        self._state = "closed"
+
+    @staticmethod
+    async def _terminate_quietly(cell: Cell) -> None:
+        try:
+            await cell.terminate()
+        except CellBusyError:
+            pass
+
+    # -- the model-facing tools -------------------------------------------------------------
+    async def exec(
+        self,
+        source: str,
+        *,
+        yield_time_ms: int | None = None,
+        max_output_tokens: int | None = None,
+    ) -> ExecResult:
+        """Run the model's `exec` input (raw JavaScript, optionally with a `// @exec:` pragma).
+
+        A pragma in the source overrides the keyword arguments, which override the defaults.
+        Returns the completed/failed result, or a "running" result with the cell id to `wait` on.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self._state == "new":
+            await self.start()
+        if self._state != "open":
+            return ExecResult("failed", None, error=SHUTTING_DOWN)
+        try:
+            request = parse_exec_source(source)
+        except SourceError as exc:
+            return ExecResult("failed", None, error=str(exc), wall_time_s=loop.time() - started)
+        requested_yield = _first(request.yield_time_ms, yield_time_ms, self.default_yield_time_ms)
+        max_tokens = _first(request.max_output_tokens, max_output_tokens, self.default_max_output_tokens)
+        cell_id = str(next(self._cell_ids))
+        try:
+            rewritten = rewrite_modules(request.code, self._exports)
+        except ImportError_ as exc:
+            return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
+                              max_output_tokens=max_tokens)
+        cell = Cell(cell_id, self._hooks_for(cell_id))
+        self._cells[cell_id] = cell
+        assert self._engine_session is not None
+        engine_cell = await self._engine_session.start(
+            CellProgram(rewritten.code, rewritten.hoisted, dict(self._stored)), cell.on_event
+        )
+        cell.attach(engine_cell)
+        observation = await cell.observe(effective_yield_time_ms(requested_yield, self.max_yield_time_ms))
+        return self._result(cell_id, observation, started, max_tokens)
+
+    async def wait(
+        self,
+        cell_id: str,
+        yield_time_ms: int | None = None,
+        max_tokens: int | None = None,
+        terminate: bool = False,
+    ) -> ExecResult:
+        """Resume observing a yielded cell, or terminate it (`terminate=True`)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        budget = self.default_max_output_tokens if max_tokens is None else max_tokens
+        if self._state not in ("open", "new"):
+            return ExecResult("failed", None, error=SHUTTING_DOWN)
+        cell = self._cells.get(str(cell_id))
+        if cell is None:
+            return ExecResult("failed", str(cell_id), error=f"exec cell {cell_id} not found",
+                              wall_time_s=loop.time() - started, max_output_tokens=budget)
+        try:
+            if terminate:
+                observation = await cell.terminate()
+            else:
+                requested = self.default_wait_yield_time_ms if yield_time_ms is None else yield_time_ms
+                observation = await cell.observe(effective_yield_time_ms(requested, self.max_yield_time_ms))
+        except CellBusyError as exc:
+            return ExecResult("failed", None, error=str(exc), wall_time_s=loop.time() - started)
+        return self._result(cell.id, observation, started, budget)
+
+    # -- what the host can read --------------------------------------------------------------
+    @property
+    def stored_values(self) -> dict[str, Any]:
+        """A copy of the values scripts saved with `store(key, value)`."""
+        return {key: json.loads(text) for key, text in self._stored.items()}
+
+    @property
+    def tools(self) -> Sequence[NestedTool]:
+        """The nested tools as the script sees them (after `start`)."""
+        return tuple(self._table)
+
+    @property
+    def running_cells(self) -> list[str]:
+        """Ids of cells that have not been closed yet."""
+        return list(self._cells)
+
+    # -- internals --------------------------------------------------------------------------
+    def _result(self, cell_id: str, observation: Observation, started: float, max_tokens: int) -> ExecResult:
+        return ExecResult(
+            status=observation.status,
+            cell_id=cell_id,
+            items=observation.items,
+            error=observation.error,
+            wall_time_s=asyncio.get_running_loop().time() - started,
+            max_output_tokens=max_tokens,
+        )
+
+    def _hooks_for(self, cell_id: str) -> CellHooks:
+        async def run_tool(global_name: str, arguments_json: str | None) -> str:
+            entry = self._by_global_name.get(global_name)
+            if entry is None:
+                raise ToolCallFailed(f"tool `{global_name}` is not enabled in exec")
+            return await call_tool(entry.tool, global_name, arguments_json)
+
+        def notify(text: str) -> Awaitable[None] | None:
+            self.notifications.append(Notification(cell_id, text))
+            if self._on_notify is None:
+                return None
+            outcome = self._on_notify(cell_id, text)
+            return outcome if inspect.isawaitable(outcome) else None
+
+        def commit(writes: Mapping[str, str]) -> None:
+            self._stored.update(writes)
+
+        def closed() -> None:
+            self._cells.pop(cell_id, None)
+
+        return CellHooks(run_tool=run_tool, notify=notify, commit=commit, closed=closed)
+
+
+def _first(*values: int | None) -> int:
+    for value in values:
+        if value is not None:
+            return value
+    raise UsageError("no value given")  # pragma: no cover - the last value is a default

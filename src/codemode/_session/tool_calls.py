@@ -1,0 +1,79 @@
+"""Running one nested tool call: arguments in as JSON text, result out as JSON text.
+
+Everything that goes wrong here becomes a `ToolCallFailed` whose message is what the script's
+promise rejects with; the model never sees a Python traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+from typing import Any
+
+from codemode.errors import ToolError
+from codemode.tools import Tool
+
+
+class ToolCallFailed(Exception):
+    """The call failed; `str(exc)` is the rejection message for the script."""
+
+
+async def call_tool(tool: Tool, script_name: str, arguments_json: str | None) -> str:
+    """Validate the arguments, run the handler (sync ones off the event loop), encode the result."""
+    arguments = _arguments(tool, script_name, arguments_json)
+    try:
+        tool.validate(arguments)
+        if inspect.iscoroutinefunction(tool.handler):
+            result = await tool.handler(arguments)
+        else:
+            result = await asyncio.to_thread(tool.handler, arguments)
+            if inspect.isawaitable(result):
+                result = await result
+    except ToolError as exc:
+        raise ToolCallFailed(str(exc)) from None
+    except Exception as exc:
+        raise ToolCallFailed(str(exc) or type(exc).__name__) from None
+    return encode_result(script_name, result)
+
+
+def _arguments(tool: Tool, script_name: str, arguments_json: str | None) -> Any:
+    value = None if arguments_json is None else json.loads(arguments_json)
+    if tool.kind == "freeform":
+        if not isinstance(value, str):
+            raise ToolCallFailed(f"tool `{script_name}` expects a string input")
+        return value
+    if value is None and arguments_json is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ToolCallFailed(f"tool `{script_name}` expects a JSON object for arguments")
+    return value
+
+
+def encode_result(script_name: str, result: Any) -> str:
+    """JSON text of a tool result; NaN/Infinity become null as JSON.stringify would make them."""
+    try:
+        return json.dumps(_finite(result), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ToolCallFailed(
+            f"tool `{script_name}` returned a value that cannot be sent to JavaScript as JSON: {exc}"
+        ) from None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_key(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (int, float, bool)) or key is None:
+        return json.dumps(key)
+    raise TypeError(f"dictionary key {key!r} is not a string")
