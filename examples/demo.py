@@ -1,0 +1,91 @@
+"""The codemode demo: a scripted "model" drives code mode over example Python tools.
+
+Every step prints the model's `exec`/`wait` call and exactly what the model receives back
+(OpenAI Responses API format: a plain string, or a list of content items).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from example_tools import TOOLS  # noqa: E402
+
+from codemode import CodeMode, ExecResult  # noqa: E402
+
+RULE = "─" * 78
+
+
+def show_call(tool: str, payload: str) -> None:
+    print(RULE)
+    print(f"model → {tool}")
+    print("\n".join("    " + line for line in payload.splitlines()))
+
+
+def show_result(result: ExecResult) -> None:
+    output = result.to_model("responses")
+    print("model ←")
+    if isinstance(output, str):
+        print("\n".join("    " + line for line in output.splitlines()))
+    else:
+        print("\n".join("    " + line for line in json.dumps(output, indent=2, ensure_ascii=False).splitlines()))
+
+
+async def main() -> None:
+    notes: list[str] = []
+    async with CodeMode(TOOLS, on_notify=lambda cell, text: notes.append(f"cell {cell}: {text}")) as cm:
+        print("The exec tool the model sees lists these nested tools:")
+        for tool in cm.tools:
+            print(f"  tools.{tool.global_name}")
+
+        steps: list[tuple[str, str | dict[str, object]]] = [
+            (
+                "exec",
+                """const cities = await tools.list_cities();
+const forecasts = await Promise.all(cities.map((city) => tools.get_forecast({ city })));
+const warm = forecasts.filter((f) => f.temperature_c > 15).map((f) => f.city);
+store("warm", warm);
+text(`${forecasts.length} forecasts, warm in: ${warm.join(", ")}`);
+text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C, ${f.conditions}`).join("\\n"));""",
+            ),
+            (
+                "exec",
+                """// @exec: {"yield_time_ms": 300}
+notify("rendering the report, this takes a moment");
+text("started");
+const report = await tools.build_report({ title: `Warm cities: ${load("warm").join(", ")}` });
+text(report);""",
+            ),
+            ("wait", {"cell_id": "2"}),
+            (
+                "exec",
+                """try {
+  await tools.get_forecast({ city: "Atlantis" });
+} catch (error) {
+  text(`tool failed: ${error}`);
+}
+const broken = undefined;
+text(broken.length);""",
+            ),
+        ]
+        for tool, payload in steps:
+            if tool == "exec":
+                assert isinstance(payload, str)
+                show_call("exec", payload)
+                result = await cm.exec(payload)
+            else:
+                assert isinstance(payload, dict)
+                show_call("wait", json.dumps(payload))
+                result = await cm.wait(**payload)  # type: ignore[arg-type]
+            show_result(result)
+        print(RULE)
+        print("notify() texts delivered to the host:", notes)
+        print("stored values:", cm.stored_values)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
