@@ -1,0 +1,211 @@
+"""What the model reads about `exec` and `wait`, and the script's `ALL_TOOLS` (spec 1.2-1.5, 1.8).
+
+The `exec` description is sections joined by blank lines:
+1. the usage text and the list of global helpers;
+2. guidance on deferred tools, when any nested tool is deferred;
+and, only in code-mode-only mode (where nested tools are not offered to the model directly):
+3. `Shared MCP Types:`, once, when any nested tool (deferred ones included) returns an MCP result;
+4. the reference of non-deferred nested tools, grouped by namespace under `## <namespace>`.
+
+Invariant: pure functions of their arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, TypeAlias
+
+from codemode._describe.mcp_types import is_mcp_output_schema, shared_mcp_types_section
+from codemode._describe.names import NestedTool, script_namespace
+from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS
+
+__all__ = [
+    "DEFAULT_WAIT_YIELD_TIME_MS",
+    "ExecInput",
+    "all_tools_entries",
+    "exec_description",
+    "wait_description",
+    "wait_parameters",
+]
+
+ExecInput: TypeAlias = Literal["freeform", "json"]
+"""How `exec` receives the script: raw source text, or a JSON `code` argument."""
+
+DEFAULT_WAIT_YIELD_TIME_MS = 10_000
+
+_PRAGMA_EXAMPLE = '`// @exec: {"yield_time_ms": 10000, "max_output_tokens": 1000}`'
+_DETAIL = '"auto" | "low" | "high" | "original" | null'
+
+_INPUT_BULLETS: dict[ExecInput, str] = {
+    "freeform": (
+        "- Send raw JavaScript source text, not JSON, a quoted string, or a markdown code fence.\n"
+        f"- The input may optionally start with a first-line pragma such as {_PRAGMA_EXAMPLE}."
+    ),
+    "json": (
+        "- `code` holds raw JavaScript source text: not JSON, not a quoted string, not a "
+        "markdown code fence.\n"
+        f"- `code` may optionally start with a first-line pragma such as {_PRAGMA_EXAMPLE}."
+    ),
+}
+
+_HELPERS = f"""\
+Global helpers:
+- `exit()`: Ends the script right away, successfully (like an early return from the top level).
+- `text(value: string | number | boolean | undefined | null)`: Appends a text item. A non-string value is stringified with `JSON.stringify(...)` when possible.
+- `image(imageUrlOrItem: string | {{ image_url: string; detail?: {_DETAIL} }} | ImageContent, detail?: {_DETAIL})`: Appends an image item. `image_url` should be a base64 `data:` URL. To forward an image from an MCP tool, pass one `ImageContent` block of `result.content`, for example `image(result.content[0])`. An MCP image block may ask for a detail level with `_meta: {{ "codex/imageDetail": "original" }}`. A second `detail` argument overrides any detail given by the first.
+- `audio(audioUrlOrItem: string | {{ audio_url: string }} | AudioContent)`: Appends an audio item. The URL must be a base64 `data:` URL; an MCP `AudioContent` block can be passed as it is.
+- `forward_output(...outputs)`: Appends the direct outputs of nested tools as items, all or nothing. A string becomes a text item. For an object, each block of its MCP `content` array (or of its `content_items` array) is appended; so is a single text, image or audio content item, an `{{ image_url }}` object, or an `output` string. Throws, appending nothing, for arrays, other objects, and unsupported blocks.
+- `store(key: string, value: any)`: Keeps a serializable value under a string key for later `exec` calls in this session.
+- `load(key: string)`: Returns the value stored under a string key, or `undefined` when there is none.
+- `notify(value: string | number | boolean | undefined | null)`: Immediately delivers an extra output for the current `exec` call, stringified like `text(...)`.
+- `setTimeout(callback: () => void, delayMs?: number)`: Schedules a callback and returns a timeout id. A pending timeout does not keep `exec` alive; await an explicit promise when you need to wait for one.
+- `clearTimeout(timeoutId?: number)`: Cancels a timeout created by `setTimeout`.
+- `ALL_TOOLS`: Metadata of the enabled nested tools, as `{{ name, description }}` entries.
+- `yield_control()`: Hands the output gathered so far to the model immediately, while the script keeps running."""
+
+_DEFERRED_GUIDANCE = (
+    "Some deferred nested tools may be omitted from this description. They are still "
+    "available on the global `tools` object and listed in `ALL_TOOLS`.\n"
+    "To find one, filter `ALL_TOOLS` by `name` and `description`."
+)
+
+_WAIT_DESCRIPTION = f"""\
+Waits on a yielded `exec` cell and returns new output or completion.
+- Use `wait` only after `exec` returned `Script running with cell ID ...`.
+- `cell_id` names the running `exec` cell to resume.
+- `yield_time_ms` is how long to wait for more output before yielding again. Defaults to {DEFAULT_WAIT_YIELD_TIME_MS} ms.
+- `max_tokens` bounds the new output this call returns. Defaults to {DEFAULT_MAX_OUTPUT_TOKENS} tokens.
+- `terminate: true` stops the running cell; false or omitted waits for output.
+- `wait` returns only the output produced since the last yield, or the cell's final completion or termination result.
+- A cell that is still running may yield again with the same `cell_id`.
+- A cell that has already finished returns its completed result, and the cell is closed."""
+
+
+def exec_description(
+    table: Sequence[NestedTool],
+    *,
+    code_mode_only: bool,
+    default_yield_time_ms: int,
+    input_format: ExecInput = "freeform",
+) -> str:
+    """The `exec` tool description.
+
+    Args:
+        table: the nested tools, from `nested_tool_table`.
+        code_mode_only: True when nested tools are reachable only through `exec`, so the
+            description must list them; False when they are also offered directly.
+        default_yield_time_ms: the session's default `yield_time_ms`, quoted in the text.
+        input_format: "freeform" for a raw-source custom tool, "json" for a `code` argument.
+    """
+    sections = [_usage(default_yield_time_ms, input_format), _HELPERS]
+    if any(nested.tool.deferred for nested in table):
+        sections.append(_DEFERRED_GUIDANCE)
+    if not code_mode_only:
+        return "\n\n".join(sections)
+    if any(is_mcp_output_schema(nested.tool.output_schema) for nested in table):
+        sections.append(shared_mcp_types_section())
+    listed = [nested for nested in table if not nested.tool.deferred]
+    reference = _tool_reference(listed, _namespace_descriptions(table))
+    if reference:
+        sections.append(reference)
+    return "\n\n".join(sections)
+
+
+def wait_description() -> str:
+    """The `wait` tool description."""
+    return _WAIT_DESCRIPTION
+
+
+def wait_parameters() -> dict[str, Any]:
+    """The JSON Schema of `wait`'s arguments (a fresh dict each call)."""
+    return {
+        "type": "object",
+        "properties": {
+            "cell_id": {"type": "string", "description": "Identifier of the running exec cell."},
+            "max_tokens": {
+                "type": "number",
+                "description": "Output token budget for this wait call. Defaults to "
+                f"{DEFAULT_MAX_OUTPUT_TOKENS} tokens.",
+            },
+            "terminate": {
+                "type": "boolean",
+                "description": "True stops the running exec cell; false or omitted waits for output.",
+            },
+            "yield_time_ms": {
+                "type": "number",
+                "description": "Wait before yielding more output. Defaults to "
+                f"{DEFAULT_WAIT_YIELD_TIME_MS} ms.",
+            },
+        },
+        "required": ["cell_id"],
+        "additionalProperties": False,
+    }
+
+
+def all_tools_entries(table: Sequence[NestedTool]) -> list[dict[str, str]]:
+    """The script's `ALL_TOOLS`: `{name, description}` per nested tool, deferred ones included.
+
+    A tool in a described namespace gets that description first, then a blank line.
+    """
+    namespaces = _namespace_descriptions(table)
+    entries: list[dict[str, str]] = []
+    for nested in table:
+        namespace = _namespace(nested)
+        guidance = namespaces.get(namespace) if namespace is not None else None
+        prefix = f"{guidance}\n\n" if guidance else ""
+        entries.append({"name": nested.global_name, "description": prefix + nested.description})
+    return entries
+
+
+def _usage(default_yield_time_ms: int, input_format: ExecInput) -> str:
+    return f"""\
+Run JavaScript code to orchestrate and compose tool calls.
+- Evaluates the code as an async module in a fresh V8 isolate.
+- All nested tools are methods of the global `tools` object, for example `await tools.exec_command(...)`. Tool names are normalized into JavaScript identifiers, for example `await tools.mcp__ologs__get_profile(...)`.
+- A nested tool method takes either a string or an object as its argument.
+- A nested tool returns either an object or a string, as its description says.
+- Runs plain JavaScript: no Node, no file system, no network access, no console.
+{_INPUT_BULLETS[input_format]}
+- `yield_time_ms` makes `exec` yield early if the script is still running. Defaults to {default_yield_time_ms} ms.
+- `max_output_tokens` is the token budget for what `exec` returns directly. Defaults to {DEFAULT_MAX_OUTPUT_TOKENS} tokens.
+- Once the code has been evaluated the isolate is discarded, and promises that were not awaited are silently dropped."""
+
+
+def _tool_reference(listed: Sequence[NestedTool], namespaces: dict[str, str]) -> str:
+    ordered = sorted(
+        listed,
+        key=lambda n: (_namespace(n) is not None, _namespace(n) or "", n.tool.name, n.code_mode_name),
+    )
+    sections: list[str] = []
+    current: str | None = None
+    for nested in ordered:
+        namespace = _namespace(nested)
+        if namespace != current:
+            current = namespace
+            if namespace is not None and namespace in namespaces:
+                sections.append(f"## {_namespace_title(namespace)}\n{namespaces[namespace]}")
+        heading = f"### `{nested.global_name}`"
+        if nested.global_name != nested.code_mode_name:
+            heading += f" (`{nested.code_mode_name}`)"
+        sections.append(f"{heading}\n{nested.description.strip()}")
+    return "\n\n".join(sections)
+
+
+def _namespace(nested: NestedTool) -> str | None:
+    return script_namespace(nested.tool.namespace)
+
+
+def _namespace_descriptions(table: Sequence[NestedTool]) -> dict[str, str]:
+    """Each namespace's description: the first non-blank one its tools carry, trimmed."""
+    descriptions: dict[str, str] = {}
+    for nested in table:
+        namespace = _namespace(nested)
+        text = (nested.tool.namespace_description or "").strip()
+        if namespace is not None and text:
+            descriptions.setdefault(namespace, text)
+    return descriptions
+
+
+def _namespace_title(namespace: str) -> str:
+    """`mcp__server__` is titled `mcp__server`: trailing underscores only join names."""
+    return namespace.rstrip("_") or namespace

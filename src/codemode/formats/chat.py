@@ -1,0 +1,76 @@
+"""The OpenAI Chat Completions format.
+
+Chat Completions has no freeform tools, so `exec` is a function tool taking `{code}` (the
+pragma line may still start the code); `wait` is the same function tool as in the Responses
+API. The output is the `content` of the `role: "tool"` message answering the call: a plain
+string when it is exactly one text item, else a list of text parts.
+
+Tool messages carry text parts only (the SDK's `ChatCompletionToolMessageParam`), so images
+and audio are replaced by text notes saying they were left out.
+
+Invariant: pure functions of their arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from codemode._describe.descriptions import exec_description, wait_description, wait_parameters
+from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME, NestedTool
+from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode.formats._exec_args import exec_parameters
+from codemode.formats._notes import omitted_note
+
+if TYPE_CHECKING:
+    from codemode._result import ExecResult
+
+__all__ = ["output", "tool_specs"]
+
+_TEXT_ONLY = "Chat Completions tool messages carry text only"
+
+
+def tool_specs(
+    table: Sequence[NestedTool], *, code_mode_only: bool, default_yield_time_ms: int
+) -> list[dict[str, Any]]:
+    """`exec` and `wait` as Chat Completions function tools."""
+    description = exec_description(
+        table,
+        code_mode_only=code_mode_only,
+        default_yield_time_ms=default_yield_time_ms,
+        input_format="json",
+    )
+    return [
+        _function_tool(EXEC_TOOL_NAME, description, exec_parameters()),
+        _function_tool(WAIT_TOOL_NAME, wait_description(), wait_parameters()),
+    ]
+
+
+def output(result: ExecResult) -> str | list[dict[str, Any]]:
+    """The `content` of the tool message."""
+    items = result.model_items()
+    if len(items) == 1 and isinstance(items[0], TextItem):
+        return items[0].text
+    return [{"type": "text", "text": _text(item)} for item in items]
+
+
+def _function_tool(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": parameters,
+            "strict": False,
+        },
+    }
+
+
+def _text(item: OutputItem) -> str:
+    match item:
+        case TextItem(text):
+            return text
+        case ImageItem():
+            return omitted_note("image", _TEXT_ONLY)
+        case AudioItem():
+            return omitted_note("audio", _TEXT_ONLY)

@@ -1,0 +1,89 @@
+"""The MCP format: `exec` and `wait` as MCP tools, and a cell's output as a `CallToolResult`.
+
+MCP tools take JSON arguments, so `exec` takes `{code, yield_time_ms?, max_output_tokens?}`.
+Outputs use the wire (camelCase) keys: `content` holds text, image and audio blocks (media as
+base64 `data` plus `mimeType`), and `isError` is true when the cell failed. An image detail
+other than the default `high` travels in `_meta["codex/imageDetail"]`, the key `image(...)`
+reads back from MCP image blocks.
+
+Invariant: pure functions of their arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from codemode._describe.descriptions import exec_description, wait_description, wait_parameters
+from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME, NestedTool
+from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS
+from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode.formats._data_url import parse_data_url
+from codemode.formats._exec_args import exec_parameters
+from codemode.formats._notes import omitted_note
+
+if TYPE_CHECKING:
+    from codemode._result import ExecResult
+
+__all__ = ["IMAGE_DETAIL_META_KEY", "output", "tool_specs"]
+
+IMAGE_DETAIL_META_KEY = "codex/imageDetail"
+
+
+def tool_specs(
+    table: Sequence[NestedTool], *, code_mode_only: bool, default_yield_time_ms: int
+) -> list[dict[str, Any]]:
+    """`exec` and `wait` as MCP `Tool` objects (wire keys)."""
+    description = exec_description(
+        table,
+        code_mode_only=code_mode_only,
+        default_yield_time_ms=default_yield_time_ms,
+        input_format="json",
+    )
+    parameters = exec_parameters()
+    parameters["properties"] |= {
+        "max_output_tokens": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Output token budget for this exec call. Defaults to "
+            f"{DEFAULT_MAX_OUTPUT_TOKENS} tokens.",
+        },
+        "yield_time_ms": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Yield if the script is still running after this many milliseconds. "
+            f"Defaults to {default_yield_time_ms} ms.",
+        },
+    }
+    return [
+        {"name": EXEC_TOOL_NAME, "description": description, "inputSchema": parameters},
+        {"name": WAIT_TOOL_NAME, "description": wait_description(), "inputSchema": wait_parameters()},
+    ]
+
+
+def output(result: ExecResult) -> dict[str, Any]:
+    """A `CallToolResult` as JSON."""
+    return {
+        "content": [_block(item) for item in result.model_items()],
+        "isError": not result.success,
+    }
+
+
+def _block(item: OutputItem) -> dict[str, Any]:
+    match item:
+        case TextItem(text):
+            return {"type": "text", "text": text}
+        case ImageItem(image_url, detail):
+            block = _media_block("image", image_url)
+            if block["type"] == "image" and detail not in (None, "high"):
+                block["_meta"] = {IMAGE_DETAIL_META_KEY: detail}
+            return block
+        case AudioItem(audio_url):
+            return _media_block("audio", audio_url)
+
+
+def _media_block(kind: str, url: str) -> dict[str, Any]:
+    parsed = parse_data_url(url)
+    if parsed is None:
+        return {"type": "text", "text": omitted_note(kind, "not a readable data URL")}
+    return {"type": kind, "data": parsed.data, "mimeType": parsed.mime_type}
