@@ -1,4 +1,5 @@
-# One command each: `make demo` sets up and runs the example agent; `make test` sets up and runs every test.
+# `make demo` sets up and runs the example agent; `make test` sets up and runs every test.
+# Both install what they need (a virtualenv in .venv, npm test servers in tests/mcp_servers).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -12,13 +13,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(NODE_STAMP): tests/mcp_servers/package.json tests/mcp_servers/package-lock.json
+	npm ci --prefix tests/mcp_servers --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
-demo: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
+
+demo: $(STAMP) $(NODE_STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info tests/mcp_servers/node_modules

@@ -87,6 +87,7 @@ def exec_description(
     code_mode_only: bool,
     default_yield_time_ms: int,
     input_format: ExecInput = "freeform",
+    notes: Sequence[str] = (),
 ) -> str:
     """The `exec` tool description.
 
@@ -96,19 +97,20 @@ def exec_description(
             description must list them; False when they are also offered directly.
         default_yield_time_ms: the session's default `yield_time_ms`, quoted in the text.
         input_format: "freeform" for a raw-source custom tool, "json" for a `code` argument.
+        notes: host paragraphs appended last (e.g. MCP servers that failed to start).
     """
     sections = [_usage(default_yield_time_ms, input_format), _HELPERS]
     if any(nested.tool.deferred for nested in table):
         sections.append(_DEFERRED_GUIDANCE)
     if not code_mode_only:
-        return "\n\n".join(sections)
+        return "\n\n".join([*sections, *notes])
     if any(is_mcp_output_schema(nested.tool.output_schema) for nested in table):
         sections.append(shared_mcp_types_section())
     listed = [nested for nested in table if not nested.tool.deferred]
     reference = _tool_reference(listed, _namespace_descriptions(table))
     if reference:
         sections.append(reference)
-    return "\n\n".join(sections)
+    return "\n\n".join([*sections, *notes])
 
 
 def wait_description() -> str:

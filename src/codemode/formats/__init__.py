@@ -29,6 +29,7 @@ def tool_specs(
     *,
     code_mode_only: bool,
     default_yield_time_ms: int,
+    notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The `exec` and `wait` tool definitions for `api`, describing `tools` to the model.
 
@@ -38,6 +39,7 @@ def tool_specs(
         code_mode_only: True when the tools are reachable only through `exec` (the exec
             description then lists them); False when the host also offers them directly.
         default_yield_time_ms: the session's default `yield_time_ms`, quoted to the model.
+        notes: extra paragraphs for the end of the exec description (e.g. servers that failed).
 
     Raises:
         UsageError: `api` is not a supported format.
@@ -52,7 +54,9 @@ def tool_specs(
             specs = anthropic.tool_specs
         case "mcp":
             specs = mcp.tool_specs
-    return specs(table, code_mode_only=code_mode_only, default_yield_time_ms=default_yield_time_ms)
+    return specs(
+        table, code_mode_only=code_mode_only, default_yield_time_ms=default_yield_time_ms, notes=notes
+    )
 
 
 def to_model(result: ExecResult, api: Api = "responses") -> Any:

@@ -33,13 +33,18 @@ _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
 def tool_specs(
-    table: Sequence[NestedTool], *, code_mode_only: bool, default_yield_time_ms: int
+    table: Sequence[NestedTool],
+    *,
+    code_mode_only: bool,
+    default_yield_time_ms: int,
+    notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """`exec` and `wait` as Messages API `tools` entries."""
     description = exec_description(
         table,
         code_mode_only=code_mode_only,
         default_yield_time_ms=default_yield_time_ms,
+        notes=notes,
         input_format="json",
     )
     return [

@@ -31,13 +31,18 @@ _TEXT_ONLY = "Chat Completions tool messages carry text only"
 
 
 def tool_specs(
-    table: Sequence[NestedTool], *, code_mode_only: bool, default_yield_time_ms: int
+    table: Sequence[NestedTool],
+    *,
+    code_mode_only: bool,
+    default_yield_time_ms: int,
+    notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """`exec` and `wait` as Chat Completions function tools."""
     description = exec_description(
         table,
         code_mode_only=code_mode_only,
         default_yield_time_ms=default_yield_time_ms,
+        notes=notes,
         input_format="json",
     )
     return [

@@ -31,13 +31,18 @@ IMAGE_DETAIL_META_KEY = "codex/imageDetail"
 
 
 def tool_specs(
-    table: Sequence[NestedTool], *, code_mode_only: bool, default_yield_time_ms: int
+    table: Sequence[NestedTool],
+    *,
+    code_mode_only: bool,
+    default_yield_time_ms: int,
+    notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """`exec` and `wait` as MCP `Tool` objects (wire keys)."""
     description = exec_description(
         table,
         code_mode_only=code_mode_only,
         default_yield_time_ms=default_yield_time_ms,
+        notes=notes,
         input_format="json",
     )
     parameters = exec_parameters()

@@ -52,11 +52,15 @@ _AUDIO_FORMATS = {
 
 
 def tool_specs(
-    table: Sequence[NestedTool], *, code_mode_only: bool, default_yield_time_ms: int
+    table: Sequence[NestedTool],
+    *,
+    code_mode_only: bool,
+    default_yield_time_ms: int,
+    notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The `exec` custom tool and the `wait` function tool, as Responses API `tools` entries."""
     description = exec_description(
-        table, code_mode_only=code_mode_only, default_yield_time_ms=default_yield_time_ms
+        table, code_mode_only=code_mode_only, default_yield_time_ms=default_yield_time_ms, notes=notes
     )
     return [
         {

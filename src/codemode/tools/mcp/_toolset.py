@@ -1,0 +1,251 @@
+"""`McpToolset`: every configured MCP server started once, its tools exposed as `Tool`s.
+
+Invariants:
+* Lifecycle is UNOPENED → OPEN → CLOSED, one way; `start()` runs once, `aclose()` is idempotent
+  and returns only when every server process has been stopped.
+* A server that fails to start never takes the others down: its error is kept in `failures`,
+  logged, and summarised for the model by `notice`; only a server marked `required` makes
+  `start()` raise.
+* Tool names are `mcp__<server>__<tool>` with the raw MCP tool name (the JS-name normaliser
+  turns `get-sum` into `get_sum`); they carry no namespace (spec §1.7: already qualified).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, cast
+
+import mcp_types as types
+
+from codemode.errors import ToolError, UsageError
+from codemode.tools._tool import Tool
+from codemode.tools.mcp._config import McpConfig, load_mcp_config
+from codemode.tools.mcp._connection import (
+    Hooks,
+    LogHook,
+    McpServerError,
+    ProgressHook,
+    ServerConnection,
+)
+
+__all__ = ["McpToolset", "mcp_tool_name"]
+
+_logger = logging.getLogger("codemode.tools.mcp")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def mcp_tool_name(server: str, tool: str) -> str:
+    """The raw nested-tool name of MCP tool `tool` on server `server`: `mcp__<server>__<tool>`."""
+    return f"mcp__{server}__{tool}"
+
+
+class McpToolset:
+    """MCP servers as nested tools: `await tools.mcp__<server>__<tool>(args)` in the script.
+
+    Use it as an async context manager (or call `start()` and `aclose()` yourself)::
+
+        async with McpToolset("mcp.json") as mcp, CodeMode(tools=[*my_tools, *mcp.tools]) as cm:
+            ...
+
+    (`CodeMode(mcp_servers=...)` does the same for you.)
+
+    A call resolves with the MCP `CallToolResult` as JSON with the wire's camelCase names:
+    `{content: [...], structuredContent?: ..., isError: bool}` (top-level `_meta` dropped); a
+    result with `isError: true` resolves too. Timeouts, protocol errors and crashes reject with a
+    message naming the server and the tool; a crashed server is restarted on the next call.
+    Start, call and close it on one event loop.
+
+    Args:
+        config: a path to a JSON config file, a mapping in the `{"mcpServers": {...}}` format,
+            or an `McpConfig` (see `load_mcp_config`).
+        on_progress: called (sync or async) with an `McpProgress` for each progress notification
+            of a running call, in the context (contextvars) of the task that made the call, so
+            a host can route it to the right cell. Progress is also logged at DEBUG.
+        on_log: called with an `McpLogMessage` for each log message a server sends. Messages are
+            also forwarded to the Python logger `codemode.tools.mcp.<server>` at the matching level.
+        log_level: the lowest level servers are asked to send log messages at.
+
+    Raises:
+        UsageError: the config is invalid.
+    """
+
+    def __init__(
+        self,
+        config: McpConfig | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        on_progress: ProgressHook | None = None,
+        on_log: LogHook | None = None,
+        log_level: types.LoggingLevel = "info",
+    ) -> None:
+        self._config = load_mcp_config(config)
+        hooks = Hooks(on_progress=on_progress, on_log=on_log, log_level=log_level)
+        self._connections = {
+            name: ServerConnection(name, server, hooks) for name, server in self._config.enabled.items()
+        }
+        self._state = _State.UNOPENED
+        self._tools: list[Tool] = []
+        self._failures: dict[str, McpServerError] = {}
+
+    @property
+    def config(self) -> McpConfig:
+        """The parsed configuration."""
+        return self._config
+
+    @property
+    def tools(self) -> list[Tool]:
+        """The tools of every server that started, in config order, then server order.
+
+        Raises:
+            UsageError: `start()` has not been called yet.
+        """
+        if self._state is _State.UNOPENED:
+            raise UsageError("McpToolset.tools is available after start() (or `async with McpToolset(...)`)")
+        return list(self._tools)
+
+    @property
+    def failures(self) -> Mapping[str, McpServerError]:
+        """Servers that failed to start, by name; their tools are missing from `tools`."""
+        return dict(self._failures)
+
+    @property
+    def notice(self) -> str | None:
+        """A short text for the model about servers that failed to start, or None if all started.
+
+        Put it next to the tool list (e.g. at the end of the `exec` description) so the model
+        knows why tools it may expect are missing instead of guessing names.
+        """
+        if not self._failures:
+            return None
+        lines = ["Some MCP servers failed to start, so their tools are not available:"]
+        for name, error in self._failures.items():
+            detail = error.reason
+            last = error.stderr_tail.strip().splitlines()[-1:] if error.stderr_tail else []
+            if last:
+                detail += f" ({last[0].strip()})"
+            lines.append(f"- `{name}`: {detail}")
+        return "\n".join(lines)
+
+    async def start(self) -> None:
+        """Start every enabled server concurrently and list its tools.
+
+        Servers that fail are recorded in `failures` and logged as warnings; the others stay
+        usable.
+
+        Raises:
+            UsageError: called twice, or after `aclose()`.
+            McpServerError: a server marked `required` failed (all servers are stopped first).
+        """
+        if self._state is not _State.UNOPENED:
+            raise UsageError(
+                "McpToolset.start() can be called only once"
+                if self._state is _State.OPEN
+                else "this McpToolset was closed; create a new one"
+            )
+        self._state = _State.OPEN
+        names = list(self._connections)
+        try:
+            outcomes = await asyncio.gather(
+                *(self._connections[name].start() for name in names), return_exceptions=True
+            )
+        except BaseException:
+            await self.aclose()
+            raise
+        unexpected: BaseException | None = None
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, McpServerError):
+                self._failures[name] = outcome
+                _logger.warning("%s", outcome)
+            elif isinstance(outcome, BaseException):
+                unexpected = unexpected or outcome
+            else:
+                self._tools.extend(self._make_tools(self._connections[name], outcome))
+        required = [name for name in self._failures if self._config.servers[name].required]
+        if unexpected is not None or required:
+            await self.aclose()
+            if unexpected is not None:
+                raise unexpected
+            raise self._failures[required[0]]
+
+    async def aclose(self) -> None:
+        """Stop every server (stdio processes are terminated and reaped); idempotent.
+
+        Calls still running are rejected with a "shut down" message.
+        """
+        self._state = _State.CLOSED
+        await asyncio.gather(*(connection.aclose() for connection in self._connections.values()))
+
+    async def __aenter__(self) -> McpToolset:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _make_tools(self, connection: ServerConnection, listed: list[types.Tool]) -> list[Tool]:
+        tools: list[Tool] = []
+        for mcp_tool in listed:
+            tool = _make_tool(connection, mcp_tool)
+            if tool is not None:
+                tools.append(tool)
+        return tools
+
+
+def _make_tool(connection: ServerConnection, mcp_tool: types.Tool) -> Tool | None:
+    remote_name = mcp_tool.name
+    name = mcp_tool_name(connection.name, remote_name)
+
+    async def handler(arguments: Any) -> dict[str, Any]:
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise ToolError(f"tool `{name}` expects a JSON object for arguments")
+        return await connection.call(remote_name, cast(dict[str, Any], arguments))
+
+    description = mcp_tool.description or mcp_tool.title or ""
+    output_schema = _output_schema(mcp_tool.output_schema)
+    try:
+        return Tool(
+            name=name,
+            description=description,
+            handler=handler,
+            input_schema=mcp_tool.input_schema,
+            output_schema=output_schema,
+        )
+    except UsageError as exc:
+        # A server with one malformed schema should not lose its other tools; the server
+        # validates arguments itself, so skip local validation for this tool.
+        connection.logger.warning("%s; arguments of `%s` will not be checked locally", exc, name)
+        return Tool(
+            name=name,
+            description=description,
+            handler=handler,
+            input_schema=mcp_tool.input_schema,
+            output_schema=output_schema,
+            _validator=_no_validation,
+        )
+
+
+def _no_validation(arguments: Any) -> None:
+    return None
+
+
+def _output_schema(structured: dict[str, Any] | None) -> dict[str, Any]:
+    # Imported here: `_describe` renders tools, so it must not be a load-time dependency of them.
+    from codemode._describe.mcp_types import mcp_output_schema
+
+    return mcp_output_schema(structured)
