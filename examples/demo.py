@@ -86,6 +86,32 @@ text(broken.length);""",
         print("notify() texts delivered to the host:", notes)
         print("stored values:", cm.stored_values)
 
+    await mcp_demo()
+
+
+async def mcp_demo() -> None:
+    """The same loop over a real MCP server (npm @modelcontextprotocol/server-everything)."""
+    server = Path(__file__).parent.parent / "tests/mcp_servers/node_modules/.bin/mcp-server-everything"
+    if not server.exists():
+        print("(skipping the MCP part: run `make demo`, which installs the npm MCP servers)")
+        return
+    config = {"mcpServers": {"everything": {"command": str(server), "args": ["stdio"]}}}
+    async with CodeMode(mcp_servers=config) as cm:
+        print(RULE)
+        print("MCP server `everything` started; the script sees", len(cm.tools), "of its tools, e.g.")
+        for tool in cm.tools[:4]:
+            print(f"  tools.{tool.global_name}")
+        source = """const sums = await Promise.all([[1, 2], [3, 4], [5, 6]].map(([a, b]) =>
+  tools.mcp__everything__get_sum({ a, b })));
+const total = sums.map((r) => Number(r.content[0].text.match(/is (\\d+)/)[1])).reduce((x, y) => x + y);
+const echo = await tools.mcp__everything__echo({ message: `total is ${total}` });
+text(echo.content[0].text);
+const picture = await tools.mcp__everything__get_tiny_image({});
+image(picture.content.find((block) => block.type === "image"));"""
+        show_call("exec", source)
+        show_result(await cm.exec(source))
+        print(RULE)
+
 
 if __name__ == "__main__":
     asyncio.run(main())
