@@ -110,3 +110,48 @@ def _print(result: ExecResult, as_json: bool) -> None:
         click.echo(json.dumps(result.to_model("responses"), ensure_ascii=False))
     else:
         click.echo(render_items(result.model_items()))
+
+
+@main.command("mcp")
+@click.option(
+    "--config",
+    "--mcp-config",
+    "mcp_config",
+    type=click.Path(exists=True, dir_okay=False),
+    help='Downstream MCP servers, a {"mcpServers": {...}} JSON file: their tools become '
+    "tools.mcp__<server>__<tool>.",
+)
+@click.option("--tools", "tool_specs", multiple=True, metavar="MODULE:ATTR", help="Python tools to expose.")
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: the address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="HTTP: the port (0: any free one)."
+)
+def mcp_command(
+    mcp_config: str | None, tool_specs: tuple[str, ...], transport: str, host: str, port: int
+) -> None:
+    """Serve code mode over MCP: the tools `exec` and `wait`.
+
+    Each client connection (stdio: the process; HTTP: an MCP session) gets its own code-mode
+    session, closed with the connection. With `--transport http` the endpoint is
+    http://HOST:PORT/mcp; its URL is printed to stderr once the server listens.
+    """
+    from codemode import mcp_server
+    from codemode.errors import UsageError
+
+    tools: list[Tool | Callable[..., Any]] = []
+    for spec in tool_specs:
+        tools.extend(load_tools(spec))
+
+    def announce(url: str) -> None:
+        click.echo(f"codemode MCP server listening on {url}", err=True)
+
+    try:
+        if transport == "stdio":
+            asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config))
+        else:
+            asyncio.run(
+                mcp_server.serve_http(tools, mcp_servers=mcp_config, host=host, port=port, on_listening=announce)
+            )
+    except UsageError as exc:
+        raise click.ClickException(str(exc)) from None
