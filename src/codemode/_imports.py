@@ -2,9 +2,13 @@
 
 V8 here has no module loader, yet models write `import { text } from "@openai/code_mode"`.
 With a real JavaScript parser (tree-sitter) each static import is blanked out in place and its
-bindings are hoisted into statements that run first; `import(...)` calls go to our loader;
-`export` keywords are blanked. Blanking keeps every line (and nearly every column) where the
-model wrote it, so stack positions stay right.
+bindings are hoisted into statements that run first; the `import` of `import(...)` becomes an
+identifier of the same length bound to our loader; `export` keywords are blanked. Every edit
+keeps its length and line breaks, so every line and column stays where the model wrote it and
+stack positions stay right.
+
+The program runs inside a function, where a top-level `return` would be legal; a module
+forbids it, so it is refused here with V8's module error.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import tree_sitter_javascript
 
 MODULE_LOADER = "__codemode_module__"
 DYNAMIC_IMPORT = "__codemode_import__"
+# Replaces the 6-character `import` keyword of `import(...)`, so columns do not move.
+DYNAMIC_IMPORT_ALIAS = "__imp$"
+assert len(DYNAMIC_IMPORT_ALIAS) == len("import")
 CODE_MODE_MODULES = ("@openai/code_mode", "openai/code_mode")
 CODE_MODE_EXPORTS = frozenset(
     {
@@ -26,6 +33,7 @@ CODE_MODE_EXPORTS = frozenset(
         "clearTimeout",
         "exit",
         "forward_output",
+        "generatedImage",
         "image",
         "load",
         "notify",
@@ -41,7 +49,8 @@ TOOLS_MODULE = "tools.js"
 
 
 class ImportError_(Exception):
-    """The script imports something that does not exist; the message is the model-facing error."""
+    """The script imports something that does not exist (or uses module syntax a module
+    forbids); the message is the model-facing error."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +75,14 @@ def rewrite_modules(code: str, exports: Mapping[str, frozenset[str]]) -> Rewritt
     """Hoist static imports, route dynamic `import()`, blank `export`.
 
     Raises:
-        ImportError_: an unsupported specifier or a missing named export, with the text the
-            model should see (`Unsupported import in exec: <spec>`).
+        ImportError_: an unsupported specifier, a missing named export or a top-level
+            `return`, with the text the model should see (`Unsupported import in exec: <spec>`).
     """
-    if "import" not in code and "export" not in code:
+    if "import" not in code and "export" not in code and "return" not in code:
         return RewrittenSource(code, "")
     source = code.encode("utf-8")
     tree = _parser().parse(source)
+    _check_no_top_level_return(tree.root_node, source)
     edits: list[tuple[int, int, bytes]] = []
     hoisted: list[str] = []
 
@@ -83,9 +93,12 @@ def rewrite_modules(code: str, exports: Mapping[str, frozenset[str]]) -> Rewritt
         elif node.type == "export_statement":
             edits.append(_export_edit(node, source, exports))
 
-    for call in _dynamic_imports(tree.root_node):
+    dynamic = _dynamic_imports(tree.root_node)
+    for call in dynamic:
         keyword = call.children[0]
-        edits.append((keyword.start_byte, keyword.end_byte, DYNAMIC_IMPORT.encode()))
+        edits.append((keyword.start_byte, keyword.end_byte, DYNAMIC_IMPORT_ALIAS.encode()))
+    if dynamic:
+        hoisted.append(f"const {DYNAMIC_IMPORT_ALIAS} = {DYNAMIC_IMPORT};")
 
     if not edits:
         return RewrittenSource(code, "")
@@ -174,6 +187,39 @@ def _dynamic_imports(root: tree_sitter.Node) -> list[tree_sitter.Node]:
             found.append(node)
         stack.extend(node.children)
     return found
+
+
+# Nodes whose body is a new function scope, where `return` is legal.
+_FUNCTION_SCOPES = frozenset(
+    {
+        "function_declaration",
+        "function_expression",
+        "generator_function_declaration",
+        "generator_function",
+        "arrow_function",
+        "method_definition",
+    }
+)
+
+
+def _check_no_top_level_return(root: tree_sitter.Node, source: bytes) -> None:
+    """Refuse `return` outside any function, as V8 does when it compiles a module.
+
+    A source tree-sitter cannot parse is left to V8, which reports its first syntax error.
+    """
+    if root.has_error:
+        return
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "return_statement":
+            line_start = source.rfind(b"\n", 0, node.start_byte) + 1
+            prefix = source[line_start : node.start_byte].decode("utf-8")
+            column = len(prefix.encode("utf-16-le")) // 2 + 1  # V8 counts UTF-16 units
+            line = node.start_point.row + 1
+            raise ImportError_(f"SyntaxError: Illegal return statement\n    at exec_main.mjs:{line}:{column}")
+        if node.type not in _FUNCTION_SCOPES:
+            stack.extend(reversed(node.children))  # depth-first in source order: the first one
 
 
 def _text(node: tree_sitter.Node, source: bytes) -> str:

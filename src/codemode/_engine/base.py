@@ -109,6 +109,10 @@ class EngineCell(Protocol):
     def release(self) -> None:
         """The cell finished: free its isolate in the background."""
 
+    def memory_limit_reached(self) -> bool:
+        """Whether the isolate hit its heap limit. Cheap, and never blocks on a running script:
+        the session polls it, since a script can overflow where no evaluation observes it."""
+
 
 class EngineSession(Protocol):
     """Isolates for one code-mode session, all prepared with the same `SessionSetup`."""

@@ -2,9 +2,9 @@
 
 Invariants:
 * Every cell runs in a fresh, never-used V8 context (its own isolate and native thread).
-  Contexts are created, prepared and freed on one background "isolate" thread, so the event
-  loop never blocks on V8; a small per-session pool of prepared contexts keeps creation off
-  the critical path.
+  Contexts are created, prepared and freed on background "isolate" threads, so the event
+  loop never blocks on V8; a per-session pool of prepared contexts keeps creating and freeing
+  them off the critical path (`_Pool`).
 * The event loop never makes a synchronous call into a running isolate (such a call blocks
   until the script is idle, which for `while(true){}` is never). Script -> host data travels
   through a SharedArrayBuffer ring read straight from memory; host -> script data travels as
@@ -27,13 +27,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from py_mini_racer._context import Context
 from py_mini_racer._dll import init_mini_racer, mr_callback_func
-from py_mini_racer._exc import JSEvalException, JSOOMException, JSParseException
+from py_mini_racer._exc import JSConversionException, JSEvalException, JSOOMException, JSParseException
 from py_mini_racer._objects import ObjectFactoryImpl
 
 from codemode._engine.base import (
@@ -53,7 +52,19 @@ SCRIPT_NAME = "exec_main.mjs"
 _PRELUDE_NAME = "codemode_prelude.js"
 RING_BYTES = 1 << 20
 MAX_BUFFERED_CHARS = 64 * 1024 * 1024
-POOL_SIZE = 2
+POOL_SIZE = 32  # prepared isolates per session (see _Pool)
+ISOLATE_THREADS = 4  # threads that create, prepare and free isolates, in parallel
+QUIET_S = 0.02  # pool work waits until no cell has started for this long...
+LOW_WATER = 4  # ...unless fewer isolates than this are ready,
+MAX_FREE_DELAY_S = 0.25  # or a finished isolate has waited this long to be freed,
+MAX_DEFERRED_FREES = 32  # or this many have.
+IDLE_TRIM_S = 30.0  # a session that ran no cell for this long keeps only IDLE_KEEP isolates,
+IDLE_KEEP = 2  # and refills to POOL_SIZE after its next exec.
+# --no-lazy: compile every function of a script up front, so the prelude is compiled while an
+# isolate is prepared, not on the first exec (lazy compilation was a third of an exec's CPU).
+# --no-lazy-feedback-allocation: give functions their feedback vectors at once (first calls
+# are faster; the prelude's are allocated while preparing).
+V8_FLAGS = ("--single-threaded", "--no-lazy", "--no-lazy-feedback-allocation")
 _HEADER = 16
 _PRELUDE = resources.files("codemode._engine").joinpath("prelude.js").read_text(encoding="utf-8")
 _PROGRAM_PREFIX = (
@@ -62,24 +73,56 @@ _PROGRAM_PREFIX = (
 )
 _PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
 
+CHANNEL_ERROR = (
+    "codemode could not read a message from the script, so the script was stopped. The script "
+    "probably modified built-ins codemode relies on (Object.prototype.toJSON, String.prototype, "
+    "Array.prototype, Map.prototype) or codemode internals; do not modify them."
+)
+STORE_TOO_DEEP = (
+    "store: the value of {key} is nested too deeply to keep (the host reads at most about 900 levels), "
+    "so this cell's stored values were not saved. Flatten the value before storing it."
+)
+_IMAGE_DETAILS = frozenset({"auto", "low", "high", "original"})
+
+
+class _ChannelError(Exception):
+    """The ring held something the prelude cannot have written (the script tampered with it)."""
+
+
 _isolate_thread: ThreadPoolExecutor | None = None
 _isolate_thread_lock = threading.Lock()
 
 
 def _isolate_executor() -> ThreadPoolExecutor:
-    """The one thread that creates, prepares and frees isolates (V8 init happens there too)."""
+    """The threads that create, prepare and free isolates (V8 init happens there too)."""
     global _isolate_thread
     with _isolate_thread_lock:
         if _isolate_thread is None:
-            _isolate_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codemode-isolates")
+            _isolate_thread = ThreadPoolExecutor(max_workers=ISOLATE_THREADS, thread_name_prefix="codemode-isolates")
         return _isolate_thread
+
+
+_first_context_lock = threading.Lock()
+_first_context_made = False
+
+
+def _init_context(dll: Any, callback: Any) -> int:
+    """`mr_init_context`, alone the first time: V8 crashes (a fatal CHECK in its array buffer
+    allocator's first set-up) if the first two contexts of a process are created at once."""
+    global _first_context_made
+    if _first_context_made:
+        return int(dll.mr_init_context(callback))
+    with _first_context_lock:
+        raw = int(dll.mr_init_context(callback))
+        _first_context_made = True
+        return raw
 
 
 class _Isolate:
     """A prepared V8 context: prelude evaluated, tools installed, ring mapped."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, setup_json: str, heap_limit: int) -> None:
-        self.dll = init_mini_racer(ignore_duplicate_init=True)
+    def __init__(self, loop: asyncio.AbstractEventLoop, prelude: str, heap_limit: int) -> None:
+        self.dll = init_mini_racer(flags=V8_FLAGS, ignore_duplicate_init=True)
         self.loop = loop
         self.on_ping: Callable[[], None] = lambda: None
         context_ref: list[Context] = []
@@ -89,7 +132,7 @@ class _Isolate:
             context_ref[0].handle_callback_from_v8(callback_id, raw_value)
 
         self._callback = callback  # must outlive the context
-        self.raw = self.dll.mr_init_context(callback)
+        self.raw = _init_context(self.dll, callback)
         self.ctx = Context(self.dll, self.raw, loop, ObjectFactoryImpl(), itertools.count(1))
         context_ref.append(self.ctx)
         if heap_limit:
@@ -102,7 +145,7 @@ class _Isolate:
         )
         global_object = self._eval_blocking("globalThis")
         self.ctx.set_object_item(global_object, "__codemode_ping__", ping)  # type: ignore[arg-type]
-        ring = self._eval_blocking(_PRELUDE.replace("__CODEMODE_SETUP__", setup_json))
+        ring = self._eval_blocking(prelude)
         if not isinstance(ring, memoryview) or len(ring) != _HEADER + RING_BYTES:
             raise RuntimeError("codemode prelude did not return its output ring")
         self.ring: memoryview | None = ring
@@ -130,7 +173,7 @@ class _Isolate:
                 return
             try:
                 future.set_result(self.ctx._value_handle_to_python(value_handle))
-            except JSEvalException as exc:
+            except Exception as exc:  # noqa: BLE001 - e.g. a BigInt result cannot be converted
                 future.set_exception(exc)
 
         self.ctx._active_cancelable_mr_task_callbacks[callback_id] = done
@@ -146,11 +189,15 @@ class _Isolate:
         struct.pack_into("<i", ring, 12, 0)  # ping handled: the next message pings again
         write = struct.unpack_from("<I", ring, 0)[0]
         read = struct.unpack_from("<I", ring, 4)[0]
+        if (write - read) & 0xFFFFFFFF > RING_BYTES:
+            raise _ChannelError("ring positions out of range")
         messages = []
         mask = RING_BYTES - 1
         while read != write:
             pos = read & mask
             length = struct.unpack_from("<I", ring, _HEADER + pos)[0]
+            if 4 + length * 2 > (write - read) & 0xFFFFFFFF:
+                raise _ChannelError("message longer than the ring's content")
             start = (pos + 4) & mask
             nbytes = length * 2
             end = start + nbytes
@@ -158,7 +205,10 @@ class _Isolate:
                 raw = bytes(ring[_HEADER + start : _HEADER + end])
             else:
                 raw = bytes(ring[_HEADER + start :]) + bytes(ring[_HEADER : _HEADER + end - RING_BYTES])
-            messages.append(json.loads(raw.decode("utf-16-le", errors="surrogatepass")))
+            try:
+                messages.append(json.loads(raw.decode("utf-16-le", errors="surrogatepass")))
+            except (ValueError, RecursionError) as exc:
+                raise _ChannelError(str(exc)) from None
             read = (read + 4 + ((nbytes + 3) & ~3)) & 0xFFFFFFFF
         struct.pack_into("<I", ring, 4, read)
         overflow = struct.unpack_from("<i", ring, 8)[0] > 0
@@ -176,14 +226,23 @@ class _Isolate:
 class MiniRacerCell:
     """One script in one isolate; implements `EngineCell`."""
 
-    def __init__(self, isolate: _Isolate, on_event: EventSink, prefix_length: int) -> None:
+    def __init__(
+        self,
+        isolate: _Isolate,
+        on_event: EventSink,
+        prefix_length: int,
+        release_isolate: Callable[[_Isolate], None] | None = None,
+    ) -> None:
         self._isolate = isolate
+        self._release_isolate = release_isolate  # frees a finished cell's isolate later
         self._on_event = on_event
         self._prefix_length = prefix_length
         self._finished = False
         self._freed = False
         self._draining = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._open_calls = 0  # tool calls the script made that are not resolved yet
+        self._resolutions: list[str] = []  # resolve statements batched into one eval
         isolate.on_ping = self._pump
 
     # -- commands ---------------------------------------------------------------------------
@@ -193,7 +252,21 @@ class MiniRacerCell:
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
         if self._finished or self._freed:
             return
-        code = f"__codemode_host__.resolve({call_id},{1 if ok else 0},{json.dumps(payload)})"
+        self._open_calls -= 1
+        self._resolutions.append(f"__codemode_host__.resolve({call_id},{1 if ok else 0},{json.dumps(payload)});")
+        if self._open_calls <= 0:
+            self._flush_resolutions()  # the last call the script waits for: no delay
+        elif len(self._resolutions) == 1:
+            # More calls are open (`Promise.all`): results that arrive in the same loop
+            # iteration travel in one eval, so 100 calls do not cost 100 evals.
+            asyncio.get_running_loop().call_soon(self._flush_resolutions)
+
+    def _flush_resolutions(self) -> None:
+        if not self._resolutions or self._finished or self._freed:
+            self._resolutions.clear()
+            return
+        code = "".join(self._resolutions)
+        self._resolutions.clear()
         self._watch(self._isolate.submit(code))
 
     async def terminate(self) -> None:
@@ -203,10 +276,15 @@ class MiniRacerCell:
         await self._free()
 
     def release(self) -> None:
-        if not self._freed:
-            task = asyncio.ensure_future(self._free())
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+        if self._freed:
+            return
+        if self._release_isolate is not None:
+            self._detach()
+            self._release_isolate(self._isolate)
+            return
+        task = asyncio.ensure_future(self._free())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     def memory_limit_reached(self) -> bool:
         return not self._freed and self._isolate.memory_limit_reached()
@@ -221,7 +299,9 @@ class MiniRacerCell:
                 return
             exc = fut.exception()
             self._pump()
-            if exc is not None:
+            # A value that cannot be converted (a BigInt a script smuggled out of the wrapper)
+            # is no failure: nothing evaluated here returns a value the host uses.
+            if exc is not None and not isinstance(exc, JSConversionException):
                 self._fail(self._engine_error_text(exc))
 
         future.add_done_callback(settled)
@@ -230,7 +310,11 @@ class MiniRacerCell:
         """Deliver every message waiting in the ring (and start an overflow drain if needed)."""
         if self._freed:
             return
-        messages, overflow = self._isolate.read_messages()
+        try:
+            messages, overflow = self._isolate.read_messages()
+        except _ChannelError:
+            self._fail(CHANNEL_ERROR)
+            return
         for message in messages:
             self._dispatch(message)
         if overflow and not self._draining and not self._finished:
@@ -241,7 +325,14 @@ class MiniRacerCell:
                 self._draining = False
                 if fut.cancelled() or fut.exception() is not None or self._freed:
                     return
-                for message in json.loads(fut.result()):
+                try:
+                    messages = json.loads(fut.result())
+                    if not isinstance(messages, list):
+                        raise TypeError("not a list")
+                except (TypeError, ValueError, RecursionError):
+                    self._fail(CHANNEL_ERROR)
+                    return
+                for message in messages:
                     self._dispatch(message)
                 self._pump()
 
@@ -249,6 +340,10 @@ class MiniRacerCell:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if self._finished:
+            return
+        problem = _message_problem(message)
+        if problem is not None:
+            self._fail(problem)
             return
         kind = message["k"]
         event: EngineEvent
@@ -261,6 +356,7 @@ class MiniRacerCell:
         elif kind == "notify":
             event = NotifyEvent(message["v"])
         elif kind == "call":
+            self._open_calls += 1
             event = ToolCallEvent(message["id"], message["name"], message["args"])
         elif kind == "yield":
             event = YieldEvent()
@@ -312,15 +408,66 @@ class MiniRacerCell:
 
         return re.sub(rf"{re.escape(SCRIPT_NAME)}:1:(\d+)", shift, "\n".join(kept))
 
-    async def _free(self) -> None:
-        if self._freed:
-            return
+    def _detach(self) -> None:
+        """Stop listening to the isolate: the ring is never read again."""
         self._freed = True
         self._isolate.ring = None
         self._isolate.on_ping = lambda: None
         for task in list(self._tasks):
             task.cancel()
+
+    async def _free(self) -> None:
+        if self._freed:
+            return
+        self._detach()
         await asyncio.get_running_loop().run_in_executor(_isolate_executor(), self._isolate.free)
+
+
+def _message_problem(message: Any) -> str | None:
+    """Why a message cannot be accepted (the script's error text), or None if it is well formed.
+
+    The prelude only writes well-formed messages, but a script that replaced built-ins it
+    relies on (say `Object.prototype.toJSON`) can make it write anything.
+    """
+    if not isinstance(message, dict):
+        return CHANNEL_ERROR
+    kind = message.get("k")
+    if kind == "text" or kind == "notify":
+        ok = isinstance(message.get("v"), str)
+    elif kind == "image":
+        url, detail = message.get("url"), message.get("detail")
+        ok = isinstance(url, str) and url[:5].lower() == "data:" and isinstance(detail, str) and (
+            detail in _IMAGE_DETAILS
+        )
+    elif kind == "audio":
+        url = message.get("url")
+        ok = isinstance(url, str) and url[:5].lower() == "data:"
+    elif kind == "call":
+        call_id, args = message.get("id"), message.get("args")
+        ok = type(call_id) is int and isinstance(message.get("name"), str) and (args is None or isinstance(args, str))
+    elif kind == "yield":
+        ok = True
+    elif kind == "done":
+        error, writes = message.get("error"), message.get("writes")
+        if not (error is None or isinstance(error, str)) or not isinstance(writes, dict):
+            return CHANNEL_ERROR
+        ok = True
+        for key, value in writes.items():
+            if not isinstance(value, str):
+                return CHANNEL_ERROR
+            try:  # stored values must stay loadable: by later cells, and by the host
+                json.loads(value, parse_constant=_reject_constant)
+            except RecursionError:
+                return STORE_TOO_DEEP.format(key=json.dumps(key, ensure_ascii=False))
+            except ValueError:
+                return CHANNEL_ERROR
+    else:
+        ok = False
+    return None if ok else CHANNEL_ERROR
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _wrapper_frame(line: str, prefix_length: int) -> bool:
@@ -340,79 +487,212 @@ def _stack_from_eval_error(text: str) -> str:
 _background: set[asyncio.Future[Any]] = set()
 
 
-@dataclass
 class _Pool:
-    ready: deque[_Isolate]
-    filling: asyncio.Task[None] | None = None
+    """A session's prepared isolates, and the background work that keeps them coming.
+
+    Creating and preparing an isolate costs about 2 ms of CPU and freeing one about 0.3 ms: more
+    than a whole exec. That work runs on the isolate threads, and it is *deferred while execs
+    follow each other closely* (no cell started for `QUIET_S`), so a burst of execs takes
+    prepared isolates without competing with their creation for the CPU. It runs anyway when
+    fewer than `LOW_WATER` isolates are ready, when a cell waits for one, and when finished
+    isolates wait too long (`MAX_FREE_DELAY_S`) or too many (`MAX_DEFERRED_FREES`) to be freed.
+    An idle pool (no cell for `IDLE_TRIM_S`) shrinks to `IDLE_KEEP` isolates until the next cell.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, create: Callable[[], _Isolate], size: int) -> None:
+        self._loop = loop
+        self._create = create  # runs on an isolate thread
+        self.size = max(0, size)
+        self.ready: deque[_Isolate] = deque()
+        self._to_free: deque[tuple[float, _Isolate]] = deque()
+        self._waiting: deque[asyncio.Future[_Isolate]] = deque()  # cells waiting for an isolate
+        self._creating = 0
+        self._jobs = 0
+        self._last_take = -QUIET_S
+        self._last_use = loop.time()
+        self._trimmed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._closed = False
+        self._changed: asyncio.Event = asyncio.Event()
+        self.error: BaseException | None = None
+        self._kick()
+
+    # -- what the session uses ----------------------------------------------------------------
+    async def take(self) -> _Isolate:
+        """A prepared, never-used isolate: from the pool, or the next one created."""
+        self._last_take = self._last_use = self._loop.time()
+        self._trimmed = False
+        if self.ready:
+            isolate = self.ready.popleft()
+            self._kick()
+            return isolate
+        waiter: asyncio.Future[_Isolate] = self._loop.create_future()
+        self._waiting.append(waiter)
+        self._kick()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.ready.appendleft(waiter.result())  # created for us, never used: keep it
+            raise
+
+    def release(self, isolate: _Isolate) -> None:
+        """A finished cell's isolate: freed soon, off the critical path."""
+        self._to_free.append((self._loop.time(), isolate))
+        self._kick()
+
+    async def full(self) -> None:
+        """Wait until the pool holds `size` prepared isolates (or creation failed, or closed)."""
+        while not (self._closed or self.error is not None or len(self.ready) >= self.size):
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def aclose(self) -> None:
+        """Free every isolate this pool holds, and wait for its background work to end."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for waiter in self._waiting:
+            waiter.cancel()
+        self._waiting.clear()
+        now = self._loop.time()
+        while self.ready:
+            self._to_free.append((now, self.ready.popleft()))
+        self._kick()
+        while self._jobs or self._to_free:
+            self._changed.clear()
+            await self._changed.wait()
+
+    # -- background work ------------------------------------------------------------------
+    def _kick(self) -> None:
+        while self._jobs < ISOLATE_THREADS:
+            job = self._next_job()
+            if job is None:
+                break
+            self._jobs += 1
+            if job == "create":
+                self._creating += 1
+                future = self._loop.run_in_executor(_isolate_executor(), self._create)
+                future.add_done_callback(self._created)
+            else:
+                _, isolate = self._to_free.popleft()
+                future = self._loop.run_in_executor(_isolate_executor(), isolate.free)
+                future.add_done_callback(self._freed)
+
+    def _next_job(self) -> str | None:
+        now = self._loop.time()
+        quiet_at = self._last_take + QUIET_S
+        if len(self._waiting) > self._creating and self.error is None:
+            return "create"  # a cell is waiting: it comes first
+        wake_at = None
+        if self._to_free:
+            due = self._to_free[0][0] + MAX_FREE_DELAY_S
+            if self._closed or now >= quiet_at or now >= due or len(self._to_free) >= MAX_DEFERRED_FREES:
+                return "free"
+            wake_at = min(quiet_at, due)
+        if not self._closed and not self._trimmed and len(self.ready) > IDLE_KEEP:
+            trim_at = self._last_use + IDLE_TRIM_S
+            if now >= trim_at:
+                self._trimmed = True
+                while len(self.ready) > IDLE_KEEP:
+                    self._to_free.append((now, self.ready.pop()))
+                return "free"
+            wake_at = trim_at if wake_at is None else min(wake_at, trim_at)
+        if not self._closed and self.error is None:
+            have = len(self.ready) + self._creating
+            if have < (IDLE_KEEP if self._trimmed else self.size):
+                if now >= quiet_at or have < LOW_WATER:
+                    return "create"
+                wake_at = quiet_at if wake_at is None else min(wake_at, quiet_at)
+        if wake_at is not None and (self._timer is None or wake_at < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = wake_at
+            self._timer = self._loop.call_at(wake_at, self._on_timer)
+        return None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._kick()
+
+    def _created(self, future: asyncio.Future[_Isolate]) -> None:
+        self._jobs -= 1
+        self._creating -= 1
+        if future.cancelled():
+            pass
+        elif future.exception() is not None:
+            self.error = future.exception()
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_exception(future.exception())  # type: ignore[arg-type]
+        else:
+            isolate = future.result()
+            while self._waiting and self._waiting[0].done():
+                self._waiting.popleft()
+            if self._waiting:
+                self._waiting.popleft().set_result(isolate)
+            elif self._closed:
+                self._to_free.append((self._loop.time(), isolate))
+            else:
+                self.ready.append(isolate)
+        self._changed.set()
+        self._kick()
+
+    def _freed(self, future: asyncio.Future[None]) -> None:
+        self._jobs -= 1
+        if not future.cancelled() and future.exception() is not None:
+            self._loop.call_exception_handler(
+                {"message": "codemode: freeing an isolate failed", "exception": future.exception()}
+            )
+        self._changed.set()
+        self._kick()
 
 
 class MiniRacerSession:
-    """A session's isolates: a small pool prepared in the background; implements EngineSession."""
+    """A session's isolates: a pool prepared in the background; implements EngineSession."""
 
     def __init__(self, setup: SessionSetup, pool_size: int = POOL_SIZE) -> None:
         self._loop = asyncio.get_running_loop()
-        self._setup_json = json.dumps(
+        setup_json = json.dumps(
             {
                 "tools": [{"name": t.global_name, "description": t.description} for t in setup.tools],
                 "ring_bytes": RING_BYTES,
                 "max_buffered_chars": MAX_BUFFERED_CHARS,
             }
         )
-        self._heap_limit = setup.heap_limit_bytes
-        self._pool = _Pool(deque())
-        self._pool_size = pool_size
-        self._closed = False
-        self._refill()
+        # The setup travels as a JSON string for JSON.parse: much cheaper than a literal to compile.
+        prelude = _PRELUDE.replace("__CODEMODE_SETUP__", f"JSON.parse({json.dumps(setup_json)})")
+        heap_limit = setup.heap_limit_bytes
+        loop = self._loop
+        self._pool = _Pool(loop, lambda: _Isolate(loop, prelude, heap_limit), pool_size)
 
-    async def _create(self) -> _Isolate:
-        return await self._loop.run_in_executor(
-            _isolate_executor(), _Isolate, self._loop, self._setup_json, self._heap_limit
-        )
+    async def ready(self) -> None:
+        """Wait until the pool is full: V8 is up and `pool_size` isolates are prepared.
 
-    def _refill(self) -> None:
-        if self._closed or self._pool_size == 0 or self._pool.filling is not None:
-            return
-
-        async def fill() -> None:
-            try:
-                while not self._closed and len(self._pool.ready) < self._pool_size:
-                    isolate = await self._create()
-                    if self._closed:
-                        await self._loop.run_in_executor(_isolate_executor(), isolate.free)
-                        return
-                    self._pool.ready.append(isolate)
-            finally:
-                self._pool.filling = None
-
-        self._pool.filling = asyncio.ensure_future(fill())
+        Optional (the first exec does not need it); a session that starts before its first
+        burst of execs serves the whole burst from prepared isolates.
+        """
+        await self._pool.full()
 
     async def start(self, program: CellProgram, on_event: EventSink) -> MiniRacerCell:
-        if self._pool.ready:
-            isolate = self._pool.ready.popleft()
-        else:
-            isolate = await self._create()
-        self._refill()
+        isolate = await self._pool.take()
         prefix = _PROGRAM_PREFIX.format(snapshot=json.dumps(json.dumps(dict(program.stored))), hoisted=program.hoisted)
-        cell = MiniRacerCell(isolate, on_event, len(prefix))
+        cell = MiniRacerCell(isolate, on_event, len(prefix), self._pool.release)
         cell.launch(prefix + program.code + _PROGRAM_SUFFIX)
         return cell
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._pool.filling is not None:
-            self._pool.filling.cancel()
-            try:
-                await self._pool.filling
-            except asyncio.CancelledError:
-                pass
-        executor = _isolate_executor()
-        while self._pool.ready:
-            isolate = self._pool.ready.popleft()
-            await self._loop.run_in_executor(executor, isolate.free)
+        await self._pool.aclose()
 
 
 class MiniRacerEngine:
-    """The default engine: V8 through mini-racer; implements `Engine`."""
+    """The default engine: V8 through mini-racer; implements `Engine`.
+
+    `pool_size` prepared isolates are kept per session (0: create each one on demand).
+    """
 
     def __init__(self, pool_size: int = POOL_SIZE) -> None:
         self._pool_size = pool_size

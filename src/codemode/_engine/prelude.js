@@ -1,7 +1,7 @@
 // codemode prelude: evaluated once in every fresh isolate before the script runs.
 //
-// It installs the model-facing globals (text, image, audio, notify, store, load, exit,
-// yield_control, setTimeout, clearTimeout, forward_output, tools, ALL_TOOLS), removes the ones the
+// It installs the model-facing globals (text, image, audio, generatedImage, notify, store, load,
+// exit, yield_control, setTimeout, clearTimeout, forward_output, tools, ALL_TOOLS), removes the ones the
 // sandbox forbids, and opens the channel to the host:
 //   * script -> host: JSON messages written into a SharedArrayBuffer ring that Python reads
 //     directly, so output is never stuck inside an isolate that is busy in a loop; a ping
@@ -27,9 +27,10 @@ const __codemode_host__ = (function (setup) {
   const parse = JSON.parse;
   const isArray = Array.isArray;
   const PromiseCtor = Promise;
+  const promiseThen = Promise.prototype.then; // the script may replace the prototype's
+  const Int32ArrayCtor = Int32Array;
   const MapCtor = Map;
   const StringCtor = String;
-  const NumberCtor = Number;
   const isFiniteNumber = Number.isFinite;
   const trunc = Math.trunc;
   const defineProperty = Object.defineProperty;
@@ -40,6 +41,36 @@ const __codemode_host__ = (function (setup) {
   for (const name of ["console", "Atomics", "SharedArrayBuffer", "WebAssembly"]) {
     delete g[name];
   }
+
+  // Stack traces show only the script's frames: the prelude's frames (and the native calls it
+  // made) and the wrapper's call into the script are left out, in V8's default format.
+  // Columns on the script's first line still include the wrapper prefix; the host shifts them
+  // in the error text it reports (miniracer.py `_fix_positions`).
+  const PRELUDE_FILE = "codemode_prelude.js";
+  const errorToString = Error.prototype.toString;
+  function prepareStackTrace(error, frames) {
+    let out;
+    try {
+      out = reflectApply(errorToString, error, []);
+    } catch (_) {
+      out = "Error";
+    }
+    const fileOf = (frame) => frame.getScriptNameOrSourceURL(); // the sourceURL, as printed
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i];
+      if (fileOf(frame) === PRELUDE_FILE) {
+        if (frame.getFunctionName() === "run") break; // below it: the wrapper's call
+        continue;
+      }
+      const caller = frames[i + 1];
+      if (fileOf(frame) == null && caller !== undefined && fileOf(caller) === PRELUDE_FILE) {
+        continue; // a built-in the prelude called (JSON.stringify for text(), ...)
+      }
+      out += "\n    at " + frame;
+    }
+    return out;
+  }
+  defineProperty(g.Error, "prepareStackTrace", { value: prepareStackTrace, writable: true, configurable: true, enumerable: false });
 
   // ---- channel -------------------------------------------------------------------------------
   const CAP = setup.ring_bytes; // a power of two
@@ -140,8 +171,8 @@ const __codemode_host__ = (function (setup) {
   function blockUrl(block) {
     if (/^data:/i.test(block.data)) return block.data;
     const mime =
-      typeof block.mimeType === "string" ? block.mimeType
-      : typeof block.mime_type === "string" ? block.mime_type
+      typeof block.mimeType === "string" && block.mimeType !== "" ? block.mimeType
+      : typeof block.mime_type === "string" && block.mime_type !== "" ? block.mime_type
       : "application/octet-stream";
     return `data:${mime};base64,${block.data}`;
   }
@@ -208,13 +239,14 @@ const __codemode_host__ = (function (setup) {
     if (entry === null || typeof entry !== "object" || isArray(entry)) {
       throw "forward_output expected content entries to be text/image objects";
     }
-    const type = entry.type;
+    const type = typeof entry.type === "string" ? entry.type : undefined;
     if (type === "text" || type === "input_text" || type === "inputText") {
       if (typeof entry.text !== "string") throw `output expected \`${type}\` content to include \`text\``;
       return { k: "text", v: entry.text };
     }
     if (type === "image") {
-      if (typeof entry.data !== "string" || entry.data === "") throw "image expected MCP image data";
+      if (typeof entry.data !== "string") throw "output expected `image` content to include `data`";
+      if (entry.data === "") throw "output expected MCP image data";
       return imageItem(blockUrl(entry), metaDetail(entry, true));
     }
     if (type === "audio") return audioItem(entry);
@@ -226,7 +258,23 @@ const __codemode_host__ = (function (setup) {
       if (detail !== undefined && detail !== null && typeof detail !== "string") throw DETAIL_NOT_STRING;
       return imageItem(url, detail ?? undefined);
     }
+    if (type === undefined) throw FORWARD_GENERIC;
     throw `forward_output only supports text and image content blocks, got \`${type}\``;
+  }
+
+  function normalizedImage(value, override) {
+    if (typeof value === "string") return imageItem(value, override);
+    if (value !== null && typeof value === "object" && !isArray(value)) {
+      if (value.image_url !== undefined) {
+        if (typeof value.image_url !== "string") throw IMAGE_GENERIC;
+        const embedded = value.detail;
+        if (embedded !== undefined && embedded !== null && typeof embedded !== "string") throw DETAIL_NOT_STRING;
+        return imageItem(value.image_url, override ?? embedded ?? undefined);
+      }
+      const block = mcpImageItem(value);
+      return override === undefined ? block : imageItem(block.url, override);
+    }
+    throw IMAGE_GENERIC;
   }
 
   // ---- per-cell state ------------------------------------------------------------------------
@@ -238,10 +286,15 @@ const __codemode_host__ = (function (setup) {
   let nextTimerId = 0;
   const EXIT = freeze({ codemodeExit: true });
 
-  function finish(error) {
+  const SUCCESS = freeze({ codemodeSuccess: true });
+
+  // `finish(SUCCESS)` or `finish(thrownValue)`: any thrown value but the exit sentinel is a
+  // failure, `undefined` included (`throw undefined` fails with "undefined").
+  function finish(outcome) {
     if (finished) return;
     finished = true;
-    send({ k: "done", error: error === EXIT ? null : error === undefined ? null : errorText(error), writes: fromEntries(writes) });
+    const error = outcome === SUCCESS || outcome === EXIT ? null : errorText(outcome);
+    send({ k: "done", error, writes: fromEntries(writes) });
   }
 
   function callTool(name, hasArgument, argument) {
@@ -273,26 +326,22 @@ const __codemode_host__ = (function (setup) {
         if (typeof detail !== "string") throw DETAIL_NOT_STRING;
         override = detail;
       }
-      let item;
-      if (typeof value === "string") {
-        item = imageItem(value, override);
-      } else if (value !== null && typeof value === "object" && !isArray(value)) {
-        if (value.image_url !== undefined) {
-          if (typeof value.image_url !== "string") throw IMAGE_GENERIC;
-          const embedded = value.detail;
-          if (embedded !== undefined && embedded !== null && typeof embedded !== "string") throw DETAIL_NOT_STRING;
-          item = imageItem(value.image_url, override ?? embedded ?? undefined);
-        } else {
-          const block = mcpImageItem(value);
-          item = override === undefined ? block : imageItem(block.url, override);
-        }
-      } else {
-        throw IMAGE_GENERIC;
-      }
-      send(item);
+      send(normalizedImage(value, override));
     },
     audio(value) {
       send(audioItem(value));
+    },
+    generatedImage(result) {
+      if (result === null || (typeof result !== "object" && typeof result !== "function")) {
+        throw "generatedImage expects an image generation result object";
+      }
+      const hint = result.output_hint;
+      if (hint !== undefined && typeof hint !== "string") {
+        throw "generatedImage output_hint must be a string when provided";
+      }
+      const item = normalizedImage(result, undefined);
+      send(item);
+      if (hint !== undefined) send({ k: "text", v: hint });
     },
     forward_output(...values) {
       const items = [];
@@ -308,7 +357,7 @@ const __codemode_host__ = (function (setup) {
           for (const entry of output.content) items.push(forwardEntry(entry));
         } else if ("content_items" in output || "contentItems" in output) {
           const key = "content_items" in output ? "content_items" : "contentItems";
-          if (!isArray(output[key])) throw `output expected \`${key}\` to be an array`;
+          if (!isArray(output[key])) throw "output expected `content_items` to be an array";
           for (const entry of output[key]) items.push(forwardEntry(entry));
         } else if (typeof output.type === "string" || "image_url" in output || "imageUrl" in output) {
           items.push(forwardEntry(output));
@@ -360,26 +409,26 @@ const __codemode_host__ = (function (setup) {
     },
     setTimeout(callback, delay) {
       if (typeof callback !== "function") throw "setTimeout expects a function callback";
-      let ms = NumberCtor(delay);
+      let ms = +delay; // ToNumber: a BigInt or Symbol throws, as in the reference
       ms = !isFiniteNumber(ms) || ms <= 0 ? 0 : trunc(ms);
       const id = ++nextTimerId;
       timers.set(id, true);
-      const cell = new Int32Array(new SAB(4));
-      waitAsync(cell, 0, 0, ms > 0 ? ms : 1).value.then(() => {
+      const cell = new Int32ArrayCtor(new SAB(4));
+      reflectApply(promiseThen, waitAsync(cell, 0, 0, ms > 0 ? ms : 1).value, [() => {
         if (!timers.delete(id) || finished) return;
         try {
           reflectApply(callback, undefined, []);
         } catch (e) {
           finish(e);
         }
-      });
+      }]);
       return id;
     },
     clearTimeout(id) {
       if (id === undefined || id === null) return undefined;
       let n;
       try {
-        n = NumberCtor(id);
+        n = +id; // ToNumber, not Number(): Number(1n) would not throw
       } catch (_) {
         throw "clearTimeout expects a numeric timeout id";
       }
@@ -411,6 +460,7 @@ const __codemode_host__ = (function (setup) {
         audio: helpers.audio,
         exit: helpers.exit,
         forward_output: helpers.forward_output,
+        generatedImage: helpers.generatedImage,
         image: helpers.image,
         load: helpers.load,
         notify: helpers.notify,
@@ -449,10 +499,7 @@ const __codemode_host__ = (function (setup) {
         finish(e);
         return;
       }
-      promise.then(
-        () => finish(undefined),
-        (e) => finish(e),
-      );
+      reflectApply(promiseThen, promise, [() => finish(SUCCESS), (e) => finish(e)]);
     },
     resolve(id, ok, payload) {
       const call = pendingCalls.get(id);

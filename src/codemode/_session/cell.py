@@ -9,6 +9,9 @@ Invariants:
 * Completion and termination race for one outcome: whichever is recorded first wins, and
   stored values are committed only with a winning completion.
 * When the cell ends, its pending tool calls are cancelled and its isolate is released.
+* Limits (`limits.py`): undelivered output is bounded (items over the budget are dropped, and a
+  notice takes their place at the next full drain); a cell stopped by a limit (`abort`) ends like
+  a terminated one (nothing committed, output kept) but is reported as failed with the reason.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from codemode._engine.base import (
     ToolCallEvent,
     YieldEvent,
 )
-from codemode._types import OutputItem, Status
+from codemode._session.limits import DEFAULT_LIMITS, Limits, memory_limit_error, output_dropped_notice
+from codemode._session.limits import tool_call_limit_error
+from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
 
 
 class CellState(enum.Enum):
@@ -61,15 +66,25 @@ class CellHooks:
 
 
 class Cell:
-    def __init__(self, cell_id: str, hooks: CellHooks) -> None:
+    def __init__(self, cell_id: str, hooks: CellHooks, limits: Limits = DEFAULT_LIMITS) -> None:
         self.id = cell_id
         self._hooks = hooks
+        self._limits = limits
+        self._buffered_chars = 0
+        self._dropped_items = 0
+        self._dropped_chars = 0
+        self._tool_call_count = 0
+        self._time_limit: asyncio.TimerHandle | None = None
+        self._aborting: asyncio.Future[None] | None = None
         self._engine: EngineCell | None = None
         self.state = CellState.RUNNING
         self._items: list[OutputItem] = []
         self._error: str | None = None
-        self._yield_requested = False
+        # Set by `yield_control()`: how many buffered items the yielded observation delivers;
+        # what the script printed after the yield belongs to the next observation.
+        self._yield_boundary: int | None = None
         self._observing = False
+        self._observed = False
         self._changed = asyncio.Event()
         self._tool_calls: set[asyncio.Task[None]] = set()
         self._notifications: set[asyncio.Task[None]] = set()
@@ -86,21 +101,35 @@ class Cell:
         if isinstance(event, OutputEvent):
             if self.state is CellState.CLOSED:
                 return
-            self._items.append(event.item)
+            self._buffer(event.item)
             self._changed.set()
         elif isinstance(event, ToolCallEvent):
+            self._tool_call_count += 1
+            if self._tool_call_count > self._limits.max_tool_calls_per_cell:
+                if self._engine is not None:
+                    error = tool_call_limit_error(self._limits.max_tool_calls_per_cell)
+                    self._engine.resolve_tool_call(event.call_id, False, error)
+                return
             task = asyncio.ensure_future(self._run_tool(event))
             self._tool_calls.add(task)
             task.add_done_callback(self._tool_calls.discard)
         elif isinstance(event, NotifyEvent):
-            pending = self._hooks.notify(event.text)
+            try:
+                pending = self._hooks.notify(event.text)
+            except Exception as exc:  # noqa: BLE001 - a failing host callback must not cost events
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": f"codemode: the notify callback failed for cell {self.id}", "exception": exc}
+                )
+                pending = None
             if pending is not None:
                 task = asyncio.ensure_future(pending)
                 self._notifications.add(task)
-                task.add_done_callback(self._notifications.discard)
+                task.add_done_callback(self._notification_done)
         elif isinstance(event, YieldEvent):
-            if self._observing:
-                self._yield_requested = True
+            # Only an observer waiting now (or the exec call about to observe) is answered; a
+            # later yield before that observer woke up has nobody left to answer.
+            if (self._observing or not self._observed) and self._yield_boundary is None:
+                self._yield_boundary = len(self._items)
                 self._changed.set()
         elif isinstance(event, FinishedEvent):
             self._finish(event)
@@ -108,6 +137,10 @@ class Cell:
     def _finish(self, event: FinishedEvent) -> None:
         self.state = CellState.COMPLETED
         self._error = event.error
+        if event.error is not None and self.memory_limit_reached():
+            # Whatever the engine made of it, the model should read which limit was hit.
+            self._error = memory_limit_error(self._limits.heap_limit_bytes)
+        self._cancel_time_limit()
         self._hooks.commit(event.stored_writes)
         self._cancel_tool_calls()
         if self._engine is not None:
@@ -124,9 +157,17 @@ class Cell:
             payload = await self._hooks.run_tool(event.tool_name, event.arguments_json)
             ok = True
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the cell ended (or the session closes): nobody waits for this call
+            # The tool itself raised CancelledError (e.g. a cancelled request inside it): the
+            # script must still get an answer, or its promise would never settle.
+            payload, ok = f"tool `{event.tool_name}` was cancelled", False
         except Exception as exc:
             payload, ok = str(exc), False
+        except SystemExit as exc:
+            # `sys.exit()` in a tool would stop the host's event loop: it is a failed call.
+            payload, ok = f"tool `{event.tool_name}` tried to exit the process (SystemExit: {exc.code})", False
         if self._engine is not None and self.state is CellState.RUNNING:
             self._engine.resolve_tool_call(event.call_id, ok, payload)
 
@@ -136,17 +177,19 @@ class Cell:
         if self._observing:
             raise CellBusyError(f"exec cell {self.id} already has an active observer")
         self._observing = True
+        self._observed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + yield_time_ms / 1000
         try:
             while True:
-                if self.state is CellState.COMPLETED and not self._notifications_pending():
-                    return self._close_completed()
                 if self.state is CellState.CLOSED and self._terminated.is_set():
                     return Observation("terminated", self._drain())
-                if self._yield_requested:
-                    self._yield_requested = False
-                    return Observation("running", self._drain())
+                if self._yield_boundary is not None:
+                    # The yield happened before anything that followed it, completion included.
+                    boundary, self._yield_boundary = self._yield_boundary, None
+                    return Observation("running", self._drain(boundary))
+                if self.state is CellState.COMPLETED and not self._notifications_pending():
+                    return self._close_completed()
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return Observation("running", self._drain())
@@ -159,8 +202,21 @@ class Cell:
         finally:
             self._observing = False
 
+    def _notification_done(self, task: asyncio.Task[None]) -> None:
+        self._notifications.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Reported like a failing sync callback; the script never sees it.
+            task.get_loop().call_exception_handler(
+                {
+                    "message": f"codemode: the notify callback failed for cell {self.id}",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+
     def _notifications_pending(self) -> bool:
-        return any(not task.done() for task in self._notifications)
+        # A task leaves the set in its done callback, after its failure (if any) was reported.
+        return bool(self._notifications)
 
     def _close_completed(self) -> Observation:
         self.state = CellState.CLOSED
@@ -170,21 +226,94 @@ class Cell:
             return Observation("completed", items)
         return Observation("failed", items, self._error)
 
-    def _drain(self) -> tuple[OutputItem, ...]:
-        items = tuple(self._items)
-        self._items.clear()
+    def _drain(self, count: int | None = None) -> tuple[OutputItem, ...]:
+        if count is None:
+            count = len(self._items)
+        items = tuple(self._items[:count])
+        del self._items[:count]
+        if items and items[-1] is _DROPPED:
+            # The mark stands where output began to be dropped; it becomes the notice.
+            notice = output_dropped_notice(
+                self._dropped_items, self._dropped_chars, self._limits.max_buffered_output_chars
+            )
+            items = (*items[:-1], TextItem(notice))
+            self._dropped_items = self._dropped_chars = 0
+        self._buffered_chars -= sum(_item_chars(item) for item in items)
         return items
+
+    def _buffer(self, item: OutputItem) -> None:
+        size = _item_chars(item)
+        if self._dropped_items or self._buffered_chars + size > self._limits.max_buffered_output_chars:
+            # Once something is dropped, everything after it is too, until the mark is drained;
+            # the mark stays last in the buffer, so observations keep their order.
+            if not self._dropped_items:
+                self._items.append(_DROPPED)
+            self._dropped_items += 1
+            self._dropped_chars += size
+            return
+        self._items.append(item)
+        self._buffered_chars += size
+
+    # -- limits -----------------------------------------------------------------------------
+    def memory_limit_reached(self) -> bool:
+        """Whether the cell's isolate hit its heap limit (cheap; never blocks on the script)."""
+        check = getattr(self._engine, "memory_limit_reached", None)
+        return bool(check()) if check is not None else False
+
+    def start_time_limit(self, seconds: float, error: str) -> None:
+        """Stop the cell with `error` if it still runs `seconds` from now."""
+        loop = asyncio.get_running_loop()
+        self._time_limit = loop.call_later(seconds, self.abort_soon, error)
+
+    def _cancel_time_limit(self) -> None:
+        if self._time_limit is not None:
+            self._time_limit.cancel()
+            self._time_limit = None
+
+    def abort_soon(self, error: str) -> None:
+        """Start `abort(error)` in the background (from a timer or a watchdog)."""
+        if self.state is CellState.RUNNING and self._aborting is None:
+            self._aborting = asyncio.ensure_future(self.abort(error))
+
+    async def abort(self, error: str) -> None:
+        """Stop a running script because it broke a limit.
+
+        Like `terminate`, tool calls are cancelled, nothing is committed and the output produced
+        so far is kept; unlike it, the outcome is a completion that failed with `error`, delivered
+        to the current or next observer.
+        """
+        if self.state is not CellState.RUNNING:
+            return
+        self.state = CellState.TERMINATING
+        self._cancel_time_limit()
+        self._cancel_tool_calls()
+        for task in self._notifications:
+            task.cancel()
+        try:
+            if self._engine is not None:
+                await self._engine.terminate()
+        finally:
+            self.state = CellState.COMPLETED
+            self._error = error
+            self._changed.set()
 
     # -- termination ------------------------------------------------------------------------
     async def terminate(self) -> Observation:
         """Stop the script; a completion that already happened wins (spec 3.2)."""
+        if self._aborting is not None and not self._aborting.done():
+            # A limit is stopping the cell already: its failure is the outcome.
+            await asyncio.shield(self._aborting)
         if self.state is CellState.COMPLETED:
+            # The completion wins, but notifications still being delivered end with the cell.
+            for task in self._notifications:
+                task.cancel()
             return self._close_completed()
         if self.state is CellState.TERMINATING:
             raise CellBusyError(f"exec cell {self.id} is already terminating")
         if self.state is CellState.CLOSED:
             raise CellBusyError(f"exec cell {self.id} not found")
         self.state = CellState.TERMINATING
+        self._cancel_time_limit()
         self._cancel_tool_calls()
         for task in self._notifications:
             task.cancel()
@@ -199,3 +328,14 @@ class Cell:
     def _cancel_tool_calls(self) -> None:
         for task in self._tool_calls:
             task.cancel()
+
+
+_DROPPED = TextItem("")  # the place of dropped output in a buffer (compared by identity)
+
+
+def _item_chars(item: OutputItem) -> int:
+    if isinstance(item, ImageItem):
+        return len(item.image_url)
+    if isinstance(item, AudioItem):
+        return len(item.audio_url)
+    return len(item.text)

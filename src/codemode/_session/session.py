@@ -15,19 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codemode._describe.descriptions import all_tools_entries, exec_description
 from codemode._describe.names import NestedTool, nested_tool_table
 from codemode._engine.base import CellProgram, Engine, EngineSession, SessionSetup, ToolBinding
 from codemode._imports import ImportError_, module_exports, rewrite_modules
 from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
-from codemode._session.cell import Cell, CellBusyError, CellHooks, Observation
+from codemode._session.cell import Cell, CellBusyError, CellHooks, CellState, Observation
+from codemode._session.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    concurrency_error,
+    memory_limit_error,
+    source_size_error,
+    time_limit_error,
+)
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
 from codemode.errors import UsageError
+from codemode.formats import Api, tool_specs
 from codemode.tools import Tool, as_tool
 
 DEFAULT_EXEC_YIELD_TIME_MS = 10_000
 DEFAULT_WAIT_YIELD_TIME_MS = 10_000
-DEFAULT_HEAP_LIMIT_BYTES = 256 * 1024 * 1024
+DEFAULT_HEAP_LIMIT_BYTES = DEFAULT_LIMITS.heap_limit_bytes
+MEMORY_WATCHDOG_INTERVAL_S = 0.1
 SHUTTING_DOWN = "code mode session is shutting down"
 
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
@@ -56,7 +67,16 @@ class CodeMode:
         default_max_output_tokens: the token budget of an exec's output.
         default_wait_yield_time_ms: how long `wait` waits before yielding again.
         max_yield_time_ms: optional cap on every yield time (the cell keeps running).
-        heap_limit_bytes: V8 heap limit per cell.
+        heap_limit_bytes: V8 heap limit per cell (default 256 MiB); a cell over it fails with
+            a script error naming the limit, and the session stays usable.
+        cell_time_limit_ms: optional wall-clock budget per cell; a cell still running then is
+            stopped and fails with a script error saying why. None (default): no budget.
+        max_concurrent_cells: open cells per session (default 64); beyond it exec is refused.
+        max_tool_calls_per_cell: nested tool calls per cell (default 10000); beyond it each
+            call rejects with an explanation.
+        max_source_bytes: size of one exec's source in UTF-8 (default 1 MiB).
+        max_buffered_output_chars: output characters a cell may buffer between observations
+            (default 32 Mi); later items are dropped and a notice says so.
         engine: the JavaScript engine; defaults to V8 through mini-racer.
     """
 
@@ -71,8 +91,22 @@ class CodeMode:
         default_wait_yield_time_ms: int = DEFAULT_WAIT_YIELD_TIME_MS,
         max_yield_time_ms: int | None = None,
         heap_limit_bytes: int = DEFAULT_HEAP_LIMIT_BYTES,
+        cell_time_limit_ms: int | None = DEFAULT_LIMITS.cell_time_limit_ms,
+        max_concurrent_cells: int = DEFAULT_LIMITS.max_concurrent_cells,
+        max_tool_calls_per_cell: int = DEFAULT_LIMITS.max_tool_calls_per_cell,
+        max_source_bytes: int = DEFAULT_LIMITS.max_source_bytes,
+        max_buffered_output_chars: int = DEFAULT_LIMITS.max_buffered_output_chars,
         engine: Engine | None = None,
     ) -> None:
+        self.limits = Limits(
+            heap_limit_bytes=heap_limit_bytes,
+            cell_time_limit_ms=cell_time_limit_ms,
+            max_concurrent_cells=max_concurrent_cells,
+            max_tool_calls_per_cell=max_tool_calls_per_cell,
+            max_source_bytes=max_source_bytes,
+            max_buffered_output_chars=max_buffered_output_chars,
+        )
+        self._memory_watchdog: asyncio.Task[None] | None = None
         self._own_tools = [as_tool(t) for t in tools]
         self._mcp_config = mcp_servers
         self._on_notify = on_notify
@@ -92,6 +126,7 @@ class CodeMode:
         self._stored: dict[str, str] = {}
         self.notifications: list[Notification] = []
         self._state = "new"
+        self._opened = asyncio.Event()  # set when a start attempt ended ("open", or failed)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> CodeMode:
@@ -102,10 +137,31 @@ class CodeMode:
         await self.close()
 
     async def start(self) -> None:
-        """Start MCP servers and begin preparing isolates (done implicitly by the first exec)."""
+        """Start MCP servers and prepare isolates (done implicitly by the first exec).
+
+        Returns once the engine is ready: V8 is initialised and its pool of prepared isolates is
+        full, so the first execs do not wait for isolates (an implicit start does not wait).
+        """
+        if self._state not in ("new", "starting"):
+            return
+        await self._open()
+        ready = getattr(self._engine_session, "ready", None)
+        if ready is not None:
+            await ready()
+
+    async def _open(self) -> None:
+        if self._state == "starting":
+            await self._opened.wait()  # a concurrent start (MCP servers take a while)
+            return
         if self._state != "new":
             return
         self._state = "starting"
+        try:
+            await self._open_now()
+        finally:
+            self._opened.set()
+
+    async def _open_now(self) -> None:
         tools = list(self._own_tools)
         if self._mcp_config is not None:
             from codemode.tools.mcp import McpToolset
@@ -120,17 +176,21 @@ class CodeMode:
             from codemode._engine.miniracer import MiniRacerEngine
 
             self._engine = MiniRacerEngine()
-        bindings = [ToolBinding(t.global_name, t.description) for t in self._table]
+        bindings = [ToolBinding(e["name"], e["description"]) for e in all_tools_entries(self._table)]
         self._engine_session = self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
         self._state = "open"
 
     async def close(self) -> None:
         """Terminate every cell (CPU-bound ones too), free isolates, stop MCP servers."""
+        if self._state == "starting":
+            await self._opened.wait()  # then close what the start opened
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
         cells = list(self._cells.values())
         await asyncio.gather(*(self._terminate_quietly(cell) for cell in cells))
+        if self._memory_watchdog is not None:
+            self._memory_watchdog.cancel()
         if self._engine_session is not None:
             await self._engine_session.aclose()
         if self._mcp is not None:
@@ -159,10 +219,13 @@ class CodeMode:
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._state == "new":
-            await self.start()
+        if self._state in ("new", "starting"):
+            await self._open()
         if self._state != "open":
             return ExecResult("failed", None, error=SHUTTING_DOWN)
+        refusal = self._refusal(source)
+        if refusal is not None:
+            return ExecResult("failed", None, error=refusal, wall_time_s=loop.time() - started)
         try:
             request = parse_exec_source(source)
         except SourceError as exc:
@@ -175,13 +238,28 @@ class CodeMode:
         except ImportError_ as exc:
             return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
                               max_output_tokens=max_tokens)
-        cell = Cell(cell_id, self._hooks_for(cell_id))
+        cell = Cell(cell_id, self._hooks_for(cell_id), self.limits)
         self._cells[cell_id] = cell
         assert self._engine_session is not None
-        engine_cell = await self._engine_session.start(
-            CellProgram(rewritten.code, rewritten.hoisted, dict(self._stored)), cell.on_event
-        )
+        try:
+            engine_cell = await self._engine_session.start(
+                CellProgram(rewritten.code, rewritten.hoisted, dict(self._stored)), cell.on_event
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if (task is not None and task.cancelling()) or cell.state is CellState.RUNNING:
+                self._cells.pop(cell_id, None)  # this exec was cancelled: no cell after all
+                raise
+            # close() terminated the cell while it waited for an isolate, then closed the pool.
+            return self._result(cell_id, await cell.observe(0), started, max_tokens)
         cell.attach(engine_cell)
+        if cell.state is not CellState.RUNNING:
+            # close() terminated the cell while its isolate was being prepared: stop the script.
+            await engine_cell.terminate()
+        if self.limits.cell_time_limit_ms is not None:
+            limit_ms = self.limits.cell_time_limit_ms
+            cell.start_time_limit(limit_ms / 1000, time_limit_error(limit_ms))
+        self._watch_memory()
         observation = await cell.observe(effective_yield_time_ms(requested_yield, self.max_yield_time_ms))
         return self._result(cell_id, observation, started, max_tokens)
 
@@ -218,6 +296,39 @@ class CodeMode:
         """A copy of the values scripts saved with `store(key, value)`."""
         return {key: json.loads(text) for key, text in self._stored.items()}
 
+    def tool_specs(self, api: Api = "responses", *, code_mode_only: bool = True) -> list[dict[str, Any]]:
+        """The `exec` and `wait` tool definitions, ready to send to the given model API.
+
+        `code_mode_only=True` lists every nested tool in the exec description (the model reaches
+        tools only through exec); False leaves them out, for hosts that also expose them directly.
+        """
+        self._require_started()
+        return tool_specs(
+            [entry.tool for entry in self._table],
+            api,
+            code_mode_only=code_mode_only,
+            default_yield_time_ms=self.default_yield_time_ms,
+            notes=self._notes(),
+        )
+
+    def exec_description(self, *, code_mode_only: bool = True) -> str:
+        """The `exec` tool's description as the model reads it."""
+        self._require_started()
+        return exec_description(
+            self._table,
+            code_mode_only=code_mode_only,
+            default_yield_time_ms=self.default_yield_time_ms,
+            notes=self._notes(),
+        )
+
+    def _notes(self) -> list[str]:
+        notice = self._mcp.notice if self._mcp is not None else None
+        return [notice] if notice else []
+
+    def _require_started(self) -> None:
+        if self._state == "new":
+            raise UsageError("start the session first (`async with CodeMode(...)` or `await cm.start()`)")
+
     @property
     def tools(self) -> Sequence[NestedTool]:
         """The nested tools as the script sees them (after `start`)."""
@@ -229,6 +340,42 @@ class CodeMode:
         return list(self._cells)
 
     # -- internals --------------------------------------------------------------------------
+    def _refusal(self, source: str) -> str | None:
+        """Why an exec must not start a cell (source too large, too many open cells), if so."""
+        limit = self.limits.max_source_bytes
+        if len(source) * 3 > limit:  # 3 bytes per UTF-16 unit at most, so shorter ones always fit
+            size = len(source.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                return source_size_error(size, limit)
+        if len(self._cells) >= self.limits.max_concurrent_cells:
+            return concurrency_error(self.limits.max_concurrent_cells, list(self._cells))
+        return None
+
+    def _watch_memory(self) -> None:
+        """Poll running cells for a reached heap limit, while any runs.
+
+        The engine reports a heap overflow only to an evaluation it is running; one that happens
+        in a timer callback or after an `await` stops the script silently, so it is found here.
+        """
+        if self.limits.heap_limit_bytes == 0 or self._memory_watchdog is not None:
+            return
+
+        async def watch() -> None:
+            error = memory_limit_error(self.limits.heap_limit_bytes)
+            try:
+                while True:
+                    await asyncio.sleep(MEMORY_WATCHDOG_INTERVAL_S)
+                    running = [c for c in self._cells.values() if c.state is CellState.RUNNING]
+                    if not running:
+                        return
+                    for cell in running:
+                        if cell.memory_limit_reached():
+                            cell.abort_soon(error)
+            finally:
+                self._memory_watchdog = None
+
+        self._memory_watchdog = asyncio.ensure_future(watch())
+
     def _result(self, cell_id: str, observation: Observation, started: float, max_tokens: int) -> ExecResult:
         return ExecResult(
             status=observation.status,

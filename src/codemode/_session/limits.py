@@ -1,0 +1,142 @@
+"""Per-session limits on what model-written scripts may use, and what the model reads at a limit.
+
+Model code is untrusted and often wrong. Each limit is a `CodeMode(...)` keyword argument with a
+default meant to be invisible to reasonable scripts; hitting one never harms the host or other
+cells, keeps the output already produced, and tells the model which limit it hit and what to do.
+
+| keyword                     | default   | when exceeded                                              |
+|-----------------------------|-----------|------------------------------------------------------------|
+| `heap_limit_bytes`          | 256 MiB   | the cell fails: `memory_limit_error`                       |
+| `cell_time_limit_ms`        | None      | the cell is stopped and fails: `time_limit_error`          |
+| `max_concurrent_cells`      | 64        | exec is refused, no cell is created: `concurrency_error`   |
+| `max_tool_calls_per_cell`   | 10 000    | that call rejects (catchable): `tool_call_limit_error`     |
+| `max_source_bytes`          | 1 MiB     | exec is refused, no cell is created: `source_size_error`   |
+| `max_buffered_output_chars` | 32 Mi     | later items are dropped until observed: `output_dropped_notice` |
+
+Invariants:
+* Pure: no I/O, imports nothing from codemode but `errors`.
+* Every text names the limit and its value, so the model can adapt instead of retrying blindly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+from codemode.errors import UsageError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Limits",
+    "concurrency_error",
+    "memory_limit_error",
+    "output_dropped_notice",
+    "source_size_error",
+    "time_limit_error",
+    "tool_call_limit_error",
+]
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The per-session limits (see the module docstring for defaults and behaviour).
+
+    Attributes:
+        heap_limit_bytes: V8 heap limit of each cell; 0 disables it (not recommended).
+        cell_time_limit_ms: wall-clock budget of each cell from its start; None = unlimited.
+        max_concurrent_cells: cells that may be open at once (running, or finished but not yet
+            observed); further execs are refused until one is collected or terminated.
+        max_tool_calls_per_cell: nested tool calls one cell may make in total.
+        max_source_bytes: UTF-8 size of one exec's source, pragma line included.
+        max_buffered_output_chars: characters of output (text, image and audio URLs) a cell
+            may buffer between two observations; further items are dropped with a notice.
+    """
+
+    heap_limit_bytes: int = 256 * MIB
+    cell_time_limit_ms: int | None = None
+    max_concurrent_cells: int = 64
+    max_tool_calls_per_cell: int = 10_000
+    max_source_bytes: int = 1 * MIB
+    max_buffered_output_chars: int = 32 * MIB
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "cell_time_limit_ms":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"`{f.name}` must be a non-negative integer, got {value!r}")
+        if self.max_concurrent_cells < 1:
+            raise UsageError("`max_concurrent_cells` must be at least 1")
+        if self.cell_time_limit_ms is not None and self.cell_time_limit_ms < 1:
+            raise UsageError("`cell_time_limit_ms` must be at least 1 (or None for no limit)")
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _size(n: int) -> str:
+    """Bytes in the unit a reader would pick: `256 MiB`, `1.5 MiB`, `900 KiB`, `12 bytes`."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", MIB), ("KiB", 1024)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _duration(ms: int) -> str:
+    if ms % 1000 == 0:
+        return f"{ms // 1000} s"
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms} ms"
+
+
+def memory_limit_error(heap_limit_bytes: int) -> str:
+    """The script error of a cell whose V8 heap reached the limit."""
+    return (
+        f"JavaScript memory limit reached (heap limit {_size(heap_limit_bytes)} per cell). "
+        "Process the data in smaller pieces, or keep less of it in memory at once."
+    )
+
+
+def time_limit_error(cell_time_limit_ms: int) -> str:
+    """The script error of a cell stopped by the wall-clock budget."""
+    return (
+        f"Time limit reached: the script ran for {_duration(cell_time_limit_ms)} (the wall-clock limit "
+        "per cell) and was stopped. Split the work into smaller execs."
+    )
+
+
+def concurrency_error(limit: int, open_cell_ids: Sequence[str]) -> str:
+    """Why exec refused to start a cell."""
+    shown = ", ".join(open_cell_ids[:20]) + (", ..." if len(open_cell_ids) > 20 else "")
+    return (
+        f"Too many open exec cells (limit {limit} per session; open: {shown}). Collect a finished cell's "
+        "result with `wait`, or stop a running one with `wait` and `terminate: true`, then retry."
+    )
+
+
+def tool_call_limit_error(limit: int) -> str:
+    """The rejection of a nested tool call over the per-cell budget."""
+    return (
+        f"Nested tool call limit reached: this cell already made {limit} tool calls (the limit per cell). "
+        "Start a new exec to make more calls."
+    )
+
+
+def source_size_error(size_bytes: int, limit_bytes: int) -> str:
+    """Why exec refused an oversized source."""
+    return (
+        f"exec source is too large: {_size(size_bytes)} (limit {_size(limit_bytes)} per exec). "
+        "Send a shorter script; keep large data in tools or `store`, not in the source."
+    )
+
+
+def output_dropped_notice(items: int, chars: int, limit: int) -> str:
+    """The text item that takes the place of output dropped over the buffer limit."""
+    what = "1 output item" if items == 1 else f"{items} output items"
+    return (
+        f"[output limit reached: {what} ({chars} characters) dropped here; a cell may buffer at most "
+        f"{limit} characters of output between two observations, so print less or observe sooner]"
+    )

@@ -1,0 +1,110 @@
+"""Helpers for the hardening tests: a session on a private loop thread, and process probes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, get_args
+
+import pytest
+
+from codemode import CodeMode, ExecResult, TextItem
+from codemode.formats import Api
+
+T = TypeVar("T")
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="counts native threads and RSS through /proc"
+)
+
+
+def thread_count() -> int:
+    """Native threads of this process (V8 isolate threads included), from /proc."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")  # pragma: no cover
+
+
+async def settle_threads(target: int, timeout: float = 3.0) -> int:
+    """Wait until the thread count drops to `target` (isolates are freed in the background)."""
+    deadline = time.monotonic() + timeout
+    count = thread_count()
+    while count > target and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        count = thread_count()
+    return count
+
+
+def texts(result: ExecResult) -> list[str]:
+    return [item.text if isinstance(item, TextItem) else item.type for item in result.items]
+
+
+def check_rendering(result: ExecResult) -> None:
+    """What the model would receive can be built, in every API format."""
+    result.model_items()
+    for api in get_args(Api):
+        json.dumps(result.to_model(api))
+
+
+class Host:
+    """A `CodeMode` session on a private event-loop thread, driven synchronously.
+
+    For tests that cannot be coroutines (hypothesis, big tables). Every error the loop reports
+    (an exception in a callback, a task nobody awaited) is recorded in `loop_errors`; a healthy
+    host records none.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop_errors: list[dict[str, Any]] = []
+        self.loop.set_exception_handler(lambda _loop, context: self.loop_errors.append(context))
+        self._thread = threading.Thread(target=self.loop.run_forever, name="hardening-host", daemon=True)
+        self._thread.start()
+        self.cm = CodeMode(**kwargs)
+        self.call(self.cm.start())
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def run(self, fn: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
+        return self.call(fn(), timeout)
+
+    def exec(self, source: str, **kwargs: Any) -> ExecResult:
+        """Run `source`; a cell still running after its yield is terminated (and that is returned)."""
+        result = self.call(self.cm.exec(source, **kwargs))
+        check_rendering(result)
+        if result.status == "running":
+            assert result.cell_id is not None
+            result = self.call(self.cm.wait(result.cell_id, terminate=True))
+            check_rendering(result)
+        self.assert_no_loop_errors()
+        return result
+
+    def assert_no_loop_errors(self) -> None:
+        errors = [f"{c.get('message')}: {c.get('exception')!r}" for c in self.loop_errors]
+        assert not errors, errors
+
+    def assert_healthy(self) -> None:
+        self.assert_no_loop_errors()
+        result = self.exec('text("alive")', yield_time_ms=10_000)
+        assert (result.status, texts(result)) == ("completed", ["alive"])
+
+    def close(self) -> None:
+        try:
+            self.call(self.cm.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()

@@ -1,0 +1,144 @@
+"""Termination in every state a script can be in, and session close; the isolate's thread is gone after."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from codemode import CodeMode, Tool
+from tests.conftest import MakeCodeMode
+from tests.hardening._support import linux_only, settle_threads, texts, thread_count
+
+pytestmark = linux_only
+
+STATES = {
+    "sync-loop": 'text("before"); while (true) {}',
+    "loop-after-await": 'text("before"); await null; while (true) {}',
+    "loop-after-timer": 'text("before"); await new Promise((r) => setTimeout(r, 1)); for (;;) {}',
+    "parked-on-promise": 'text("before"); await new Promise(() => {})',
+    "pending-tool": 'text("before"); await tools.hang({})',
+    "pending-timers": 'text("before"); for (let i = 0; i < 100; i++) setTimeout(() => text("late"), 60000);'
+    "await new Promise(() => {})",
+    "timer-callback-loop": 'text("before"); setTimeout(() => { while (true) {} }, 1); await new Promise(() => {})',
+    "deep-microtask-chain": 'text("before"); const spin = () => Promise.resolve().then(spin); spin();'
+    "await new Promise(() => {})",
+    "unawaited-tools-and-loop": 'text("before"); tools.hang({}); tools.hang({}); await null; while (true) {}',
+}
+
+
+class Hang:
+    """A tool that never returns and records that it was cancelled."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.cancelled = 0
+
+    async def run(self, args: dict[str, Any]) -> None:
+        self.started += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+    def tool(self) -> Tool:
+        return Tool("hang", "Never returns.", self.run)
+
+
+async def warmed(make_cm: MakeCodeMode, **kwargs: Any) -> tuple[CodeMode, int]:
+    """A session whose isolate pool is full, and the thread count in that state."""
+    cm = await make_cm(**kwargs)
+    assert (await cm.exec("1")).status == "completed"
+    await asyncio.sleep(0.3)  # the pool refills in the background
+    return cm, thread_count()
+
+
+@pytest.mark.parametrize("state", list(STATES))
+async def test_terminate_in_every_state(make_cm: MakeCodeMode, loop_errors: list[Any], state: str) -> None:
+    hang = Hang()
+    cm, baseline = await warmed(make_cm, tools=[hang.tool()])
+    result = await cm.exec(STATES[state], yield_time_ms=150)
+    assert (result.status, texts(result)) == ("running", ["before"])
+    assert result.cell_id is not None
+    assert thread_count() > baseline - 1  # the cell's isolate thread is alive
+    started = time.monotonic()
+    final = await cm.wait(result.cell_id, terminate=True)
+    assert time.monotonic() - started < 1
+    assert (final.status, final.items) == ("terminated", ())
+    assert final.model_items()[0].text.startswith("Script terminated")  # type: ignore[union-attr]
+    await asyncio.sleep(0)
+    assert hang.cancelled == hang.started  # every pending tool call saw CancelledError
+    assert await settle_threads(baseline) <= baseline  # the isolate's thread is gone
+    gone = await cm.wait(result.cell_id)
+    assert gone.error == f"exec cell {result.cell_id} not found"
+    after = await cm.exec('text("next")')
+    assert (after.status, texts(after)) == ("completed", ["next"])
+
+
+async def test_pending_tool_sees_cancelled_error_when_the_cell_completes(make_cm: MakeCodeMode) -> None:
+    hang = Hang()
+    cm = await make_cm(tools=[hang.tool()])
+    result = await cm.exec(
+        'tools.hang({}); tools.hang({}); await new Promise((r) => setTimeout(r, 50)); text("done")'
+    )
+    assert (result.status, texts(result)) == ("completed", ["done"])
+    await asyncio.sleep(0.05)
+    assert hang.started == hang.cancelled == 2
+
+
+async def test_many_terminates_leave_no_threads(make_cm: MakeCodeMode) -> None:
+    cm, baseline = await warmed(make_cm)
+    for source in STATES.values():
+        if "tools." in source:
+            continue
+        result = await cm.exec(source, yield_time_ms=0)
+        assert result.cell_id is not None
+        assert (await cm.wait(result.cell_id, terminate=True)).status == "terminated"
+    assert await settle_threads(baseline) <= baseline
+
+
+async def test_second_terminate_while_the_first_runs(make_cm: MakeCodeMode) -> None:
+    cm = await make_cm()
+    result = await cm.exec("while (true) {}", yield_time_ms=0)
+    assert result.cell_id is not None
+    first = asyncio.ensure_future(cm.wait(result.cell_id, terminate=True))
+    await asyncio.sleep(0)
+    second = await cm.wait(result.cell_id, terminate=True)
+    assert second.error == f"exec cell {result.cell_id} is already terminating"
+    assert (await first).status == "terminated"
+
+
+async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[Any]) -> None:
+    hang = Hang()
+    cm = CodeMode(tools=[hang.tool()])
+    await cm.start()
+    assert (await cm.exec("1")).status == "completed"
+    await asyncio.sleep(0.3)
+    before = thread_count()
+    for source in STATES.values():
+        assert (await cm.exec(source, yield_time_ms=0)).status == "running"
+    assert len(cm.running_cells) == len(STATES)
+    observer = asyncio.ensure_future(cm.wait("2", yield_time_ms=60_000))  # someone is watching one
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await cm.close()
+    assert time.monotonic() - started < 1
+    assert (await asyncio.wait_for(observer, 1)).status == "terminated"
+    assert hang.cancelled == hang.started > 0
+    # every isolate is freed: the running ones and the pool's prepared ones
+    assert await settle_threads(before - 2) <= before - 2
+    after = await cm.exec('text("x")')
+    assert (after.status, after.error) == ("failed", "code mode session is shutting down")
+
+
+async def test_close_with_cpu_bound_cells_only(make_cm: MakeCodeMode) -> None:
+    cm = await make_cm()
+    for _ in range(8):
+        await cm.exec("for (;;) {}", yield_time_ms=0)
+    started = time.monotonic()
+    await cm.close()
+    assert time.monotonic() - started < 1
+    assert cm.running_cells == []

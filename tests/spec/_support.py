@@ -1,0 +1,39 @@
+"""Small helpers for reading results in the ported spec cases."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from codemode import AudioItem, CodeMode, ExecResult, ImageItem, TextItem
+from codemode._types import OutputItem
+
+MakeCodeMode = Callable[..., Awaitable[CodeMode]]
+"""The type of the `make_cm` fixture (tests/conftest.py)."""
+
+__all__ = ["MakeCodeMode", "describe", "header", "model_texts", "texts"]
+
+
+def texts(result: ExecResult) -> list[str]:
+    """The result's items as strings: texts verbatim, media as `image:<url>:<detail>`/`audio:<url>`."""
+    return [describe(item) for item in result.items]
+
+
+def model_texts(result: ExecResult) -> list[str]:
+    """What the model reads (header, items, error item), media described like `texts`."""
+    return [describe(item) for item in result.model_items()]
+
+
+def describe(item: OutputItem) -> str:
+    if isinstance(item, TextItem):
+        return item.text
+    if isinstance(item, ImageItem):
+        return f"image:{item.image_url}:{item.detail}"
+    assert isinstance(item, AudioItem)
+    return f"audio:{item.audio_url}"
+
+
+def header(result: ExecResult) -> str:
+    """The first line of the model-visible header (`Script completed`, ...)."""
+    first = result.model_items()[0]
+    assert isinstance(first, TextItem)
+    return first.text.split("\n", 1)[0]
