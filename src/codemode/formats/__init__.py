@@ -2,7 +2,7 @@
 
 One pure module per API: `responses` (OpenAI Responses, what Codex sends), `chat` (OpenAI Chat
 Completions), `anthropic` (Anthropic Messages) and `mcp` (Model Context Protocol). Each has
-`tool_specs(table, ...)` and `output(result)`; this module picks one by `Api` name.
+`tool_specs(description)` and `output(result)`; this module picks one by `Api` name.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
+from codemode._describe.descriptions import exec_description
 from codemode._describe.names import nested_tool_table
 from codemode.errors import UsageError
 from codemode.formats import anthropic, chat, mcp, responses
@@ -44,19 +45,22 @@ def tool_specs(
     Raises:
         UsageError: `api` is not a supported format.
     """
-    table = nested_tool_table(tools)
+    description = exec_description(
+        nested_tool_table(tools),
+        code_mode_only=code_mode_only,
+        default_yield_time_ms=default_yield_time_ms,
+        notes=notes,
+        input_format="freeform" if api == "responses" else "json",
+    )
     match _check(api):
         case "responses":
-            specs = responses.tool_specs
+            return responses.tool_specs(description)
         case "chat":
-            specs = chat.tool_specs
+            return chat.tool_specs(description)
         case "anthropic":
-            specs = anthropic.tool_specs
+            return anthropic.tool_specs(description)
         case "mcp":
-            specs = mcp.tool_specs
-    return specs(
-        table, code_mode_only=code_mode_only, default_yield_time_ms=default_yield_time_ms, notes=notes
-    )
+            return mcp.tool_specs(description, default_yield_time_ms)
 
 
 def to_model(result: ExecResult, api: Api = "responses") -> Any:

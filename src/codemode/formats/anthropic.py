@@ -14,11 +14,10 @@ Invariant: pure functions of their arguments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from codemode._describe.descriptions import exec_description, wait_description, wait_parameters
-from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME, NestedTool
+from codemode._describe.descriptions import wait_description, wait_parameters
+from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._exec_args import exec_parameters
@@ -32,21 +31,11 @@ __all__ = ["output", "tool_specs"]
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
-def tool_specs(
-    table: Sequence[NestedTool],
-    *,
-    code_mode_only: bool,
-    default_yield_time_ms: int,
-    notes: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """`exec` and `wait` as Messages API `tools` entries."""
-    description = exec_description(
-        table,
-        code_mode_only=code_mode_only,
-        default_yield_time_ms=default_yield_time_ms,
-        notes=notes,
-        input_format="json",
-    )
+def tool_specs(description: str) -> list[dict[str, Any]]:
+    """`exec` and `wait` as Messages API `tools` entries.
+
+    `description` is the exec tool's text, built once by `codemode.formats.tool_specs`.
+    """
     return [
         {"name": EXEC_TOOL_NAME, "description": description, "input_schema": exec_parameters()},
         {"name": WAIT_TOOL_NAME, "description": wait_description(), "input_schema": wait_parameters()},

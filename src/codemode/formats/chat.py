@@ -13,11 +13,10 @@ Invariant: pure functions of their arguments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from codemode._describe.descriptions import exec_description, wait_description, wait_parameters
-from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME, NestedTool
+from codemode._describe.descriptions import wait_description, wait_parameters
+from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._exec_args import exec_parameters
 from codemode.formats._notes import omitted_note
@@ -30,21 +29,11 @@ __all__ = ["output", "tool_specs"]
 _TEXT_ONLY = "Chat Completions tool messages carry text only"
 
 
-def tool_specs(
-    table: Sequence[NestedTool],
-    *,
-    code_mode_only: bool,
-    default_yield_time_ms: int,
-    notes: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """`exec` and `wait` as Chat Completions function tools."""
-    description = exec_description(
-        table,
-        code_mode_only=code_mode_only,
-        default_yield_time_ms=default_yield_time_ms,
-        notes=notes,
-        input_format="json",
-    )
+def tool_specs(description: str) -> list[dict[str, Any]]:
+    """`exec` and `wait` as Chat Completions function tools.
+
+    `description` is the exec tool's text, built once by `codemode.formats.tool_specs`.
+    """
     return [
         _function_tool(EXEC_TOOL_NAME, description, exec_parameters()),
         _function_tool(WAIT_TOOL_NAME, wait_description(), wait_parameters()),

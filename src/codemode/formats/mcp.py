@@ -11,11 +11,10 @@ Invariant: pure functions of their arguments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from codemode._describe.descriptions import exec_description, wait_description, wait_parameters
-from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME, NestedTool
+from codemode._describe.descriptions import wait_description, wait_parameters
+from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
@@ -30,21 +29,11 @@ __all__ = ["IMAGE_DETAIL_META_KEY", "output", "tool_specs"]
 IMAGE_DETAIL_META_KEY = "codex/imageDetail"
 
 
-def tool_specs(
-    table: Sequence[NestedTool],
-    *,
-    code_mode_only: bool,
-    default_yield_time_ms: int,
-    notes: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """`exec` and `wait` as MCP `Tool` objects (wire keys)."""
-    description = exec_description(
-        table,
-        code_mode_only=code_mode_only,
-        default_yield_time_ms=default_yield_time_ms,
-        notes=notes,
-        input_format="json",
-    )
+def tool_specs(description: str, default_yield_time_ms: int) -> list[dict[str, Any]]:
+    """`exec` and `wait` as MCP `Tool` objects (wire keys).
+
+    `description` is the exec tool's text, built once by `codemode.formats.tool_specs`.
+    """
     parameters = exec_parameters()
     parameters["properties"] |= {
         "max_output_tokens": {
