@@ -553,6 +553,9 @@ def test_audio_errors(shared: SyncCodeMode, call: str, message: str) -> None:
         ('forward_output({ content: [{ image_url: "data:image/png;base64,AAA" }] })', ["image:data:image/png;base64,AAA:high"]),
         ('forward_output({ output: "from output" })', ["from output"]),
         ("forward_output({ content: [] })", []),
+        # Beyond spec 4.6 (text and image only): audio blocks are forwarded like audio() would.
+        ('forward_output({ content: [{ type: "audio", data: "YXVkaW8=", mimeType: "audio/wav" }] })',
+         ["audio:data:audio/wav;base64,YXVkaW8="]),
     ],
 )
 def test_forward_output_items(shared: SyncCodeMode, call: str, expected: list[str]) -> None:

@@ -423,16 +423,36 @@ async def test_close_while_cells_wait_for_isolates() -> None:
     assert time.process_time() - cpu < 0.3  # a leaked `while (true) {}` would burn ~0.5 s
 
 
-async def test_cancelled_exec_leaves_no_cell(cm: CodeMode) -> None:
-    task = asyncio.create_task(cm.exec('// @exec: {"yield_time_ms": 60000}\nawait new Promise(() => {});'))
-    await asyncio.sleep(0.1)
+async def test_cancelled_exec_observer_leaves_the_cell_running(make_cm: MakeCodeMode) -> None:
+    started = asyncio.Event()
+
+    async def signal(arguments: object) -> str:
+        started.set()
+        return "ok"
+
+    session = await make_cm(tools=[Tool(name="signal", description="Signals.", handler=signal)])
+    task = asyncio.create_task(
+        session.exec('// @exec: {"yield_time_ms": 60000}\nawait tools.signal({}); await new Promise(() => {});')
+    )
+    await asyncio.wait_for(started.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # The observer went away; the cell keeps running and can still be observed or stopped.
-    assert cm.running_cells == ["1"]
-    stopped = await cm.wait("1", terminate=True)
+    assert session.running_cells == ["1"]
+    stopped = await session.wait("1", terminate=True)
     assert stopped.status == "terminated"
+
+
+async def test_exec_cancelled_before_its_cell_started_leaves_no_cell(cm: CodeMode) -> None:
+    # A fresh session has no prepared isolate yet, so the exec is still waiting for one.
+    task = asyncio.create_task(cm.exec("text(1);"))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cm.running_cells == []
+    assert texts(await cm.exec("text(2);")) == ["2"]
 
 
 async def test_concurrent_first_execs_share_one_start() -> None:
