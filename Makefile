@@ -25,6 +25,10 @@ demo: $(STAMP) $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
+bench: $(STAMP)
+	$(PY) -m pip install --quiet pydeno || echo "pydeno did not install; its peer rows will say so"
+	$(PY) benchmarks/run_all.py
+
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py
 

@@ -120,6 +120,10 @@ class EngineSession(Protocol):
     async def start(self, program: CellProgram, on_event: EventSink) -> EngineCell:
         """Run a program in a fresh, never-used isolate; events flow to `on_event`."""
 
+    async def ready(self, isolates: int | None = None) -> None:
+        """Wait until the engine is up and `isolates` prepared isolates (default: all it keeps
+        ready) wait for cells, so the next execs do not pay for their creation."""
+
     async def aclose(self) -> None:
         """Free every isolate this session still holds (running cells are the caller's job)."""
 

@@ -27,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -60,11 +61,10 @@ MAX_FREE_DELAY_S = 0.25  # or a finished isolate has waited this long to be free
 MAX_DEFERRED_FREES = 32  # or this many have.
 IDLE_TRIM_S = 30.0  # a session that ran no cell for this long keeps only IDLE_KEEP isolates,
 IDLE_KEEP = 2  # and refills to POOL_SIZE after its next exec.
-# --no-lazy: compile every function of a script up front, so the prelude is compiled while an
-# isolate is prepared, not on the first exec (lazy compilation was a third of an exec's CPU).
-# --no-lazy-feedback-allocation: give functions their feedback vectors at once (first calls
-# are faster; the prelude's are allocated while preparing).
-V8_FLAGS = ("--single-threaded", "--no-lazy", "--no-lazy-feedback-allocation")
+# mini-racer's default. (Lazy compilation of the prelude's functions on an exec's first calls
+# was a third of its CPU: the ones every exec runs are parenthesized in prelude.js, which makes
+# V8 compile them while the isolate is prepared.)
+V8_FLAGS = ("--single-threaded",)
 _HEADER = 16
 _PRELUDE = resources.files("codemode._engine").joinpath("prelude.js").read_text(encoding="utf-8")
 _PROGRAM_PREFIX = (
@@ -102,6 +102,53 @@ def _isolate_executor() -> ThreadPoolExecutor:
         return _isolate_thread
 
 
+@dataclass(frozen=True)
+class _Context(Context):
+    """mini-racer's Context with two economies on the event loop's hot path.
+
+    * Value handles are freed in batches, not one ctypes call each: every call into the library
+      releases and retakes the GIL while the isolate's callbacks wait for it, and freeing each
+      handle at once cost 3-4 such calls per exec. A context lives for one cell, and freeing it
+      frees every value it still holds.
+    * Callbacks from the isolate (the ping, eval completions) that arrive before the loop got
+      round to the previous ones share one wake-up of the loop (one self-pipe write and read)
+      instead of one each.
+    """
+
+    _unfreed: list[Any] = field(default_factory=list)
+    _alive: list[bool] = field(default_factory=lambda: [True])
+    _inbox: deque[tuple[int, Any]] = field(default_factory=deque)
+    _drain_scheduled: list[bool] = field(default_factory=lambda: [False])
+
+    def handle_callback_from_v8(self, callback_id: int, raw_val_handle: Any) -> None:
+        # On the isolate's thread, holding the GIL: queue and, if the loop was not told yet, tell it.
+        val_handle = self._wrap_raw_handle(raw_val_handle)
+        if callback_id == 0:  # an uncancelable task's result (used while preparing)
+            self._non_cancelable_mr_task_results_queue.put(val_handle)
+            return
+        self._inbox.append((callback_id, val_handle))
+        if not self._drain_scheduled[0]:
+            self._drain_scheduled[0] = True
+            self.event_loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        self._drain_scheduled[0] = False  # before draining: a later callback schedules again
+        inbox = self._inbox
+        while inbox:
+            callback_id, val_handle = inbox.popleft()
+            self._handle_callback_from_v8_on_event_loop(callback_id, val_handle)
+
+    def _free(self, raw: Any) -> None:
+        if not self._alive[0]:
+            return
+        self._unfreed.append(raw)
+        if len(self._unfreed) >= 256:  # a long cell (many tool calls) does not hoard them
+            batch = self._unfreed[:]
+            self._unfreed.clear()
+            for handle in batch:
+                self._dll.mr_free_value(self._ctx, handle)
+
+
 _first_context_lock = threading.Lock()
 _first_context_made = False
 
@@ -133,7 +180,7 @@ class _Isolate:
 
         self._callback = callback  # must outlive the context
         self.raw = _init_context(self.dll, callback)
-        self.ctx = Context(self.dll, self.raw, loop, ObjectFactoryImpl(), itertools.count(1))
+        self.ctx = _Context(self.dll, self.raw, loop, ObjectFactoryImpl(), itertools.count(1))
         context_ref.append(self.ctx)
         if heap_limit:
             self.dll.mr_set_hard_memory_limit(self.raw, heap_limit)
@@ -219,6 +266,7 @@ class _Isolate:
 
     def free(self) -> None:
         """Free the context (isolate thread only). Stops any running script."""
+        self.ctx._alive[0] = False  # its values die with it
         self.dll.mr_free_context(self.raw)
         self.ctx._active_cancelable_mr_task_callbacks.clear()
 
@@ -542,9 +590,11 @@ class _Pool:
         self._to_free.append((self._loop.time(), isolate))
         self._kick()
 
-    async def full(self) -> None:
-        """Wait until the pool holds `size` prepared isolates (or creation failed, or closed)."""
-        while not (self._closed or self.error is not None or len(self.ready) >= self.size):
+    async def filled(self, count: int) -> None:
+        """Wait until the pool holds `count` prepared isolates (at most its size), or creation
+        failed, or it closed."""
+        count = min(count, self.size)
+        while not (self._closed or self.error is not None or len(self.ready) >= count):
             self._changed.clear()
             await self._changed.wait()
 
@@ -669,13 +719,9 @@ class MiniRacerSession:
         loop = self._loop
         self._pool = _Pool(loop, lambda: _Isolate(loop, prelude, heap_limit), pool_size)
 
-    async def ready(self) -> None:
-        """Wait until the pool is full: V8 is up and `pool_size` isolates are prepared.
-
-        Optional (the first exec does not need it); a session that starts before its first
-        burst of execs serves the whole burst from prepared isolates.
-        """
-        await self._pool.full()
+    async def ready(self, isolates: int | None = None) -> None:
+        """Wait until V8 is up and `isolates` (default: the whole pool) are prepared."""
+        await self._pool.filled(self._pool.size if isolates is None else isolates)
 
     async def start(self, program: CellProgram, on_event: EventSink) -> MiniRacerCell:
         isolate = await self._pool.take()

@@ -78,6 +78,8 @@ class CodeMode:
         max_buffered_output_chars: output characters a cell may buffer between observations
             (default 32 Mi); later items are dropped and a notice says so.
         engine: the JavaScript engine; defaults to V8 through mini-racer.
+        isolate_pool_size: prepared isolates the default engine keeps ready per session (each
+            costs about 1 MiB and a thread; an idle session keeps 2). 0 creates each on demand.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class CodeMode:
         max_source_bytes: int = DEFAULT_LIMITS.max_source_bytes,
         max_buffered_output_chars: int = DEFAULT_LIMITS.max_buffered_output_chars,
         engine: Engine | None = None,
+        isolate_pool_size: int | None = None,
     ) -> None:
         self.limits = Limits(
             heap_limit_bytes=heap_limit_bytes,
@@ -116,6 +119,7 @@ class CodeMode:
         self.max_yield_time_ms = max_yield_time_ms
         self.heap_limit_bytes = heap_limit_bytes
         self._engine = engine
+        self._isolate_pool_size = isolate_pool_size
         self._engine_session: EngineSession | None = None
         self._mcp: Any = None
         self._table: list[NestedTool] = []
@@ -136,18 +140,18 @@ class CodeMode:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Start MCP servers and prepare isolates (done implicitly by the first exec).
+    async def start(self, *, fill_pool: bool = False) -> None:
+        """Start MCP servers and the engine (done implicitly by the first exec).
 
-        Returns once the engine is ready: V8 is initialised and its pool of prepared isolates is
-        full, so the first execs do not wait for isolates (an implicit start does not wait).
+        Returns once V8 is up and the first isolate is prepared, so the first exec is fast; the
+        rest of the isolate pool fills in the background. `fill_pool=True` waits for the whole
+        pool, so a burst of execs right after start never waits for an isolate.
         """
-        if self._state not in ("new", "starting"):
+        if self._state not in ("new", "starting", "open"):
             return
         await self._open()
-        ready = getattr(self._engine_session, "ready", None)
-        if ready is not None:
-            await ready()
+        if self._engine_session is not None:
+            await self._engine_session.ready(None if fill_pool else 1)
 
     async def _open(self) -> None:
         if self._state == "starting":
@@ -175,7 +179,9 @@ class CodeMode:
         if self._engine is None:
             from codemode._engine.miniracer import MiniRacerEngine
 
-            self._engine = MiniRacerEngine()
+            self._engine = (
+                MiniRacerEngine() if self._isolate_pool_size is None else MiniRacerEngine(self._isolate_pool_size)
+            )
         bindings = [ToolBinding(e["name"], e["description"]) for e in all_tools_entries(self._table)]
         self._engine_session = self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
         self._state = "open"

@@ -1,0 +1,262 @@
+"""exec overhead, measured the way the reference benchmark measures it (spec section 7).
+
+Usage:
+    python benchmarks/exec_overhead.py [--samples N] [--warm-iterations N] [--tool-counts 0,32,128]
+
+Two scenarios per tool count, each sample in a fresh process (this script re-executes itself
+with --worker):
+  * cold_exec: one exec in a fresh process (includes V8 initialisation and the first isolate);
+  * warm_exec: --warm-iterations execs after one warm-up exec.
+
+A worker builds T dummy tools `bench_tool_0000`... ("Benchmark tool <i>", no schemas), runs the
+warm-ups, records the max-RSS baseline (getrusage ru_maxrss), then times each
+`await cm.exec('text("bench");')` by the wall clock; every exec must complete with exactly one
+item. The summary is the mean of the per-sample means, p95 over the sorted per-sample means at
+index floor((n-1)*95/100), and the p50/max of the per-sample max-RSS deltas.
+
+Beyond the reference, each worker also reports CPU time per exec: process CPU (every thread,
+so the V8 isolate threads and the isolate-preparing thread are included) from the start of the
+timed loop until the process has gone quiet again afterwards (so background work the timed
+execs caused — refilling the isolate pool, freeing isolates — is charged to them), divided by
+the iteration count. And the session start (`async with CodeMode(...)` entry), which is where
+V8 is initialised and the pool of prepared isolates is filled: the reference's service creation
+does neither, so for cold_exec "first exec in a fresh process" = start + mean/exec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+DEFAULT_SAMPLES = 8
+DEFAULT_WARM_ITERATIONS = 25
+DEFAULT_WARMUPS = 1
+DEFAULT_TOOL_COUNTS = (0, 32, 128)
+BENCH_SOURCE = 'text("bench");'
+SCENARIOS = ("cold_exec", "warm_exec")
+
+
+# -- formatting (the reference's units) ------------------------------------------------------
+def format_duration_nanos(nanos: float) -> str:
+    nanos = int(nanos)
+    if nanos >= 1_000_000_000:
+        return f"{nanos / 1_000_000_000:.2f}s"
+    if nanos >= 1_000_000:
+        return f"{nanos / 1_000_000:.2f}ms"
+    if nanos >= 1_000:
+        return f"{nanos / 1_000:.2f}us"
+    return f"{nanos}ns"
+
+
+def format_bytes(n: float) -> str:
+    n = int(n)
+    kib, mib, gib = 1024, 1024**2, 1024**3
+    if n >= gib:
+        return f"{n / gib:.2f}GiB"
+    if n >= mib:
+        return f"{n / mib:.2f}MiB"
+    if n >= kib:
+        return f"{n / kib:.2f}KiB"
+    return f"{n}B"
+
+
+def percentile(values: list[int], pct: int) -> int:
+    ordered = sorted(values)
+    return ordered[((len(ordered) - 1) * pct) // 100]
+
+
+# -- worker ----------------------------------------------------------------------------------
+def max_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def benchmark_tools(count: int) -> list[Any]:
+    from codemode import Tool
+
+    def handler(_args: Any) -> dict[str, Any]:
+        return {}
+
+    return [Tool(f"bench_tool_{i:04d}", f"Benchmark tool {i}", handler) for i in range(count)]
+
+
+async def execute_benchmark_script(cm: Any) -> Any:
+    result = await cm.exec(BENCH_SOURCE)
+    if result.status != "completed" or result.error is not None:
+        raise RuntimeError(f"benchmark exec failed unexpectedly: {result.status} {result.error!r}")
+    if len(result.items) != 1:
+        raise RuntimeError(f"benchmark exec produced unexpected content item count: {len(result.items)}")
+    return result
+
+
+async def settle(max_seconds: float = 5.0) -> float:
+    """Wait until the process has used (almost) no CPU for 0.3 s in a row (background pool
+    refills and frees start only after a quiet spell, so one quiet window is not enough)."""
+    window, needed = 0.05, 6
+    deadline = time.perf_counter() + max_seconds
+    quiet = 0
+    while time.perf_counter() < deadline and quiet < needed:
+        cpu0 = time.process_time()
+        await asyncio.sleep(window)
+        quiet = quiet + 1 if time.process_time() - cpu0 < window * 0.03 else 0
+    return time.process_time()
+
+
+async def run_worker(scenario: str, tool_count: int, iterations: int, warmups: int) -> dict[str, Any]:
+    from codemode import CodeMode
+
+    tools = benchmark_tools(tool_count)
+    start_began = time.perf_counter_ns()
+    async with CodeMode(tools=tools) as cm:
+        if scenario == "warm_exec":
+            await cm.start(fill_pool=True)  # warm = steady state: the isolate pool is full
+        session_start = time.perf_counter_ns() - start_began
+        for _ in range(warmups):
+            await execute_benchmark_script(cm)
+        baseline_rss = max_rss_bytes()
+        times: list[int] = []
+        cpu_start = time.process_time()
+        for _ in range(iterations):
+            started = time.perf_counter_ns()
+            await execute_benchmark_script(cm)
+            times.append(time.perf_counter_ns() - started)
+        cpu_loop = time.process_time() - cpu_start
+        max_rss_delta = max(0, max_rss_bytes() - baseline_rss)
+        cpu_settled = await settle() - cpu_start
+    total = sum(times)
+    return {
+        "scenario": scenario,
+        "tool_count": tool_count,
+        "iterations": iterations,
+        "warmups": warmups,
+        "mean_exec_nanos": total // iterations,
+        "min_exec_nanos": min(times),
+        "max_exec_nanos": max(times),
+        "total_exec_nanos": total,
+        "max_rss_delta_bytes": max_rss_delta,
+        "cpu_loop_nanos_per_exec": int(cpu_loop * 1e9 / iterations),
+        "cpu_nanos_per_exec": int(cpu_settled * 1e9 / iterations),
+        "session_start_nanos": session_start,
+    }
+
+
+# -- parent ----------------------------------------------------------------------------------
+def run_sample(scenario: str, tool_count: int, iterations: int, warmups: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable, os.path.abspath(__file__), "--worker", "--scenario", scenario,
+        "--tool-count", str(tool_count), "--iterations", str(iterations), "--warmups", str(warmups),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"benchmark worker failed for scenario {scenario} / tools {tool_count}: {proc.stderr.strip()}"
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarize(scenario: str, tool_count: int, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    means = [r["mean_exec_nanos"] for r in reports]
+    rss = [r["max_rss_delta_bytes"] for r in reports]
+    cpu = [r["cpu_nanos_per_exec"] for r in reports]
+    return {
+        "scenario": scenario,
+        "tools": tool_count,
+        "samples": len(reports),
+        "warmups": reports[0]["warmups"],
+        "iters": reports[0]["iterations"],
+        "mean_exec_nanos": sum(means) // len(means),
+        "p95_exec_nanos": percentile(means, 95),
+        "rss_p50_bytes": percentile(rss, 50),
+        "rss_max_bytes": max(rss),
+        "cpu_exec_nanos": sum(cpu) // len(cpu),
+        "max_single_exec_nanos": max(r["max_exec_nanos"] for r in reports),
+        "session_start_nanos": sum(r["session_start_nanos"] for r in reports) // len(reports),
+    }
+
+
+def run_benchmark(samples: int, warm_iterations: int, tool_counts: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for tool_count in tool_counts:
+        for scenario in SCENARIOS:
+            iterations, warmups = (1, 0) if scenario == "cold_exec" else (warm_iterations, DEFAULT_WARMUPS)
+            reports = [run_sample(scenario, tool_count, iterations, warmups) for _ in range(samples)]
+            rows.append(summarize(scenario, tool_count, reports))
+    return rows
+
+
+HEADER = ("scenario", "tools", "samples", "warmups", "iters", "mean/exec", "p95/exec", "rssΔ p50", "rssΔ max",
+          "cpu/exec", "start")
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    fmt = "{:<12} {:>7} {:>7} {:>10} {:>10} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}"
+    lines = [fmt.format(*HEADER)]
+    for row in rows:
+        lines.append(fmt.format(
+            row["scenario"], row["tools"], row["samples"], row["warmups"], row["iters"],
+            format_duration_nanos(row["mean_exec_nanos"]), format_duration_nanos(row["p95_exec_nanos"]),
+            format_bytes(row["rss_p50_bytes"]), format_bytes(row["rss_max_bytes"]),
+            format_duration_nanos(row["cpu_exec_nanos"]), format_duration_nanos(row["session_start_nanos"]),
+        ))
+    lines.append("memory uses a fresh-process max RSS delta for each scenario")
+    lines.append("cpu/exec = process CPU, all threads, timed loop until the process is quiet again, per exec")
+    lines.append("start = `async with CodeMode(...)` entry before the first exec (V8 init + first isolate; warm_exec: + the full pool)")
+    return lines
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows:
+        out.append("| " + " | ".join([
+            row["scenario"], str(row["tools"]), str(row["samples"]), str(row["warmups"]), str(row["iters"]),
+            format_duration_nanos(row["mean_exec_nanos"]), format_duration_nanos(row["p95_exec_nanos"]),
+            format_bytes(row["rss_p50_bytes"]), format_bytes(row["rss_max_bytes"]),
+            format_duration_nanos(row["cpu_exec_nanos"]), format_duration_nanos(row["session_start_nanos"]),
+        ]) + " |")
+    return "\n".join(out)
+
+
+def parse_tool_counts(text: str) -> list[int]:
+    counts = [int(part) for part in (p.strip() for p in text.split(",")) if part]
+    if not counts:
+        raise argparse.ArgumentTypeError("--tool-counts must include at least one count")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
+    parser.add_argument("--warm-iterations", type=int, default=DEFAULT_WARM_ITERATIONS)
+    parser.add_argument("--tool-counts", type=parse_tool_counts, default=list(DEFAULT_TOOL_COUNTS))
+    parser.add_argument("--json", help="also write the summary rows to this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
+    parser.add_argument("--tool-count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--warmups", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        report = asyncio.run(run_worker(args.scenario, args.tool_count, args.iterations, args.warmups))
+        print(json.dumps(report))
+        return
+    if args.samples <= 0 or args.warm_iterations <= 0:
+        parser.error("--samples and --warm-iterations must be greater than 0")
+    rows = run_benchmark(args.samples, args.warm_iterations, args.tool_counts)
+    print(f"exec_overhead: samples={args.samples}, warm_iterations={args.warm_iterations}, "
+          f"tool_counts={args.tool_counts}")
+    print("\n".join(table_lines(rows)))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
