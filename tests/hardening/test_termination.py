@@ -142,3 +142,20 @@ async def test_close_with_cpu_bound_cells_only(make_cm: MakeCodeMode) -> None:
     await cm.close()
     assert time.monotonic() - started < 1
     assert cm.running_cells == []
+
+
+async def test_terminating_a_busy_script_accounts_for_output_it_could_not_deliver(make_cm: MakeCodeMode) -> None:
+    """More output than the ring holds, then a CPU loop: what was delivered arrives, the rest is
+    announced as lost instead of vanishing."""
+    cm = await make_cm()
+    source = '// @exec: {"yield_time_ms": 300}\nfor (let i = 0; i < 20000; i++) text("x".repeat(300));\nwhile (true) {}'
+    first = await cm.exec(source)
+    assert first.status == "running"
+    assert first.cell_id is not None
+    stopped = await cm.wait(first.cell_id, terminate=True)
+    assert stopped.status == "terminated"
+    delivered = len(first.items) + len(stopped.items) - 1
+    notice = texts(stopped)[-1]
+    lost = int(notice.split()[0].lstrip("["))
+    assert notice.endswith("while it never went idle]")
+    assert delivered + lost == 20000

@@ -228,6 +228,11 @@ class _Isolate:
         self.dll.mr_eval(self.raw, handle.raw, callback_id)
         return future
 
+    def overflow_count(self) -> int:
+        """How many messages wait in the script-side overflow queue (readable while it runs)."""
+        ring = self.ring
+        return 0 if ring is None else max(0, struct.unpack_from("<i", ring, 8)[0])
+
     def read_messages(self) -> tuple[list[Any], bool]:
         """Take every complete message out of the ring; also say whether overflow is waiting."""
         ring = self.ring
@@ -321,6 +326,15 @@ class MiniRacerCell:
         if self._freed:
             return
         self._pump()
+        stranded = self._isolate.overflow_count()
+        if stranded and not self._finished:
+            # Messages that did not fit the ring are still inside the busy isolate; freeing it
+            # loses them. Say so where they would have appeared rather than drop them silently.
+            self._on_event(OutputEvent(TextItem(
+                f"[{stranded} more output messages were still queued inside the script when it was"
+                " terminated and are lost: it produced output faster than it could be delivered"
+                " while it never went idle]"
+            )))
         await self._free()
 
     def release(self) -> None:
