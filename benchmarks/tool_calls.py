@@ -79,6 +79,7 @@ async def timed_exec(cm: CodeMode, code: str) -> float:
 async def sample(code: str, repeats: int) -> list[float]:
     """`repeats` execs of `code` back to back, after one warm-up, in a fresh session."""
     async with CodeMode(tools=TOOLS) as cm:
+        await cm.start(fill_pool=True)  # steady state: the isolate pool is full
         await timed_exec(cm, code)
         return [await timed_exec(cm, code) for _ in range(repeats)]
 
@@ -118,6 +119,7 @@ async def concurrent_cells(counts: list[int], repeats: int) -> list[dict[str, An
         walls = []
         for _ in range(repeats):
             async with CodeMode(tools=TOOLS, max_concurrent_cells=max(64, 2 * count)) as cm:
+                await cm.start(fill_pool=True)
                 started = time.perf_counter()
                 results = await asyncio.gather(*(cm.exec('await tools.slow({}); text("x");') for _ in range(count)))
                 walls.append(time.perf_counter() - started)
@@ -145,6 +147,7 @@ def thread_count() -> int:
 
 async def many_execs(count: int) -> dict[str, Any]:
     async with CodeMode(tools=TOOLS) as cm:
+        await cm.start(fill_pool=True)
         await timed_exec(cm, 'text("bench");')
         start_rss, start_threads = rss_bytes(), thread_count()
         max_rss, max_threads = start_rss, start_threads
