@@ -218,26 +218,23 @@ def _make_tool(connection: ServerConnection, mcp_tool: types.Tool) -> Tool | Non
 
     description = mcp_tool.description or mcp_tool.title or ""
     output_schema = _output_schema(mcp_tool.output_schema)
-    try:
+    def build(**extra: Any) -> Tool:
         return Tool(
             name=name,
             description=description,
             handler=handler,
             input_schema=mcp_tool.input_schema,
             output_schema=output_schema,
+            **extra,
         )
+
+    try:
+        return build()
     except UsageError as exc:
         # A server with one malformed schema should not lose its other tools; the server
         # validates arguments itself, so skip local validation for this tool.
         connection.logger.warning("%s; arguments of `%s` will not be checked locally", exc, name)
-        return Tool(
-            name=name,
-            description=description,
-            handler=handler,
-            input_schema=mcp_tool.input_schema,
-            output_schema=output_schema,
-            _validator=_no_validation,
-        )
+        return build(_validator=_no_validation)
 
 
 def _no_validation(arguments: Any) -> None:
