@@ -197,7 +197,7 @@ with the tool table ~1 ms, Python and ctypes ~0.2 ms, plus ~0.3 ms to free it af
 """
 
 CHANGES = """\
-## What changed in the engine (`src/codemode/_engine/miniracer.py`)
+## What changed in the engine (`src/codemode/_engine/miniracer/`)
 
 * **Pool of prepared isolates, sized for bursts, with deferred background work** (`_Pool`): 32 per
   session (was 2), prepared by 4 isolate threads in parallel (was 1). Creating and freeing are

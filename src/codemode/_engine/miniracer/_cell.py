@@ -1,0 +1,322 @@
+"""One script in one isolate: launching it, reading its messages, settling its tool calls,
+turning engine failures into model-facing error texts, and terminating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from py_mini_racer._exc import (
+    JSConversionException,
+    JSEvalException,
+    JSOOMException,
+    JSParseException,
+)
+
+from codemode._engine.base import (
+    EngineEvent,
+    EventSink,
+    FinishedEvent,
+    NotifyEvent,
+    OutputEvent,
+    ToolCallEvent,
+    YieldEvent,
+)
+from codemode._engine.miniracer._isolate import (
+    CHANNEL_ERROR,
+    PRELUDE_NAME,
+    SCRIPT_NAME,
+    ChannelError,
+    Isolate,
+    isolate_executor,
+)
+from codemode._types import AudioItem, ImageItem, TextItem
+
+PROGRAM_PREFIX = (
+    "__codemode_host__.run({snapshot}, async function (__codemode_module__, __codemode_import__) "
+    '{{"use strict";{hoisted}'
+)
+PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
+
+STORE_TOO_DEEP = (
+    "store: the value of {key} is nested too deeply to keep (the host reads at most about 900 levels), "
+    "so this cell's stored values were not saved. Flatten the value before storing it."
+)
+_IMAGE_DETAILS = frozenset({"auto", "low", "high", "original"})
+
+
+class MiniRacerCell:
+    """One script in one isolate; implements `EngineCell`."""
+
+    def __init__(
+        self,
+        isolate: Isolate,
+        on_event: EventSink,
+        prefix_length: int,
+        release_isolate: Callable[[Isolate], None] | None = None,
+    ) -> None:
+        self._isolate = isolate
+        self._release_isolate = release_isolate  # frees a finished cell's isolate later
+        self._on_event = on_event
+        self._prefix_length = prefix_length
+        self._finished = False
+        self._freed = False
+        self._draining = False
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._open_calls = 0  # tool calls the script made that are not resolved yet
+        self._resolutions: list[str] = []  # resolve statements batched into one eval
+        isolate.on_ping = self._pump
+
+    # -- commands ---------------------------------------------------------------------------
+    def launch(self, script: str) -> None:
+        self._watch(self._isolate.submit(script), program=True)
+
+    def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
+        if self._finished or self._freed:
+            return
+        self._open_calls -= 1
+        self._resolutions.append(f"__codemode_host__.resolve({call_id},{1 if ok else 0},{json.dumps(payload)});")
+        if self._open_calls <= 0:
+            self._flush_resolutions()  # the last call the script waits for: no delay
+        elif len(self._resolutions) == 1:
+            # More calls are open (`Promise.all`): results that arrive in the same loop
+            # iteration travel in one eval, so 100 calls do not cost 100 evals.
+            asyncio.get_running_loop().call_soon(self._flush_resolutions)
+
+    def _flush_resolutions(self) -> None:
+        if not self._resolutions or self._finished or self._freed:
+            self._resolutions.clear()
+            return
+        code = "".join(self._resolutions)
+        self._resolutions.clear()
+        self._watch(self._isolate.submit(code))
+
+    async def terminate(self) -> None:
+        if self._freed:
+            return
+        self._pump()
+        stranded = self._isolate.overflow_count()
+        if stranded and not self._finished:
+            # Messages that did not fit the ring are still inside the busy isolate; freeing it
+            # loses them. Say so where they would have appeared rather than drop them silently.
+            self._on_event(OutputEvent(TextItem(
+                f"[{stranded} more output messages were still queued inside the script when it was"
+                " terminated and are lost: it produced output faster than it could be delivered"
+                " while it never went idle]"
+            )))
+        await self._free()
+
+    def release(self) -> None:
+        if self._freed:
+            return
+        if self._release_isolate is not None:
+            self._detach()
+            self._release_isolate(self._isolate)
+            return
+        task = asyncio.ensure_future(self._free())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def memory_limit_reached(self) -> bool:
+        return not self._freed and self._isolate.memory_limit_reached()
+
+    # -- events -----------------------------------------------------------------------------
+    def _watch(self, future: asyncio.Future[Any], program: bool = False) -> None:
+        self._tasks.add(future)
+
+        def settled(fut: asyncio.Future[Any]) -> None:
+            self._tasks.discard(fut)
+            if fut.cancelled() or self._freed:
+                return
+            exc = fut.exception()
+            self._pump()
+            # A value that cannot be converted (a BigInt a script smuggled out of the wrapper)
+            # is no failure: nothing evaluated here returns a value the host uses.
+            if exc is not None and not isinstance(exc, JSConversionException):
+                self._fail(self._engine_error_text(exc))
+
+        future.add_done_callback(settled)
+
+    def _pump(self) -> None:
+        """Deliver every message waiting in the ring (and start an overflow drain if needed)."""
+        if self._freed:
+            return
+        try:
+            messages, overflow = self._isolate.read_messages()
+        except ChannelError:
+            self._fail(CHANNEL_ERROR)
+            return
+        for message in messages:
+            self._dispatch(message)
+        if overflow and not self._draining and not self._finished:
+            self._draining = True
+            drain = self._isolate.submit("__codemode_host__.drain()")
+
+            def drained(fut: asyncio.Future[Any]) -> None:
+                self._draining = False
+                if fut.cancelled() or fut.exception() is not None or self._freed:
+                    return
+                try:
+                    messages = json.loads(fut.result())
+                    if not isinstance(messages, list):
+                        raise TypeError("not a list")
+                except (TypeError, ValueError, RecursionError):
+                    self._fail(CHANNEL_ERROR)
+                    return
+                for message in messages:
+                    self._dispatch(message)
+                self._pump()
+
+            drain.add_done_callback(drained)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if self._finished:
+            return
+        problem = _message_problem(message)
+        if problem is not None:
+            self._fail(problem)
+            return
+        kind = message["k"]
+        event: EngineEvent
+        if kind == "text":
+            event = OutputEvent(TextItem(message["v"]))
+        elif kind == "image":
+            event = OutputEvent(ImageItem(message["url"], message["detail"]))
+        elif kind == "audio":
+            event = OutputEvent(AudioItem(message["url"]))
+        elif kind == "notify":
+            event = NotifyEvent(message["v"])
+        elif kind == "call":
+            self._open_calls += 1
+            event = ToolCallEvent(message["id"], message["name"], message["args"])
+        elif kind == "yield":
+            event = YieldEvent()
+        elif kind == "done":
+            self._finished = True
+            error = message["error"]
+            event = FinishedEvent(None if error is None else self._fix_positions(error), message["writes"])
+        else:  # pragma: no cover - the prelude sends only the kinds above
+            raise AssertionError(f"unknown engine message kind {kind!r}")
+        self._on_event(event)
+
+    def _fail(self, error: str) -> None:
+        if not self._finished:
+            self._finished = True
+            self._on_event(FinishedEvent(error))
+
+    def _engine_error_text(self, exc: BaseException) -> str:
+        if isinstance(exc, JSOOMException) or self._isolate.memory_limit_reached():
+            return "JavaScript memory limit reached"
+        if isinstance(exc, JSParseException):
+            return self._syntax_error_text(str(exc))
+        if isinstance(exc, JSEvalException):
+            return self._fix_positions(_stack_from_eval_error(str(exc)))
+        return f"{type(exc).__name__}: {exc}"
+
+    def _syntax_error_text(self, text: str) -> str:
+        """`<anonymous>:3: SyntaxError: msg / source / caret` -> `SyntaxError: msg` + position."""
+        lines = text.split("\n")
+        match = re.match(r"^<anonymous>:(\d+): (.*)$", lines[0])
+        if match is None:
+            return text.strip()
+        line, message = int(match.group(1)), match.group(2)
+        column = lines[2].index("^") + 1 if len(lines) > 2 and "^" in lines[2] else 1
+        if line == 1:
+            column = max(1, column - self._prefix_length)
+        return f"{message}\n    at {SCRIPT_NAME}:{line}:{column}"
+
+    def _fix_positions(self, text: str) -> str:
+        """Hide the wrapper: drop its stack frames and shift line-1 columns back by the prefix."""
+        kept = []
+        for line in text.split("\n"):
+            if PRELUDE_NAME in line or _wrapper_frame(line, self._prefix_length):
+                continue
+            kept.append(line)
+
+        def shift(match: re.Match[str]) -> str:
+            column = int(match.group(1)) - self._prefix_length
+            return f"{SCRIPT_NAME}:1:{max(column, 1)}"
+
+        return re.sub(rf"{re.escape(SCRIPT_NAME)}:1:(\d+)", shift, "\n".join(kept))
+
+    def _detach(self) -> None:
+        """Stop listening to the isolate: the ring is never read again."""
+        self._freed = True
+        self._isolate.ring = None
+        self._isolate.on_ping = lambda: None
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _free(self) -> None:
+        if self._freed:
+            return
+        self._detach()
+        await asyncio.get_running_loop().run_in_executor(isolate_executor(), self._isolate.free)
+
+
+def _message_problem(message: Any) -> str | None:
+    """Why a message cannot be accepted (the script's error text), or None if it is well formed.
+
+    The prelude only writes well-formed messages, but a script that replaced built-ins it
+    relies on (say `Object.prototype.toJSON`) can make it write anything.
+    """
+    if not isinstance(message, dict):
+        return CHANNEL_ERROR
+    kind = message.get("k")
+    if kind == "text" or kind == "notify":
+        ok = isinstance(message.get("v"), str)
+    elif kind == "image":
+        url, detail = message.get("url"), message.get("detail")
+        ok = isinstance(url, str) and url[:5].lower() == "data:" and isinstance(detail, str) and (
+            detail in _IMAGE_DETAILS
+        )
+    elif kind == "audio":
+        url = message.get("url")
+        ok = isinstance(url, str) and url[:5].lower() == "data:"
+    elif kind == "call":
+        call_id, args = message.get("id"), message.get("args")
+        ok = type(call_id) is int and isinstance(message.get("name"), str) and (args is None or isinstance(args, str))
+    elif kind == "yield":
+        ok = True
+    elif kind == "done":
+        error, writes = message.get("error"), message.get("writes")
+        if not (error is None or isinstance(error, str)) or not isinstance(writes, dict):
+            return CHANNEL_ERROR
+        ok = True
+        for key, value in writes.items():
+            if not isinstance(value, str):
+                return CHANNEL_ERROR
+            try:  # stored values must stay loadable: by later cells, and by the host
+                json.loads(value, parse_constant=_reject_constant)
+            except RecursionError:
+                return STORE_TOO_DEEP.format(key=json.dumps(key, ensure_ascii=False))
+            except ValueError:
+                return CHANNEL_ERROR
+    else:
+        ok = False
+    return None if ok else CHANNEL_ERROR
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _wrapper_frame(line: str, prefix_length: int) -> bool:
+    """A stack frame inside the wrapper prefix (the call into the user's function)."""
+    match = re.fullmatch(rf"\s+at (?:.* \()?{re.escape(SCRIPT_NAME)}:1:(\d+)\)?", line)
+    return match is not None and int(match.group(1)) <= prefix_length
+
+
+def _stack_from_eval_error(text: str) -> str:
+    """mini-racer prefixes thrown errors with `file:line: msg / source / caret`; keep the stack."""
+    parts = text.split("\n\n", 1)
+    if len(parts) == 2 and re.match(r"^\S+:\d+: ", parts[0]):
+        return parts[1].rstrip("\n")
+    return text.rstrip("\n")
+
+
+_background: set[asyncio.Future[Any]] = set()
