@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from codemode import CodeMode, Tool, ToolError
+from codemode import CodeMode, TextItem, Tool, ToolError
 
 from ._support import MakeCodeMode, texts
 
@@ -443,3 +443,17 @@ async def test_tool_raising_cancelled_error_rejects(make_cm: MakeCodeMode) -> No
     async with asyncio.timeout(5):
         out = await run(session, "try { await tools.inner_cancel({}); } catch (e) { text(e); }\ntext('after');")
     assert out == ["tool `inner_cancel` was cancelled", "after"]
+
+
+async def test_numbers_beyond_2_53_reach_python_as_the_double_javascript_had() -> None:
+    seen: list[object] = []
+
+    def echo(value: float) -> float:
+        """Echo a number."""
+        seen.append(value)
+        return value
+
+    async with CodeMode([echo]) as cm:
+        result = await cm.exec("text(await tools.echo({ value: 3.58e16 }) === 3.58e16)")
+    assert [item.text for item in result.items if isinstance(item, TextItem)] == ["true"]
+    assert seen == [3.58e16] and isinstance(seen[0], float)

@@ -48,7 +48,7 @@ const __codemode_host__ = (function (setup) {
   // Stack traces show only the script's frames: the prelude's frames (and the native calls it
   // made) and the wrapper's call into the script are left out, in V8's default format.
   // Columns on the script's first line still include the wrapper prefix; the host shifts them
-  // in the error text it reports (miniracer.py `_fix_positions`).
+  // in the error text it reports (the engine cell's `_fix_positions`).
   const PRELUDE_FILE = "codemode_prelude.js";
   const errorToString = Error.prototype.toString;
   function prepareStackTrace(error, frames) {

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import itertools
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,22 @@ from typing import Any
 
 from codemode._describe.descriptions import all_tools_entries, exec_description
 from codemode._describe.names import NestedTool, nested_tool_table
-from codemode._engine.base import CellProgram, Engine, EngineSession, SessionSetup, ToolBinding
+from codemode._engine.base import (
+    CellProgram,
+    Engine,
+    EngineSession,
+    SessionSetup,
+    ToolBinding,
+)
 from codemode._imports import ImportError_, module_exports, rewrite_modules
 from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
-from codemode._session.cell import Cell, CellBusyError, CellHooks, CellState, Observation
+from codemode._session.cell import (
+    Cell,
+    CellBusyError,
+    CellHooks,
+    CellState,
+    Observation,
+)
 from codemode._session.limits import (
     DEFAULT_LIMITS,
     Limits,
@@ -39,6 +52,7 @@ DEFAULT_EXEC_YIELD_TIME_MS = 10_000
 DEFAULT_WAIT_YIELD_TIME_MS = 10_000
 DEFAULT_HEAP_LIMIT_BYTES = DEFAULT_LIMITS.heap_limit_bytes
 MEMORY_WATCHDOG_INTERVAL_S = 0.1
+KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session; on_notify sees all
 SHUTTING_DOWN = "code mode session is shutting down"
 
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
@@ -128,7 +142,7 @@ class CodeMode:
         self._cells: dict[str, Cell] = {}
         self._cell_ids = itertools.count(1)
         self._stored: dict[str, str] = {}
-        self.notifications: list[Notification] = []
+        self._notifications: deque[Notification] = deque(maxlen=KEPT_NOTIFICATIONS)
         self._state = "new"
         self._opened = asyncio.Event()  # set when a start attempt ended ("open", or failed)
 
@@ -298,6 +312,11 @@ class CodeMode:
 
     # -- what the host can read --------------------------------------------------------------
     @property
+    def notifications(self) -> list[Notification]:
+        """The newest `notify(...)` texts (up to 1,000), oldest first."""
+        return list(self._notifications)
+
+    @property
     def stored_values(self) -> dict[str, Any]:
         """A copy of the values scripts saved with `store(key, value)`."""
         return {key: json.loads(text) for key, text in self._stored.items()}
@@ -400,7 +419,7 @@ class CodeMode:
             return await call_tool(entry.tool, global_name, arguments_json)
 
         def notify(text: str) -> Awaitable[None] | None:
-            self.notifications.append(Notification(cell_id, text))
+            self._notifications.append(Notification(cell_id, text))
             if self._on_notify is None:
                 return None
             outcome = self._on_notify(cell_id, text)

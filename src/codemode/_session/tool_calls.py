@@ -39,7 +39,7 @@ async def call_tool(tool: Tool, script_name: str, arguments_json: str | None) ->
 
 
 def _arguments(tool: Tool, script_name: str, arguments_json: str | None) -> Any:
-    value = None if arguments_json is None else json.loads(arguments_json)
+    value = None if arguments_json is None else json.loads(arguments_json, parse_int=_js_integer)
     if tool.kind == "freeform":
         if not isinstance(value, str):
             raise ToolCallFailed(f"tool `{script_name}` expects a string input")
@@ -77,3 +77,9 @@ def _key(key: Any) -> str:
     if isinstance(key, (int, float, bool)) or key is None:
         return json.dumps(key)
     raise TypeError(f"dictionary key {key!r} is not a string")
+
+
+def _js_integer(text: str) -> int | float:
+    """A JSON integer from JavaScript: beyond 2**53 it was a double, so keep it one."""
+    value = int(text)
+    return value if abs(value) <= 2**53 else float(value)
