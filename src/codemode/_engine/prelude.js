@@ -8,8 +8,9 @@
 //     (one-way native callback) tells the host to look. Messages that do not fit wait in an
 //     overflow queue the host drains with `drain()` when the isolate is idle.
 //   * host -> script: short scripts calling `__codemode_host__` (run / resolve / drain), a
-//     script-level const: the script cannot reassign it, and it is not a property of globalThis,
-//     so `Object.getOwnPropertyNames(globalThis)` shows only the allowed globals.
+//     script-level const, not a property of globalThis; the host renames it to a random name per
+//     process before evaluating this file, so the script can neither name nor find it (nor the
+//     ring it holds).
 // Helper errors are thrown as plain strings, as in the reference runtime.
 // Performance: the functions every exec runs are written as parenthesized function expressions
 // (`const send = (function send(...) {...})`, `text: ((value) => {...})`), which V8 compiles

@@ -28,6 +28,7 @@ from codemode._engine.base import (
 )
 from codemode._engine.miniracer._isolate import (
     CHANNEL_ERROR,
+    HOST,
     PRELUDE_NAME,
     SCRIPT_NAME,
     ChannelError,
@@ -37,7 +38,7 @@ from codemode._engine.miniracer._isolate import (
 from codemode._types import AudioItem, ImageItem, TextItem
 
 PROGRAM_PREFIX = (
-    "__codemode_host__.run({snapshot}, async function (__codemode_module__, __codemode_import__) "
+    HOST + ".run({snapshot}, async function (__codemode_module__, __codemode_import__) "
     '{{"use strict";{hoisted}'
 )
 PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
@@ -79,7 +80,7 @@ class MiniRacerCell:
         if self._finished or self._freed:
             return
         self._open_calls -= 1
-        self._resolutions.append(f"__codemode_host__.resolve({call_id},{1 if ok else 0},{json.dumps(payload)});")
+        self._resolutions.append(f"{HOST}.resolve({call_id},{1 if ok else 0},{json.dumps(payload)});")
         if self._open_calls <= 0:
             self._flush_resolutions()  # the last call the script waits for: no delay
         elif len(self._resolutions) == 1:
@@ -154,7 +155,7 @@ class MiniRacerCell:
             self._dispatch(message)
         if overflow and not self._draining and not self._finished:
             self._draining = True
-            drain = self._isolate.submit("__codemode_host__.drain()")
+            drain = self._isolate.submit(f"{HOST}.drain()")
 
             def drained(fut: asyncio.Future[Any]) -> None:
                 self._draining = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 import struct
 import threading
 from collections import deque
@@ -32,7 +33,15 @@ MAX_BUFFERED_CHARS = 64 * 1024 * 1024
 ISOLATE_THREADS = 4  # threads that create, prepare and free isolates, in parallel
 V8_FLAGS = ("--single-threaded",)
 _HEADER = 16
-PRELUDE = resources.files("codemode._engine").joinpath("prelude.js").read_text(encoding="utf-8")
+# The prelude's host object lives in a script-level const whose name is random per process:
+# the script cannot name it, so it cannot reach the host interface or the output ring.
+HOST = f"__codemode_host_{secrets.token_hex(8)}__"
+PRELUDE = (
+    resources.files("codemode._engine")
+    .joinpath("prelude.js")
+    .read_text(encoding="utf-8")
+    .replace("__codemode_host__", HOST)
+)
 CHANNEL_ERROR = (
     "codemode could not read a message from the script, so the script was stopped. The script "
     "probably modified built-ins codemode relies on (Object.prototype.toJSON, String.prototype, "
