@@ -560,3 +560,17 @@ def test_stderr_tail_is_bounded() -> None:
     assert tail.tail() == "three\nfour \u00e9\n" + "x" * 10 + "…"
     assert tail.tail(max_lines=1) == "x" * 10 + "…"
     assert tail.tail(max_chars=5) == "x" * 10 + "…"  # always at least the last line
+
+
+async def test_a_server_that_failed_to_start_is_named_in_the_exec_description() -> None:
+    from codemode import CodeMode
+
+    config = {"mcpServers": {"py": py_server(), "broken": py_server("--fail-at-start")}}
+    async with CodeMode(mcp_servers=config) as cm:
+        description = cm.exec_description()
+        specs = {spec["name"]: spec for spec in cm.tool_specs("anthropic")}
+        result = await cm.exec("text(Object.keys(tools).join(','))")
+    assert "Some MCP servers failed to start, so their tools are not available:" in description
+    assert "- `broken`:" in description
+    assert "- `broken`:" in specs["exec"]["description"]
+    assert result.items and "mcp__py__add" in getattr(result.items[0], "text", "")
