@@ -574,3 +574,24 @@ async def test_a_server_that_failed_to_start_is_named_in_the_exec_description() 
     assert "- `broken`:" in description
     assert "- `broken`:" in specs["exec"]["description"]
     assert result.items and "mcp__py__add" in getattr(result.items[0], "text", "")
+
+
+async def test_mcp_blocks_forward_to_the_model(everything: dict[str, Any]) -> None:
+    """`image(result.content[i])` forwards one MCP image block; `forward_output(result)` all of
+    a result's text and image blocks, in order."""
+    from codemode import CodeMode, ImageItem, TextItem
+
+    async with CodeMode(mcp_servers={"mcpServers": {"everything": everything}}) as cm:
+        result = await cm.exec(
+            """
+            const tiny = await tools.mcp__everything__get_tiny_image({});
+            image(tiny.content.find((block) => block.type === "image"));
+            forward_output(tiny);
+            """
+        )
+    assert result.status == "completed", result.error
+    first, *forwarded = result.items
+    assert isinstance(first, ImageItem) and first.image_url.startswith("data:image/png;base64,iVBOR")
+    kinds = [type(item) for item in forwarded]
+    assert ImageItem in kinds and TextItem in kinds
+    assert [item for item in forwarded if isinstance(item, ImageItem)] == [first]
