@@ -19,6 +19,7 @@ import click
 from codemode._result import ExecResult
 from codemode._session.session import CodeMode
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode.formats._data_url import parse_data_url
 from codemode.tools import Tool
 
 
@@ -57,8 +58,8 @@ def render_items(items: Iterable[OutputItem]) -> str:
 
 
 def _media_summary(url: str) -> str:
-    head, _, data = url.partition(",")
-    return f"{head.removeprefix('data:')}, {len(data)} base64 chars"
+    parsed = parse_data_url(url)
+    return url[:40] if parsed is None else f"{parsed.mime_type}, {len(parsed.data)} base64 chars"
 
 
 @click.group()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
-from codemode import AudioItem, CodeMode, ExecResult, ImageItem, TextItem
+from codemode import AudioItem, CodeMode, ExecResult, ImageItem, TextItem, Tool
 from codemode._types import OutputItem
 
 MakeCodeMode = Callable[..., Awaitable[CodeMode]]
 """The type of the `make_cm` fixture (tests/conftest.py)."""
 
-__all__ = ["MakeCodeMode", "describe", "header", "model_texts", "texts"]
+__all__ = ["Blocker", "MakeCodeMode", "describe", "header", "model_texts", "texts"]
 
 
 def texts(result: ExecResult) -> list[str]:
@@ -37,3 +38,24 @@ def header(result: ExecResult) -> str:
     first = result.model_items()[0]
     assert isinstance(first, TextItem)
     return first.text.split("\n", 1)[0]
+
+
+class Blocker:
+    """A coroutine that never returns and records that it started and was cancelled: use
+    `block` as an `on_notify` callback, or `tool` as a nested tool named `block`."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.cancellations = 0
+        self.tool = Tool(name="block", description="Never returns.", handler=self.block)
+
+    async def block(self, *arguments: object) -> str:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancellations += 1
+            self.cancelled.set()
+            raise
+        return "never"

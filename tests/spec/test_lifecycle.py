@@ -17,7 +17,7 @@ import pytest
 import codemode._source
 from codemode import CodeMode, Notification, SyncCodeMode, TextItem, Tool
 
-from ._support import MakeCodeMode, header, model_texts, texts
+from ._support import Blocker, MakeCodeMode, header, model_texts, texts
 
 FOREVER = "await new Promise(() => {});"
 PY_MCP_SERVER = Path(__file__).parents[1] / "mcp_servers" / "py_server.py"
@@ -224,24 +224,14 @@ async def test_case44_completion_wins_over_terminate(cm: CodeMode) -> None:
 
 
 async def test_case45_terminate_cancels_a_pending_notification(make_cm: MakeCodeMode) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def on_notify(cell_id: str, text: str) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    session = await make_cm(on_notify=on_notify)
+    blocking = Blocker()
+    session = await make_cm(on_notify=blocking.block)
     first = await session.exec(f'// @exec: {{"yield_time_ms": 100}}\nnotify("pending"); {FOREVER}')
     assert (first.status, texts(first)) == ("running", [])
-    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(blocking.started.wait(), 5)
     stopped = await session.wait("1", terminate=True)
     assert (stopped.status, stopped.items) == ("terminated", ())
-    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.wait_for(blocking.cancelled.wait(), 5)
     assert session.running_cells == []
     assert (await session.wait("1")).error == "exec cell 1 not found"
 
@@ -309,27 +299,14 @@ async def test_case54_terminate_is_not_starved_by_an_output_backlog(cm: CodeMode
 
 
 async def test_case48_unawaited_tool_call_is_cancelled_when_the_cell_ends(make_cm: MakeCodeMode) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def block(arguments: object) -> str:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
+    blocking = Blocker()
 
     async def until_started(arguments: object) -> str:
-        await started.wait()
+        await blocking.started.wait()
         return "started"
 
     session = await make_cm(
-        tools=[
-            Tool(name="block", description="Never returns.", handler=block),
-            Tool(name="until_started", description="Waits for block.", handler=until_started),
-        ]
+        tools=[blocking.tool, Tool(name="until_started", description="Waits for block.", handler=until_started)]
     )
     async with asyncio.timeout(5):
         quick = await session.exec('tools.block({}); text("done");')
@@ -337,29 +314,18 @@ async def test_case48_unawaited_tool_call_is_cancelled_when_the_cell_ends(make_c
     async with asyncio.timeout(5):
         result = await session.exec('tools.block({}); await tools.until_started({}); text("done");')
     assert (result.status, texts(result)) == ("completed", ["done"])
-    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.wait_for(blocking.cancelled.wait(), 5)
 
 
 async def test_terminate_cancels_a_running_tool_call(make_cm: MakeCodeMode) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def block(arguments: object) -> str:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
-
-    session = await make_cm(tools=[Tool(name="block", description="Never returns.", handler=block)])
+    blocking = Blocker()
+    session = await make_cm(tools=[blocking.tool])
     first = await session.exec('// @exec: {"yield_time_ms": 10}\nawait tools.block({}); text("unreachable");')
     assert first.status == "running"
-    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(blocking.started.wait(), 5)
     stopped = await session.wait("1", terminate=True)
     assert (stopped.status, stopped.items) == ("terminated", ())
-    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.wait_for(blocking.cancelled.wait(), 5)
 
 
 # -- session shutdown (case 49) ------------------------------------------------------------------
@@ -384,18 +350,8 @@ async def test_case49_close_stops_a_busy_loop_quickly() -> None:
 
 
 async def test_close_stops_many_cells_and_cancels_their_tools() -> None:
-    cancelled = 0
-
-    async def block(arguments: object) -> str:
-        nonlocal cancelled
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled += 1
-            raise
-        return "never"
-
-    session = CodeMode(tools=[Tool(name="block", description="Never returns.", handler=block)])
+    blocking = Blocker()
+    session = CodeMode(tools=[blocking.tool])
     async with session:
         for code in ("while (true) {}", "await tools.block({});", FOREVER, "await null; while (true) {}"):
             result = await session.exec(f'// @exec: {{"yield_time_ms": 30}}\n{code}')
@@ -403,7 +359,7 @@ async def test_close_stops_many_cells_and_cancels_their_tools() -> None:
         assert len(session.running_cells) == 4
         await asyncio.sleep(0.05)
     assert session.running_cells == []
-    assert cancelled == 1
+    assert blocking.cancellations == 1
 
 
 async def test_close_while_cells_wait_for_isolates() -> None:
@@ -648,38 +604,22 @@ async def test_completed_cell_waits_for_its_notifications(make_cm: MakeCodeMode)
 
 
 async def test_terminate_after_completion_cancels_stuck_notifications(make_cm: MakeCodeMode) -> None:
-    cancelled = asyncio.Event()
-
-    async def on_notify(cell_id: str, text: str) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    session = await make_cm(on_notify=on_notify)
+    blocking = Blocker()
+    session = await make_cm(on_notify=blocking.block)
     first = await session.exec('// @exec: {"yield_time_ms": 50}\nnotify("stuck"); text("done");')
     assert first.status == "running"
     result = await session.wait("1", terminate=True)
     assert (result.status, result.error) == ("completed", None)  # the completion wins
-    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.wait_for(blocking.cancelled.wait(), 5)
     assert session.running_cells == []
 
 
 async def test_close_cancels_stuck_notifications_of_completed_cells() -> None:
-    cancelled = asyncio.Event()
-
-    async def on_notify(cell_id: str, text: str) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    async with CodeMode(on_notify=on_notify) as session:
+    blocking = Blocker()
+    async with CodeMode(on_notify=blocking.block) as session:
         first = await session.exec('// @exec: {"yield_time_ms": 50}\nnotify("stuck");')
         assert first.status == "running"
-    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.wait_for(blocking.cancelled.wait(), 5)
 
 
 @pytest.mark.parametrize("is_async", [False, True])

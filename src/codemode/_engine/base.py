@@ -91,7 +91,7 @@ class CellProgram:
 
     code: str
     hoisted: str
-    stored: Mapping[str, str]
+    stored: dict[str, str]  # a snapshot the session made for this cell alone
 
 
 class EngineCell(Protocol):

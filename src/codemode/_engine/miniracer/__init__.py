@@ -66,7 +66,7 @@ class MiniRacerSession:
 
     async def start(self, program: CellProgram, on_event: EventSink) -> MiniRacerCell:
         isolate = await self._pool.take()
-        prefix = PROGRAM_PREFIX.format(snapshot=json.dumps(json.dumps(dict(program.stored))), hoisted=program.hoisted)
+        prefix = PROGRAM_PREFIX.format(snapshot=json.dumps(json.dumps(program.stored)), hoisted=program.hoisted)
         cell = MiniRacerCell(isolate, on_event, len(prefix), self._pool.release)
         cell.launch(prefix + program.code + PROGRAM_SUFFIX)
         return cell
