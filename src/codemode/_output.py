@@ -65,7 +65,7 @@ def header_text(status: Status, cell_id: str, wall_time_s: float) -> str:
 
 def approx_tokens(text: str) -> int:
     """Estimated model tokens of `text`: ceil(UTF-8 bytes / 4)."""
-    return _tokens_for_bytes(len(_utf8(text)))
+    return _tokens_for_bytes(_utf8_len(text))
 
 
 def truncate_items(items: Sequence[OutputItem], max_tokens: int) -> list[OutputItem]:
@@ -78,10 +78,7 @@ def truncate_items(items: Sequence[OutputItem], max_tokens: int) -> list[OutputI
     texts = [item.text for item in items if isinstance(item, TextItem)]
     if len(texts) < len(items):
         return _truncate_mixed(items, max_tokens)
-    combined = ""
-    for text in texts:
-        # As the reference joins: no separator while the text so far is empty.
-        combined = f"{combined}\n{text}" if combined else text
+    combined = _join_like_reference(texts)
     data = _utf8(combined)
     budget = max_tokens * _BYTES_PER_TOKEN
     if len(data) <= budget:
@@ -117,13 +114,13 @@ def _truncate_mixed(items: Sequence[OutputItem], max_tokens: int) -> list[Output
         elif remaining == 0:
             omitted_text += 1
         else:
-            data = _utf8(item.text)
-            cost = _tokens_for_bytes(len(data))
+            cost = approx_tokens(item.text)
             if cost <= remaining:
                 out.append(item)
                 remaining -= cost
             else:
-                out.append(TextItem(_truncate_middle(data, remaining * _BYTES_PER_TOKEN)))
+                budget = remaining * _BYTES_PER_TOKEN
+                out.append(TextItem(_truncate_middle(_utf8(item.text), budget)))
                 remaining = 0
     if omitted_text:
         out.append(TextItem(f"[omitted {omitted_text} text items ...]"))
@@ -152,6 +149,16 @@ def _truncate_middle(data: bytes, budget: int) -> str:
     )
 
 
+def _join_like_reference(texts: list[str]) -> str:
+    """`texts` joined by `\\n` as the reference appends them: no separator while still empty.
+
+    So leading empty texts vanish (["", "", "x"] -> "x") and later ones each add a newline.
+    One `join` keeps this linear; appending to a growing string would copy it every time.
+    """
+    first = next((i for i, text in enumerate(texts) if text), len(texts))
+    return "\n".join(texts[first:])
+
+
 def _count_lines(text: str) -> int:
     """Lines as Rust's `str::lines` counts them: split on `\\n` only, no trailing empty line."""
     return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
@@ -163,6 +170,11 @@ def _tokens_for_bytes(n: int) -> int:
 
 def _is_continuation(byte: int) -> bool:
     return byte & 0xC0 == 0x80
+
+
+def _utf8_len(text: str) -> int:
+    """UTF-8 length of `text`, without encoding it when it is ASCII (an O(1) check)."""
+    return len(text) if text.isascii() else len(_utf8(text))
 
 
 def _utf8(text: str) -> bytes:

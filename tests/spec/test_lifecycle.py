@@ -400,13 +400,16 @@ async def test_cancelled_exec_observer_leaves_the_cell_running(make_cm: MakeCode
     assert stopped.status == "terminated"
 
 
-async def test_exec_cancelled_before_its_cell_started_leaves_no_cell(cm: CodeMode) -> None:
-    # A fresh session has no prepared isolate yet, so the exec is still waiting for one.
+async def test_exec_cancelled_at_once_leaves_its_cell_to_wait_on(cm: CodeMode) -> None:
+    # Cancelled before the engine may even have started the script (it can be waiting for an
+    # isolate or a worker): the cell still runs, and its output is not lost.
     task = asyncio.create_task(cm.exec("text(1);"))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert cm.running_cells == ["1"]
+    assert texts(await cm.wait("1")) == ["1"]
     assert cm.running_cells == []
     assert texts(await cm.exec("text(2);")) == ["2"]
 

@@ -1,9 +1,10 @@
 """The engine interface: what the cell logic needs from a JavaScript engine, and nothing more.
 
 Commands go in as method calls (`start`, `resolve_tool_call`, `terminate`, `release`); everything
-the script does comes out as `EngineEvent`s through one callback, in the order the script did it.
-The session/cell layer imports only this module, so another engine (a worker process, a wasm
-engine) can be added without touching the cell logic.
+the script does, and everything that happens to the engine under it (a heap limit reached, an
+engine process that died), comes out as `EngineEvent`s through one callback, in order. The
+session/cell layer imports only this module, so engines (in-process V8, V8 in supervised worker
+processes, a scripted fake in tests) are interchangeable.
 """
 
 from __future__ import annotations
@@ -59,7 +60,29 @@ class FinishedEvent:
     stored_writes: Mapping[str, str] = field(default_factory=dict)
 
 
-EngineEvent: TypeAlias = OutputEvent | NotifyEvent | ToolCallEvent | YieldEvent | FinishedEvent
+@dataclass(frozen=True, slots=True)
+class MemoryLimitEvent:
+    """The cell's isolate reached its heap limit; the cell must be stopped (`terminate`).
+
+    Pushed by the engine wherever the overflow happened (an evaluation, a timer, after an
+    `await`), so the cell layer never polls for it.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDiedEvent:
+    """The engine under the cell stopped (its process died or was killed); the script is gone.
+
+    `error` is the model-facing text: what stopped and why, and what to do about it. No more
+    events follow, and `terminate`/`release` are no-ops from now on.
+    """
+
+    error: str
+
+
+EngineEvent: TypeAlias = (
+    OutputEvent | NotifyEvent | ToolCallEvent | YieldEvent | FinishedEvent | MemoryLimitEvent | EngineDiedEvent
+)
 EventSink: TypeAlias = Callable[[EngineEvent], None]
 
 
@@ -73,7 +96,7 @@ class ToolBinding:
 
 @dataclass(frozen=True)
 class SessionSetup:
-    """What every isolate of one session is prepared with before any script runs."""
+    """What every cell of one session runs with; given to a fresh isolate when a cell starts."""
 
     tools: Sequence[ToolBinding]
     heap_limit_bytes: int
@@ -91,7 +114,9 @@ class CellProgram:
 
     code: str
     hoisted: str
-    stored: dict[str, str]  # a snapshot the session made for this cell alone
+    stored_json: str = "{}"  # JSON object: each stored key -> the JSON text of its value
+    store_budget_bytes: int = 1 << 62  # key + JSON text characters `store` may add this cell
+    store_limit_error: str = "store: the stored values are too large"  # what `store` throws then
 
 
 class EngineCell(Protocol):
@@ -109,27 +134,28 @@ class EngineCell(Protocol):
     def release(self) -> None:
         """The cell finished: free its isolate in the background."""
 
-    def memory_limit_reached(self) -> bool:
-        """Whether the isolate hit its heap limit. Cheap, and never blocks on a running script:
-        the session polls it, since a script can overflow where no evaluation observes it."""
-
 
 class EngineSession(Protocol):
-    """Isolates for one code-mode session, all prepared with the same `SessionSetup`."""
+    """One code-mode session's handle on the engine: its cells all run with one `SessionSetup`."""
 
-    async def start(self, program: CellProgram, on_event: EventSink) -> EngineCell:
-        """Run a program in a fresh, never-used isolate; events flow to `on_event`."""
+    def start(self, program: CellProgram, on_event: EventSink) -> EngineCell:
+        """Run a program in a fresh, never-used isolate; events flow to `on_event`.
+
+        Returns at once: when the engine must first find room for the cell (an isolate, a
+        worker with capacity), the cell waits inside the engine, so the caller can observe it
+        and yield on time, and `terminate` stops it wherever it is.
+        """
 
     async def ready(self, isolates: int | None = None) -> None:
         """Wait until the engine is up and `isolates` prepared isolates (default: all it keeps
         ready) wait for cells, so the next execs do not pay for their creation."""
 
     async def aclose(self) -> None:
-        """Free every isolate this session still holds (running cells are the caller's job)."""
+        """Leave the engine (running cells are the caller's job); shared resources stay."""
 
 
 class Engine(Protocol):
     """A JavaScript engine able to run cells."""
 
-    def open_session(self, setup: SessionSetup) -> EngineSession:
-        """Start preparing isolates for a new session (bound to the running event loop)."""
+    async def open_session(self, setup: SessionSetup) -> EngineSession:
+        """Register a new session (its events arrive on the running event loop)."""

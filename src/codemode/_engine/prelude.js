@@ -11,7 +11,10 @@
 //     script-level const, not a property of globalThis; the host renames it to a random name per
 //     process before evaluating this file, so the script can neither name nor find it (nor the
 //     ring it holds).
-// Helper errors are thrown as plain strings, as in the reference runtime.
+// The isolate is generic until `run`: the session's tools, stored values and store budget come
+// with the program, so one pool of prepared isolates serves every session.
+// Helper errors are thrown as plain strings, as in the reference runtime; `exit()` called from
+// anywhere (a getter, a toJSON the helpers invoke) still ends the cell like `exit()`.
 // Performance: the functions every exec runs are written as parenthesized function expressions
 // (`const send = (function send(...) {...})`, `text: ((value) => {...})`), which V8 compiles
 // while the isolate is prepared instead of lazily on the first exec.
@@ -30,6 +33,10 @@ const __codemode_host__ = (function (setup) {
   const stringify = JSON.stringify;
   const parse = JSON.parse;
   const isArray = Array.isArray;
+  const arrayPush = Array.prototype.push; // the script may replace the prototype's
+  const arrayJoin = Array.prototype.join;
+  const objectEntries = Object.entries;
+  const push = (array, value) => reflectApply(arrayPush, array, [value]);
   const PromiseCtor = Promise;
   const promiseThen = Promise.prototype.then; // the script may replace the prototype's
   const Int32ArrayCtor = Int32Array;
@@ -83,7 +90,9 @@ const __codemode_host__ = (function (setup) {
   const units = new Uint16Array(ring, 16, CAP >> 1);
   const words = new Uint32Array(ring, 16, CAP >> 2);
   const overflow = [];
+  let overflowHead = 0; // messages before it were drained already
   let overflowChars = 0;
+  const DRAIN_CHARS = CAP >> 1; // one drain hands the host at most about this much
   let finished = false;
 
   const send = (function send(message) {
@@ -92,13 +101,13 @@ const __codemode_host__ = (function (setup) {
     const need = 4 + ((n * 2 + 3) & ~3);
     const w = atomicsLoad(header, 0) >>> 0;
     const r = atomicsLoad(header, 1) >>> 0;
-    if (overflow.length > 0 || need > CAP - ((w - r) >>> 0)) {
+    if (overflow.length > overflowHead || need > CAP - ((w - r) >>> 0)) {
       if (overflowChars + n > setup.max_buffered_chars && message.k !== "done") {
         throw `output buffer limit reached: more than ${setup.max_buffered_chars} characters are waiting for the host`;
       }
-      overflow.push(s);
+      push(overflow, s);
       overflowChars += n;
-      atomicsStore(header, 2, overflow.length);
+      atomicsStore(header, 2, overflow.length - overflowHead);
     } else {
       let p = w & (CAP - 1);
       words[p >> 2] = n;
@@ -115,21 +124,33 @@ const __codemode_host__ = (function (setup) {
   });
 
   // ---- value helpers -------------------------------------------------------------------------
+  const EXIT = freeze({ codemodeExit: true });
+
+  // In a catch around code that may run the script's own functions: `exit()` passes through.
+  function passExit(e) {
+    if (e === EXIT) throw e;
+  }
+
   function errorText(e) {
     if (e !== null && (typeof e === "object" || typeof e === "function")) {
       try {
         const stack = e.stack;
         if (typeof stack === "string") return stack;
-      } catch (_) {}
+      } catch (x) {
+        passExit(x);
+      }
     }
     try {
       return StringCtor(e);
-    } catch (_) {
+    } catch (x) {
+      passExit(x);
       return "[unprintable value]";
     }
   }
 
+  // What a helper throws for a caught value: its text, or the exit signal itself.
   function messageOf(e) {
+    passExit(e);
     return typeof e === "string" ? e : errorText(e);
   }
 
@@ -152,7 +173,8 @@ const __codemode_host__ = (function (setup) {
     let s;
     try {
       s = stringify(v);
-    } catch (_) {
+    } catch (e) {
+      passExit(e);
       throw failure;
     }
     if (s === undefined) throw failure;
@@ -282,13 +304,20 @@ const __codemode_host__ = (function (setup) {
   }
 
   // ---- per-cell state ------------------------------------------------------------------------
-  let stored = new MapCtor();
+  let storedJson = "{}"; // from the host: key -> JSON text of the value, parsed on first use
+  let stored = null;
+  let storeBudget = 0; // key + JSON characters this cell may add to the stored values
+  let storeLimitError = "";
   const writes = new MapCtor();
   const pendingCalls = new MapCtor();
   let nextCallId = 0;
   const timers = new MapCtor();
   let nextTimerId = 0;
-  const EXIT = freeze({ codemodeExit: true });
+
+  function storedValues() {
+    if (stored === null) stored = new MapCtor(objectEntries(parse(storedJson)));
+    return stored;
+  }
 
   const SUCCESS = freeze({ codemodeSuccess: true });
 
@@ -297,7 +326,14 @@ const __codemode_host__ = (function (setup) {
   const finish = (function finish(outcome) {
     if (finished) return;
     finished = true;
-    const error = outcome === SUCCESS || outcome === EXIT ? null : errorText(outcome);
+    let error = null;
+    if (outcome !== SUCCESS && outcome !== EXIT) {
+      try {
+        error = errorText(outcome);
+      } catch (_) {
+        error = null; // exit() while the error was being described: the script exited
+      }
+    }
     send({ k: "done", error, writes: fromEntries(writes) });
   });
 
@@ -351,22 +387,22 @@ const __codemode_host__ = (function (setup) {
       const items = [];
       for (const value of values) {
         if (typeof value === "string") {
-          items.push({ k: "text", v: value });
+          push(items, { k: "text", v: value });
           continue;
         }
         const output = plainJson(value, FORWARD_GENERIC);
         if (output === null || typeof output !== "object" || isArray(output)) throw FORWARD_GENERIC;
         if ("content" in output) {
           if (!isArray(output.content)) throw "output expected `content` to be an array";
-          for (const entry of output.content) items.push(forwardEntry(entry));
+          for (const entry of output.content) push(items, forwardEntry(entry));
         } else if ("content_items" in output || "contentItems" in output) {
           const key = "content_items" in output ? "content_items" : "contentItems";
           if (!isArray(output[key])) throw "output expected `content_items` to be an array";
-          for (const entry of output[key]) items.push(forwardEntry(entry));
+          for (const entry of output[key]) push(items, forwardEntry(entry));
         } else if (typeof output.type === "string" || "image_url" in output || "imageUrl" in output) {
-          items.push(forwardEntry(output));
+          push(items, forwardEntry(output));
         } else if (typeof output.output === "string") {
-          items.push({ k: "text", v: output.output });
+          push(items, { k: "text", v: output.output });
         } else {
           throw FORWARD_GENERIC;
         }
@@ -382,7 +418,8 @@ const __codemode_host__ = (function (setup) {
       let k;
       try {
         k = StringCtor(key);
-      } catch (_) {
+      } catch (e) {
+        passExit(e);
         throw "store key must be a string";
       }
       let s;
@@ -392,17 +429,23 @@ const __codemode_host__ = (function (setup) {
         throw messageOf(e);
       }
       if (s === undefined) throw `Unable to store ${stringify(k)}. Only plain serializable objects can be stored.`;
-      stored.set(k, s);
+      const values = storedValues();
+      const previous = values.get(k);
+      const growth = s.length - (previous === undefined ? -k.length : previous.length);
+      if (growth > storeBudget) throw storeLimitError;
+      storeBudget -= growth;
+      values.set(k, s);
       writes.set(k, s);
     }),
     load: ((key) => {
       let k;
       try {
         k = StringCtor(key);
-      } catch (_) {
+      } catch (e) {
+        passExit(e);
         throw "load key must be a string";
       }
-      const s = stored.get(k);
+      const s = storedValues().get(k);
       return s === undefined ? undefined : parse(s);
     }),
     exit() {
@@ -433,7 +476,8 @@ const __codemode_host__ = (function (setup) {
       let n;
       try {
         n = +id; // ToNumber, not Number(): Number(1n) would not throw
-      } catch (_) {
+      } catch (e) {
+        passExit(e);
         throw "clearTimeout expects a numeric timeout id";
       }
       if (!isFiniteNumber(n) || n <= 0) return undefined;
@@ -445,16 +489,22 @@ const __codemode_host__ = (function (setup) {
     defineProperty(g, name, { value: helpers[name], writable: true, configurable: true, enumerable: false });
   }
 
-  const tools = {};
-  for (const tool of setup.tools) {
-    const name = tool.name;
-    tools[name] = (function (argument) {
-      return callTool(name, arguments.length > 0, argument);
-    });
-  }
-  const allTools = setup.tools.map((t) => ({ name: t.name, description: t.description }));
-  defineProperty(g, "tools", { value: tools, writable: true, configurable: true, enumerable: false });
-  defineProperty(g, "ALL_TOOLS", { value: allTools, writable: true, configurable: true, enumerable: false });
+  // The session's tools, installed by `run` (the script cannot have run before).
+  let tools = {};
+  let allTools = [];
+  const installTools = (function installTools(list) {
+    tools = {};
+    allTools = [];
+    for (const tool of list) {
+      const name = tool.name;
+      tools[name] = (function (argument) {
+        return callTool(name, arguments.length > 0, argument);
+      });
+      push(allTools, { name, description: tool.description });
+    }
+    defineProperty(g, "tools", { value: tools, writable: true, configurable: true, enumerable: false });
+    defineProperty(g, "ALL_TOOLS", { value: allTools, writable: true, configurable: true, enumerable: false });
+  });
 
   // ---- modules -------------------------------------------------------------------------------
   function moduleFor(specifier) {
@@ -494,8 +544,11 @@ const __codemode_host__ = (function (setup) {
   // ---- host interface ------------------------------------------------------------------------
   const host = freeze({
     ring,
-    run: ((snapshotJson, main) => {
-      stored = new MapCtor(Object.entries(parse(snapshotJson)));
+    run: ((toolsJson, snapshotJson, budget, limitError, main) => {
+      installTools(parse(toolsJson));
+      storedJson = snapshotJson;
+      storeBudget = budget;
+      storeLimitError = limitError;
       let promise;
       try {
         promise = reflectApply(main, undefined, [moduleFor, dynamicImport]);
@@ -512,12 +565,24 @@ const __codemode_host__ = (function (setup) {
       if (ok) call.resolve(parse(payload));
       else call.reject(payload);
     }),
+    // The oldest overflow messages, about DRAIN_CHARS at most, as one JSON array text; the
+    // host drains again while the count in the header is not 0.
     drain() {
-      const out = "[" + overflow.join(",") + "]";
-      overflow.length = 0;
-      overflowChars = 0;
-      atomicsStore(header, 2, 0);
-      return out;
+      const batch = [];
+      let chars = 0;
+      while (overflowHead < overflow.length && (batch.length === 0 || chars + overflow[overflowHead].length <= DRAIN_CHARS)) {
+        const s = overflow[overflowHead];
+        overflow[overflowHead++] = undefined;
+        chars += s.length;
+        push(batch, s);
+      }
+      overflowChars -= chars;
+      if (overflowHead === overflow.length) {
+        overflow.length = 0;
+        overflowHead = 0;
+      }
+      atomicsStore(header, 2, overflow.length - overflowHead);
+      return "[" + reflectApply(arrayJoin, batch, [","]) + "]";
     },
   });
   return host;

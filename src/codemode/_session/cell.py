@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 from codemode._engine.base import (
     EngineCell,
+    EngineDiedEvent,
     EngineEvent,
     FinishedEvent,
+    MemoryLimitEvent,
     NotifyEvent,
     OutputEvent,
     ToolCallEvent,
@@ -77,6 +79,7 @@ class Cell:
         self._time_limit: asyncio.TimerHandle | None = None
         self._aborting: asyncio.Future[None] | None = None
         self._engine: EngineCell | None = None
+        self._memory_limit_hit = False
         self.state = CellState.RUNNING
         self._items: list[OutputItem] = []
         self._error: str | None = None
@@ -133,17 +136,23 @@ class Cell:
                 self._changed.set()
         elif isinstance(event, FinishedEvent):
             self._finish(event)
+        elif isinstance(event, MemoryLimitEvent):
+            self._memory_limit_hit = True
+            self.abort_soon(memory_limit_error(self._limits.heap_limit_bytes))
+        elif isinstance(event, EngineDiedEvent):
+            # The script is gone with its engine: a failure, with nothing committed.
+            self._finish(FinishedEvent(event.error), release=False)
 
-    def _finish(self, event: FinishedEvent) -> None:
+    def _finish(self, event: FinishedEvent, *, release: bool = True) -> None:
         self.state = CellState.COMPLETED
         self._error = event.error
-        if event.error is not None and self.memory_limit_reached():
+        if event.error is not None and self._memory_limit_hit:
             # Whatever the engine made of it, the model should read which limit was hit.
             self._error = memory_limit_error(self._limits.heap_limit_bytes)
         self._cancel_time_limit()
         self._hooks.commit(event.stored_writes)
         self._cancel_tool_calls()
-        if self._engine is not None:
+        if release and self._engine is not None:
             self._engine.release()
         if self._notifications:
             # Notifications of a cell that completes are delivered before its result.
@@ -255,11 +264,6 @@ class Cell:
         self._buffered_chars += size
 
     # -- limits -----------------------------------------------------------------------------
-    def memory_limit_reached(self) -> bool:
-        """Whether the cell's isolate hit its heap limit (cheap; never blocks on the script)."""
-        check = getattr(self._engine, "memory_limit_reached", None)
-        return bool(check()) if check is not None else False
-
     def start_time_limit(self, seconds: float, error: str) -> None:
         """Stop the cell with `error` if it still runs `seconds` from now."""
         loop = asyncio.get_running_loop()

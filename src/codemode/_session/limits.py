@@ -12,6 +12,8 @@ cells, keeps the output already produced, and tells the model which limit it hit
 | `max_tool_calls_per_cell`   | 10 000    | that call rejects (catchable): `tool_call_limit_error`     |
 | `max_source_bytes`          | 1 MiB     | exec is refused, no cell is created: `source_size_error`   |
 | `max_buffered_output_chars` | 32 Mi     | later items are dropped until observed: `output_dropped_notice` |
+| `max_stored_bytes`          | 16 MiB    | that `store` throws (catchable): `store_limit_error`       |
+| `max_tool_threads`          | 16        | further sync tool calls wait for a thread of the session   |
 
 Invariants:
 * Pure: no I/O, imports nothing from codemode but `errors`.
@@ -32,6 +34,7 @@ __all__ = [
     "memory_limit_error",
     "output_dropped_notice",
     "source_size_error",
+    "store_limit_error",
     "time_limit_error",
     "tool_call_limit_error",
 ]
@@ -52,6 +55,9 @@ class Limits:
         max_source_bytes: UTF-8 size of one exec's source, pragma line included.
         max_buffered_output_chars: characters of output (text, image and audio URLs) a cell
             may buffer between two observations; further items are dropped with a notice.
+        max_stored_bytes: characters of keys plus JSON texts of every stored value together
+            (every cell gets them, so they must stay small).
+        max_tool_threads: threads the session's sync tools may use at once.
     """
 
     heap_limit_bytes: int = 256 * MIB
@@ -60,6 +66,8 @@ class Limits:
     max_tool_calls_per_cell: int = 10_000
     max_source_bytes: int = 1 * MIB
     max_buffered_output_chars: int = 32 * MIB
+    max_stored_bytes: int = 16 * MIB
+    max_tool_threads: int = 16
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -70,6 +78,8 @@ class Limits:
                 raise UsageError(f"`{f.name}` must be a non-negative integer, got {value!r}")
         if self.max_concurrent_cells < 1:
             raise UsageError("`max_concurrent_cells` must be at least 1")
+        if self.max_tool_threads < 1:
+            raise UsageError("`max_tool_threads` must be at least 1")
         if self.cell_time_limit_ms is not None and self.cell_time_limit_ms < 1:
             raise UsageError("`cell_time_limit_ms` must be at least 1 (or None for no limit)")
 
@@ -130,6 +140,14 @@ def source_size_error(size_bytes: int, limit_bytes: int) -> str:
     return (
         f"exec source is too large: {_size(size_bytes)} (limit {_size(limit_bytes)} per exec). "
         "Send a shorter script; keep large data in tools or `store`, not in the source."
+    )
+
+
+def store_limit_error(limit_bytes: int) -> str:
+    """What `store` throws (inside the isolate) when the stored values would outgrow the limit."""
+    return (
+        f"store: the stored values would exceed {_size(limit_bytes)} (the limit per session). "
+        "Store smaller values, or overwrite keys you no longer need with small ones."
     )
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from codemode._describe.descriptions import all_tools_entries, exec_description
 from codemode._describe.names import NestedTool, nested_tool_table
@@ -31,19 +31,19 @@ from codemode._session.cell import (
     Cell,
     CellBusyError,
     CellHooks,
-    CellState,
     Observation,
 )
 from codemode._session.limits import (
     DEFAULT_LIMITS,
     Limits,
     concurrency_error,
-    memory_limit_error,
     source_size_error,
+    store_limit_error,
     time_limit_error,
 )
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
+from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import UsageError
 from codemode.formats import Api, tool_specs
 from codemode.tools import Tool, as_tool
@@ -51,11 +51,12 @@ from codemode.tools import Tool, as_tool
 DEFAULT_EXEC_YIELD_TIME_MS = 10_000
 DEFAULT_WAIT_YIELD_TIME_MS = 10_000
 DEFAULT_HEAP_LIMIT_BYTES = DEFAULT_LIMITS.heap_limit_bytes
-MEMORY_WATCHDOG_INTERVAL_S = 0.1
-KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session; on_notify sees all
+KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_notify sees all)...
+KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
 SHUTTING_DOWN = "code mode session is shutting down"
 
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
+Isolation = Literal["process", "in-process"]
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,15 @@ class CodeMode:
         max_source_bytes: size of one exec's source in UTF-8 (default 1 MiB).
         max_buffered_output_chars: output characters a cell may buffer between observations
             (default 32 Mi); later items are dropped and a notice says so.
-        engine: the JavaScript engine; defaults to V8 through mini-racer.
-        isolate_pool_size: prepared isolates the default engine keeps ready per session (each
-            costs about 1 MiB and a thread; an idle session keeps 2). 0 creates each on demand.
+        max_stored_bytes: size of everything saved with `store` (JSON text, default 16 MiB);
+            a `store` beyond it throws in the script.
+        max_tool_threads: threads this session's sync tools may use at once (default 16).
+        isolation: where scripts run. "process" (default): in engine worker processes shared
+            by every session of this process and supervised by it, so no script can crash or
+            hang the host. "in-process": V8 inside this process (faster start of each exec,
+            but a fatal V8 error in one script aborts the whole process).
+        engine: a JavaScript engine object to use instead of the shared one for `isolation`
+            (e.g. `codemode.engines.ProcessEngine(workers=4)` shared by your sessions).
     """
 
     def __init__(
@@ -112,8 +119,10 @@ class CodeMode:
         max_tool_calls_per_cell: int = DEFAULT_LIMITS.max_tool_calls_per_cell,
         max_source_bytes: int = DEFAULT_LIMITS.max_source_bytes,
         max_buffered_output_chars: int = DEFAULT_LIMITS.max_buffered_output_chars,
+        max_stored_bytes: int = DEFAULT_LIMITS.max_stored_bytes,
+        max_tool_threads: int = DEFAULT_LIMITS.max_tool_threads,
+        isolation: Isolation = "process",
         engine: Engine | None = None,
-        isolate_pool_size: int | None = None,
     ) -> None:
         self.limits = Limits(
             heap_limit_bytes=heap_limit_bytes,
@@ -122,8 +131,12 @@ class CodeMode:
             max_tool_calls_per_cell=max_tool_calls_per_cell,
             max_source_bytes=max_source_bytes,
             max_buffered_output_chars=max_buffered_output_chars,
+            max_stored_bytes=max_stored_bytes,
+            max_tool_threads=max_tool_threads,
         )
-        self._memory_watchdog: asyncio.Task[None] | None = None
+        if isolation not in ("process", "in-process"):
+            raise UsageError(f'`isolation` must be "process" or "in-process", got {isolation!r}')
+        self.isolation = isolation
         self._own_tools = [as_tool(t) for t in tools]
         self._mcp_config = mcp_servers
         self._on_notify = on_notify
@@ -133,7 +146,7 @@ class CodeMode:
         self.max_yield_time_ms = max_yield_time_ms
         self.heap_limit_bytes = heap_limit_bytes
         self._engine = engine
-        self._isolate_pool_size = isolate_pool_size
+        self._tool_threads = ToolThreads(max_tool_threads)
         self._engine_session: EngineSession | None = None
         self._mcp: Any = None
         self._table: list[NestedTool] = []
@@ -142,7 +155,10 @@ class CodeMode:
         self._cells: dict[str, Cell] = {}
         self._cell_ids = itertools.count(1)
         self._stored: dict[str, str] = {}
-        self._notifications: deque[Notification] = deque(maxlen=KEPT_NOTIFICATIONS)
+        self._stored_bytes = 0
+        self._stored_json: str | None = "{}"  # `_stored` as one JSON object, until it changes
+        self._notifications: deque[Notification] = deque()
+        self._notification_chars = 0
         self._state = "new"
         self._opened = asyncio.Event()  # set when a start attempt ended ("open", or failed)
 
@@ -191,13 +207,11 @@ class CodeMode:
         self._by_global_name = {entry.global_name: entry for entry in self._table}
         self._exports = module_exports(set(self._by_global_name))
         if self._engine is None:
-            from codemode._engine.miniracer import MiniRacerEngine
+            from codemode import engines
 
-            self._engine = (
-                MiniRacerEngine() if self._isolate_pool_size is None else MiniRacerEngine(self._isolate_pool_size)
-            )
+            self._engine = engines.shared(self.isolation)
         bindings = [ToolBinding(e["name"], e["description"]) for e in all_tools_entries(self._table)]
-        self._engine_session = self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
+        self._engine_session = await self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
         self._state = "open"
 
     async def close(self) -> None:
@@ -209,12 +223,11 @@ class CodeMode:
         self._state = "closing"
         cells = list(self._cells.values())
         await asyncio.gather(*(self._terminate_quietly(cell) for cell in cells))
-        if self._memory_watchdog is not None:
-            self._memory_watchdog.cancel()
         if self._engine_session is not None:
             await self._engine_session.aclose()
         if self._mcp is not None:
             await self._mcp.aclose()
+        self._tool_threads.close()
         self._state = "closed"
 
     @staticmethod
@@ -261,25 +274,17 @@ class CodeMode:
         cell = Cell(cell_id, self._hooks_for(cell_id), self.limits)
         self._cells[cell_id] = cell
         assert self._engine_session is not None
-        try:
-            engine_cell = await self._engine_session.start(
-                CellProgram(rewritten.code, rewritten.hoisted, dict(self._stored)), cell.on_event
-            )
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if (task is not None and task.cancelling()) or cell.state is CellState.RUNNING:
-                self._cells.pop(cell_id, None)  # this exec was cancelled: no cell after all
-                raise
-            # close() terminated the cell while it waited for an isolate, then closed the pool.
-            return self._result(cell_id, await cell.observe(0), started, max_tokens)
-        cell.attach(engine_cell)
-        if cell.state is not CellState.RUNNING:
-            # close() terminated the cell while its isolate was being prepared: stop the script.
-            await engine_cell.terminate()
+        program = CellProgram(
+            rewritten.code,
+            rewritten.hoisted,
+            stored_json=self._stored_snapshot(),
+            store_budget_bytes=max(0, self.limits.max_stored_bytes - self._stored_bytes),
+            store_limit_error=store_limit_error(self.limits.max_stored_bytes),
+        )
+        cell.attach(self._engine_session.start(program, cell.on_event))
         if self.limits.cell_time_limit_ms is not None:
             limit_ms = self.limits.cell_time_limit_ms
             cell.start_time_limit(limit_ms / 1000, time_limit_error(limit_ms))
-        self._watch_memory()
         observation = await cell.observe(effective_yield_time_ms(requested_yield, self.max_yield_time_ms))
         return self._result(cell_id, observation, started, max_tokens)
 
@@ -313,13 +318,22 @@ class CodeMode:
     # -- what the host can read --------------------------------------------------------------
     @property
     def notifications(self) -> list[Notification]:
-        """The newest `notify(...)` texts (up to 1,000), oldest first."""
+        """The newest `notify(...)` texts (up to 1,000 and 4 Mi characters), oldest first."""
         return list(self._notifications)
 
     @property
     def stored_values(self) -> dict[str, Any]:
         """A copy of the values scripts saved with `store(key, value)`."""
         return {key: json.loads(text) for key, text in self._stored.items()}
+
+    def delete_stored_value(self, key: str) -> bool:
+        """Forget a stored value (later cells `load` undefined); False if there was none."""
+        text = self._stored.pop(key, None)
+        if text is None:
+            return False
+        self._stored_bytes -= _stored_size(key, text)
+        self._stored_json = None
+        return True
 
     def tool_specs(self, api: Api = "responses", *, code_mode_only: bool = True) -> list[dict[str, Any]]:
         """The `exec` and `wait` tool definitions, ready to send to the given model API.
@@ -376,30 +390,30 @@ class CodeMode:
             return concurrency_error(self.limits.max_concurrent_cells, list(self._cells))
         return None
 
-    def _watch_memory(self) -> None:
-        """Poll running cells for a reached heap limit, while any runs.
+    def _stored_snapshot(self) -> str:
+        """Every stored value as one JSON object text, built once per change, not per exec."""
+        if self._stored_json is None:
+            self._stored_json = json.dumps(self._stored, ensure_ascii=False)
+        return self._stored_json
 
-        The engine reports a heap overflow only to an evaluation it is running; one that happens
-        in a timer callback or after an `await` stops the script silently, so it is found here.
-        """
-        if self.limits.heap_limit_bytes == 0 or self._memory_watchdog is not None:
+    def _commit(self, writes: Mapping[str, str]) -> None:
+        if not writes:
             return
+        for key, text in writes.items():
+            previous = self._stored.get(key)
+            if previous is not None:
+                self._stored_bytes -= _stored_size(key, previous)
+            self._stored[key] = text
+            self._stored_bytes += _stored_size(key, text)
+        self._stored_json = None
 
-        async def watch() -> None:
-            error = memory_limit_error(self.limits.heap_limit_bytes)
-            try:
-                while True:
-                    await asyncio.sleep(MEMORY_WATCHDOG_INTERVAL_S)
-                    running = [c for c in self._cells.values() if c.state is CellState.RUNNING]
-                    if not running:
-                        return
-                    for cell in running:
-                        if cell.memory_limit_reached():
-                            cell.abort_soon(error)
-            finally:
-                self._memory_watchdog = None
-
-        self._memory_watchdog = asyncio.ensure_future(watch())
+    def _keep_notification(self, notification: Notification) -> None:
+        self._notifications.append(notification)
+        self._notification_chars += len(notification.text)
+        while len(self._notifications) > KEPT_NOTIFICATIONS or (
+            self._notification_chars > KEPT_NOTIFICATION_CHARS and len(self._notifications) > 1
+        ):
+            self._notification_chars -= len(self._notifications.popleft().text)
 
     def _result(self, cell_id: str, observation: Observation, started: float, max_tokens: int) -> ExecResult:
         return ExecResult(
@@ -416,22 +430,25 @@ class CodeMode:
             entry = self._by_global_name.get(global_name)
             if entry is None:
                 raise ToolCallFailed(f"tool `{global_name}` is not enabled in exec")
+            use_tool_threads(self._tool_threads)  # this call's task: sync tools run on ours
             return await call_tool(entry.tool, global_name, arguments_json)
 
         def notify(text: str) -> Awaitable[None] | None:
-            self._notifications.append(Notification(cell_id, text))
+            self._keep_notification(Notification(cell_id, text))
             if self._on_notify is None:
                 return None
             outcome = self._on_notify(cell_id, text)
             return outcome if inspect.isawaitable(outcome) else None
 
-        def commit(writes: Mapping[str, str]) -> None:
-            self._stored.update(writes)
-
         def closed() -> None:
             self._cells.pop(cell_id, None)
 
-        return CellHooks(run_tool=run_tool, notify=notify, commit=commit, closed=closed)
+        return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
+
+
+def _stored_size(key: str, text: str) -> int:
+    """What a stored value counts against `max_stored_bytes`: its key and JSON text."""
+    return len(key) + len(text)
 
 
 def _first(*values: int | None) -> int:

@@ -6,12 +6,12 @@ promise rejects with; the model never sees a Python traceback.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import math
 from typing import Any
 
+from codemode._threads import run_sync
 from codemode.errors import ToolError
 from codemode.tools import Tool
 
@@ -28,7 +28,7 @@ async def call_tool(tool: Tool, script_name: str, arguments_json: str | None) ->
         if inspect.iscoroutinefunction(tool.handler):
             result = await tool.handler(arguments)
         else:
-            result = await asyncio.to_thread(tool.handler, arguments)
+            result = await run_sync(tool.handler, arguments)
             if inspect.isawaitable(result):
                 result = await result
     except ToolError as exc:

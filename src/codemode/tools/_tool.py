@@ -15,6 +15,7 @@ from typing import Any, Literal, get_type_hints
 import docstring_parser
 import pydantic
 
+from codemode._threads import run_sync
 from codemode.errors import ToolError, UsageError
 
 ToolKind = Literal["function", "freeform"]
@@ -160,9 +161,7 @@ def _function_tool(
         if is_async:
             result = await fn(**kwargs)
         else:
-            import asyncio
-
-            result = await asyncio.to_thread(fn, **kwargs)
+            result = await run_sync(fn, **kwargs)
         if output_adapter is not None:
             return output_adapter.dump_python(result, mode="json")
         return pydantic.TypeAdapter(Any).dump_python(result, mode="json")

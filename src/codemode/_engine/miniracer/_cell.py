@@ -7,24 +7,27 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from py_mini_racer._exc import (
+from codemode._engine.base import (
+    CellProgram,
+    EngineEvent,
+    EventSink,
+    FinishedEvent,
+    MemoryLimitEvent,
+    NotifyEvent,
+    OutputEvent,
+    SessionSetup,
+    ToolCallEvent,
+    YieldEvent,
+)
+from codemode._engine.miniracer._compat import (
     JSConversionException,
     JSEvalException,
     JSOOMException,
     JSParseException,
-)
-
-from codemode._engine.base import (
-    EngineEvent,
-    EventSink,
-    FinishedEvent,
-    NotifyEvent,
-    OutputEvent,
-    ToolCallEvent,
-    YieldEvent,
 )
 from codemode._engine.miniracer._isolate import (
     CHANNEL_ERROR,
@@ -38,10 +41,16 @@ from codemode._engine.miniracer._isolate import (
 from codemode._types import AudioItem, ImageItem, TextItem
 
 PROGRAM_PREFIX = (
-    HOST + ".run({snapshot}, async function (__codemode_module__, __codemode_import__) "
-    '{{"use strict";{hoisted}'
+    HOST + ".run({tools}, {snapshot}, {budget}, {limit_error}, "
+    'async function (__codemode_module__, __codemode_import__) {{"use strict";{hoisted}'
 )
 PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
+MEMORY_CHECK_S = 0.1  # how often a running cell's isolate is checked for a reached heap limit
+
+
+def tools_json(setup: SessionSetup) -> str:
+    """The session's tool table as the prelude's `run` takes it (built once per session)."""
+    return json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
 
 STORE_TOO_DEEP = (
     "store: the value of {key} is nested too deeply to keep (the host reads at most about 900 levels), "
@@ -51,30 +60,78 @@ _IMAGE_DETAILS = frozenset({"auto", "low", "high", "original"})
 
 
 class MiniRacerCell:
-    """One script in one isolate; implements `EngineCell`."""
+    """One script in one isolate; implements `EngineCell`.
+
+    The isolate is taken from the pool by `start` (at once when one is prepared); a terminate
+    before that gives it back unused.
+    """
 
     def __init__(
         self,
-        isolate: Isolate,
         on_event: EventSink,
-        prefix_length: int,
-        release_isolate: Callable[[Isolate], None] | None = None,
+        release_isolate: Callable[[Isolate], None],
     ) -> None:
-        self._isolate = isolate
+        self._isolate: Isolate | None = None
         self._release_isolate = release_isolate  # frees a finished cell's isolate later
         self._on_event = on_event
-        self._prefix_length = prefix_length
+        self._prefix_length = 0
+        self._memory_check: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.Task[None] | None = None  # for an isolate, when none was ready
         self._finished = False
         self._freed = False
         self._draining = False
         self._tasks: set[asyncio.Future[Any]] = set()
         self._open_calls = 0  # tool calls the script made that are not resolved yet
         self._resolutions: list[str] = []  # resolve statements batched into one eval
-        isolate.on_ping = self._pump
 
     # -- commands ---------------------------------------------------------------------------
-    def launch(self, script: str) -> None:
-        self._watch(self._isolate.submit(script), program=True)
+    def launch(self, isolate: Isolate, setup: SessionSetup, tools: str, program: CellProgram) -> None:
+        """Run `program` in `isolate` (fresh, never used) with the session's `setup`."""
+        self._isolate = isolate
+        prefix = PROGRAM_PREFIX.format(
+            tools=json.dumps(tools),
+            snapshot=json.dumps(program.stored_json),
+            budget=program.store_budget_bytes,
+            limit_error=json.dumps(program.store_limit_error),
+            hoisted=program.hoisted,
+        )
+        self._prefix_length = len(prefix)
+        isolate.on_ping = self._pump
+        if setup.heap_limit_bytes:
+            isolate.v8.set_heap_limit(setup.heap_limit_bytes)
+            self._memory_check = asyncio.get_running_loop().call_later(MEMORY_CHECK_S, self._check_memory)
+        self._watch(isolate.submit(prefix + program.code + PROGRAM_SUFFIX))
+
+    def launch_when_ready(
+        self, take: Callable[[], Awaitable[Isolate]], setup: SessionSetup, tools: str, program: CellProgram
+    ) -> None:
+        """`launch` once the pool hands out an isolate (`terminate` meanwhile cancels the wait)."""
+
+        async def wait_and_launch() -> None:
+            isolate = await take()
+            self._waiting = None
+            self.launch(isolate, setup, tools, program)
+
+        self._waiting = asyncio.ensure_future(wait_and_launch())
+        self._waiting.add_done_callback(self._launch_failed)
+
+    def _launch_failed(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._freed:
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(f"the JavaScript engine could not start an isolate: {type(exc).__name__}: {exc}")
+
+    def _check_memory(self) -> None:
+        """Push the heap limit when V8 reached it: an overflow in a timer or after an `await`
+        stops the script without failing any evaluation the host sees."""
+        self._memory_check = None
+        if self._freed or self._finished or self._isolate is None:
+            return
+        if self._isolate.v8.heap_limit_reached():
+            self._on_event(MemoryLimitEvent())
+            return
+        self._memory_check = asyncio.get_running_loop().call_later(MEMORY_CHECK_S, self._check_memory)
 
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
         if self._finished or self._freed:
@@ -89,7 +146,7 @@ class MiniRacerCell:
             asyncio.get_running_loop().call_soon(self._flush_resolutions)
 
     def _flush_resolutions(self) -> None:
-        if not self._resolutions or self._finished or self._freed:
+        if not self._resolutions or self._finished or self._freed or self._isolate is None:
             self._resolutions.clear()
             return
         code = "".join(self._resolutions)
@@ -98,6 +155,13 @@ class MiniRacerCell:
 
     async def terminate(self) -> None:
         if self._freed:
+            return
+        if self._isolate is None:
+            self._freed = True  # never launched: nothing runs
+            if self._waiting is not None:
+                self._waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._waiting
             return
         self._pump()
         stranded = self._isolate.overflow_count()
@@ -114,19 +178,13 @@ class MiniRacerCell:
     def release(self) -> None:
         if self._freed:
             return
-        if self._release_isolate is not None:
-            self._detach()
-            self._release_isolate(self._isolate)
-            return
-        task = asyncio.ensure_future(self._free())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-    def memory_limit_reached(self) -> bool:
-        return not self._freed and self._isolate.memory_limit_reached()
+        isolate = self._isolate
+        self._detach()
+        if isolate is not None:
+            self._release_isolate(isolate)
 
     # -- events -----------------------------------------------------------------------------
-    def _watch(self, future: asyncio.Future[Any], program: bool = False) -> None:
+    def _watch(self, future: asyncio.Future[Any]) -> None:
         self._tasks.add(future)
 
         def settled(fut: asyncio.Future[Any]) -> None:
@@ -144,11 +202,13 @@ class MiniRacerCell:
 
     def _pump(self) -> None:
         """Deliver every message waiting in the ring (and start an overflow drain if needed)."""
-        if self._freed:
+        if self._freed or self._isolate is None:
             return
         try:
             messages, overflow = self._isolate.read_messages()
-        except ChannelError:
+        except ChannelError as exc:
+            for message in exc.messages:  # sent before the corruption: they count
+                self._dispatch(message)
             self._fail(CHANNEL_ERROR)
             return
         for message in messages:
@@ -210,7 +270,8 @@ class MiniRacerCell:
             self._on_event(FinishedEvent(error))
 
     def _engine_error_text(self, exc: BaseException) -> str:
-        if isinstance(exc, JSOOMException) or self._isolate.memory_limit_reached():
+        if isinstance(exc, JSOOMException) or (self._isolate is not None and self._isolate.v8.heap_limit_reached()):
+            self._on_event(MemoryLimitEvent())
             return "JavaScript memory limit reached"
         if isinstance(exc, JSParseException):
             return self._syntax_error_text(str(exc))
@@ -247,16 +308,24 @@ class MiniRacerCell:
     def _detach(self) -> None:
         """Stop listening to the isolate: the ring is never read again."""
         self._freed = True
-        self._isolate.ring = None
-        self._isolate.on_ping = lambda: None
+        if self._memory_check is not None:
+            self._memory_check.cancel()
+            self._memory_check = None
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self._isolate is not None:
+            self._isolate.ring = None
+            self._isolate.on_ping = lambda: None
         for task in list(self._tasks):
             task.cancel()
 
     async def _free(self) -> None:
         if self._freed:
             return
+        isolate = self._isolate
         self._detach()
-        await asyncio.get_running_loop().run_in_executor(isolate_executor(), self._isolate.free)
+        if isolate is not None:
+            await asyncio.get_running_loop().run_in_executor(isolate_executor(), isolate.free)
 
 
 def _message_problem(message: Any) -> str | None:
@@ -319,5 +388,3 @@ def _stack_from_eval_error(text: str) -> str:
         return parts[1].rstrip("\n")
     return text.rstrip("\n")
 
-
-_background: set[asyncio.Future[Any]] = set()

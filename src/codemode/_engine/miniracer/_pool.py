@@ -1,4 +1,4 @@
-"""A session's pool of prepared isolates, and the background work that keeps it filled."""
+"""A pool of prepared isolates shared by the sessions of one event loop, kept filled in the background."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from codemode._engine.miniracer._isolate import (
     isolate_executor,
 )
 
-POOL_SIZE = 32  # prepared isolates per session (see IsolatePool)
+POOL_SIZE = 32  # prepared isolates per engine and event loop (see IsolatePool)
 QUIET_S = 0.02  # pool work waits until no cell has started for this long...
 LOW_WATER = 4  # ...unless fewer isolates than this are ready,
 MAX_FREE_DELAY_S = 0.25  # or a finished isolate has waited this long to be freed,
 MAX_DEFERRED_FREES = 32  # or this many have.
-IDLE_TRIM_S = 30.0  # a session that ran no cell for this long keeps only IDLE_KEEP isolates,
+IDLE_TRIM_S = 30.0  # a pool that started no cell for this long keeps only IDLE_KEEP isolates,
 IDLE_KEEP = 2  # and refills to POOL_SIZE after its next exec.
 
 
 class IsolatePool:
-    """A session's prepared isolates, and the background work that keeps them coming.
+    """Prepared isolates for every session on one event loop, and the work that keeps them coming.
 
     Creating and preparing an isolate costs about 2 ms of CPU and freeing one about 0.3 ms: more
     than a whole exec. That work runs on the isolate threads, and it is *deferred while execs
@@ -53,6 +53,16 @@ class IsolatePool:
         self._kick()
 
     # -- what the session uses ----------------------------------------------------------------
+    def take_nowait(self) -> Isolate | None:
+        """A prepared isolate if one is ready (the common case: no task, no wait)."""
+        if not self.ready:
+            return None
+        self._last_take = self._last_use = self._loop.time()
+        self._trimmed = False
+        isolate = self.ready.popleft()
+        self._kick()
+        return isolate
+
     async def take(self) -> Isolate:
         """A prepared, never-used isolate: from the pool, or the next one created."""
         self._last_take = self._last_use = self._loop.time()
