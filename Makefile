@@ -7,10 +7,10 @@ NODE_STAMP := tests/mcp_servers/node_modules/.installed
 
 .PHONY: demo test bench soak setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 $(NODE_STAMP): tests/mcp_servers/package.json tests/mcp_servers/package-lock.json

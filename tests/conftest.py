@@ -1,15 +1,27 @@
-"""Shared fixtures: sessions on the real engine, closed after each test."""
+"""Shared fixtures: sessions on the real engine, closed after each test.
+
+The suite runs once per isolation mode: `CODEMODE_TEST_ISOLATION=in-process` makes every session
+that does not choose its own mode run V8 in this process (`make test` runs both passes).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+import codemode._session.session as session_module
 from codemode import CodeMode
 
 MakeCodeMode = Callable[..., Awaitable[CodeMode]]
+ISOLATION = os.environ.get("CODEMODE_TEST_ISOLATION", "process")
+assert ISOLATION in ("process", "in-process"), ISOLATION
+session_module.DEFAULT_ISOLATION = ISOLATION  # type: ignore[assignment]
+
+process_only = pytest.mark.skipif(ISOLATION != "process", reason="about engine worker processes")
+in_process_only = pytest.mark.skipif(ISOLATION != "in-process", reason="about V8 inside the test process")
 
 
 @pytest.fixture

@@ -118,19 +118,35 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (engine worker processes run scripts for the server)."""
+    tree, todo = [pid], [pid]
+    while todo:
+        found = list(children(todo.pop()))
+        tree.extend(found)
+        todo.extend(found)
+    return tree
+
+
 async def spinning_threads(pid: int, samples: int = 20) -> set[str]:
-    """Threads of `pid` found running or runnable in nearly every sample (a busy loop's thread).
+    """Threads of `pid` or its descendants found running or runnable in nearly every sample (a
+    busy loop's thread).
 
     Thread states rather than CPU time: a busy thread stays runnable however loaded the machine is.
     """
     running: Counter[str] = Counter()
     for _ in range(samples):
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        for process in process_tree(pid):
             try:
-                if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R":
-                    running[tid] += 1
+                tids = os.listdir(f"/proc/{process}/task")
             except OSError:
                 continue
+            for tid in tids:
+                try:
+                    if Path(f"/proc/{process}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R":
+                        running[f"{process}/{tid}"] += 1
+                except OSError:
+                    continue
         await asyncio.sleep(0.025)
     return {tid for tid, count in running.items() if count >= samples * 0.8}
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, get_args
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from codemode._output import approx_tokens, header_text, model_items, truncate_items
-from codemode._result import ExecResult
+from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
 from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
+from codemode.formats import Api
 
 DIGITS40 = "0123456789" * 4
 AUDIO_100 = AudioItem("data:audio/wav;base64," + "A" * 100)  # 122 bytes -> 31 tokens
 IMAGE = ImageItem("data:image/png;base64,AAA")
+T = TypeVar("T")
 
 
 def texts(items: list[OutputItem]) -> list[str]:
@@ -393,3 +400,146 @@ def test_mixed_truncation_keeps_images_and_respects_budget(
         if i not in notes and not (isinstance(i, TextItem) and "tokens truncated…" in i.text)
     )
     assert cost <= max_tokens
+
+
+
+# --- scale: rendering is linear in the number of items ------------------------------------
+
+APIS: tuple[Api, ...] = get_args(Api)
+HEADER = "Script completed\nWall time 0.0 seconds\nOutput:\n"
+LIVENESS_S = 30.0  # far above the ~1 s linear rendering takes here; quadratic took minutes
+TRUNCATED = re.compile("…[0-9]+ tokens truncated…")
+TEXT_BLOCK: dict[Api, str] = {
+    "responses": "input_text",
+    "chat": "text",
+    "anthropic": "text",
+    "mcp": "text",
+}
+IMAGE_BLOCK: dict[Api, str] = {
+    "responses": "input_image",
+    "chat": "text",  # tool messages carry only text: the image becomes a note
+    "anthropic": "image",
+    "mcp": "image",
+}
+
+
+def many_texts(n: int) -> tuple[OutputItem, ...]:
+    return tuple(TextItem(f"line {i}") for i in range(n))
+
+
+def many_mixed(n: int) -> tuple[OutputItem, ...]:
+    """Mostly text with every tenth item an image, so truncation walks item by item."""
+    return tuple(IMAGE if i % 10 == 9 else TextItem(f"line {i}") for i in range(n))
+
+
+@pytest.fixture(scope="module")
+def million_texts() -> ExecResult:
+    return ExecResult("completed", "1", many_texts(1_000_000))
+
+
+@pytest.fixture(scope="module")
+def mixed_100k() -> ExecResult:
+    return ExecResult("completed", "1", many_mixed(100_000))
+
+
+def timed(render: Callable[[], T]) -> T:
+    """`render()`, checked afterwards to have finished within the liveness bound."""
+    start = time.perf_counter()
+    value = render()
+    elapsed = time.perf_counter() - start
+    assert elapsed < LIVENESS_S, f"took {elapsed:.1f} s"
+    return value
+
+
+def blocks(api: Api, output: Any) -> list[dict[str, Any]]:
+    """The content blocks of a list-valued `to_model` output, whatever the API."""
+    return output["content"] if api == "mcp" else output
+
+
+def test_million_texts_collapse_into_one_truncated_item(million_texts: ExecResult) -> None:
+    header, body = timed(million_texts.model_items)
+    joined = "\n".join(f"line {i}" for i in range(1_000_000))  # ASCII: bytes are characters
+    budget = DEFAULT_MAX_OUTPUT_TOKENS * 4
+    assert header == TextItem(HEADER)
+    assert body == TextItem(
+        f"Warning: truncated output (original token count: {math.ceil(len(joined) / 4)})\n"
+        "Total output lines: 1000000\n\n"
+        f"{joined[: budget // 2]}…{math.ceil((len(joined) - budget) / 4)} tokens truncated…"
+        f"{joined[len(joined) - budget // 2 :]}"
+    )
+    assert isinstance(body, TextItem)
+    head, tail = TRUNCATED.split(body.text.split("\n\n", 1)[1])
+    assert approx_tokens(head + tail) <= DEFAULT_MAX_OUTPUT_TOKENS
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_million_texts_to_model(million_texts: ExecResult, api: Api) -> None:
+    output = timed(lambda: million_texts.to_model(api))
+    header, body = million_texts.model_items()
+    assert isinstance(header, TextItem) and isinstance(body, TextItem)
+    assert blocks(api, output) == [
+        {"type": TEXT_BLOCK[api], "text": header.text},
+        {"type": TEXT_BLOCK[api], "text": body.text},
+    ]
+    assert body.text.startswith("Warning: truncated output (original token count: ")
+
+
+def test_mixed_100k_keeps_images_in_place_and_fits_the_budget(mixed_100k: ExecResult) -> None:
+    out = timed(mixed_100k.model_items)
+    items = mixed_100k.items
+    texts_in = [item for item in items if isinstance(item, TextItem)]
+    kept = [item for item in out[1:-1] if isinstance(item, TextItem)]
+    *whole, cut = kept
+    # The first texts are kept whole, the next one is cut to the rest of the budget, the
+    # others are counted in the note; every image stays in its place.
+    assert whole == texts_in[: len(whole)]
+    assert TRUNCATED.search(cut.text)
+    stop = items.index(texts_in[len(whole)])
+    assert out == [
+        TextItem(HEADER),
+        *items[:stop],
+        cut,
+        *(item for item in items[stop + 1 :] if isinstance(item, ImageItem)),
+        TextItem(f"[omitted {len(texts_in) - len(kept)} text items ...]"),
+    ]
+    kept_tokens = sum(approx_tokens(TRUNCATED.sub("", item.text)) for item in kept)
+    assert kept_tokens <= DEFAULT_MAX_OUTPUT_TOKENS
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_mixed_100k_to_model(mixed_100k: ExecResult, api: Api) -> None:
+    output = timed(lambda: mixed_100k.to_model(api))
+    items = mixed_100k.model_items()
+    got = blocks(api, output)
+    assert [block["type"] for block in got] == [
+        IMAGE_BLOCK[api] if isinstance(item, ImageItem) else TEXT_BLOCK[api] for item in items
+    ]
+    assert [block["text"] for block, item in zip(got, items) if isinstance(item, TextItem)] == [
+        item.text for item in items if isinstance(item, TextItem)
+    ]
+
+
+def best_render_time(result: ExecResult) -> float:
+    """Fastest of three renderings for every API, with the garbage collector paused.
+
+    The minimum and the paused collector keep a busy machine's noise out of the ratio.
+    """
+    times = []
+    for _ in range(3):
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            for api in APIS:
+                result.to_model(api)
+            times.append(time.perf_counter() - start)
+        finally:
+            gc.enable()
+    return min(times)
+
+
+@pytest.mark.parametrize("make", [many_texts, many_mixed], ids=["text", "mixed"])
+def test_rendering_time_grows_linearly(make: Callable[[int], tuple[OutputItem, ...]]) -> None:
+    # Four times the items: about 4x the time if linear, 16x if quadratic.
+    small, large = (ExecResult("completed", "1", make(n)) for n in (100_000, 400_000))
+    ratio = best_render_time(large) / best_render_time(small)
+    assert ratio < 12, f"400k items took {ratio:.1f}x as long as 100k"

@@ -23,9 +23,61 @@ linux_only = pytest.mark.skipif(
 )
 
 
+def engine_pids() -> list[int]:
+    """The shared engine worker processes (none in-process, or before the first session)."""
+    from codemode import engines
+    from tests.conftest import ISOLATION
+
+    if ISOLATION != "process":
+        return []
+    return engines.shared("process").worker_pids()  # type: ignore[attr-defined,no-any-return]
+
+
+async def engines_settled(timeout: float = 30.0) -> None:
+    """Wait until the engine workers (the spare too) are up and their pools full, so thread
+    counts taken now are a steady baseline; a no-op in-process."""
+    from codemode import engines
+    from tests.conftest import ISOLATION
+
+    if ISOLATION == "process":
+        pool = engines.shared("process").pool  # type: ignore[attr-defined]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = pool.workers()
+            if len(workers) >= 2 and all(w.ready for w in workers):
+                break
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # pools refill in the background
+
+
+async def spinning_engine_threads(samples: int = 20) -> int:
+    """Threads of the engine workers found running in nearly every sample (a script still
+    spinning); thread states rather than CPU time, so a loaded machine does not matter."""
+    from collections import Counter
+
+    running: Counter[str] = Counter()
+    for _ in range(samples):
+        for pid in engine_pids():
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as stat:
+                        if stat.read().rsplit(")", 1)[1].split()[0] == "R":
+                            running[f"{pid}/{tid}"] += 1
+            except OSError:
+                continue  # it ended meanwhile
+        await asyncio.sleep(0.025)
+    return sum(1 for count in running.values() if count >= samples * 0.8)
+
+
 def thread_count() -> int:
-    """Native threads of this process (V8 isolate threads included), from /proc."""
-    return len(os.listdir("/proc/self/task"))
+    """Native threads of this process and of the engine workers (V8 isolate threads), from /proc."""
+    count = len(os.listdir("/proc/self/task"))
+    for pid in engine_pids():
+        try:
+            count += len(os.listdir(f"/proc/{pid}/task"))
+        except FileNotFoundError:
+            pass  # it died meanwhile
+    return count
 
 
 def rss_bytes() -> int:

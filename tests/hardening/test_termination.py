@@ -10,7 +10,8 @@ import pytest
 
 from codemode import CodeMode, Tool
 from tests.conftest import MakeCodeMode
-from tests.hardening._support import linux_only, settle_threads, texts, thread_count
+from tests.conftest import ISOLATION
+from tests.hardening._support import engines_settled, linux_only, spinning_engine_threads, settle_threads, texts, thread_count
 
 pytestmark = linux_only
 
@@ -52,7 +53,7 @@ async def warmed(make_cm: MakeCodeMode, **kwargs: Any) -> tuple[CodeMode, int]:
     """A session whose isolate pool is full, and the thread count in that state."""
     cm = await make_cm(**kwargs)
     assert (await cm.exec("1")).status == "completed"
-    await asyncio.sleep(0.3)  # the pool refills in the background
+    await engines_settled()
     return cm, thread_count()
 
 
@@ -116,7 +117,7 @@ async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[
     cm = CodeMode(tools=[hang.tool()])
     await cm.start()
     assert (await cm.exec("1")).status == "completed"
-    await asyncio.sleep(0.3)
+    await engines_settled()
     before = thread_count()
     for source in STATES.values():
         assert (await cm.exec(source, yield_time_ms=0)).status == "running"
@@ -128,8 +129,13 @@ async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[
     assert time.monotonic() - started < 1
     assert (await asyncio.wait_for(observer, 1)).status == "terminated"
     assert hang.cancelled == hang.started > 0
-    # every isolate is freed: the running ones and the pool's prepared ones
-    assert await settle_threads(before - 2) <= before - 2
+    if ISOLATION == "in-process":
+        # every isolate is freed: the running ones and the pool's prepared ones
+        assert await settle_threads(before - 2) <= before - 2
+    else:
+        # engine workers keep their pools (and another may have started for the ninth cell's
+        # heap budget): what matters is that no stopped script still runs
+        assert await spinning_engine_threads() == 0
     after = await cm.exec('text("x")')
     assert (after.status, after.error) == ("failed", "code mode session is shutting down")
 
@@ -146,16 +152,22 @@ async def test_close_with_cpu_bound_cells_only(make_cm: MakeCodeMode) -> None:
 
 async def test_terminating_a_busy_script_accounts_for_output_it_could_not_deliver(make_cm: MakeCodeMode) -> None:
     """More output than the ring holds, then a CPU loop: what was delivered arrives, the rest is
-    announced as lost instead of vanishing."""
+    announced as lost instead of vanishing.
+
+    The yield comes late enough for the loop to have sent all 20,000 even on a slow, busy
+    machine: a terminate in the middle of the loop stops it before the rest exist (an earlier
+    300 ms yield made this test count those as lost)."""
     cm = await make_cm()
-    source = '// @exec: {"yield_time_ms": 300}\nfor (let i = 0; i < 20000; i++) text("x".repeat(300));\nwhile (true) {}'
+    source = '// @exec: {"yield_time_ms": 3000}\nfor (let i = 0; i < 20000; i++) text("x".repeat(300));\nwhile (true) {}'
     first = await cm.exec(source)
     assert first.status == "running"
     assert first.cell_id is not None
     stopped = await cm.wait(first.cell_id, terminate=True)
     assert stopped.status == "terminated"
-    delivered = len(first.items) + len(stopped.items) - 1
-    notice = texts(stopped)[-1]
-    lost = int(notice.split()[0].lstrip("["))
-    assert notice.endswith("while it never went idle]")
-    assert delivered + lost == 20000
+    delivered = [*texts(first), *texts(stopped)]
+    lost = 0
+    if delivered and delivered[-1].endswith("while it never went idle]"):
+        # What did not fit the ring while the script never went idle (when the host read the
+        # ring as fast as the script wrote, everything was delivered and there is no notice).
+        lost = int(delivered.pop().split()[0].lstrip("["))
+    assert delivered == ["x" * 300] * (20000 - lost)

@@ -57,6 +57,7 @@ SHUTTING_DOWN = "code mode session is shutting down"
 
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
 Isolation = Literal["process", "in-process"]
+DEFAULT_ISOLATION: Isolation = "process"
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class CodeMode:
         max_buffered_output_chars: int = DEFAULT_LIMITS.max_buffered_output_chars,
         max_stored_bytes: int = DEFAULT_LIMITS.max_stored_bytes,
         max_tool_threads: int = DEFAULT_LIMITS.max_tool_threads,
-        isolation: Isolation = "process",
+        isolation: Isolation | None = None,
         engine: Engine | None = None,
     ) -> None:
         self.limits = Limits(
@@ -134,6 +135,8 @@ class CodeMode:
             max_stored_bytes=max_stored_bytes,
             max_tool_threads=max_tool_threads,
         )
+        if isolation is None:
+            isolation = DEFAULT_ISOLATION
         if isolation not in ("process", "in-process"):
             raise UsageError(f'`isolation` must be "process" or "in-process", got {isolation!r}')
         self.isolation = isolation

@@ -82,6 +82,10 @@ class MiniRacerEngine:
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
 
     async def open_session(self, setup: SessionSetup) -> MiniRacerSession:
+        return self.session(setup)
+
+    def session(self, setup: SessionSetup) -> MiniRacerSession:
+        """`open_session` for callers that cannot await (must run on the event loop)."""
         loop = asyncio.get_running_loop()
         entry = self._pools.get(loop)
         if entry is None:

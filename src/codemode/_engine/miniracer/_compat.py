@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ __all__ = [
     "JSParseException",
     "V8Context",
     "init_v8",
+    "longest_free_s",
 ]
 
 V8_FLAGS = ("--single-threaded",)
@@ -198,5 +200,24 @@ class V8Context:
         """Free the context, stopping any running script (background thread only; blocks until
         the isolate thread stopped, which a builtin V8 cannot interrupt may delay forever)."""
         self._ctx._alive[0] = False  # its values die with it
-        self._dll.mr_free_context(self._raw)
+        key = id(self)
+        with _freeing_lock:
+            _freeing[key] = time.monotonic()
+        try:
+            self._dll.mr_free_context(self._raw)
+        finally:
+            with _freeing_lock:
+                del _freeing[key]
         self._ctx._active_cancelable_mr_task_callbacks.clear()
+
+
+_freeing: dict[int, float] = {}  # contexts being freed -> when that started
+_freeing_lock = threading.Lock()
+
+
+def longest_free_s() -> float:
+    """How long the oldest context still being freed has taken (0 if none): a context whose
+    script sits in a builtin V8 cannot interrupt never finishes freeing."""
+    with _freeing_lock:
+        oldest = min(_freeing.values(), default=None)
+    return 0.0 if oldest is None else time.monotonic() - oldest

@@ -1,0 +1,262 @@
+"""V8 in supervised engine worker processes: the default engine (`isolation="process"`).
+
+The host never loads V8. Cells run in a small pool of worker processes (`_worker`) shared by
+every session of this process, which speak a msgpack protocol over pipes (`_protocol`); the
+supervisor (`_supervisor`) admits cells to workers, reads their events, kills workers whose
+isolates do not stop, and turns a worker's death into a clear failure of its cells only.
+This module adapts all that to the `Engine` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import json
+import os
+
+from codemode._engine.base import (
+    CellProgram,
+    EngineDiedEvent,
+    EngineEvent,
+    EventSink,
+    FinishedEvent,
+    SessionSetup,
+)
+from codemode._engine.process import _protocol as wire
+from codemode._engine.process._supervisor import MIB, TERMINATE_GRACE_S, Worker, WorkerConfig, WorkerPool
+
+__all__ = ["ProcessEngine"]
+
+_UNINTERRUPTIBLE = (
+    "because another script in it could not be interrupted (a built-in operation on a huge array or "
+    "string), and this script was lost with it. Run it again"
+)
+_ids = itertools.count(1)  # cell and setup ids, unique per host process
+
+
+class ProcessCell:
+    """One script on a worker (or waiting for room on one); implements `EngineCell`."""
+
+    def __init__(self, session: ProcessSession, program: CellProgram, on_event: EventSink) -> None:
+        self.id = next(_ids)
+        self.heap = session.admission_heap
+        self._loop = asyncio.get_running_loop()
+        self._session = session
+        self._program: CellProgram | None = program
+        self._on_event = on_event
+        self._worker: Worker | None = None
+        self._admission: concurrent.futures.Future[Worker] | None = None
+        self._finished = False  # the script ended (or its worker died): no more commands
+        self._left = False  # discharged from its worker
+        self._stopped: asyncio.Future[None] | None = None  # a terminate waiting for the worker
+
+    # -- start ---------------------------------------------------------------------------------
+    def begin(self) -> None:
+        pool = self._session.pool
+        worker = pool.try_admit(self)
+        if worker is not None:
+            self._launch(worker)
+            return
+        self._admission = pool.admission(self)
+        self._admission.add_done_callback(self._admitted_threadsafe)
+
+    def _admitted_threadsafe(self, future: concurrent.futures.Future[Worker]) -> None:
+        if future.cancelled():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for this cell
+            self._loop.call_soon_threadsafe(self._admitted, future)
+
+    def _admitted(self, future: concurrent.futures.Future[Worker]) -> None:
+        self._admission = None
+        exc = future.exception()
+        if exc is not None:
+            if not self._finished:
+                self._finished = True
+                self._on_event(FinishedEvent(f"the JavaScript engine is not available: {exc}"))
+            return
+        worker = future.result()
+        if self._finished:  # terminated while it waited
+            self._session.pool.discharge(self, worker)
+            return
+        self._launch(worker)
+
+    def _launch(self, worker: Worker) -> None:
+        self._worker = worker
+        program, self._program = self._program, None
+        assert program is not None
+        self._session.install_on(worker)
+        worker.send([
+            wire.START,
+            self.id,
+            self._session.setup_id,
+            program.code,
+            program.hoisted,
+            program.stored_json,
+            program.store_budget_bytes,
+            program.store_limit_error,
+        ])
+
+    # -- commands ------------------------------------------------------------------------------
+    def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
+        if self._worker is not None and not self._finished:
+            self._worker.send([wire.RESOLVE, self.id, call_id, ok, payload])
+
+    async def terminate(self) -> None:
+        if self._finished or self._left:
+            return
+        worker = self._worker
+        if worker is None:  # still waiting for room: withdraw
+            self._finished = True
+            if self._admission is not None:
+                self._admission.cancel()  # or, if it was placed meanwhile, `_admitted` discharges it
+            return
+        self._stopped = self._loop.create_future()
+        worker.send([wire.TERMINATE, self.id])
+        try:
+            await asyncio.wait_for(asyncio.shield(self._stopped), TERMINATE_GRACE_S)
+        except TimeoutError:
+            # The isolate is inside a builtin V8 cannot interrupt: only killing its process stops it.
+            worker.kill(_UNINTERRUPTIBLE)
+            await self._stopped  # settled by the death report
+        self._finished = True
+        self._leave()
+
+    def release(self) -> None:
+        self._finished = True
+        if self._worker is not None and not self._left:
+            self._worker.send([wire.RELEASE, self.id])
+            self._leave()
+
+    def _leave(self) -> None:
+        if not self._left and self._worker is not None:
+            self._left = True
+            self._session.pool.discharge(self, self._worker)
+
+    # -- from the worker's reader thread ----------------------------------------------------------
+    def deliver_threadsafe(self, events: list[EngineEvent]) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._deliver, events)
+
+    def terminated_threadsafe(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._settle_stop)
+
+    def died_threadsafe(self, error: str) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._died, error)
+
+    def _deliver(self, events: list[EngineEvent]) -> None:
+        on_event = self._on_event
+        for event in events:
+            on_event(event)
+
+    def _settle_stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def _died(self, error: str) -> None:
+        self._left = True  # the supervisor dropped it with its worker
+        self._settle_stop()
+        if not self._finished:
+            self._finished = True
+            self._on_event(EngineDiedEvent(error))
+
+
+class ProcessSession:
+    """One session's handle on the worker pool; implements `EngineSession`."""
+
+    def __init__(self, pool: WorkerPool, setup: SessionSetup) -> None:
+        self.pool = pool
+        self.setup_id = next(_ids)
+        self.heap_limit = setup.heap_limit_bytes
+        # A cell without a heap limit is admitted as if it had the default one.
+        self.admission_heap = setup.heap_limit_bytes or 256 * MIB
+        self._tools_json = json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
+        self._installed: list[Worker] = []
+
+    def install_on(self, worker: Worker) -> None:
+        """Send this session's setup to `worker` before its first cell there."""
+        if self.setup_id not in worker.setups:
+            worker.setups.add(self.setup_id)
+            self._installed.append(worker)
+            worker.send([wire.SETUP, self.setup_id, self._tools_json, self.heap_limit])
+
+    def start(self, program: CellProgram, on_event: EventSink) -> ProcessCell:
+        cell = ProcessCell(self, program, on_event)
+        cell.begin()
+        return cell
+
+    async def ready(self, isolates: int | None = None) -> None:
+        """Wait until a worker is up (it keeps its own pool of prepared isolates)."""
+        del isolates
+        self.pool.start()
+        while not self.pool.wait_ready(0):
+            error = self.pool.start_error
+            if error is not None:
+                raise RuntimeError(error)
+            await asyncio.sleep(0.005)
+
+    async def aclose(self) -> None:
+        for worker in self._installed:
+            worker.setups.discard(self.setup_id)
+            worker.send([wire.FORGET, self.setup_id])
+        self._installed.clear()
+
+
+class ProcessEngine:
+    """V8 in a pool of supervised engine worker processes; implements `Engine`.
+
+    Args:
+        workers: engine processes in service at most (default: the number of CPU cores, at
+            least 2), plus one spare started in advance.
+        cells_per_worker: cells one worker runs at once (default 64).
+        heap_per_worker: the sum of the heap limits of the cells one worker runs at once
+            (default 2 GiB, well inside V8's 4 GiB pointer-compression cage).
+        memory_cap_bytes: all the memory one worker may allocate, ArrayBuffers included
+            (RLIMIT_DATA; default 4 GiB; 0: no cap).
+        isolate_pool_size: prepared isolates each worker keeps ready (default 16).
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        cells_per_worker: int = 64,
+        heap_per_worker: int = 2048 * MIB,
+        memory_cap_bytes: int = 4096 * MIB,
+        isolate_pool_size: int = 16,
+    ) -> None:
+        self.config = WorkerConfig(
+            workers=workers if workers is not None else max(2, os.cpu_count() or 1),
+            cells_per_worker=cells_per_worker,
+            heap_per_worker=heap_per_worker,
+            memory_cap_bytes=memory_cap_bytes,
+            isolate_pool_size=isolate_pool_size,
+        )
+        self._pool: WorkerPool | None = None
+
+    @property
+    def pool(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = WorkerPool(self.config)
+        return self._pool
+
+    async def open_session(self, setup: SessionSetup) -> ProcessSession:
+        pool = self.pool
+        pool.start()
+        return ProcessSession(pool, setup)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the engine workers (in service and spare)."""
+        return [worker.pid for worker in self.pool.workers() if not worker.dead]
+
+    def close(self) -> None:
+        """Kill every worker: for an engine you created; the shared ones stop at exit."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __repr__(self) -> str:
+        return f"ProcessEngine({self.config})"

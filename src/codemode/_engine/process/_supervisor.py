@@ -1,0 +1,437 @@
+"""The supervisor: engine worker processes, which cells they run, and what happens when one dies.
+
+One `WorkerPool` serves every session of the host process, whatever event loop each runs on:
+all bookkeeping sits behind one lock, each worker has a reader thread, and events reach a cell
+through its own loop's `call_soon_threadsafe`.
+
+* Admission: a worker runs at most `cells_per_worker` cells whose heap limits add up to at most
+  `heap_per_worker` (all isolates of a process share V8's one pointer-compression cage of about
+  4 GiB, so per-cell limits alone do not keep ordinary cells from exhausting it together).
+  Cells beyond that go to another worker, start one (up to `workers`), or wait in order.
+* Spare: once a worker is up, one more is started and kept idle, so replacing a dead worker or
+  growing the pool does not make an exec wait for Python and V8 to start.
+* Death: when a worker's pipe closes, each of its cells gets an `EngineDiedEvent` saying why
+  (out of memory, killed by a signal, stopped because another cell could not be interrupted),
+  and the spare takes its place.
+* Kills: a terminate the worker does not confirm within `TERMINATE_GRACE_S` (a builtin V8 cannot
+  interrupt) kills the worker. A worker whose finished cell's isolate will not stop (it reports
+  STUCK) takes no new cells and is killed once its other cells are done.
+* Exit: reader threads are daemons, workers die with the host (parent-death signal, EOF on
+  their pipe, and an atexit kill), so neither a hung script nor a hung worker keeps the
+  interpreter from exiting.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import json
+import os
+import queue
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from codemode._engine.base import EngineEvent
+from codemode._engine.process import _protocol as wire
+
+TERMINATE_GRACE_S = 2.0  # a terminated isolate that has not stopped by then is killed with its worker
+WORKER_ENV = {"TZ": "UTC", "LANG": "en_US.UTF-8"}  # all a worker inherits: no secrets, one locale
+_BOOTSTRAP = (
+    "import sys, json; config = json.loads(sys.argv[1]); sys.path[:0] = config['path']; "
+    "from codemode._engine.process._worker import main; main(config)"
+)
+_STDERR_TAIL = 16 * 1024
+MAX_FAILED_STARTS = 3
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How many engine workers there may be and what each one may run (see `ProcessEngine`)."""
+
+    workers: int
+    cells_per_worker: int
+    heap_per_worker: int
+    memory_cap_bytes: int
+    isolate_pool_size: int
+
+
+class Tenant(Protocol):
+    """What the supervisor needs of a cell it placed on a worker (the host-side `ProcessCell`)."""
+
+    id: int
+    heap: int
+
+    def deliver_threadsafe(self, events: list[EngineEvent]) -> None: ...
+    def terminated_threadsafe(self) -> None: ...
+    def died_threadsafe(self, error: str) -> None: ...
+
+
+class Worker:
+    """One engine worker process, its pipes, and the reader thread that listens to it."""
+
+    def __init__(self, pool: WorkerPool, config: WorkerConfig) -> None:
+        self._pool = pool
+        self.cells: dict[int, Tenant] = {}
+        self.heap_admitted = 0
+        self.setups: set[int] = set()
+        self.ready = False
+        self.dead = False
+        self.retiring = False  # takes no new cells; killed when its last cell is done
+        self.kill_reason: str | None = None
+        self._send_lock = threading.Lock()
+        self._stderr = bytearray()
+        self._scratch = tempfile.mkdtemp(prefix="codemode-engine-")
+        arguments = {
+            "path": [p for p in sys.path if p],
+            "host_pid": os.getpid(),
+            "memory_cap_bytes": config.memory_cap_bytes,
+            "isolate_pool_size": config.isolate_pool_size,
+        }
+        self.proc = _spawner.spawn(
+            [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, json.dumps(arguments)], cwd=self._scratch
+        )
+        self.pid = self.proc.pid
+        self._commands = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        threading.Thread(target=self._read, name=f"codemode-engine-{self.pid}", daemon=True).start()
+
+    # -- host -> worker -----------------------------------------------------------------------
+    def send(self, message: list[Any]) -> None:
+        """Write one command (from any thread); a dead worker's commands are dropped."""
+        data = wire.pack(message)
+        with self._send_lock:
+            if self.dead:
+                return
+            view = memoryview(data)
+            try:
+                while view:
+                    written = os.write(self._commands, view)
+                    view = view[written:]
+            except OSError:
+                pass  # it died; the reader thread reports that
+
+    def kill(self, reason: str) -> None:
+        """Kill the process now; its cells learn `reason` when the reader sees it die."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        self.retiring = True
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    # -- worker -> host -----------------------------------------------------------------------
+    def _read(self) -> None:
+        stdout, stderr = self.proc.stdout, self.proc.stderr
+        assert stdout is not None and stderr is not None
+        unpacker = wire.unpacker()
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            selector.register(stderr, selectors.EVENT_READ)
+            events_open = True
+            while events_open or _registered(selector, stderr):
+                # Once the events pipe closed, the last of stderr (why it died) gets a second.
+                ready = selector.select(None if events_open else 1.0)
+                if not ready:
+                    break
+                for key, _ in ready:
+                    data = os.read(key.fd, 1 << 18)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                        events_open = events_open and key.fileobj is not stdout
+                    elif key.fileobj is stderr:
+                        self._stderr += data
+                        del self._stderr[:-_STDERR_TAIL]
+                    else:
+                        unpacker.feed(data)
+                        for message in unpacker:
+                            self._dispatch(message)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        if self.proc.returncode is None:
+            self.proc.kill()  # it closed its pipes but lingers
+            self.proc.wait()
+        with self._send_lock:
+            self.dead = True
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        for pipe in (stdout, stderr):
+            pipe.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._pool.worker_died(self, self._death_text())
+
+    def _dispatch(self, message: list[Any]) -> None:
+        kind = message[0]
+        if kind == wire.EVENTS:
+            cell = self.cells.get(message[1])
+            if cell is not None:
+                cell.deliver_threadsafe([wire.decode_event(event) for event in message[2]])
+        elif kind == wire.TERMINATED:
+            cell = self.cells.get(message[1])
+            if cell is not None:
+                cell.terminated_threadsafe()
+        elif kind == wire.READY:
+            self.ready = True
+            self._pool.worker_ready(self)
+        elif kind == wire.STUCK:
+            if message[1] > TERMINATE_GRACE_S:
+                self._pool.worker_stuck(self)
+
+    def _death_text(self) -> str:
+        """What the cells that were running here read: what stopped, why, and what to do."""
+        stderr = self._stderr.decode("utf-8", "replace")
+        code = self.proc.returncode
+        if self.kill_reason is not None:
+            return f"The JavaScript engine process running this script was stopped {self.kill_reason}."
+        if "out of memory" in stderr.lower() or "OOM" in stderr or "invalid size error" in stderr.lower():
+            why = (
+                "it ran out of memory. A single operation needed more memory than the engine can give "
+                "(a huge array, string or JSON text). Process less data at once: work in smaller "
+                "pieces, or across several execs"
+            )
+        elif code is not None and code < 0:
+            number = -code
+            name = signal.Signals(number).name if number in signal.valid_signals() else "a signal"
+            why = f"it was killed by signal {number} ({name}). Run the script again; if this repeats, process less data at once"
+            if number == signal.SIGTRAP:
+                why = f"V8 stopped with a fatal error (signal {number}, SIGTRAP). Process less data at once, or avoid the operation that caused it"
+        else:
+            why = f"it exited with code {code}. Run the script again"
+        return f"The JavaScript engine process running this script stopped: {why}. Output produced before is kept; nothing the script stored was saved."
+
+
+class _Spawner:
+    """Starts worker processes from one thread that lives as long as the host.
+
+    A worker asks for SIGKILL when its parent dies, and Linux means the parent *thread*: a
+    worker started from a reader thread would die with that thread (its worker's death).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[list[str], str, concurrent.futures.Future[subprocess.Popen[bytes]]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+
+    def spawn(self, command: list[str], cwd: str) -> subprocess.Popen[bytes]:
+        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="codemode-engine-spawner", daemon=True)
+                self._thread.start()
+        self._jobs.put((command, cwd, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            command, cwd, future = self._jobs.get()
+            try:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=WORKER_ENV,
+                    cwd=cwd,
+                    close_fds=True,
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+            else:
+                future.set_result(process)
+
+
+_spawner = _Spawner()
+
+
+def _registered(selector: selectors.BaseSelector, fileobj: Any) -> bool:
+    try:
+        selector.get_key(fileobj)
+    except KeyError:
+        return False
+    return True
+
+
+@dataclass
+class _Waiter:
+    cell: Tenant
+    future: concurrent.futures.Future[Worker]
+
+
+class WorkerPool:
+    """The engine workers of one `ProcessEngine`, and the cells waiting for room on one."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._lock = threading.RLock()
+        self._active: list[Worker] = []
+        self._spare: Worker | None = None
+        self._waiters: deque[_Waiter] = deque()
+        self._first_ready = threading.Event()
+        self._failed_starts = 0  # workers in a row that died before they were ready
+        self.start_error: str | None = None  # why workers cannot start, after several tries
+        self._closed = False
+        atexit.register(self.shutdown)
+
+    # -- admission ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Make sure a worker is running or starting (an engine's first session calls this)."""
+        with self._lock:
+            if not self._closed and not self._active and self.start_error is None:
+                self._grow()
+
+    def try_admit(self, cell: Tenant) -> Worker | None:
+        """A worker with room for `cell` now (the cell is placed on it), else None."""
+        with self._lock:
+            if self._waiters or self._closed or self.start_error is not None:
+                return None
+            return self._place(cell)
+
+    def admission(self, cell: Tenant) -> concurrent.futures.Future[Worker]:
+        """A future of the worker that will run `cell`, in the order cells asked.
+
+        Cancel the future to withdraw; a cell placed meanwhile must be `discharge`d.
+        """
+        future: concurrent.futures.Future[Worker] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed or self.start_error is not None:
+                future.set_exception(RuntimeError(self.start_error or "the code mode engine is shut down"))
+                return future
+            self._waiters.append(_Waiter(cell, future))
+            self._serve_waiters()
+        return future
+
+    def discharge(self, cell: Tenant, worker: Worker) -> None:
+        """`cell` left `worker` (finished, terminated, or withdrawn): its room is free again."""
+        with self._lock:
+            if worker.cells.pop(cell.id, None) is None:
+                return
+            worker.heap_admitted -= cell.heap
+            if worker.retiring and not worker.cells and not worker.dead:
+                worker.kill("because an earlier script in it could not be stopped")
+            self._serve_waiters()
+
+    def _place(self, cell: Tenant) -> Worker | None:
+        best: Worker | None = None
+        for worker in self._active:
+            if not worker.ready or worker.retiring or worker.dead:
+                continue
+            if len(worker.cells) >= self.config.cells_per_worker:
+                continue
+            if worker.cells and worker.heap_admitted + cell.heap > self.config.heap_per_worker:
+                continue
+            if best is None or worker.heap_admitted < best.heap_admitted:
+                best = worker
+        if best is None:
+            self._grow()
+            return None
+        best.cells[cell.id] = cell
+        best.heap_admitted += cell.heap
+        return best
+
+    def _grow(self) -> None:
+        """Bring one more worker into service, unless one is starting or the pool is full."""
+        if any(not w.ready for w in self._active):
+            return
+        if len([w for w in self._active if not w.retiring]) >= self.config.workers:
+            return
+        if self._spare is not None:
+            worker, self._spare = self._spare, None
+            self._active.append(worker)
+            if worker.ready:
+                self._refill_spare()
+        else:
+            self._active.append(Worker(self, self.config))
+
+    def _refill_spare(self) -> None:
+        if self._spare is None and not self._closed:
+            self._spare = Worker(self, self.config)
+
+    def _serve_waiters(self) -> None:
+        while self._waiters:
+            waiter = self._waiters[0]
+            if waiter.future.cancelled():
+                self._waiters.popleft()
+                continue
+            worker = self._place(waiter.cell)
+            if worker is None:
+                return
+            self._waiters.popleft()
+            if not waiter.future.set_running_or_notify_cancel():
+                self.discharge(waiter.cell, worker)
+                continue
+            waiter.future.set_result(worker)
+
+    # -- what the reader threads report -------------------------------------------------------
+    def worker_ready(self, worker: Worker) -> None:
+        with self._lock:
+            self._failed_starts = 0
+            self._first_ready.set()
+            if worker in self._active:
+                self._refill_spare()
+                self._serve_waiters()
+
+    def worker_stuck(self, worker: Worker) -> None:
+        with self._lock:
+            if worker.retiring or worker.dead:
+                return
+            worker.retiring = True
+            if not worker.cells:
+                worker.kill("because an earlier script in it could not be stopped")
+            self._grow()
+            self._serve_waiters()
+
+    def worker_died(self, worker: Worker, error: str) -> None:
+        with self._lock:
+            if worker in self._active:
+                self._active.remove(worker)
+            if self._spare is worker:
+                self._spare = None
+            cells = list(worker.cells.values())
+            worker.cells.clear()
+            worker.heap_admitted = 0
+            if not worker.ready and worker.kill_reason is None:
+                self._failed_starts += 1
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    # Starting more would fail the same way: say why to everyone waiting.
+                    self.start_error = f"the JavaScript engine process could not start: {error}"
+                    for waiter in self._waiters:
+                        if waiter.future.set_running_or_notify_cancel():
+                            waiter.future.set_exception(RuntimeError(self.start_error))
+                    self._waiters.clear()
+            if not self._closed and self.start_error is None:
+                if self._waiters or not self._active:
+                    self._grow()
+                self._serve_waiters()
+        for cell in cells:
+            cell.died_threadsafe(error)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until a first worker is up (for `ready()`, off the event loop)."""
+        return self._first_ready.wait(timeout)
+
+    def workers(self) -> list[Worker]:
+        """The workers in service and the spare (for diagnostics and tests)."""
+        with self._lock:
+            return [*self._active, *([self._spare] if self._spare is not None else [])]
+
+    def shutdown(self) -> None:
+        """Kill every worker (at interpreter exit, or when the engine is closed)."""
+        with self._lock:
+            self._closed = True
+            workers = self.workers()
+            for waiter in self._waiters:
+                waiter.future.cancel()
+            self._waiters.clear()
+        for worker in workers:
+            worker.kill("because the code mode engine shut down")
+
