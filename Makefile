@@ -22,8 +22,13 @@ setup: $(STAMP) $(NODE_STAMP)
 demo: $(STAMP) $(NODE_STAMP)
 	$(PY) examples/demo.py
 
+# The whole suite on the default engine (worker processes), then the engine-facing suites again
+# with V8 in the test process.
+IN_PROCESS_SUITES := tests/spec tests/hardening tests/test_agent_loops.py tests/test_mcp_client.py tests/test_cell_logic.py
+
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
+	CODEMODE_TEST_ISOLATION=in-process $(PY) -m pytest -q $(IN_PROCESS_SUITES)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet pydeno || echo "pydeno did not install; its peer rows will say so"
