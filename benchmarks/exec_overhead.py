@@ -2,9 +2,10 @@
 
 Usage:
     python benchmarks/exec_overhead.py [--samples N] [--warm-iterations N] [--tool-counts 0,32,128]
+                                       [--isolations process,in-process]
 
-Two scenarios per tool count, each sample in a fresh process (this script re-executes itself
-with --worker):
+Two scenarios per isolation mode and tool count, each sample in a fresh process (this script
+re-executes itself with --worker):
   * cold_exec: one exec in a fresh process (includes V8 initialisation and the first isolate);
   * warm_exec: --warm-iterations execs after one warm-up exec.
 
@@ -14,13 +15,18 @@ warm-ups, records the max-RSS baseline (getrusage ru_maxrss), then times each
 item. The summary is the mean of the per-sample means, p95 over the sorted per-sample means at
 index floor((n-1)*95/100), and the p50/max of the per-sample max-RSS deltas.
 
-Beyond the reference, each worker also reports CPU time per exec: process CPU (every thread,
-so the V8 isolate threads and the isolate-preparing thread are included) from the start of the
-timed loop until the process has gone quiet again afterwards (so background work the timed
-execs caused — refilling the isolate pool, freeing isolates — is charged to them), divided by
-the iteration count. And the session start (`async with CodeMode(...)` entry), which is where
-V8 is initialised and the pool of prepared isolates is filled: the reference's service creation
-does neither, so for cold_exec "first exec in a fresh process" = start + mean/exec.
+Modes: `isolation="process"` (the default: V8 in engine worker processes) and "in-process".
+warm_exec waits, before its warm-up, until the host *and the engine workers* are quiet (the
+isolate pools full, the spare worker started), so the timed execs meet the steady state.
+
+Beyond the reference, each warm worker also reports CPU time per exec: CPU of the host (every
+thread) plus every engine worker process (/proc/<pid>/stat, 10 ms ticks: coarse over 25 execs;
+`tool_calls.py` measures sustained CPU over thousands) from the start of the timed loop until
+everything is quiet again (so background work the timed execs caused, refilling isolate pools
+and freeing isolates, is charged to them), divided by the iteration count. And the session
+start (`async with CodeMode(...)` entry), where V8 is initialised (in-process) or the first
+engine worker is started (process): the reference's service creation does neither, so for
+cold_exec "first exec in a fresh process" = start + mean/exec.
 """
 
 from __future__ import annotations
@@ -35,12 +41,16 @@ import sys
 import time
 from typing import Any
 
-DEFAULT_SAMPLES = 8
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procstats  # noqa: E402
+
+DEFAULT_SAMPLES = 5
 DEFAULT_WARM_ITERATIONS = 25
 DEFAULT_WARMUPS = 1
 DEFAULT_TOOL_COUNTS = (0, 32, 128)
 BENCH_SOURCE = 'text("bench");'
 SCENARIOS = ("cold_exec", "warm_exec")
+ISOLATIONS = ("process", "in-process")
 
 
 # -- formatting (the reference's units) ------------------------------------------------------
@@ -96,43 +106,35 @@ async def execute_benchmark_script(cm: Any) -> Any:
     return result
 
 
-async def settle(max_seconds: float = 5.0) -> float:
-    """Wait until the process has used (almost) no CPU for 0.3 s in a row (background pool
-    refills and frees start only after a quiet spell, so one quiet window is not enough)."""
-    window, needed = 0.05, 6
-    deadline = time.perf_counter() + max_seconds
-    quiet = 0
-    while time.perf_counter() < deadline and quiet < needed:
-        cpu0 = time.process_time()
-        await asyncio.sleep(window)
-        quiet = quiet + 1 if time.process_time() - cpu0 < window * 0.03 else 0
-    return time.process_time()
-
-
-async def run_worker(scenario: str, tool_count: int, iterations: int, warmups: int) -> dict[str, Any]:
+async def run_worker(scenario: str, tool_count: int, iterations: int, warmups: int, isolation: str) -> dict[str, Any]:
     from codemode import CodeMode
 
     tools = benchmark_tools(tool_count)
     start_began = time.perf_counter_ns()
-    async with CodeMode(tools=tools) as cm:
+    async with CodeMode(tools=tools, isolation=isolation) as cm:  # type: ignore[arg-type]
         if scenario == "warm_exec":
             await cm.start(fill_pool=True)  # warm = steady state: the isolate pool is full
         session_start = time.perf_counter_ns() - start_began
+        if scenario == "warm_exec":
+            await procstats.settle(isolation)  # and the workers' pools, and the spare worker
         for _ in range(warmups):
             await execute_benchmark_script(cm)
         baseline_rss = max_rss_bytes()
         times: list[int] = []
-        cpu_start = time.process_time()
+        meter = procstats.CpuMeter(isolation)
         for _ in range(iterations):
             started = time.perf_counter_ns()
             await execute_benchmark_script(cm)
             times.append(time.perf_counter_ns() - started)
-        cpu_loop = time.process_time() - cpu_start
         max_rss_delta = max(0, max_rss_bytes() - baseline_rss)
-        cpu_settled = await settle() - cpu_start
+        cpu_settled = None
+        if scenario == "warm_exec":
+            await procstats.settle(isolation)
+            cpu_settled = meter.total()
     total = sum(times)
     return {
         "scenario": scenario,
+        "isolation": isolation,
         "tool_count": tool_count,
         "iterations": iterations,
         "warmups": warmups,
@@ -141,32 +143,34 @@ async def run_worker(scenario: str, tool_count: int, iterations: int, warmups: i
         "max_exec_nanos": max(times),
         "total_exec_nanos": total,
         "max_rss_delta_bytes": max_rss_delta,
-        "cpu_loop_nanos_per_exec": int(cpu_loop * 1e9 / iterations),
-        "cpu_nanos_per_exec": int(cpu_settled * 1e9 / iterations),
+        "cpu_nanos_per_exec": None if cpu_settled is None else int(cpu_settled * 1e9 / iterations),
         "session_start_nanos": session_start,
+        "exec_nanos": times,
     }
 
 
 # -- parent ----------------------------------------------------------------------------------
-def run_sample(scenario: str, tool_count: int, iterations: int, warmups: int) -> dict[str, Any]:
+def run_sample(scenario: str, tool_count: int, iterations: int, warmups: int, isolation: str) -> dict[str, Any]:
     cmd = [
         sys.executable, os.path.abspath(__file__), "--worker", "--scenario", scenario,
         "--tool-count", str(tool_count), "--iterations", str(iterations), "--warmups", str(warmups),
+        "--isolation", isolation,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(
-            f"benchmark worker failed for scenario {scenario} / tools {tool_count}: {proc.stderr.strip()}"
+            f"benchmark worker failed for {isolation} {scenario} / tools {tool_count}: {proc.stderr.strip()}"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def summarize(scenario: str, tool_count: int, reports: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(scenario: str, tool_count: int, isolation: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
     means = [r["mean_exec_nanos"] for r in reports]
     rss = [r["max_rss_delta_bytes"] for r in reports]
-    cpu = [r["cpu_nanos_per_exec"] for r in reports]
+    cpu = [r["cpu_nanos_per_exec"] for r in reports if r["cpu_nanos_per_exec"] is not None]
     return {
         "scenario": scenario,
+        "isolation": isolation,
         "tools": tool_count,
         "samples": len(reports),
         "warmups": reports[0]["warmups"],
@@ -175,50 +179,60 @@ def summarize(scenario: str, tool_count: int, reports: list[dict[str, Any]]) -> 
         "p95_exec_nanos": percentile(means, 95),
         "rss_p50_bytes": percentile(rss, 50),
         "rss_max_bytes": max(rss),
-        "cpu_exec_nanos": sum(cpu) // len(cpu),
+        "cpu_exec_nanos": sum(cpu) // len(cpu) if cpu else None,
         "max_single_exec_nanos": max(r["max_exec_nanos"] for r in reports),
         "session_start_nanos": sum(r["session_start_nanos"] for r in reports) // len(reports),
+        # mean time of the i-th timed exec over the samples (to see where a pool runs low)
+        "by_position_nanos": [sum(r["exec_nanos"][i] for r in reports) // len(reports)
+                              for i in range(len(reports[0]["exec_nanos"]))],
     }
 
 
-def run_benchmark(samples: int, warm_iterations: int, tool_counts: list[int]) -> list[dict[str, Any]]:
+def run_benchmark(samples: int, warm_iterations: int, tool_counts: list[int],
+                  isolations: list[str]) -> list[dict[str, Any]]:
     rows = []
     for tool_count in tool_counts:
         for scenario in SCENARIOS:
-            iterations, warmups = (1, 0) if scenario == "cold_exec" else (warm_iterations, DEFAULT_WARMUPS)
-            reports = [run_sample(scenario, tool_count, iterations, warmups) for _ in range(samples)]
-            rows.append(summarize(scenario, tool_count, reports))
+            for isolation in isolations:
+                iterations, warmups = (1, 0) if scenario == "cold_exec" else (warm_iterations, DEFAULT_WARMUPS)
+                reports = [run_sample(scenario, tool_count, iterations, warmups, isolation) for _ in range(samples)]
+                rows.append(summarize(scenario, tool_count, isolation, reports))
     return rows
 
 
-HEADER = ("scenario", "tools", "samples", "warmups", "iters", "mean/exec", "p95/exec", "rssΔ p50", "rssΔ max",
+HEADER = ("scenario", "isolation", "tools", "samples", "warmups", "iters", "mean/exec", "p95/exec", "rssΔ p50", "rssΔ max",
           "cpu/exec", "start")
 
 
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
-    fmt = "{:<12} {:>7} {:>7} {:>10} {:>10} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}"
+    fmt = "{:<12} {:<10} {:>7} {:>7} {:>10} {:>10} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}"
     lines = [fmt.format(*HEADER)]
     for row in rows:
         lines.append(fmt.format(
-            row["scenario"], row["tools"], row["samples"], row["warmups"], row["iters"],
+            row["scenario"], row["isolation"], row["tools"], row["samples"], row["warmups"], row["iters"],
             format_duration_nanos(row["mean_exec_nanos"]), format_duration_nanos(row["p95_exec_nanos"]),
             format_bytes(row["rss_p50_bytes"]), format_bytes(row["rss_max_bytes"]),
-            format_duration_nanos(row["cpu_exec_nanos"]), format_duration_nanos(row["session_start_nanos"]),
+            cpu_text(row), format_duration_nanos(row["session_start_nanos"]),
         ))
     lines.append("memory uses a fresh-process max RSS delta for each scenario")
-    lines.append("cpu/exec = process CPU, all threads, timed loop until the process is quiet again, per exec")
-    lines.append("start = `async with CodeMode(...)` entry before the first exec (V8 init + first isolate; warm_exec: + the full pool)")
+    lines.append("cpu/exec = CPU of the host (all threads) + the engine workers, timed loop until all is quiet again, per exec")
+    lines.append("start = `async with CodeMode(...)` entry before the first exec (in-process: V8 init + first isolate; "
+                 "process: the first engine worker up; warm_exec: + the full pool)")
     return lines
+
+
+def cpu_text(row: dict[str, Any]) -> str:
+    return "-" if row["cpu_exec_nanos"] is None else format_duration_nanos(row["cpu_exec_nanos"])
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for row in rows:
         out.append("| " + " | ".join([
-            row["scenario"], str(row["tools"]), str(row["samples"]), str(row["warmups"]), str(row["iters"]),
+            row["scenario"], row["isolation"], str(row["tools"]), str(row["samples"]), str(row["warmups"]), str(row["iters"]),
             format_duration_nanos(row["mean_exec_nanos"]), format_duration_nanos(row["p95_exec_nanos"]),
             format_bytes(row["rss_p50_bytes"]), format_bytes(row["rss_max_bytes"]),
-            format_duration_nanos(row["cpu_exec_nanos"]), format_duration_nanos(row["session_start_nanos"]),
+            cpu_text(row), format_duration_nanos(row["session_start_nanos"]),
         ]) + " |")
     return "\n".join(out)
 
@@ -235,23 +249,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
     parser.add_argument("--warm-iterations", type=int, default=DEFAULT_WARM_ITERATIONS)
     parser.add_argument("--tool-counts", type=parse_tool_counts, default=list(DEFAULT_TOOL_COUNTS))
+    parser.add_argument("--isolations", default=",".join(ISOLATIONS),
+                        help="comma-separated isolation modes (process, in-process)")
     parser.add_argument("--json", help="also write the summary rows to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--tool-count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--warmups", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--isolation", choices=ISOLATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        report = asyncio.run(run_worker(args.scenario, args.tool_count, args.iterations, args.warmups))
+        report = asyncio.run(run_worker(args.scenario, args.tool_count, args.iterations, args.warmups,
+                                           args.isolation))
         print(json.dumps(report))
         return
     if args.samples <= 0 or args.warm_iterations <= 0:
         parser.error("--samples and --warm-iterations must be greater than 0")
-    rows = run_benchmark(args.samples, args.warm_iterations, args.tool_counts)
+    isolations = [i for i in args.isolations.split(",") if i]
+    if any(i not in ISOLATIONS for i in isolations):
+        parser.error(f"--isolations: choose from {', '.join(ISOLATIONS)}")
+    rows = run_benchmark(args.samples, args.warm_iterations, args.tool_counts, isolations)
     print(f"exec_overhead: samples={args.samples}, warm_iterations={args.warm_iterations}, "
-          f"tool_counts={args.tool_counts}")
+          f"tool_counts={args.tool_counts}, isolations={isolations}")
     print("\n".join(table_lines(rows)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

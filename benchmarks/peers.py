@@ -5,11 +5,14 @@ Usage:
 
 Every sample runs in a fresh process (this script re-executes itself with --worker). Peers:
 
-* codemode        `await cm.exec(...)`: a fresh V8 isolate per exec (prepared in a pool).
-* raw engine floor  bare mini-racer: a context created (`mr_init_context`: a fresh isolate, context
-                  and native thread), `1+1` evaluated and awaited, the context freed, all on the
-                  event loop: the floor for any exec in a fresh mini-racer isolate, without a
-                  prelude, tools, output or results, and with nothing prepared ahead.
+* codemode (process)     `await cm.exec(...)` with `isolation="process"` (the default): a fresh
+                  V8 isolate per exec, prepared in a pool inside an engine worker process.
+* codemode (in-process)  the same with `isolation="in-process"`: V8 in this process.
+* raw engine floor  bare mini-racer (`floor.py`): a context created (`mr_init_context`: a fresh
+                  isolate, context and native thread), `1+1` evaluated and awaited, the context
+                  freed, all on the event loop: the floor for any exec in a fresh mini-racer
+                  isolate, without a prelude, tools, output or results, and with nothing
+                  prepared ahead.
 * node runner     the reference's previous design (benchmarks/node_runner.js): one long-lived
                   Node.js process, JSON lines on stdin/stdout, a worker_threads Worker per exec.
 * pydeno runtime  pydeno's in-process `Runtime`, a fresh one per exec (`Runtime()`, `eval`, `close`).
@@ -17,10 +20,12 @@ Every sample runs in a fresh process (this script re-executes itself with --work
                   pre-started, OS-sandboxed worker process) and one `feed_run`.
 
 Per peer: "first exec" = from nothing (the peer's library not yet imported, its runtime not
-started, V8 not initialised) to the end of the first exec; "warm" = mean and p95 (over per-sample means) of `--iterations` execs back to back
-after that first one; "tool call" = (median exec with one nested call to a Python function that
+started, V8 not initialised) to the end of the first exec; "warm" = mean and p95 (over
+per-sample means) of `--iterations` execs back to back after that first one, once background
+work is done (codemode: host and engine workers quiet; others: 0.2 s); "tool call" = (median exec with one nested call to a Python function that
 returns at once) - (warm median); "rssΔ" = max-RSS growth over the warm loop (for the node
-runner, the Node process's VmHWM growth).
+runner, the Node process's VmHWM growth; for codemode in process mode, the host's only).
+A peer that cannot run here (not installed) is listed with the reason.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = ("codemode", "raw engine floor", "node runner", "pydeno runtime", "pydeno codemode")
+PEERS = ("codemode (process)", "codemode (in-process)", "raw engine floor", "node runner", "pydeno runtime",
+         "pydeno codemode")
 TOOL_EXECS = 10
 
 
@@ -51,13 +57,13 @@ def max_rss_bytes() -> int:
 Exec = Callable[[], Awaitable[None]]
 
 
-async def open_codemode() -> tuple[Exec, Exec | None, Callable[[], Awaitable[None]], Callable[[], int]]:
+async def open_codemode(isolation: str) -> tuple[Exec, Exec | None, Callable[[], Awaitable[None]], Callable[[], int]]:
     from codemode import CodeMode, Tool
 
     async def fast(_args: Any) -> dict[str, Any]:
         return {"ok": True}
 
-    cm = CodeMode(tools=[Tool("fast", "Returns at once.", fast)])
+    cm = CodeMode(tools=[Tool("fast", "Returns at once.", fast)], isolation=isolation)  # type: ignore[arg-type]
     await cm.__aenter__()
 
     async def run(code: str) -> None:
@@ -70,32 +76,10 @@ async def open_codemode() -> tuple[Exec, Exec | None, Callable[[], Awaitable[Non
 
 
 async def open_raw_floor() -> tuple[Exec, Exec | None, Callable[[], Awaitable[None]], Callable[[], int]]:
-    # mini-racer's lowest public-ish level: a bare context (isolate + context + native thread),
-    # one eval awaited on the loop, then freed. No prelude, no tools, no output channel.
-    import itertools
+    sys.path.insert(0, HERE)
+    from floor import open_raw_floor as open_floor
 
-    from py_mini_racer._context import Context
-    from py_mini_racer._dll import init_mini_racer, mr_callback_func
-    from py_mini_racer._objects import ObjectFactoryImpl
-
-    dll = init_mini_racer(ignore_duplicate_init=True)
-    loop = asyncio.get_running_loop()
-
-    async def run() -> None:
-        ref: list[Any] = []
-
-        @mr_callback_func
-        def callback(callback_id: int, raw: Any) -> None:
-            ref[0].handle_callback_from_v8(callback_id, raw)
-
-        raw_context = dll.mr_init_context(callback)
-        ctx = Context(dll, raw_context, loop, ObjectFactoryImpl(), itertools.count(1))
-        ref.append(ctx)
-        try:
-            if await ctx.eval_cancelable("1+1") != 2:
-                raise RuntimeError("raw engine floor: wrong result")
-        finally:
-            dll.mr_free_context(raw_context)
+    run = await open_floor()
 
     async def close() -> None:
         return None
@@ -206,13 +190,24 @@ async def open_pydeno_codemode() -> tuple[Exec, Exec | None, Callable[[], Awaita
     return run, run_tool, lambda: pool.__aexit__(None, None, None), max_rss_bytes
 
 
-OPENERS = {
-    "codemode": open_codemode,
+OPENERS: dict[str, Callable[[], Awaitable[Any]]] = {
+    "codemode (process)": lambda: open_codemode("process"),
+    "codemode (in-process)": lambda: open_codemode("in-process"),
     "raw engine floor": open_raw_floor,
     "node runner": open_node,
     "pydeno runtime": open_pydeno_runtime,
     "pydeno codemode": open_pydeno_codemode,
 }
+
+
+async def quiet(peer: str) -> None:
+    if peer.startswith("codemode"):
+        sys.path.insert(0, HERE)
+        import procstats
+
+        await procstats.settle("in-process" if "in-process" in peer else "process")
+    else:
+        await asyncio.sleep(0.2)
 
 
 async def run_worker(peer: str, iterations: int) -> dict[str, Any]:
@@ -221,6 +216,7 @@ async def run_worker(peer: str, iterations: int) -> dict[str, Any]:
     opened = time.perf_counter()
     await run()
     first_exec_end = time.perf_counter()
+    await quiet(peer)  # untimed: let background work (pool refills, a spare engine worker) finish
     baseline_rss = rss()
     warm = []
     for _ in range(iterations):
@@ -230,7 +226,7 @@ async def run_worker(peer: str, iterations: int) -> dict[str, Any]:
     rss_delta = max(0, rss() - baseline_rss)
     tool = []
     if run_tool is not None:
-        await asyncio.sleep(0.2)  # untimed: let background work (pool refills) settle first
+        await quiet(peer)
         await run_tool()
         for _ in range(TOOL_EXECS):
             t = time.perf_counter()
@@ -249,7 +245,10 @@ def run_sample(peer: str, iterations: int) -> dict[str, Any] | str:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--iterations", str(iterations)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     if proc.returncode != 0:
-        return (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        why = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        if "ModuleNotFoundError" in why or "not installed" in why:
+            why = f"unavailable here ({why})"
+        return why
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -277,34 +276,36 @@ def fmt(seconds: float | None) -> str:
 def ratio(value: float | None, base: float | None) -> str:
     if value is None or base is None or base <= 0:
         return ""
-    return f" ({value / base:.1f}×)"
+    return f" ({value / base:.2f}×)"
 
 
-def table(rows: list[dict[str, Any]], failures: dict[str, str]) -> list[str]:
-    base = next((r for r in rows if r["peer"] == "codemode"), None)
+def table(rows: list[dict[str, Any]], failures: dict[str, str], floor_s: float | None = None) -> list[str]:
+    """Markdown rows; ratios are to `floor_s` (the raw engine floor's warm mean of this run) if given,
+    else to this table's raw engine floor row."""
+    if floor_s is None:
+        floor_s = next((r["warm_mean_s"] for r in rows if r["peer"] == "raw engine floor"), None)
     lines = ["| peer | first exec (import + start + exec) | warm mean/exec | warm p95/exec | exec with one tool call | "
              "tool call (derived) | rssΔ p50 (warm loop) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        b = base if base is not None and r is not base else None
-
-        def cell(key: str, r: dict[str, Any] = r, b: dict[str, Any] | None = b) -> str:
+        def cell(key: str, r: dict[str, Any] = r) -> str:
             if r[key] is not None and r[key] < 0:
                 return "below the noise"  # an exec with a call measured faster than one without
-            return fmt(r[key]) + (ratio(r[key], b[key]) if b is not None else "")
+            return fmt(r[key]) + (ratio(r[key], floor_s) if key != "first_exec_s" else "")
 
         lines.append(f"| {r['peer']} | {cell('first_exec_s')} | {cell('warm_mean_s')} | {cell('warm_p95_s')} | "
                      f"{cell('tool_exec_s')} | {cell('tool_call_s')} | {r['rss_delta_p50'] / 1024:.0f} KiB |")
     for peer, why in failures.items():
         lines.append(f"| {peer} | not run: {why} | | | | | |")
     lines.append("")
-    lines.append("Ratios in parentheses are peer / codemode (above 1: slower than codemode).")
+    lines.append("Ratios in parentheses are to the raw engine floor's warm mean (below 1: faster than creating a "
+                 "bare mini-racer context).")
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--json")

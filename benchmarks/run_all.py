@@ -1,10 +1,13 @@
-"""Run every benchmark and write benchmarks/RESULTS.md (a few minutes).
+"""Run every benchmark in both isolation modes and write benchmarks/RESULTS.md (~2-3 minutes).
 
 Usage:
     python benchmarks/run_all.py [--quick] [--out benchmarks/RESULTS.md]
 
-Runs exec_overhead.py (the reference method), tool_calls.py and peers.py, each in its own
-process, then writes the machine description, every table, and which targets are met.
+Parts, each in its own process: floor.py (the raw engine floor) before and after every other
+part; exec_overhead.py (the reference method, both modes interleaved); tool_calls.py once per
+mode (pause, nested tool calls, concurrent cells, sustained execs, where the time goes);
+peers.py. Then writes the machine description, both modes side by side with every figure also
+as a ratio to the floor, the targets and whether they are met, and where the time goes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,10 +26,11 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import exec_overhead
-import tool_calls
+import exec_overhead  # noqa: E402
 
 MIB = 1024 * 1024
+MODES = ("process", "in-process")
+LABEL = {"process": 'process (default)', "in-process": "in-process"}
 
 
 def run(script: str, args: list[str]) -> Any:
@@ -34,7 +39,7 @@ def run(script: str, args: list[str]) -> Any:
     try:
         cmd = [sys.executable, os.path.join(HERE, script), *args, "--json", path]
         print("$", " ".join(os.path.relpath(c) if c.startswith("/") else c for c in cmd[1:]), flush=True)
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     finally:
@@ -66,230 +71,382 @@ def machine() -> list[str]:
     )
     v8, mini_racer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                     check=False).stdout.split() or ["?", "?"]
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip() or "absent"
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        node = ""
     import importlib.metadata as md
 
     try:
         pydeno = md.version("pydeno")
     except md.PackageNotFoundError:
         pydeno = "not installed"
+    from codemode import engines
+
+    config = engines.ProcessEngine().config
     return [
         f"* CPU: {cpuinfo('model name')}, {os.cpu_count()} cores (as the OS reports them)",
         f"* Memory: {meminfo()}",
         f"* OS: {platform.system()} {platform.release()} ({platform.machine()})",
-        f"* Python {platform.python_version()}; mini-racer {mini_racer}, V8 {v8}; Node.js {node}; pydeno {pydeno}",
+        f"* Python {platform.python_version()}; mini-racer {mini_racer}, V8 {v8}; Node.js {node or 'absent'}; "
+        f"pydeno {pydeno}",
+        f"* Default process engine here: {config.workers} workers in service at most + 1 spare, "
+        f"{config.cells_per_worker} cells and {config.heap_per_worker // MIB} MiB of heap limits per worker, "
+        f"{config.isolate_pool_size} prepared isolates per worker; in-process: one pool of 32 per event loop",
         f"* Load average when the run started: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
 
 
-def ms(nanos: float) -> float:
-    return nanos / 1e6
+# -- formatting ------------------------------------------------------------------------------
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if abs(seconds) >= 0.1:
+        return f"{seconds * 1e3:.0f} ms"
+    if abs(seconds) >= 0.01:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e3:.3f} ms" if abs(seconds) < 0.001 else f"{seconds * 1e3:.2f} ms"
 
 
-def targets(exec_rows: list[dict[str, Any]], tools: dict[str, Any]) -> list[str]:
-    warm = [r for r in exec_rows if r["scenario"] == "warm_exec"]
-    cold = [r for r in exec_rows if r["scenario"] == "cold_exec"]
-    sequential = next(r for r in tools["round_trips"] if r["tool"] == "fast" and r["scenario"] == "100 sequential")
-    one = next(r for r in tools["round_trips"] if r["tool"] == "fast" and r["scenario"] == "one call")
-    hundred = next(r for r in tools["concurrent"] if r["cells"] == 100)
-    many = tools["many"]
-    warm_mean = max(ms(r["mean_exec_nanos"]) for r in warm)
-    warm_p95 = max(ms(r["p95_exec_nanos"]) for r in warm)
-    cold_exec = max(ms(r["mean_exec_nanos"]) for r in cold)
-    cold_total = max(ms(r["mean_exec_nanos"] + r["session_start_nanos"]) for r in cold)
-    warm_rss = max(r["rss_max_bytes"] for r in warm) / MIB
-    round_trip = max(sequential["per_call_s"], one["per_call_s"]) * 1e3
-    # Flat = no upward trend: the second half of the run peaks no higher than the first half
-    # (plus a small tolerance), whatever the pool happens to hold at the last sample.
-    half = len(many["samples"]) // 2
-    first, second = many["samples"][:half], many["samples"][half:]
-    rss_growth = (max(x["rss"] for x in second) - max(x["rss"] for x in first)) / MIB if half else 0.0
-    threads_flat = not half or max(x["threads"] for x in second) <= max(x["threads"] for x in first) + 2
-
-    def row(name: str, goal: str, value: str, ok: bool) -> str:
-        return f"| {name} | {goal} | {value} | {'met' if ok else '**not met**'} |"
-
-    return [
-        "| target | goal | measured (worst of 0/32/128 tools) | |",
-        "|---|---|---|---|",
-        row("warm_exec mean", "≤ 0.5 ms", f"{warm_mean:.3f} ms", warm_mean <= 0.5),
-        row("warm_exec p95", "≤ 0.8 ms", f"{warm_p95:.3f} ms", warm_p95 <= 0.8),
-        row("first exec in a fresh process: the exec call (cold_exec as the reference times it)", "≤ 60 ms",
-            f"{cold_exec:.2f} ms", cold_exec <= 60),
-        row("first exec in a fresh process: session start + exec (V8 init + first isolate + exec)", "≤ 60 ms",
-            f"{cold_total:.1f} ms", cold_total <= 60),
-        row("warm rssΔ (max over samples)", "≤ 1.5 MiB", f"{warm_rss:.2f} MiB", warm_rss <= 1.5),
-        row("nested tool round trip (async tool returning at once)", "≤ 0.3 ms",
-            f"one call {one['per_call_s'] * 1e3:.3f} ms, 100 sequential {sequential['per_call_s'] * 1e3:.3f} ms/call",
-            round_trip <= 0.3),
-        row("100 concurrent cells each awaiting a 50 ms tool", "≤ 0.3 s wall",
-            f"{hundred['wall_s']:.3f} s (max {hundred['wall_max_s']:.3f} s)", hundred["wall_s"] <= 0.3),
-        row(f"RSS flat over {many['execs']:,} execs", "flat",
-            f"{many['rss_start'] / MIB:.1f} → {many['rss_end'] / MIB:.1f} MiB (max {many['rss_max'] / MIB:.1f}; "
-            f"2nd-half peak - 1st-half peak: {rss_growth:+.1f} MiB)",
-            rss_growth <= 2),
-        row(f"threads flat over {many['execs']:,} execs", "flat",
-            f"{many['threads_start']} → {many['threads_end']} (max {many['threads_max']}; the pool's isolates each "
-            "own a thread, so the count follows the pool's fill)", threads_flat),
-    ]
+def x(seconds: float | None, floor: float) -> str:
+    return "n/a" if seconds is None else f"{seconds / floor:.2f}×"
 
 
-SUMMARY = """\
-**Reading these numbers.** The table above is this run's. The exec-level targets sit right at
-the line: four consecutive full runs on a fairly quiet machine (load average 0.4–2.8) gave a
-worst-case warm mean of 0.49–0.55 ms (p95 0.53–0.65 ms) and a nested tool round trip of
-0.26–0.42 ms, so either may show as met or not met in a given run; while other processes loaded this 2-core VM (load average 5–10 during
-development) the same code measured warm means of 0.55–1.1 ms, tool round trips of 0.35–0.42 ms
-and 100 concurrent cells in 0.33–0.37 s.
-A fresh process's *first* exec including session start takes ~50–65 ms: V8 initialisation
-(~30–40 ms) plus preparing the first isolate; `start()` returns then and the rest of the pool fills
-in the background, which slows that first exec to ~2–3 ms. It sits on the 60 ms line: met on a
-quiet machine, not under load. The price of every exec getting a never-used isolate is
-paid in CPU off the critical path: `cpu/exec` ~3.5–4.5 ms, and sustained back-to-back execs run at
-2.0–2.4 ms each once the pool is empty. An exec that follows an idle pause takes ~1 ms (thread
-wake-ups on this VM), which back-to-back benchmarks do not show.
-"""
+class Report:
+    def __init__(self, floors: list[dict[str, Any]], exec_rows: list[dict[str, Any]], tools: dict[str, Any],
+                 peers: dict[str, Any]) -> None:
+        self.floors = floors  # floors[i] was measured before part i (and after part i - 1)
+        self.exec_rows = exec_rows
+        self.tools = tools  # by mode
+        self.peers = peers
+        self.floor_all = statistics.mean(f["mean_s"] for f in floors)
 
-ANALYSIS = """\
-## Where the time goes (profiled with perf, cProfile and timestamps on this machine)
+    def floor(self, part: int) -> float:
+        """The floor of a part: the mean of the floors measured right before and after it."""
+        return (self.floors[part]["mean_s"] + self.floors[part + 1]["mean_s"]) / 2
 
-**One exec with a prepared isolate** (`text("bench")`, back to back): ~0.45–0.55 ms of wall time.
-Measured pieces (medians, quiet machine):
-* **event loop thread: ~0.3 ms of CPU per exec**, about half Python (parse the pragma, skip the
-  import rewrite, create the cell, build the wrapper, read the ring twice, decode two JSON
-  messages, finish the cell, format the result) and half kernel work (futex wake-ups, self-pipe
-  `send`/`recv`, `epoll`, context switches: each system call costs 10–20 µs on this VM).
-* **the hop into a never-used isolate: 0.1–0.17 ms.** A bare `eval("1")` round trip on a pooled,
-  never-used isolate takes 100–170 µs; the same call again on that isolate takes ~65 µs; its
-  thread has been asleep since it was prepared (cold caches, a futex wake-up). Poking the next
-  isolate ahead of time did not help. Every exec pays this by design (a fresh isolate).
-* **V8 running the script: ~0.1 ms** (compile the ~150-byte wrapper, run it, settle its promise,
-  write two ring messages). Before this work another ~0.25 ms went to V8 *lazily compiling the
-  prelude's functions* on their first call; they are now compiled while the isolate is prepared.
-* **two or three isolate → Python callbacks** (the ping for the first message, the eval's
-  completion, sometimes a second ping for `done`), each taking the GIL and writing to the
-  loop's self-pipe. mini-racer offers no other way out of a running isolate.
+    # parts: 0 exec_overhead, 1 tool_calls process, 2 tool_calls in-process, 3 peers
+    def tool_floor(self, mode: str) -> float:
+        return self.floor(1 if mode == "process" else 2)
 
-**Preparing an isolate** (off the critical path, on the isolate threads): ~2.5–3 ms of CPU:
-`Isolate::New` ~0.7 ms (a third of it deserialising the read-only heap, which this V8 build does
-not share between isolates), `Context::New` ~0.3–0.4 ms, compiling and running the ~20 KB prelude
-with the tool table ~1 ms, Python and ctypes ~0.2 ms, plus ~0.3 ms to free it afterwards. So
-`cpu/exec` (all threads, until the process is quiet again) is ~3–4.5 ms while the exec itself is
-~0.5 ms: a fresh, never-reused isolate per exec costs that CPU whichever thread pays it.
+    # -- figures -------------------------------------------------------------------------------
+    def warm(self, mode: str) -> dict[str, Any]:
+        return max((r for r in self.exec_rows if r["scenario"] == "warm_exec" and r["isolation"] == mode),
+                   key=lambda r: r["mean_exec_nanos"])
 
-**Consequences.**
-* A burst of up to ~30 execs is served from the pool at ~0.5 ms each; *sustained* back-to-back
-  execs (part 3 of the tool-call benchmark) are bounded by isolate creation: ~3–4 ms of CPU per
-  exec, ~2–2.5 ms per exec of wall time on two cores.
-* Session start pays V8 initialisation (~30–40 ms, once per process) and one isolate; the pool
-  (32 isolates by default, `CodeMode(isolate_pool_size=...)`, ~1 MiB RSS and one native thread
-  each) fills in the background; `await cm.start(fill_pool=True)` waits for all of it
-  (~90–135 ms), which the warm_exec scenario does before measuring. The reference
-  creates its isolate inside the exec (~0.5 ms with rusty_v8); mini-racer's isolate costs 5×
-  that, so it cannot be on the critical path and has to be prepared ahead.
-* After an idle pause every cross-thread wake-up costs more (a bare mini-racer eval round trip is
-  0.05 ms back to back and 0.3–0.4 ms after a 20 ms pause on this VM), so an exec that follows a
-  pause takes ~1 ms instead of ~0.5 ms: the reference method (back-to-back execs) does not show it.
-* A nested tool call costs one isolate → loop wake-up (the ping), the tool's task, and one eval of
-  a short `resolve(...)` script (plus its completion callback): ~0.25–0.4 ms. Results of parallel
-  calls that arrive in the same loop iteration travel in one eval (`Promise.all` of 100: 12 ms →
-  ~5 ms). Sync tool handlers run in a worker thread (`asyncio.to_thread`): two more thread hops.
-"""
+    def warm_split(self, mode: str, tools: int = 0) -> tuple[float, float, int]:
+        row = next(r for r in self.exec_rows
+                   if r["scenario"] == "warm_exec" and r["isolation"] == mode and r["tools"] == tools)
+        positions = row["by_position_nanos"]
+        cut = 11
+        return (statistics.mean(positions[:cut]) / 1e9, statistics.mean(positions[cut:]) / 1e9, cut)
 
-CHANGES = """\
-## What changed in the engine (`src/codemode/_engine/miniracer/`)
+    def first_exec(self, mode: str) -> float:
+        return max((r["mean_exec_nanos"] + r["session_start_nanos"]) / 1e9 for r in self.exec_rows
+                   if r["scenario"] == "cold_exec" and r["isolation"] == mode)
 
-* **Pool of prepared isolates, sized for bursts, with deferred background work** (`_Pool`): 32 per
-  session (was 2), prepared by 4 isolate threads in parallel (was 1). Creating and freeing are
-  deferred while execs follow each other closely (no cell started for 20 ms), so a burst takes
-  prepared isolates without competing with their creation for the CPU; the work runs anyway when
-  fewer than 4 are ready, when a cell waits for one (it is then handed the next one created), and
-  when finished isolates wait more than 0.25 s or number 32. An idle session (30 s without a cell)
-  keeps only 2 and refills after its next exec. Every exec still gets a fresh, never-used isolate.
-* **`CodeMode.start()` waits for V8 and the first isolate**; `start(fill_pool=True)` waits until
-  the pool is full (`EngineSession.ready()`).
-* **The prelude's hot functions are compiled while an isolate is prepared** (`prelude.js`: `send`,
-  `toText`, `finish`, `callTool`, `text`, `store`, `load`, the tool stubs, `run`, `resolve` are
-  parenthesized function expressions, which V8 compiles eagerly; checked with
-  `--log-function-events`): lazy compilation on the first exec was a third of its CPU. (`--no-lazy`
-  did the same but compiled every function, raising the preparation cost.)
-* **Value handles are freed in batches** (`_Context`): each mini-racer value handle used to be
-  freed by its own ctypes call on the event loop, 3–4 per exec, each giving up and retaking the
-  GIL while the isolate's callbacks wait for it; a context's values now die with the context (or
-  in batches of 256 in long cells). The event loop's time per exec dropped by ~40 % in cProfile.
-  Callbacks from one isolate that arrive before the loop handled the previous ones share one
-  wake-up of the loop (one self-pipe write and read).
-* **The tool table reaches the prelude as a JSON string for `JSON.parse`** (cheaper to compile than
-  an object literal), built once per session instead of once per isolate.
-* **Tool results of parallel calls are batched** into one eval per loop iteration; the last open
-  call is resolved at once.
-* **The first context of a process is created alone**: two first contexts created at once crash V8
-  (a fatal CHECK in its array-buffer allocator set-up), which parallel preparation exposed.
-"""
+    def round_trip(self, mode: str, tool: str = "fast", scenario: str = "100 sequential") -> float:
+        return next(r["per_call_s"] for r in self.tools[mode]["round_trips"]
+                    if r["tool"] == tool and r["scenario"] == scenario)
+
+    def concurrent(self, mode: str, what: str, cells: int = 200) -> dict[str, Any]:
+        return next(r for r in self.tools[mode]["concurrent"] if r["what"] == what and r["cells"] == cells)
+
+    # -- sections ------------------------------------------------------------------------------
+    def summary(self) -> list[str]:
+        f0 = self.floor(0)
+        rows: list[tuple[str, dict[str, float | None], str, Any]] = []
+
+        def add(name: str, values: dict[str, float | None], floors: dict[str, float], target: str = "",
+                limit: float | None = None) -> None:
+            rows.append((name, {m: values[m] for m in MODES}, target, (limit, floors)))
+
+        same = {m: f0 for m in MODES}
+        tf = {m: self.tool_floor(m) for m in MODES}
+        add("warm exec, the reference method (mean of 25 execs, worst of 0/32/128 tools)",
+            {m: self.warm(m)["mean_exec_nanos"] / 1e9 for m in MODES}, same, "≤ 0.2×", 0.2)
+        add("… its execs 1–11 / 12–25 (0 tools)", {m: None for m in MODES}, same)
+        add(f"exec after a {self.tools['process']['pause']['pause_s'] * 1e3:.0f} ms pause (mean of 20)",
+            {m: self.tools[m]["pause"]["after_pause"]["mean_s"] for m in MODES}, tf, "≤ 0.3×", 0.3)
+        add("… its median", {m: self.tools[m]["pause"]["after_pause"]["median_s"] for m in MODES}, tf)
+        add("12 execs back to back in the same session (mean)",
+            {m: self.tools[m]["pause"]["back_to_back"]["mean_s"] for m in MODES}, tf)
+        add("nested tool round trip (100 sequential awaits of an async tool that returns at once, per call)",
+            {m: self.round_trip(m) for m in MODES}, tf, "≤ 0.1×", 0.1)
+        add("… one call (exec with it - exec without, medians of pairs)",
+            {m: self.round_trip(m, scenario="one call") for m in MODES}, tf)
+        add("sustained back to back: wall per exec",
+            {m: self.tools[m]["sustained"]["mean_exec_s"] for m in MODES}, tf)
+        add("sustained back to back: CPU per exec, host + engine workers",
+            {m: self.tools[m]["sustained"]["cpu_per_exec_s"] for m in MODES}, tf, "(was 1.5× in-process)")
+        for what in ("50 ms timer", "50 ms tool"):
+            add(f"200 concurrent cells each awaiting a {what[:-6]} {what[-5:]} (wall, mean of 3)",
+                {m: self.concurrent(m, what)["wall_s"] for m in MODES}, tf, "(ideal: 50 ms)")
+        add("first exec in a fresh process (session start + exec, worst of 0/32/128 tools)",
+            {m: self.first_exec(m) for m in MODES}, same)
+
+        lines = [f"| figure | {LABEL['process']} | × floor | in-process | × floor | target | default mode | in-process |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for name, values, target, (limit, floors) in rows:
+            if name.startswith("… its execs 1–11"):
+                cells = []
+                for m in MODES:
+                    a, b, _ = self.warm_split(m)
+                    cells += [f"{ms(a)} / {ms(b)}", f"{a / f0:.2f}× / {b / f0:.2f}×"]
+                lines.append(f"| {name} | {' | '.join(cells)} | | | |")
+                continue
+            cells = []
+            verdicts = []
+            for m in MODES:
+                value = values[m]
+                cells += [ms(value), x(value, floors[m])]
+                if limit is not None and value is not None:
+                    verdicts.append("met" if value / floors[m] <= limit else "**not met**")
+                else:
+                    verdicts.append("")
+            lines.append(f"| {name} | {' | '.join(cells)} | {target} | {' | '.join(verdicts)} |")
+        return lines
+
+    def floors_line(self) -> str:
+        means = [f["mean_s"] for f in self.floors]
+        return (f"The raw engine floor (`benchmarks/floor.py`: a bare mini-racer context created, `1+1` evaluated, "
+                f"the context closed, back to back, {self.floors[0]['iterations']} iterations × "
+                f"{self.floors[0]['samples']} fresh processes) was measured {len(means)} times in this run, before and "
+                f"after every part: {', '.join(ms(m) for m in means)} (mean {ms(self.floor_all)}; CPU "
+                f"{ms(statistics.mean(f['cpu_per_exec_s'] for f in self.floors))} per iteration; mini-racer's public "
+                f"`MiniRacer()` API: {ms(statistics.mean(f['public_api_mean_s'] for f in self.floors))}). Each "
+                "figure's ratio uses the mean of the two floors measured right before and after its part.")
+
+    def where(self) -> list[str]:
+        p, i = self.tools["process"], self.tools["in-process"]
+        bp, bi = p["breakdown"], i["breakdown"]
+        out = ["## Where the time goes (measured in this run)", ""]
+        # phases
+        for mode, data in (("process", bp), ("in-process", bi)):
+            phases = data.get("phases", {})
+            if "back_to_back" not in phases:
+                out += [f"* phases ({mode}): probe unavailable: {phases.get('unavailable')}", ""]
+                continue
+            out += [f"**A warm `text(\"bench\")` exec, {LABEL[mode]}**, timestamps taken by wrapping the engine's "
+                    "methods in the benchmark process (medians of 10):", "",
+                    "| phase | back to back | after a 30 ms pause |", "|---|---|---|"]
+            for k, name in enumerate(phases["phases"]):
+                out.append(f"| {name} | {ms(phases['back_to_back']['phase_s'][k])} | "
+                           f"{ms(phases['after_pause']['phase_s'][k])} |")
+            out.append(f"| **whole exec** | **{ms(phases['back_to_back']['total_s'])}** | "
+                       f"**{ms(phases['after_pause']['total_s'])}** |")
+            out.append("")
+        out += ["**No-op round trips** (medians), back to back and each after a 30 ms pause:", "",
+                "| path | back to back | after a 30 ms pause |", "|---|---|---|"]
+        noop_p, noop_i, raw = bp.get("noop", {}), bi.get("noop", {}), bp.get("raw_pipe", {})
+        for name, probe in (("process: host ↔ engine worker over its pipe. " + noop_p.get("what", ""), noop_p),
+                            ("in-process: host → a prepared isolate. " + noop_i.get("what", ""), noop_i),
+                            ("OS floor: " + raw.get("what", ""), raw)):
+            if "back_to_back" in probe:
+                out.append(f"| {name} | {ms(probe['back_to_back']['median_s'])} | "
+                           f"{ms(probe['after_pause']['median_s'])} |")
+            else:
+                out.append(f"| {name} | unavailable: {probe.get('unavailable')} | |")
+        if "same_isolate" in noop_i:
+            out.append(f"| in-process: the same eval again in the same isolate (its thread warm) | "
+                       f"{ms(noop_i['same_isolate']['median_s'])} | |")
+        out.append("")
+
+        f0, fp, fi = self.floor(0), self.tool_floor("process"), self.tool_floor("in-process")
+        a_p, b_p, cut = self.warm_split("process")
+        a_i, b_i, _ = self.warm_split("in-process")
+        sp, si = p["sustained"], i["sustained"]
+        floor_cpu = statistics.mean(f["cpu_per_exec_s"] for f in self.floors)
+        conc = {m: {w: self.concurrent(m, w) for w in ("50 ms timer", "50 ms timer, heap_limit_bytes=32 MiB",
+                                                        "50 ms tool")} for m in MODES}
+        out += ["**What these show**", ""]
+        if "back_to_back" in bp.get("phases", {}) and "back_to_back" in noop_p:
+            ph = bp["phases"]["back_to_back"]["phase_s"]
+            phi = bi["phases"]["back_to_back"]["phase_s"] if "back_to_back" in bi.get("phases", {}) else None
+            out.append(
+                f"* **Warm exec, process mode.** The host's own work is small ({ms(ph[0])} before START is written, "
+                f"{ms(ph[3] + ph[4])} after the last EVENTS arrives); the time is in the worker: START → last EVENTS "
+                f"takes {ms(ph[1] + ph[2])} back to back, of which the bare pipe round trip (host loop → worker loop → "
+                f"reader thread → host loop) is {ms(noop_p['back_to_back']['median_s'])}; the rest is the worker "
+                f"running the same in-process engine"
+                + (f" (in-process, submit → first ring read takes {ms(phi[1])})" if phi else "") +
+                f". The text and the finish often travel in two EVENTS messages ({ms(ph[2])} between them).")
+        out.append(
+            f"* **The reference loop outruns the worker's isolate pool.** Its 25 execs (+1 warm-up) take fresh "
+            f"isolates from a pool of 16 per worker; once fewer than 4 are left the worker creates isolates "
+            f"while execs run, on the same 2 cores. Execs 1–{cut} average {ms(a_p)} ({a_p / f0:.2f}× floor), execs "
+            f"{cut + 1}–25 {ms(b_p)} ({b_p / f0:.2f}×). In-process (a pool of 32) the same positions take {ms(a_i)} and "
+            f"{ms(b_i)}. So the warm mean in process mode is set mostly by the pool size, not by the pipe.")
+        pause_p, pause_i = p["pause"], i["pause"]
+        if "back_to_back" in noop_p and "back_to_back" in noop_i:
+            out.append(
+                f"* **After a 30 ms pause** an exec takes {ms(pause_p['after_pause']['median_s'])} median in process mode "
+                f"vs {ms(pause_p['back_to_back']['median_s'])} back to back ({ms(pause_i['after_pause']['median_s'])} vs "
+                f"{ms(pause_i['back_to_back']['median_s'])} in-process). The no-op round trips show why: over the "
+                f"worker pipe {ms(noop_p['back_to_back']['median_s'])} → {ms(noop_p['after_pause']['median_s'])}, into a "
+                f"fresh isolate {ms(noop_i['back_to_back']['median_s'])} → {ms(noop_i['after_pause']['median_s'])}, "
+                f"while the OS's own pipe round trip is {ms(raw['back_to_back']['median_s'])} → "
+                f"{ms(raw['after_pause']['median_s'])}: the cost is waking threads (the host's reader thread and "
+                "loop, the worker's loop and isolate thread) that slept through the pause, several per exec, not "
+                "moving the bytes.")
+        out.append(
+            f"* **Nested tool calls.** Each sequential call costs {ms(self.round_trip('process'))} in process mode "
+            f"({self.round_trip('process') / fp:.2f}× floor) vs {ms(self.round_trip('in-process'))} in-process "
+            f"({self.round_trip('in-process') / fi:.2f}×): in process mode every call is an EVENTS message to the host "
+            f"and a RESOLVE back, i.e. at least one pipe round trip ({ms(noop_p.get('back_to_back', {}).get('median_s'))} "
+            "bare) on top of the in-process engine's own hop into the isolate. `Promise.all` of 100 batches them: "
+            f"{ms(self.round_trip('process', scenario='Promise.all 100'))} vs "
+            f"{ms(self.round_trip('in-process', scenario='Promise.all 100'))} per call.")
+        out.append(
+            f"* **Sustained CPU.** Back to back, once the pools are empty, every exec pays for creating and freeing a "
+            f"fresh isolate: process mode {ms(sp['cpu_per_exec_s'])} of CPU per exec (host {ms(sp['host_cpu_per_exec_s'])}, "
+            f"workers {ms(sp['engine_cpu_per_exec_s'])}), in-process {ms(si['cpu_per_exec_s'])} (all in the host); the "
+            f"floor itself (creating and freeing a bare context) costs {ms(floor_cpu)} of CPU. Wall per exec: "
+            f"{ms(sp['mean_exec_s'])} vs {ms(si['mean_exec_s'])}.")
+        t_p, t32_p = conc["process"]["50 ms timer"], conc["process"]["50 ms timer, heap_limit_bytes=32 MiB"]
+        t_i, t32_i = conc["in-process"]["50 ms timer"], conc["in-process"]["50 ms timer, heap_limit_bytes=32 MiB"]
+        out.append(
+            f"* **200 concurrent cells.** Process mode admits a cell to a worker while the heap limits of its "
+            f"cells fit `heap_per_worker` (2 GiB): 8 cells at the default 256 MiB limit, so {t_p['workers']} worker "
+            f"processes run at most {8 * (t_p['workers'] - 1)} at once (one of them is the idle spare) and the rest "
+            f"queue: {ms(t_p['wall_s'])} for 200 cells awaiting a 50 ms timer; with "
+            f"`heap_limit_bytes=32 MiB` (64 per worker) {ms(t32_p['wall_s'])}. In-process (no admission) "
+            f"{ms(t_i['wall_s'])} and {ms(t32_i['wall_s'])}: there the wall time is the CPU of creating 200 fresh "
+            f"isolates beyond the pool of 32 on 2 cores.")
+        out.append("")
+        return out
+
+    def exec_table(self) -> list[str]:
+        f0 = self.floor(0)
+        header = ["scenario", "isolation", "tools", "samples", "iters", "mean/exec", "× floor", "p95/exec",
+                  "rssΔ p50", "rssΔ max", "cpu/exec", "start"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        fd, fb = exec_overhead.format_duration_nanos, exec_overhead.format_bytes
+        for r in self.exec_rows:
+            lines.append("| " + " | ".join([
+                r["scenario"], r["isolation"], str(r["tools"]), str(r["samples"]), str(r["iters"]),
+                fd(r["mean_exec_nanos"]), f"{r['mean_exec_nanos'] / 1e9 / f0:.2f}×", fd(r["p95_exec_nanos"]),
+                fb(r["rss_p50_bytes"]), fb(r["rss_max_bytes"]), exec_overhead.cpu_text(r), fd(r["session_start_nanos"]),
+            ]) + " |")
+        return lines
+
+    def tool_tables(self) -> list[str]:
+        p, i = self.tools["process"], self.tools["in-process"]
+        fp, fi = self.tool_floor("process"), self.tool_floor("in-process")
+        lines = ["## Nested tool calls (median exec wall time; both modes)", "",
+                 "Execs with calls alternate with execs without; per call = (median with - median without) / calls; "
+                 "for the 50 ms tool, the overhead above 50 ms.", "",
+                 "| tool | scenario | process: exec | per call (× floor) | in-process: exec | per call (× floor) |",
+                 "|---|---|---|---|---|---|"]
+        for rp, ri in zip(p["round_trips"], i["round_trips"], strict=True):
+            def per(r: dict[str, Any], f: float) -> str:
+                if r.get("per_call_s") is not None:
+                    return f"{ms(r['per_call_s'])} ({r['per_call_s'] / f:.2f}×)"
+                if "overhead_s" in r:
+                    return f"+{ms(r['overhead_s'])} above 50 ms"
+                return ""
+            lines.append(f"| {rp['tool']} | {rp['scenario']} | {ms(rp['exec_s'])} | {per(rp, fp)} | {ms(ri['exec_s'])} | "
+                         f"{per(ri, fi)} |")
+        lines += ["", "## Concurrent cells started at once (fresh session each, mean of 3)", "",
+                  "| cells | each awaiting | process: wall | max | × floor | in-process: wall | max | × floor |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for rp, ri in zip(p["concurrent"], i["concurrent"], strict=True):
+            lines.append(f"| {rp['cells']} | {rp['what']} | {ms(rp['wall_s'])} | {ms(rp['wall_max_s'])} | "
+                         f"{rp['wall_s'] / fp:.1f}× | {ms(ri['wall_s'])} | {ms(ri['wall_max_s'])} | {ri['wall_s'] / fi:.1f}× |")
+        sp, si = p["sustained"], i["sustained"]
+        lines += ["", f"## Sustained: {sp['execs']:,} execs back to back in one session", "",
+                  "RSS and threads are the host's plus the engine workers' (process mode: "
+                  f"{sp['engines']} worker processes at the end, {sp['engine_rss_end'] / MIB:.0f} MiB and "
+                  f"{sp['engine_threads_end']} threads of it). CPU = host + workers, from the first timed exec until "
+                  "everything is quiet again.", "",
+                  "| | process | × floor | in-process | × floor |", "|---|---|---|---|---|",
+                  f"| wall per exec | {ms(sp['mean_exec_s'])} | {sp['mean_exec_s'] / fp:.2f}× | {ms(si['mean_exec_s'])} | "
+                  f"{si['mean_exec_s'] / fi:.2f}× |",
+                  f"| CPU per exec (host + workers) | {ms(sp['cpu_per_exec_s'])} | {sp['cpu_per_exec_s'] / fp:.2f}× | "
+                  f"{ms(si['cpu_per_exec_s'])} | {si['cpu_per_exec_s'] / fi:.2f}× |",
+                  f"| … of it the host | {ms(sp['host_cpu_per_exec_s'])} | | {ms(si['host_cpu_per_exec_s'])} | |",
+                  f"| … of it the engine workers | {ms(sp['engine_cpu_per_exec_s'])} | | "
+                  f"{ms(si['engine_cpu_per_exec_s'])} | |",
+                  f"| RSS start → end (max) | {sp['rss_start'] / MIB:.0f} → {sp['rss_end'] / MIB:.0f} MiB "
+                  f"({sp['rss_max'] / MIB:.0f}) | | {si['rss_start'] / MIB:.0f} → {si['rss_end'] / MIB:.0f} MiB "
+                  f"({si['rss_max'] / MIB:.0f}) | |",
+                  f"| threads start → end (max) | {sp['threads_start']} → {sp['threads_end']} ({sp['threads_max']}) | | "
+                  f"{si['threads_start']} → {si['threads_end']} ({si['threads_max']}) | |"]
+        return lines
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = parser.parse_args(argv)
     started = time.time()
     description = machine()
-    samples = ["--samples", "3"] if args.quick else []
-    exec_rows = run("exec_overhead.py", samples)
-    tools = run("tool_calls.py", ["--quick", "--execs", "2000"] if args.quick else [])
-    peers = run("peers.py", ["--samples", "2" if args.quick else "5"])
-    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    floor_args = ["--samples", "1" if args.quick else "2"]
+    floors = [run("floor.py", floor_args)]
+    exec_rows = run("exec_overhead.py", ["--samples", "2" if args.quick else "4"])
+    floors.append(run("floor.py", floor_args))
+    tools = {}
+    for mode in MODES:
+        tools[mode] = run("tool_calls.py", ["--isolation", mode, *(["--quick", "--execs", "300"] if args.quick else [])])
+        floors.append(run("floor.py", floor_args))
+    peers = run("peers.py", ["--samples", "1" if args.quick else "3"])
+    floors.append(run("floor.py", floor_args))
+    load_end = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     from peers import table as peers_table
 
+    report = Report(floors, exec_rows, tools, peers)
     lines = [
         "# codemode benchmarks",
         "",
         f"Written by `benchmarks/run_all.py` on {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))} "
-        f"in {time.time() - started:.0f} s (`make bench`). Wall-clock numbers on a shared 2-core VM move by "
-        "±30 % with the load of other processes; CPU numbers move less.",
+        f"in {time.time() - started:.0f} s (`make bench`): both isolation modes in one run, every figure also as a "
+        "ratio to the raw engine floor measured in the same run (machine speed varies 2× between the machines "
+        "these run on, and wall-clock numbers on a shared 2-core VM move by ±30 % with the load of other "
+        "processes).",
         "",
         "## Machine",
         "",
         *description,
         f"* Load average when the run ended: {load_end}",
         "",
-        "## Targets",
+        "## Both modes side by side, as ratios to the raw engine floor",
         "",
-        *targets(exec_rows, tools),
+        report.floors_line(),
         "",
-        SUMMARY,
+        *report.summary(),
         "",
-        "## exec overhead — the reference benchmark's method (`benchmarks/exec_overhead.py`)",
+        "Targets are for the default mode (`isolation=\"process\"`); the in-process column says whether it "
+        "would meet the same line. Figures without a target are reported for comparison.",
+        "",
+        *report.where(),
+        "## exec overhead: the reference benchmark's method (`benchmarks/exec_overhead.py`)",
         "",
         "Fresh process per sample; `cold_exec` = one exec, no warm-up; `warm_exec` = 25 execs after one "
-        "warm-up; mean of per-sample means, p95 over per-sample means, max-RSS delta from getrusage. "
-        "Beyond the reference: `cpu/exec` = process CPU of all threads (isolate threads included) from the "
-        "start of the timed execs until the process is quiet again, per exec — so the pool refill and the "
-        "frees the execs caused are charged to them; `start` = `async with CodeMode(...)` entry, where V8 "
-        "is initialised and the first isolate prepared (warm_exec also waits for the full pool); the "
-        "reference's cold_exec includes V8 init in the exec, here it is in `start`.",
+        "warm-up, once host and engine workers are quiet (pools full, spare worker up); mean of per-sample means, "
+        "p95 over per-sample means, max-RSS delta of the host from getrusage. `cpu/exec` = CPU of the host "
+        "(all threads) + the engine workers (10 ms ticks: coarse over 25 execs) from the first timed exec until "
+        "all is quiet again, per exec; `start` = `async with CodeMode(...)` entry (in-process: V8 "
+        "initialisation + the first isolate; process: the first engine worker up; warm_exec: + `fill_pool`).",
         "",
-        exec_overhead.markdown_table(exec_rows),
+        *report.exec_table(),
         "",
         "Reference (Rust, V8 in-process, published in PR #15276, other hardware): cold 1.03–1.14 ms, "
         "warm 473–575 µs mean, rssΔ p50 736–960 KiB.",
         "",
-        *tool_calls.report_lines(tools),
+        *report.tool_tables(),
         "",
         "## Peers (`benchmarks/peers.py`)",
         "",
-        *peers_table(peers["rows"], peers["failures"]),
+        *peers_table(peers["rows"], peers["failures"], report.floor(3)),
         "",
         "What each peer does per exec: codemode takes a prepared isolate and runs the script with its prelude "
-        "(text/tools/store/…); the raw engine floor creates a bare mini-racer context, evaluates `1+1` and frees "
-        "it (nothing prepared ahead); the node runner starts a worker_threads Worker in a long-lived Node process "
-        "(the reference's pre-V8 design); pydeno runtime creates and closes an in-process `pydeno.Runtime`; "
-        "pydeno codemode checks out a pre-started, OS-sandboxed worker process from `AsyncPydeno` and runs one "
-        "`feed_run` (a different isolation level: a process per session).",
+        "(text/tools/store/…), in an engine worker process or in-process; the raw engine floor creates a bare "
+        "mini-racer context, evaluates `1+1` and frees it (nothing prepared ahead); the node runner starts a "
+        "worker_threads Worker in a long-lived Node process (the reference's pre-V8 design); pydeno runtime "
+        "creates and closes an in-process `pydeno.Runtime`; pydeno codemode checks out a pre-started, "
+        "OS-sandboxed worker process from `AsyncPydeno` and runs one `feed_run`.",
         "",
-        ANALYSIS,
-        CHANGES,
     ]
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -210,7 +210,8 @@ class ProcessEngine:
 
     Args:
         workers: engine processes in service at most (default: the number of CPU cores, at
-            least 2), plus one spare started in advance.
+            least 4: most cells wait on tools rather than compute), plus one spare started in
+            advance. They start as cells need room, and stay.
         cells_per_worker: cells one worker runs at once (default 64).
         heap_per_worker: the sum of the heap limits of the cells one worker runs at once
             (default 2 GiB, well inside V8's 4 GiB pointer-compression cage).
@@ -229,7 +230,7 @@ class ProcessEngine:
         isolate_pool_size: int = 16,
     ) -> None:
         self.config = WorkerConfig(
-            workers=workers if workers is not None else max(2, os.cpu_count() or 1),
+            workers=workers if workers is not None else max(4, os.cpu_count() or 1),
             cells_per_worker=cells_per_worker,
             heap_per_worker=heap_per_worker,
             memory_cap_bytes=memory_cap_bytes,

@@ -393,7 +393,8 @@ class WorkerPool:
         with self._lock:
             if worker in self._active:
                 self._active.remove(worker)
-            if self._spare is worker:
+            was_spare = self._spare is worker
+            if was_spare:
                 self._spare = None
             cells = list(worker.cells.values())
             worker.cells.clear()
@@ -410,6 +411,8 @@ class WorkerPool:
             if not self._closed and self.start_error is None:
                 if self._waiters or not self._active:
                     self._grow()
+                if was_spare and any(w.ready for w in self._active):
+                    self._refill_spare()
                 self._serve_waiters()
         for cell in cells:
             cell.died_threadsafe(error)
