@@ -10,7 +10,7 @@ Invariants:
   stored values are committed only with a winning completion.
 * When the cell ends, its pending tool calls are cancelled and its isolate is released.
 * Limits (`limits.py`): undelivered output is bounded (items over the budget are dropped, and a
-  notice takes their place at the next full drain); a cell stopped by a limit (`abort`) ends like
+  notice takes their place at the next full drain); a cell stopped by a limit (`abort_soon`) ends like
   a terminated one (nothing committed, output kept) but is reported as failed with the reason.
 """
 
@@ -79,7 +79,6 @@ class Cell:
         self._time_limit: asyncio.TimerHandle | None = None
         self._aborting: asyncio.Future[None] | None = None
         self._engine: EngineCell | None = None
-        self._memory_limit_hit = False
         self.state = CellState.RUNNING
         self._items: list[OutputItem] = []
         self._error: str | None = None
@@ -137,7 +136,6 @@ class Cell:
         elif isinstance(event, FinishedEvent):
             self._finish(event)
         elif isinstance(event, MemoryLimitEvent):
-            self._memory_limit_hit = True
             self.abort_soon(memory_limit_error(self._limits.heap_limit_bytes))
         elif isinstance(event, EngineDiedEvent):
             # The script is gone with its engine: a failure, with nothing committed.
@@ -146,9 +144,6 @@ class Cell:
     def _finish(self, event: FinishedEvent, *, release: bool = True) -> None:
         self.state = CellState.COMPLETED
         self._error = event.error
-        if event.error is not None and self._memory_limit_hit:
-            # Whatever the engine made of it, the model should read which limit was hit.
-            self._error = memory_limit_error(self._limits.heap_limit_bytes)
         self._cancel_time_limit()
         self._hooks.commit(event.stored_writes)
         self._cancel_tool_calls()
@@ -213,6 +208,7 @@ class Cell:
 
     def _notification_done(self, task: asyncio.Task[None]) -> None:
         self._notifications.discard(task)
+        self._changed.set()  # an observer may be waiting for the last one
         if not task.cancelled() and task.exception() is not None:
             # Reported like a failing sync callback; the script never sees it.
             task.get_loop().call_exception_handler(
@@ -275,24 +271,23 @@ class Cell:
             self._time_limit = None
 
     def abort_soon(self, error: str) -> None:
-        """Start `abort(error)` in the background (from a timer or a watchdog)."""
-        if self.state is CellState.RUNNING and self._aborting is None:
-            self._aborting = asyncio.ensure_future(self.abort(error))
+        """Stop a running script because it broke a limit (from a timer or an engine event).
 
-    async def abort(self, error: str) -> None:
-        """Stop a running script because it broke a limit.
-
-        Like `terminate`, tool calls are cancelled, nothing is committed and the output produced
-        so far is kept; unlike it, the outcome is a completion that failed with `error`, delivered
-        to the current or next observer.
+        Like `terminate`, tool calls and notifications are cancelled, nothing is committed and the
+        output produced so far is kept; unlike it, the outcome is a completion that failed with
+        `error`, delivered to the current or next observer. The cell leaves the running state at
+        once, so a completion the engine reports meanwhile cannot win.
         """
-        if self.state is not CellState.RUNNING:
+        if self.state is not CellState.RUNNING or self._aborting is not None:
             return
         self.state = CellState.TERMINATING
         self._cancel_time_limit()
         self._cancel_tool_calls()
         for task in self._notifications:
             task.cancel()
+        self._aborting = asyncio.ensure_future(self._stop_engine_then_fail(error))
+
+    async def _stop_engine_then_fail(self, error: str) -> None:
         try:
             if self._engine is not None:
                 await self._engine.terminate()

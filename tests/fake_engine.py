@@ -1,0 +1,196 @@
+"""A scripted engine for cell-logic tests: the test plays the script, the cell layer is real.
+
+`CodeMode(engine=FakeEngine())` runs every exec on a `FakeCell` that does nothing by itself.
+The test takes it (`await engine.next_cell()`) and says what the script does next
+(`emit_text`, `call_tool`, `yield_`, `finish`, `memory_limit`, `die`, ...); the cell reads back
+what the cell layer told the engine (`resolved`, `terminate_calls`, `terminated`, `released`,
+`commands` in order). `block_terminate()` makes `terminate` hang until `unblock_terminate()`,
+so a test can act while the cell layer waits for the isolate to stop.
+
+Delivery is synchronous: each scripting method calls the `on_event` sink given to `start`
+before it returns. The real engine does the same from event-loop callbacks, so call them from
+the event loop (a test coroutine), never from another thread.
+
+Misuse that would be an engine bug (an event after the script stopped) raises at once in the
+test; misuse by the cell layer (a second resolution of a call, a resolution of an unknown call)
+is recorded in `protocol_errors`, since raising would land in a tool task nobody awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping
+
+from codemode._engine.base import (
+    CellProgram,
+    Engine,
+    EngineDiedEvent,
+    EngineEvent,
+    EventSink,
+    FinishedEvent,
+    MemoryLimitEvent,
+    NotifyEvent,
+    OutputEvent,
+    SessionSetup,
+    ToolCallEvent,
+    YieldEvent,
+)
+from codemode._types import OutputItem, TextItem
+
+__all__ = ["FakeCell", "FakeEngine", "FakeSession"]
+
+
+class FakeCell:
+    """One scripted "script"; implements `EngineCell`."""
+
+    def __init__(self, program: CellProgram, on_event: EventSink) -> None:
+        self.program = program
+        self._on_event = on_event
+        self._call_ids = itertools.count(1)
+        self._calls: dict[int, asyncio.Future[tuple[bool, str]]] = {}
+        self._terminate_gate: asyncio.Event | None = None
+        # What the cell layer told the engine.
+        self.commands: list[str] = []  # "resolve <id>", "terminate", "release", in order
+        self.resolved: dict[int, tuple[bool, str]] = {}
+        self.terminate_calls = 0
+        self.terminate_started = asyncio.Event()  # set when the first terminate begins
+        self.terminated = False  # a terminate returned, with the script stopped
+        self.released = False
+        self.protocol_errors: list[str] = []
+        # What the script did.
+        self.finished = False
+        self.died = False
+
+    # -- the script (called by the test) ------------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        """Whether the script can no longer produce events."""
+        return self.finished or self.died or self.terminated
+
+    def emit(self, event: EngineEvent) -> None:
+        """Deliver any event now (the methods below are shorthands)."""
+        if self.stopped:
+            raise AssertionError(f"the script already stopped; cannot emit {event!r}")
+        self._on_event(event)
+
+    def emit_item(self, item: OutputItem) -> None:
+        self.emit(OutputEvent(item))
+
+    def emit_text(self, text: str) -> None:
+        self.emit(OutputEvent(TextItem(text)))
+
+    def notify(self, text: str) -> None:
+        self.emit(NotifyEvent(text))
+
+    def call_tool(self, tool_name: str, arguments_json: str | None = "{}") -> int:
+        """The script calls `tools.<tool_name>(...)`; returns the call id to await on."""
+        call_id = next(self._call_ids)
+        self._calls[call_id] = asyncio.get_running_loop().create_future()
+        self.emit(ToolCallEvent(call_id, tool_name, arguments_json))
+        return call_id
+
+    async def resolution(self, call_id: int) -> tuple[bool, str]:
+        """Wait until the cell layer settles the call: (ok, payload)."""
+        return await asyncio.shield(self._calls[call_id])
+
+    def yield_(self) -> None:
+        self.emit(YieldEvent())
+
+    def finish(self, error: str | None = None, writes: Mapping[str, str] | None = None) -> None:
+        """The top-level evaluation settles; `writes` maps keys to JSON texts, as `store` left them."""
+        self.emit(FinishedEvent(error, dict(writes or {})))
+        self.finished = True
+
+    def memory_limit(self) -> None:
+        """The isolate reached its heap limit (the script stays stuck until terminated)."""
+        self.emit(MemoryLimitEvent())
+
+    def die(self, error: str) -> None:
+        """The engine under the script stopped: nothing follows, commands become no-ops."""
+        self.emit(EngineDiedEvent(error))
+        self.died = True
+        if self._terminate_gate is not None:
+            self._terminate_gate.set()  # a terminate in progress is over: nothing left to stop
+
+    def block_terminate(self) -> None:
+        """Make `terminate` wait (the script keeps running) until `unblock_terminate`."""
+        self._terminate_gate = asyncio.Event()
+
+    def unblock_terminate(self) -> None:
+        if self._terminate_gate is not None:
+            self._terminate_gate.set()
+
+    # -- EngineCell (called by the cell layer) ------------------------------------------------
+    def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
+        self.commands.append(f"resolve {call_id}")
+        future = self._calls.get(call_id)
+        if future is None:
+            self.protocol_errors.append(f"resolve_tool_call({call_id}): no such call")
+        elif future.done():
+            self.protocol_errors.append(f"resolve_tool_call({call_id}): resolved twice")
+        else:
+            self.resolved[call_id] = (ok, payload)
+            future.set_result((ok, payload))
+
+    async def terminate(self) -> None:
+        self.commands.append("terminate")
+        self.terminate_calls += 1
+        if self.died or self.terminated:
+            return
+        self.terminate_started.set()
+        if self._terminate_gate is not None:
+            await self._terminate_gate.wait()
+        if not self.died:
+            self.terminated = True
+
+    def release(self) -> None:
+        self.commands.append("release")
+        self.released = True
+
+
+class FakeSession:
+    """One session's handle on a `FakeEngine`; implements `EngineSession`."""
+
+    def __init__(self, engine: FakeEngine, setup: SessionSetup) -> None:
+        self._engine = engine
+        self.setup = setup
+        self.cells: list[FakeCell] = []
+        self.closed = False
+
+    def start(self, program: CellProgram, on_event: EventSink) -> FakeCell:
+        if self.closed:
+            raise AssertionError("start() on a closed session")
+        cell = FakeCell(program, on_event)
+        self.cells.append(cell)
+        self._engine._started.put_nowait(cell)
+        return cell
+
+    async def ready(self, isolates: int | None = None) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class FakeEngine:
+    """An engine whose scripts the test plays; implements `Engine`."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakeSession] = []
+        self._started: asyncio.Queue[FakeCell] = asyncio.Queue()
+
+    async def open_session(self, setup: SessionSetup) -> FakeSession:
+        session = FakeSession(self, setup)
+        self.sessions.append(session)
+        return session
+
+    async def next_cell(self) -> FakeCell:
+        """The next cell any session started (in start order)."""
+        return await self._started.get()
+
+
+def _conforms(engine: FakeEngine) -> Engine:
+    """Never called: a type checker confirms the fakes implement the base.py protocols
+    (checking `Engine` checks `FakeSession` against `EngineSession`, and so `FakeCell`)."""
+    return engine
