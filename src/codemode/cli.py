@@ -75,6 +75,13 @@ def main() -> None:
 @click.option("--yield-time-ms", type=int, default=None, help="Yield to print progress after this long.")
 @click.option("--max-output-tokens", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print each observation as Responses-API JSON.")
+@click.option(
+    "--isolation",
+    type=click.Choice(["process", "in-process"]),
+    default="process",
+    show_default=True,
+    help="Run V8 in supervised engine processes, or inside this process.",
+)
 def exec_command(
     script: Any,
     tool_specs: tuple[str, ...],
@@ -82,6 +89,7 @@ def exec_command(
     yield_time_ms: int | None,
     max_output_tokens: int | None,
     as_json: bool,
+    isolation: Any,
 ) -> None:
     """Run SCRIPT (a file, or - for stdin) like a model's exec call; waits through yields.
 
@@ -94,7 +102,7 @@ def exec_command(
     source = script.read()
 
     async def run() -> ExecResult:
-        async with CodeMode(tools, mcp_servers=mcp_config) as cm:
+        async with CodeMode(tools, mcp_servers=mcp_config, isolation=isolation) as cm:
             result = await cm.exec(source, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
             _print(result, as_json)
             while result.status == "running" and result.cell_id is not None:
@@ -128,8 +136,15 @@ def _print(result: ExecResult, as_json: bool) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="HTTP: the port (0: any free one)."
 )
+@click.option(
+    "--isolation",
+    type=click.Choice(["process", "in-process"]),
+    default="process",
+    show_default=True,
+    help="Run V8 in supervised engine processes, or inside this process.",
+)
 def mcp_command(
-    mcp_config: str | None, tool_specs: tuple[str, ...], transport: str, host: str, port: int
+    mcp_config: str | None, tool_specs: tuple[str, ...], transport: str, host: str, port: int, isolation: Any
 ) -> None:
     """Serve code mode over MCP: the tools `exec` and `wait`.
 
@@ -149,10 +164,12 @@ def mcp_command(
 
     try:
         if transport == "stdio":
-            asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config))
+            asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, isolation=isolation))
         else:
             asyncio.run(
-                mcp_server.serve_http(tools, mcp_servers=mcp_config, host=host, port=port, on_listening=announce)
+                mcp_server.serve_http(
+                    tools, mcp_servers=mcp_config, host=host, port=port, on_listening=announce, isolation=isolation
+                )
             )
     except UsageError as exc:
         raise click.ClickException(str(exc)) from None
