@@ -29,7 +29,9 @@ from codemode._engine.base import CellProgram, EventSink, SessionSetup
 from codemode._engine.miniracer._cell import MiniRacerCell, tools_json
 from codemode._engine.miniracer._compat import init_v8
 from codemode._engine.miniracer._isolate import CHANNEL_ERROR, Isolate
-from codemode._engine.miniracer._pool import POOL_SIZE, IsolatePool
+from codemode._engine.miniracer._pool import POOL_SIZE, CreateLater, IsolatePool
+
+CREATE_HEADROOM_BYTES = 128 * 1024 * 1024  # memory a new isolate may need, below the cap
 
 __all__ = ["CHANNEL_ERROR", "MiniRacerEngine", "MiniRacerSession"]
 
@@ -73,12 +75,16 @@ class MiniRacerEngine:
     """V8 through mini-racer in this process; implements `Engine`.
 
     Sessions on the same event loop share one pool of `pool_size` prepared isolates (0: each
-    is created on demand); the pool is freed when its last session closes.
+    is created on demand); the pool is freed when its last session closes. `memory_cap_bytes`
+    is the process's own memory cap, if it has one (an engine worker): no isolate is created
+    while the process is close to it, since V8 aborts the process when an isolate cannot be
+    set up (a cell that just filled memory is freed first).
     """
 
-    def __init__(self, pool_size: int = POOL_SIZE) -> None:
+    def __init__(self, pool_size: int = POOL_SIZE, memory_cap_bytes: int = 0) -> None:
         init_v8()  # here, on the caller's thread, before any isolate thread exists
         self.pool_size = pool_size
+        self._memory_cap = memory_cap_bytes
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
 
     async def open_session(self, setup: SessionSetup) -> MiniRacerSession:
@@ -89,9 +95,15 @@ class MiniRacerEngine:
         loop = asyncio.get_running_loop()
         entry = self._pools.get(loop)
         if entry is None:
-            entry = self._pools[loop] = _LoopPool(IsolatePool(loop, lambda: Isolate(loop), self.pool_size))
+            entry = self._pools[loop] = _LoopPool(IsolatePool(loop, lambda: self._create(loop), self.pool_size))
         entry.sessions += 1
         return MiniRacerSession(self, entry.pool, setup)
+
+    def _create(self, loop: asyncio.AbstractEventLoop) -> Isolate:
+        """A new isolate (on an isolate thread), unless memory is too short for one now."""
+        if self._memory_cap and _data_bytes() > self._memory_cap - CREATE_HEADROOM_BYTES:
+            raise CreateLater
+        return Isolate(loop)
 
     async def _leave(self, pool: IsolatePool) -> None:
         loop = asyncio.get_running_loop()
@@ -102,3 +114,15 @@ class MiniRacerEngine:
         if entry.sessions == 0:
             del self._pools[loop]
             await pool.aclose()
+
+
+def _data_bytes() -> int:
+    """What this process has allocated as RLIMIT_DATA counts it (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -19,6 +19,11 @@ MAX_FREE_DELAY_S = 0.25  # or a finished isolate has waited this long to be free
 MAX_DEFERRED_FREES = 32  # or this many have.
 IDLE_TRIM_S = 30.0  # a pool that started no cell for this long keeps only IDLE_KEEP isolates,
 IDLE_KEEP = 2  # and refills to POOL_SIZE after its next exec.
+CREATE_RETRY_S = 0.05  # how long creation pauses when the process is short of memory
+
+
+class CreateLater(Exception):
+    """Raised by a pool's `create`: no isolate can be made now (memory is short); try again."""
 
 
 class IsolatePool:
@@ -47,6 +52,7 @@ class IsolatePool:
         self._trimmed = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._create_after = 0.0  # creation paused until then (CreateLater)
         self._closed = False
         self._changed: asyncio.Event = asyncio.Event()
         self.error: BaseException | None = None
@@ -130,7 +136,8 @@ class IsolatePool:
     def _next_job(self) -> str | None:
         now = self._loop.time()
         quiet_at = self._last_take + QUIET_S
-        if len(self._waiting) > self._creating and self.error is None:
+        may_create = self.error is None and now >= self._create_after
+        if len(self._waiting) > self._creating and may_create:
             return "create"  # a cell is waiting: it comes first
         wake_at = None
         if self._to_free:
@@ -146,7 +153,9 @@ class IsolatePool:
                     self._to_free.append((now, self.ready.pop()))
                 return "free"
             wake_at = trim_at if wake_at is None else min(wake_at, trim_at)
-        if not self._closed and self.error is None:
+        if not may_create and self.error is None:
+            wake_at = self._create_after if wake_at is None else min(wake_at, self._create_after)
+        elif not self._closed and self.error is None:
             have = len(self.ready) + self._creating
             if have < (IDLE_KEEP if self._trimmed else self.size):
                 if now >= quiet_at or have < LOW_WATER:
@@ -168,6 +177,8 @@ class IsolatePool:
         self._creating -= 1
         if future.cancelled():
             pass
+        elif isinstance(future.exception(), CreateLater):
+            self._create_after = self._loop.time() + CREATE_RETRY_S
         elif future.exception() is not None:
             self.error = future.exception()
             while self._waiting:

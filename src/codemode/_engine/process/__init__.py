@@ -44,8 +44,10 @@ class ProcessCell:
         self.heap = session.admission_heap
         self._loop = asyncio.get_running_loop()
         self._session = session
-        self._program: CellProgram | None = program
+        self._program = program  # kept until the worker confirms it started (see `_died`)
         self._on_event = on_event
+        self.started = False  # set by the worker's reader thread
+        self._placements = 0
         self._worker: Worker | None = None
         self._admission: concurrent.futures.Future[Worker] | None = None
         self._finished = False  # the script ended (or its worker died): no more commands
@@ -84,8 +86,8 @@ class ProcessCell:
 
     def _launch(self, worker: Worker) -> None:
         self._worker = worker
-        program, self._program = self._program, None
-        assert program is not None
+        self._placements += 1
+        program = self._program
         self._session.install_on(worker)
         worker.send([
             wire.START,
@@ -159,6 +161,22 @@ class ProcessCell:
     def _died(self, error: str) -> None:
         self._left = True  # the supervisor dropped it with its worker
         self._settle_stop()
+        worker = self._worker
+        if (
+            not self.started
+            and not self._finished
+            and self._stopped is None
+            and self._placements == 1
+            and worker is not None
+            and worker.kill_reason is None
+        ):
+            # The worker died before the script reached V8 (it was killed while idle, say): the
+            # script never ran, so it runs elsewhere instead of failing. Once only, so a script
+            # that somehow kills its worker at once cannot take more with it.
+            self._worker = None
+            self._left = False
+            self.begin()
+            return
         if not self._finished:
             self._finished = True
             self._on_event(EngineDiedEvent(error))

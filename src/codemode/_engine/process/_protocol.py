@@ -13,6 +13,7 @@ Host -> worker:
     [RELEASE, cell_id]                                  the cell finished: free its isolate
 Worker -> host:
     [READY, pid]                                        V8 is up and the first isolate prepared
+    [STARTED, [cell_id, ...]]                           these cells' scripts were handed to V8
     [EVENTS, cell_id, [event, ...]]                     what the script did, in order
     [TERMINATED, cell_id]
     [STUCK, seconds]                                    an isolate has not stopped for this long
@@ -39,7 +40,7 @@ from codemode._engine.base import (
 from codemode._types import AudioItem, ImageItem, TextItem
 
 SETUP, FORGET, START, RESOLVE, TERMINATE, RELEASE = range(6)
-READY, EVENTS, TERMINATED, STUCK = range(100, 104)
+READY, EVENTS, TERMINATED, STUCK, STARTED = range(100, 105)
 
 _YIELD = YieldEvent()
 _MEMORY = MemoryLimitEvent()

@@ -70,6 +70,7 @@ class Tenant(Protocol):
 
     id: int
     heap: int
+    started: bool  # the worker confirmed it handed the script to V8
 
     def deliver_threadsafe(self, events: list[EngineEvent]) -> None: ...
     def terminated_threadsafe(self) -> None: ...
@@ -164,8 +165,11 @@ class Worker:
             self.proc.stdin.close()  # type: ignore[union-attr]
         for pipe in (stdout, stderr):
             pipe.close()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self.remove_scratch()
         self._pool.worker_died(self, self._death_text())
+
+    def remove_scratch(self) -> None:
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _dispatch(self, message: list[Any]) -> None:
         kind = message[0]
@@ -173,6 +177,11 @@ class Worker:
             cell = self.cells.get(message[1])
             if cell is not None:
                 cell.deliver_threadsafe([wire.decode_event(event) for event in message[2]])
+        elif kind == wire.STARTED:
+            for cell_id in message[1]:
+                cell = self.cells.get(cell_id)
+                if cell is not None:
+                    cell.started = True
         elif kind == wire.TERMINATED:
             cell = self.cells.get(message[1])
             if cell is not None:
@@ -437,4 +446,5 @@ class WorkerPool:
             self._waiters.clear()
         for worker in workers:
             worker.kill("because the code mode engine shut down")
+            worker.remove_scratch()  # at exit the reader threads may not get to it
 

@@ -40,6 +40,7 @@ class _Server:
         self._setups: dict[int, MiniRacerSession] = {}
         self._cells: dict[int, MiniRacerCell] = {}
         self._outbox: dict[int, list[list[Any]]] = {}
+        self._started: list[int] = []  # cells to acknowledge with the next flush
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -54,6 +55,8 @@ class _Server:
             _, cell_id, setup_id, code, hoisted, stored_json, budget, limit_error = message
             program = CellProgram(code, hoisted, stored_json, budget, limit_error)
             self._cells[cell_id] = self._setups[setup_id].start(program, self._sink(cell_id))
+            self._started.append(cell_id)
+            self._schedule_flush()
         elif kind == wire.RESOLVE:
             _, cell_id, call_id, ok, payload = message
             cell = self._cells.get(cell_id)
@@ -88,19 +91,28 @@ class _Server:
             if batch is None:
                 batch = self._outbox[cell_id] = []
             batch.append(wire.encode_event(event))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush)
+            self._schedule_flush()
 
         return on_event
 
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        """Everything queued this loop iteration, in one write."""
         self._flush_scheduled = False
-        if not self._outbox:
-            return
-        outbox, self._outbox = self._outbox, {}
         pack = self._packer.pack
-        self._out.write(b"".join(pack([wire.EVENTS, cell_id, events]) for cell_id, events in outbox.items()))
+        parts = []
+        if self._started:
+            parts.append(pack([wire.STARTED, self._started]))
+            self._started = []
+        if self._outbox:
+            outbox, self._outbox = self._outbox, {}
+            parts.extend(pack([wire.EVENTS, cell_id, events]) for cell_id, events in outbox.items())
+        if parts:
+            self._out.write(b"".join(parts))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -133,7 +145,7 @@ class _Commands(asyncio.Protocol):
 
 async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> None:
     loop = asyncio.get_running_loop()
-    engine = MiniRacerEngine(pool_size=config["isolate_pool_size"])
+    engine = MiniRacerEngine(pool_size=config["isolate_pool_size"], memory_cap_bytes=config["memory_cap_bytes"])
     keeper = engine.session(SessionSetup((), 0))
     await keeper.ready(1)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(events_fd, "wb", buffering=0))
