@@ -235,7 +235,8 @@ class ProcessEngine:
             (default 2 GiB, well inside V8's 4 GiB pointer-compression cage).
         memory_cap_bytes: all the memory one worker may allocate, ArrayBuffers included
             (RLIMIT_DATA; default 4 GiB; 0: no cap).
-        isolate_pool_size: prepared isolates each worker keeps ready (default 16).
+        isolate_pool_size: prepared isolates each worker keeps ready (default 32: a burst of
+            execs then never waits for one to be made).
     """
 
     def __init__(
@@ -245,7 +246,7 @@ class ProcessEngine:
         cells_per_worker: int = 64,
         heap_per_worker: int = 2048 * MIB,
         memory_cap_bytes: int = 4096 * MIB,
-        isolate_pool_size: int = 16,
+        isolate_pool_size: int = 32,
     ) -> None:
         self.config = WorkerConfig(
             workers=workers if workers is not None else max(4, os.cpu_count() or 1),
