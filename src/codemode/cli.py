@@ -62,6 +62,15 @@ def _media_summary(url: str) -> str:
     return url[:40] if parsed is None else f"{parsed.mime_type}, {len(parsed.data)} base64 chars"
 
 
+isolation_option = click.option(
+    "--isolation",
+    type=click.Choice(["process", "in-process"]),
+    default="process",
+    show_default=True,
+    help="Run V8 in supervised engine processes, or inside this process.",
+)
+
+
 @click.group()
 @click.version_option(package_name="codemode")
 def main() -> None:
@@ -75,13 +84,7 @@ def main() -> None:
 @click.option("--yield-time-ms", type=int, default=None, help="Yield to print progress after this long.")
 @click.option("--max-output-tokens", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print each observation as Responses-API JSON.")
-@click.option(
-    "--isolation",
-    type=click.Choice(["process", "in-process"]),
-    default="process",
-    show_default=True,
-    help="Run V8 in supervised engine processes, or inside this process.",
-)
+@isolation_option
 def exec_command(
     script: Any,
     tool_specs: tuple[str, ...],
@@ -136,13 +139,7 @@ def _print(result: ExecResult, as_json: bool) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="HTTP: the port (0: any free one)."
 )
-@click.option(
-    "--isolation",
-    type=click.Choice(["process", "in-process"]),
-    default="process",
-    show_default=True,
-    help="Run V8 in supervised engine processes, or inside this process.",
-)
+@isolation_option
 def mcp_command(
     mcp_config: str | None, tool_specs: tuple[str, ...], transport: str, host: str, port: int, isolation: Any
 ) -> None:
