@@ -12,7 +12,7 @@ re-executes itself with --worker):
 A worker builds T dummy tools `bench_tool_0000`... ("Benchmark tool <i>", no schemas), runs the
 warm-ups, records the max-RSS baseline (getrusage ru_maxrss), then times each
 `await cm.exec('text("bench");')` by the wall clock; every exec must complete with exactly one
-item. The summary is the mean of the per-sample means, p95 over the sorted per-sample means at
+item. In process mode the max RSS is the host's plus each engine worker's peak (VmHWM). The summary is the mean of the per-sample means, p95 over the sorted per-sample means at
 index floor((n-1)*95/100), and the p50/max of the per-sample max-RSS deltas.
 
 Modes: `isolation="process"` (the default: V8 in engine worker processes) and "in-process".
@@ -83,9 +83,23 @@ def percentile(values: list[int], pct: int) -> int:
 
 
 # -- worker ----------------------------------------------------------------------------------
-def max_rss_bytes() -> int:
+def max_rss_bytes(isolation: str = "in-process") -> dict[int | str, int]:
+    """Peak RSS of the host ("self"), and of each engine worker (VmHWM) in process mode."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
+    peaks: dict[int | str, int] = {"self": rss if sys.platform == "darwin" else rss * 1024}
+    for pid in procstats.engine_pids(isolation):
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+                peaks[pid] = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+    return peaks
+
+
+def max_rss_growth(before: dict[int | str, int], after: dict[int | str, int]) -> int:
+    """Growth of the peaks of the processes measured both times (a worker started meanwhile is
+    not counted: its whole start-up would be)."""
+    return sum(max(0, after[key] - before[key]) for key in before if key in after)
 
 
 def benchmark_tools(count: int) -> list[Any]:
@@ -119,14 +133,14 @@ async def run_worker(scenario: str, tool_count: int, iterations: int, warmups: i
             await procstats.settle(isolation)  # and the workers' pools, and the spare worker
         for _ in range(warmups):
             await execute_benchmark_script(cm)
-        baseline_rss = max_rss_bytes()
+        baseline_rss = max_rss_bytes(isolation)
         times: list[int] = []
         meter = procstats.CpuMeter(isolation)
         for _ in range(iterations):
             started = time.perf_counter_ns()
             await execute_benchmark_script(cm)
             times.append(time.perf_counter_ns() - started)
-        max_rss_delta = max(0, max_rss_bytes() - baseline_rss)
+        max_rss_delta = max_rss_growth(baseline_rss, max_rss_bytes(isolation))
         cpu_settled = None
         if scenario == "warm_exec":
             await procstats.settle(isolation)

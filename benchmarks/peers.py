@@ -1,7 +1,7 @@
 """codemode next to other ways of running model-written JavaScript from Python.
 
 Usage:
-    python benchmarks/peers.py [--samples 5] [--iterations 25] [--json out.json]
+    python benchmarks/peers.py [--samples 3] [--iterations 25] [--peers a,b] [--json out.json]
 
 Every sample runs in a fresh process (this script re-executes itself with --worker). Peers:
 
@@ -22,9 +22,10 @@ Every sample runs in a fresh process (this script re-executes itself with --work
 Per peer: "first exec" = from nothing (the peer's library not yet imported, its runtime not
 started, V8 not initialised) to the end of the first exec; "warm" = mean and p95 (over
 per-sample means) of `--iterations` execs back to back after that first one, once background
-work is done (codemode: host and engine workers quiet; others: 0.2 s); "tool call" = (median exec with one nested call to a Python function that
-returns at once) - (warm median); "rssΔ" = max-RSS growth over the warm loop (for the node
-runner, the Node process's VmHWM growth; for codemode in process mode, the host's only).
+work is done (codemode: host and engine workers quiet; others: 0.2 s); "tool call" =
+(median exec with one nested call to a Python function that returns at once) - (warm median);
+"rssΔ" = max-RSS growth over the warm loop (for the node runner, the Node process's VmHWM
+growth; for codemode in process mode, the host's only).
 A peer that cannot run here (not installed) is listed with the reason.
 """
 

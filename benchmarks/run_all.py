@@ -30,6 +30,10 @@ import exec_overhead  # noqa: E402
 
 MIB = 1024 * 1024
 MODES = ("process", "in-process")
+try:  # the in-process engine's pool settings, for the report's text
+    from codemode._engine.miniracer._pool import LOW_WATER, POOL_SIZE as IN_PROCESS_POOL
+except ImportError:  # moved: the text says "?"
+    LOW_WATER = IN_PROCESS_POOL = "?"  # type: ignore[assignment]
 LABEL = {"process": 'process (default)', "in-process": "in-process"}
 
 
@@ -92,7 +96,8 @@ def machine() -> list[str]:
         f"pydeno {pydeno}",
         f"* Default process engine here: {config.workers} workers in service at most + 1 spare, "
         f"{config.cells_per_worker} cells and {config.heap_per_worker // MIB} MiB of heap limits per worker, "
-        f"{config.isolate_pool_size} prepared isolates per worker; in-process: one pool of 32 per event loop",
+        f"{config.isolate_pool_size} prepared isolates per worker; in-process: one pool of {IN_PROCESS_POOL} per "
+        "event loop",
         f"* Load average when the run started: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
 
@@ -114,12 +119,13 @@ def x(seconds: float | None, floor: float) -> str:
 
 class Report:
     def __init__(self, floors: list[dict[str, Any]], exec_rows: list[dict[str, Any]], tools: dict[str, Any],
-                 peers: dict[str, Any]) -> None:
+                 peers: dict[str, Any], cores: int) -> None:
         self.floors = floors  # floors[i] was measured before part i (and after part i - 1)
         self.exec_rows = exec_rows
         self.tools = tools  # by mode
         self.peers = peers
         self.floor_all = statistics.mean(f["mean_s"] for f in floors)
+        self.cores = cores
 
     def floor(self, part: int) -> float:
         """The floor of a part: the mean of the floors measured right before and after it."""
@@ -166,6 +172,13 @@ class Report:
         add("warm exec, the reference method (mean of 25 execs, worst of 0/32/128 tools)",
             {m: self.warm(m)["mean_exec_nanos"] / 1e9 for m in MODES}, same, "≤ 0.2×", 0.2)
         add("… its execs 1–11 / 12–25 (0 tools)", {m: None for m in MODES}, same)
+        pool = self.tools["process"]["breakdown"].get("pool_size", {})
+        if "other" in pool:
+            add(f"… the same loop on `ProcessEngine(isolate_pool_size={pool['other']['isolate_pool_size']})` (3 tools, "
+                f"2 rounds in tool_calls.py; the default engine there, {pool['default']['isolate_pool_size']} per "
+                f"worker: {ms(pool['default']['mean_s'])})",
+                {"process": pool["other"]["mean_s"], "in-process": None},
+                {m: self.tool_floor("process") for m in MODES})
         add(f"exec after a {self.tools['process']['pause']['pause_s'] * 1e3:.0f} ms pause (mean of 20)",
             {m: self.tools[m]["pause"]["after_pause"]["mean_s"] for m in MODES}, tf, "≤ 0.3×", 0.3)
         add("… its median", {m: self.tools[m]["pause"]["after_pause"]["median_s"] for m in MODES}, tf)
@@ -180,7 +193,7 @@ class Report:
         add("sustained back to back: CPU per exec, host + engine workers",
             {m: self.tools[m]["sustained"]["cpu_per_exec_s"] for m in MODES}, tf, "(was 1.5× in-process)")
         for what in ("50 ms timer", "50 ms tool"):
-            add(f"200 concurrent cells each awaiting a {what[:-6]} {what[-5:]} (wall, mean of 3)",
+            add(f"200 concurrent cells each awaiting a {what} (wall, mean of 3)",
                 {m: self.concurrent(m, what)["wall_s"] for m in MODES}, tf, "(ideal: 50 ms)")
         add("first exec in a fresh process (session start + exec, worst of 0/32/128 tools)",
             {m: self.first_exec(m) for m in MODES}, same)
@@ -215,7 +228,10 @@ class Report:
                 f"after every part: {', '.join(ms(m) for m in means)} (mean {ms(self.floor_all)}; CPU "
                 f"{ms(statistics.mean(f['cpu_per_exec_s'] for f in self.floors))} per iteration; mini-racer's public "
                 f"`MiniRacer()` API: {ms(statistics.mean(f['public_api_mean_s'] for f in self.floors))}). Each "
-                "figure's ratio uses the mean of the two floors measured right before and after its part.")
+                "figure's ratio uses the mean of the two floors measured right before and after its part."
+                + (f" **The floors differ by {max(means) / min(means):.1f}× within this run: the load of other "
+                   "processes changed while it ran, so single figures are less reliable than usual.**"
+                   if max(means) > 1.3 * min(means) else ""))
 
     def where(self) -> list[str]:
         p, i = self.tools["process"], self.tools["in-process"]
@@ -269,14 +285,27 @@ class Report:
                 f"takes {ms(ph[1] + ph[2])} back to back, of which the bare pipe round trip (host loop → worker loop → "
                 f"reader thread → host loop) is {ms(noop_p['back_to_back']['median_s'])}; the rest is the worker "
                 f"running the same in-process engine"
-                + (f" (in-process, submit → first ring read takes {ms(phi[1])})" if phi else "") +
-                f". The text and the finish often travel in two EVENTS messages ({ms(ph[2])} between them).")
+                + (f" (in-process, submit → first ring read takes {ms(phi[1])})" if phi else "") + "."
+                + (f" The text and the finish arrived in two EVENTS messages, {ms(ph[2])} apart (median)."
+                   if ph[2] > 2e-5 else ""))
+        size = p.get("engine_config", {}).get("isolate_pool_size", "?")
         out.append(
-            f"* **The reference loop outruns the worker's isolate pool.** Its 25 execs (+1 warm-up) take fresh "
-            f"isolates from a pool of 16 per worker; once fewer than 4 are left the worker creates isolates "
-            f"while execs run, on the same 2 cores. Execs 1–{cut} average {ms(a_p)} ({a_p / f0:.2f}× floor), execs "
-            f"{cut + 1}–25 {ms(b_p)} ({b_p / f0:.2f}×). In-process (a pool of 32) the same positions take {ms(a_i)} and "
-            f"{ms(b_i)}. So the warm mean in process mode is set mostly by the pool size, not by the pipe.")
+            f"* **Isolate pools and the reference loop.** Its 25 execs (+1 warm-up) each take a fresh isolate from "
+            f"a pool ({size} per engine worker by default here, {IN_PROCESS_POOL} per event loop in-process); once "
+            f"fewer than {LOW_WATER} are left, isolates are created while the execs run, on the same cores. "
+            f"exec_overhead, 0 tools: execs 1–{cut} average {ms(a_p)} ({a_p / f0:.2f}× floor) and execs "
+            f"{cut + 1}–25 {ms(b_p)} ({b_p / f0:.2f}×) in process mode; {ms(a_i)} and {ms(b_i)} in-process."
+            + self.pool_sentence())
+        counts = sorted({r["tools"] for r in self.exec_rows})
+        if len(counts) > 1:
+            def by_count(mode: str) -> str:
+                return " / ".join(ms(self.warm_split(mode, n)[0]) for n in counts)
+
+            out.append(
+                f"* **Tool count.** Isolates are generic (prepared before any session uses them), so every exec "
+                f"hands its session's tool table to the prelude with the script (`run(tools, ...)`): "
+                f"warm execs 1–{cut} of the reference loop with {' / '.join(str(n) for n in counts)} tools take "
+                f"{by_count('in-process')} in-process and {by_count('process')} in process mode.")
         pause_p, pause_i = p["pause"], i["pause"]
         if "back_to_back" in noop_p and "back_to_back" in noop_i:
             out.append(
@@ -286,9 +315,9 @@ class Report:
                 f"worker pipe {ms(noop_p['back_to_back']['median_s'])} → {ms(noop_p['after_pause']['median_s'])}, into a "
                 f"fresh isolate {ms(noop_i['back_to_back']['median_s'])} → {ms(noop_i['after_pause']['median_s'])}, "
                 f"while the OS's own pipe round trip is {ms(raw['back_to_back']['median_s'])} → "
-                f"{ms(raw['after_pause']['median_s'])}: the cost is waking threads (the host's reader thread and "
-                "loop, the worker's loop and isolate thread) that slept through the pause, several per exec, not "
-                "moving the bytes.")
+                f"{ms(raw['after_pause']['median_s'])}. The no-op paths do nothing but hand a message between "
+                "threads and processes, so the added time is in waking those that slept through the pause (host "
+                "loop, reader thread, the worker's loop, the isolate's thread), not in moving the bytes.")
         out.append(
             f"* **Nested tool calls.** Each sequential call costs {ms(self.round_trip('process'))} in process mode "
             f"({self.round_trip('process') / fp:.2f}× floor) vs {ms(self.round_trip('in-process'))} in-process "
@@ -305,16 +334,48 @@ class Report:
             f"{ms(sp['mean_exec_s'])} vs {ms(si['mean_exec_s'])}.")
         t_p, t32_p = conc["process"]["50 ms timer"], conc["process"]["50 ms timer, heap_limit_bytes=32 MiB"]
         t_i, t32_i = conc["in-process"]["50 ms timer"], conc["in-process"]["50 ms timer, heap_limit_bytes=32 MiB"]
+        config = p.get("engine_config", {})
+        hpw = config.get("heap_per_worker", 2048 * MIB) // MIB
+        cpw = config.get("cells_per_worker", 64)
+
+        def busy(row: dict[str, Any]) -> str:
+            return f"{row['cpu_s']:.2f} s of CPU in host + workers, {row['cpu_s'] / row['wall_s']:.1f} cores on average"
+
+        peak = t_p["max_on_workers"] or 1
         out.append(
-            f"* **200 concurrent cells.** Process mode admits a cell to a worker while the heap limits of its "
-            f"cells fit `heap_per_worker` (2 GiB): 8 cells at the default 256 MiB limit, so {t_p['workers']} worker "
-            f"processes run at most {8 * (t_p['workers'] - 1)} at once (one of them is the idle spare) and the rest "
-            f"queue: {ms(t_p['wall_s'])} for 200 cells awaiting a 50 ms timer; with "
-            f"`heap_limit_bytes=32 MiB` (64 per worker) {ms(t32_p['wall_s'])}. In-process (no admission) "
-            f"{ms(t_i['wall_s'])} and {ms(t32_i['wall_s'])}: there the wall time is the CPU of creating 200 fresh "
-            f"isolates beyond the pool of 32 on 2 cores.")
+            f"* **200 concurrent cells.** Process mode admits a cell to a worker only while the heap limits of the "
+            f"cells on it fit `heap_per_worker` ({hpw} MiB): {min(cpw, hpw // 256)} cells per worker at the default "
+            f"256 MiB limit. Measured: at most {t_p['max_on_workers']} of the 200 cells were on workers at once "
+            f"({t_p['workers']} worker processes at the end, the spare included) and the rest queued, so admission "
+            f"alone makes 200 cells of 50 ms take at least {-(-200 // peak)} × 50 ms = {-(-200 // peak) * 50} ms; "
+            f"measured {ms(t_p['wall_s'])} ({busy(t_p)}). With `heap_limit_bytes=32 MiB` ({min(cpw, hpw // 32)} per "
+            f"worker) at most {t32_p['max_on_workers']} at once: {ms(t32_p['wall_s'])} ({busy(t32_p)}). In-process "
+            f"(no admission): {ms(t_i['wall_s'])} ({busy(t_i)}) and {ms(t32_i['wall_s'])}. Every cell takes a fresh "
+            f"isolate and the pools hold {IN_PROCESS_POOL} (in-process) or {size} per worker, so most of the 200 "
+            "isolates are created "
+            f"during the batch: at the sustained rate above ({ms(si['cpu_per_exec_s'])} of CPU per exec "
+            f"in-process) 200 execs need {200 * si['cpu_per_exec_s']:.2f} s of CPU, "
+            f"{200 * si['cpu_per_exec_s'] / self.cores:.2f} s on {self.cores} cores.")
         out.append("")
         return out
+
+    def pool_sentence(self) -> str:
+        probe = self.tools["process"]["breakdown"].get("pool_size", {})
+        if "other" not in probe:
+            return f" (The loop with another pool size: probe unavailable: {probe.get('unavailable')}.)"
+        f = self.tool_floor("process")
+
+        def one(d: dict[str, Any]) -> str:
+            return (f"a pool of {d['isolate_pool_size']}: {ms(d['first_11_s'])} / {ms(d['rest_s'])}, mean "
+                    f"{ms(d['mean_s'])} ({d['mean_s'] / f:.2f}× floor)")
+
+        small, large = sorted((probe["default"], probe["other"]), key=lambda d: d["isolate_pool_size"])
+        verdict = ""
+        if small["rest_s"] > 1.3 * small["first_11_s"] and large["rest_s"] <= 1.3 * large["first_11_s"]:
+            verdict = (f" A pool smaller than the loop makes its later execs wait on isolate creation; a pool of "
+                       f"{large['isolate_pool_size']} does not.")
+        return (f" Measured directly in tool_calls.py (execs 1–11 / 12–25, 2 rounds): {one(small)}; {one(large)}."
+                + verdict)
 
     def exec_table(self) -> list[str]:
         f0 = self.floor(0)
@@ -375,34 +436,56 @@ class Report:
         return lines
 
 
+def measure_all(quick: bool) -> dict[str, Any]:
+    started = time.time()
+    description = machine()
+    floor_args = ["--samples", "1" if quick else "2"]
+    floors = [run("floor.py", floor_args)]
+    exec_rows = run("exec_overhead.py", ["--samples", "2" if quick else "4"])
+    floors.append(run("floor.py", floor_args))
+    tools = {}
+    for mode in MODES:
+        tools[mode] = run("tool_calls.py", ["--isolation", mode, *(["--quick", "--execs", "300"] if quick else [])])
+        floors.append(run("floor.py", floor_args))
+    peers = run("peers.py", ["--samples", "1" if quick else "3"])
+    floors.append(run("floor.py", floor_args))
+    return {"started": started, "seconds": time.time() - started, "machine": description, "cores": os.cpu_count(),
+            "load_end": ", ".join(f"{v:.2f}" for v in os.getloadavg()), "floors": floors, "exec_rows": exec_rows,
+            "tools": tools, "peers": peers}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    parser.add_argument("--raw", help="also write the raw measurements to this JSON file")
+    parser.add_argument("--render", help="write the report from a --raw file instead of measuring")
     args = parser.parse_args(argv)
-    started = time.time()
-    description = machine()
-    floor_args = ["--samples", "1" if args.quick else "2"]
-    floors = [run("floor.py", floor_args)]
-    exec_rows = run("exec_overhead.py", ["--samples", "2" if args.quick else "4"])
-    floors.append(run("floor.py", floor_args))
-    tools = {}
-    for mode in MODES:
-        tools[mode] = run("tool_calls.py", ["--isolation", mode, *(["--quick", "--execs", "300"] if args.quick else [])])
-        floors.append(run("floor.py", floor_args))
-    peers = run("peers.py", ["--samples", "1" if args.quick else "3"])
-    floors.append(run("floor.py", floor_args))
-    load_end = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    if args.render:  # re-render a previous run's raw data (for working on this report)
+        with open(args.render, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    else:
+        raw = measure_all(args.quick)
+    # Always kept (a temp file unless --raw says where), so the report can be re-rendered with --render.
+    raw_path = args.raw or os.path.join(tempfile.gettempdir(), "codemode-bench-raw.json")
+    if not args.render:
+        with open(raw_path, "w", encoding="utf-8") as fh:
+            json.dump(raw, fh)
+        print(f"raw measurements: {raw_path}")
+    description, load_end, floors, exec_rows, tools, peers = (
+        raw["machine"], raw["load_end"], raw["floors"], raw["exec_rows"], raw["tools"], raw["peers"])
+    seconds = raw["seconds"]
     from peers import table as peers_table
 
-    report = Report(floors, exec_rows, tools, peers)
+    cores = raw.get("cores") or os.cpu_count() or 1
+    report = Report(floors, exec_rows, tools, peers, cores)
     lines = [
         "# codemode benchmarks",
         "",
-        f"Written by `benchmarks/run_all.py` on {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))} "
-        f"in {time.time() - started:.0f} s (`make bench`): both isolation modes in one run, every figure also as a "
+        f"Written by `benchmarks/run_all.py` on {time.strftime('%Y-%m-%d %H:%M', time.localtime(raw['started']))} "
+        f"in {seconds:.0f} s (`make bench`): both isolation modes in one run, every figure also as a "
         "ratio to the raw engine floor measured in the same run (machine speed varies 2× between the machines "
-        "these run on, and wall-clock numbers on a shared 2-core VM move by ±30 % with the load of other "
+        f"these run on, and wall-clock numbers on a shared {cores}-core VM move by ±30 % with the load of other "
         "processes).",
         "",
         "## Machine",
@@ -424,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "Fresh process per sample; `cold_exec` = one exec, no warm-up; `warm_exec` = 25 execs after one "
         "warm-up, once host and engine workers are quiet (pools full, spare worker up); mean of per-sample means, "
-        "p95 over per-sample means, max-RSS delta of the host from getrusage. `cpu/exec` = CPU of the host "
+        "p95 over per-sample means, max-RSS delta from getrusage (process mode: plus each engine worker's VmHWM delta). `cpu/exec` = CPU of the host "
         "(all threads) + the engine workers (10 ms ticks: coarse over 25 execs) from the first timed exec until "
         "all is quiet again, per exec; `start` = `async with CodeMode(...)` entry (in-process: V8 "
         "initialisation + the first isolate; process: the first engine worker up; warm_exec: + `fill_pool`).",
@@ -450,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
-    print(f"wrote {args.out} in {time.time() - started:.0f} s")
+    print(f"wrote {args.out} ({seconds:.0f} s of measurements)")
 
 
 if __name__ == "__main__":

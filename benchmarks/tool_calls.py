@@ -1,7 +1,7 @@
 """Execs after a pause, nested tool calls, concurrent cells, sustained execs, and where the time goes.
 
 Usage:
-    python benchmarks/tool_calls.py [--isolation process|in-process] [--quick] [--execs 2000] [--json out.json]
+    python benchmarks/tool_calls.py [--isolation process|in-process] [--quick] [--execs 1000] [--json out.json]
 
 One isolation mode per run (run_all.py runs this once per mode, each in a fresh process),
 through the public API (`CodeMode`, `Tool`); before every timed group the host *and the engine
@@ -174,21 +174,39 @@ class Bench:
                 ("50 ms timer, heap_limit_bytes=32 MiB", 200, TIMER_50MS, {"heap_limit_bytes": 32 * MIB})]
         rows = []
         for what, count, code, options in plan:
-            walls = []
+            walls, cpus, admitted = [], [], []
             for _ in range(repeats):
                 async with self.session(max_concurrent_cells=max(64, 2 * count), **options) as cm:
                     await cm.start(fill_pool=True)
                     await self.settle()
+                    meter = procstats.CpuMeter(self.isolation)
+                    peak = [0]
+                    watch = asyncio.ensure_future(self._watch_admitted(peak))
                     started = time.perf_counter()
                     results = await asyncio.gather(*(cm.exec(code) for _ in range(count)))
                     walls.append(time.perf_counter() - started)
+                    cpus.append(meter.total())
+                    watch.cancel()
+                    admitted.append(peak[0])
                     bad = [r for r in results if r.status != "completed" or len(r.items) != 1]
                     if bad:
                         raise RuntimeError(f"{len(bad)} concurrent execs did not complete: {bad[0]!r}")
             rows.append({"what": what, "cells": count, "wall_s": statistics.mean(walls), "wall_max_s": max(walls),
                          "wall_min_s": min(walls), "execs_per_s": count / statistics.mean(walls), "repeats": repeats,
-                         "workers": len(procstats.engine_pids(self.isolation))})
+                         "cpu_s": statistics.mean(cpus), "workers": len(procstats.engine_pids(self.isolation)),
+                         "max_on_workers": max(admitted) if self.isolation == "process" else None})
         return rows
+
+    async def _watch_admitted(self, peak: list[int]) -> None:
+        """Process mode: the most cells placed on engine workers at once (the supervisor's count)."""
+        if self.isolation != "process":
+            return
+        from codemode import engines
+
+        pool = engines.shared("process").pool  # type: ignore[attr-defined]
+        while True:
+            peak[0] = max(peak[0], sum(len(w.cells) for w in pool.workers()))
+            await asyncio.sleep(0.002)
 
     # -- part 4 ------------------------------------------------------------------------------
     async def sustained(self, cm: CodeMode, count: int) -> dict[str, Any]:
@@ -221,7 +239,11 @@ class Bench:
     # -- part 5 ------------------------------------------------------------------------------
     async def breakdown(self, cm: CodeMode) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, probe in (("phases", self.phases), ("noop", self.noop_round_trip)):
+        probes: list[tuple[str, Callable[[CodeMode], Awaitable[dict[str, Any]]]]] = [
+            ("phases", self.phases), ("noop", self.noop_round_trip)]
+        if self.isolation == "process":
+            probes.append(("pool_size", self.pool_size))
+        for name, probe in probes:
             try:
                 out[name] = await probe(cm)
             except Exception as exc:  # noqa: BLE001 - a probe on engine internals that moved
@@ -310,6 +332,35 @@ class Bench:
                 restore()
         return result
 
+    async def pool_size(self, _cm: CodeMode) -> dict[str, Any]:
+        """The reference loop (1 warm-up + 25 execs back to back, after a settle) on the shared
+        process engine and on one whose workers keep another number of prepared isolates (16 if
+        the default holds enough for the loop, else 32): what the pool size does to it."""
+        from codemode import engines
+
+        default_size = engines.shared("process").config.isolate_pool_size  # type: ignore[attr-defined]
+        other_size = 16 if default_size >= 26 else 32
+        other = engines.ProcessEngine(isolate_pool_size=other_size)
+        out: dict[str, Any] = {}
+        try:
+            for label, engine, size in (("default", None, default_size), ("other", other, other_size)):
+                extra = () if engine is None else (engine,)
+                by_position = [0.0] * 25
+                rounds = 2
+                for _ in range(rounds):
+                    async with CodeMode(tools=TOOLS, isolation="process", engine=engine) as cm:
+                        await cm.start(fill_pool=True)
+                        await procstats.settle("process", extra=extra)
+                        await timed_exec(cm, BENCH)
+                        for k in range(25):
+                            by_position[k] += await timed_exec(cm, BENCH) / rounds
+                out[label] = {"by_position_s": by_position, "first_11_s": statistics.mean(by_position[:11]),
+                              "rest_s": statistics.mean(by_position[11:]), "mean_s": statistics.mean(by_position),
+                              "isolate_pool_size": size}
+        finally:
+            other.close()
+        return out
+
     async def noop_round_trip(self, cm: CodeMode) -> dict[str, Any]:
         """The engine path's own round trip, without a script: over the worker pipe (process), or
         into a prepared isolate (in-process)."""
@@ -335,7 +386,7 @@ class Bench:
         finally:
             await close()
 
-    async def _noop_pipe(self) -> tuple[Callable[[], Awaitable[None]], str, Callable[[], Awaitable[None]]]:
+    async def _noop_pipe(self) -> tuple[Callable[[], Awaitable[None]], str, Callable[[], Awaitable[None]], bool]:
         from codemode import engines
         from codemode._engine.process import _protocol as wire
 
@@ -481,6 +532,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         data["sustained"] = await bench.sustained(cm, args.execs)
     data["concurrent"] = await bench.concurrent()
     data["workers_end"] = len(procstats.engine_pids(args.isolation))
+    if args.isolation == "process":
+        from codemode import engines
+
+        data["engine_config"] = vars(engines.shared("process").config)  # type: ignore[attr-defined]
     return data
 
 
@@ -488,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--isolation", choices=("process", "in-process"), default="process")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--execs", type=int, default=2000, help="execs for the sustained run")
+    parser.add_argument("--execs", type=int, default=1000, help="execs for the sustained run")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     data = asyncio.run(main_async(args))
@@ -499,4 +554,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,4 +1,8 @@
-"""A small soak (benchmarks/soak.py, `make soak` runs the full one): a long session stays flat."""
+"""A small soak (benchmarks/soak.py, `make soak` runs the full one): a long session stays flat.
+
+In the suite's isolation mode (`make test` runs both). RSS and threads are the host's plus the engine worker processes' (with
+`isolation="process"` the isolates and their threads live in the workers).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from tests.conftest import ISOLATION
 from tests.hardening._support import linux_only
 
 pytestmark = linux_only
@@ -24,10 +29,22 @@ def load_soak() -> ModuleType:
 
 
 async def test_small_soak_is_flat() -> None:
+    isolation = ISOLATION
     soak = load_soak()
-    report = await soak.soak(execs=500, terminates=50, concurrent=50, batches=2, warmup_batches=4)
+    report = await soak.soak(execs=500, terminates=50, concurrent=50, batches=2, warmup_batches=4,
+                             isolation=isolation)
     print("\n".join(report.lines()))
     assert report.execs == 500 and report.terminates == 50 and report.concurrent_cells == 100
     assert report.open_cells_max == 50  # the concurrent cells really ran at once
+    if isolation == "process":
+        # The isolates of the concurrent cells are the engine workers' threads, not the host's.
+        assert report.engine_pids_start, "no engine worker processes were measured"
+        assert report.engine_threads_max > report.engine_threads_start
+        assert report.host_threads_max - report.host_threads_start <= 3
+        assert report.engine_pids_end == report.engine_pids_start  # no worker died or was replaced
+    else:
+        assert not report.engine_pids_start and report.engine_threads_max == 0
+        assert report.host_threads_max > report.host_threads_start
     assert report.threads_max > report.threads_start
-    assert soak.check(report, rss_tolerance_mib=5, thread_tolerance=3) == []
+    # Everything (host + workers) comes back flat once quiet.
+    assert soak.check(report, rss_tolerance_mib=5, thread_tolerance=3, engine_rss_tolerance_mib=3) == []
