@@ -489,21 +489,31 @@ const __codemode_host__ = (function (setup) {
     defineProperty(g, name, { value: helpers[name], writable: true, configurable: true, enumerable: false });
   }
 
-  // The session's tools, installed by `run` (the script cannot have run before).
+  // The session's tools, installed by `run` (the script cannot have run before). ALL_TOOLS
+  // arrives as JSON text and is parsed on first read: most scripts never read it.
   let tools = {};
-  let allTools = [];
-  const installTools = (function installTools(list) {
+  let allToolsJson = "[]";
+  let allTools = null;
+  const allToolsValue = (function allToolsValue() {
+    if (allTools === null) allTools = parse(allToolsJson);
+    return allTools;
+  });
+  const installTools = (function installTools(names, entriesJson) {
     tools = {};
-    allTools = [];
-    for (const tool of list) {
-      const name = tool.name;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
       tools[name] = (function (argument) {
         return callTool(name, arguments.length > 0, argument);
       });
-      push(allTools, { name, description: tool.description });
     }
+    allToolsJson = entriesJson;
     defineProperty(g, "tools", { value: tools, writable: true, configurable: true, enumerable: false });
-    defineProperty(g, "ALL_TOOLS", { value: allTools, writable: true, configurable: true, enumerable: false });
+    defineProperty(g, "ALL_TOOLS", {
+      get: allToolsValue,
+      set: (value) => defineProperty(g, "ALL_TOOLS", { value, writable: true, configurable: true, enumerable: false }),
+      configurable: true,
+      enumerable: false,
+    });
   });
 
   // ---- modules -------------------------------------------------------------------------------
@@ -528,7 +538,7 @@ const __codemode_host__ = (function (setup) {
       });
     }
     if (specifier === "tools.js") {
-      return freeze({ __proto__: null, ...tools, ALL_TOOLS: allTools, default: tools });
+      return freeze({ __proto__: null, ...tools, ALL_TOOLS: allToolsValue(), default: tools });
     }
     throw `Unsupported import in exec: ${specifier}`;
   }
@@ -544,8 +554,8 @@ const __codemode_host__ = (function (setup) {
   // ---- host interface ------------------------------------------------------------------------
   const host = freeze({
     ring,
-    run: ((toolsJson, snapshotJson, budget, limitError, main) => {
-      installTools(parse(toolsJson));
+    run: ((toolNames, allToolsEntries, snapshotJson, budget, limitError, main) => {
+      installTools(toolNames, allToolsEntries);
       storedJson = snapshotJson;
       storeBudget = budget;
       storeLimitError = limitError;

@@ -26,7 +26,7 @@ import asyncio
 from dataclasses import dataclass
 
 from codemode._engine.base import CellProgram, EventSink, SessionSetup
-from codemode._engine.miniracer._cell import MiniRacerCell, tools_json
+from codemode._engine.miniracer._cell import MiniRacerCell, tools_source
 from codemode._engine.miniracer._compat import init_v8
 from codemode._engine.miniracer._isolate import CHANNEL_ERROR, Isolate
 from codemode._engine.miniracer._pool import POOL_SIZE, CreateLater, IsolatePool
@@ -49,7 +49,7 @@ class MiniRacerSession:
         self._engine = engine
         self._pool = pool
         self._setup = setup
-        self._tools = tools_json(setup)
+        self._tools = tools_source(setup)
         self._closed = False
 
     async def ready(self, isolates: int | None = None) -> None:

@@ -48,9 +48,13 @@ PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
 MEMORY_CHECK_S = 0.1  # how often a running cell's isolate is checked for a reached heap limit
 
 
-def tools_json(setup: SessionSetup) -> str:
-    """The session's tool table as the prelude's `run` takes it (built once per session)."""
-    return json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
+def tools_source(setup: SessionSetup) -> str:
+    """The session's tools as the prelude's `run` takes them, as JS source (built once per
+    session): an array of names, and ALL_TOOLS as JSON text that is parsed only if the script
+    reads it (with a hundred tools, parsing it on every exec cost more than the exec)."""
+    names = json.dumps([t.global_name for t in setup.tools])
+    entries = json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
+    return f"{names}, {json.dumps(entries)}"
 
 STORE_TOO_DEEP = (
     "store: the value of {key} is nested too deeply to keep (the host reads at most about 900 levels), "
@@ -86,10 +90,11 @@ class MiniRacerCell:
 
     # -- commands ---------------------------------------------------------------------------
     def launch(self, isolate: Isolate, setup: SessionSetup, tools: str, program: CellProgram) -> None:
-        """Run `program` in `isolate` (fresh, never used) with the session's `setup`."""
+        """Run `program` in `isolate` (fresh, never used) with the session's `setup` (whose
+        tools are given as `tools_source`)."""
         self._isolate = isolate
         prefix = PROGRAM_PREFIX.format(
-            tools=json.dumps(tools),
+            tools=tools,
             snapshot=json.dumps(program.stored_json),
             budget=program.store_budget_bytes,
             limit_error=json.dumps(program.store_limit_error),
