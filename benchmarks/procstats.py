@@ -62,7 +62,7 @@ class Footprint:
     host_threads: int
     engine_rss: int
     engine_threads: int
-    engines: int
+    engine_pids: tuple[int, ...]
 
     @property
     def rss(self) -> int:
@@ -74,15 +74,16 @@ class Footprint:
 
 
 def footprint(isolation: str) -> Footprint:
-    engine_rss = engine_threads = alive = 0
+    engine_rss = engine_threads = 0
+    alive = []
     for pid in engine_pids(isolation):
         try:
             engine_rss += rss_bytes(pid)
             engine_threads += thread_count(pid)
-            alive += 1
+            alive.append(pid)
         except (FileNotFoundError, ProcessLookupError):
             pass  # it exited between the listing and the read
-    return Footprint(rss_bytes(), thread_count(), engine_rss, engine_threads, alive)
+    return Footprint(rss_bytes(), thread_count(), engine_rss, engine_threads, tuple(sorted(alive)))
 
 
 class CpuMeter:

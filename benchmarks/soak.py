@@ -48,6 +48,10 @@ from typing import Any
 
 from codemode import CodeMode, Tool
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procstats  # noqa: E402
+from procstats import engine_pids, rss_bytes, thread_count  # noqa: E402
+
 MIB = 1024 * 1024
 
 EXEC_MIX = [
@@ -68,65 +72,8 @@ TERMINATE_MIX = [
 ]
 
 
-def rss_bytes(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
-
-
-def thread_count(pid: int | str = "self") -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def cpu_ticks(pid: int | str) -> int:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
-
-
-def engine_pids(isolation: str) -> list[int]:
-    """The engine worker processes (in service and the spare) when V8 runs in them."""
-    if isolation != "process":
-        return []
-    from codemode import engines
-
-    return list(engines.shared("process").worker_pids())  # type: ignore[attr-defined]
-
-
-@dataclass
-class Sample:
-    """RSS and threads of the host and of the engine workers at one moment."""
-
-    host_rss: int = 0
-    host_threads: int = 0
-    engine_rss: int = 0
-    engine_threads: int = 0
-    engine_pids: tuple[int, ...] = ()
-
-    @property
-    def rss(self) -> int:
-        return self.host_rss + self.engine_rss
-
-    @property
-    def threads(self) -> int:
-        return self.host_threads + self.engine_threads
-
-
-def measure(isolation: str) -> Sample:
-    sample = Sample(rss_bytes(), thread_count())
-    pids = []
-    for pid in engine_pids(isolation):
-        try:
-            rss, threads = rss_bytes(pid), thread_count(pid)
-        except (FileNotFoundError, ProcessLookupError, RuntimeError):
-            continue  # it exited between the listing and the read
-        sample.engine_rss += rss
-        sample.engine_threads += threads
-        pids.append(pid)
-    sample.engine_pids = tuple(sorted(pids))
-    return sample
+Sample = procstats.Footprint
+measure = procstats.footprint
 
 
 @dataclass
@@ -295,7 +242,7 @@ async def _settle(isolation: str, timeout: float = 15.0) -> None:
         for pid in engine_pids(isolation):
             try:
                 threads += thread_count(pid)
-                ticks += cpu_ticks(pid)
+                ticks += round(procstats.cpu_seconds(pid) * procstats.CLK_TCK)
             except (FileNotFoundError, ProcessLookupError):
                 pass
         return threads, ticks

@@ -232,7 +232,7 @@ class Bench:
             "rss_start": start.rss, "rss_end": end.rss, "rss_max": max(max(s["rss"] for s in samples), end.rss),
             "threads_start": start.threads, "threads_end": end.threads,
             "threads_max": max(max(s["threads"] for s in samples), end.threads),
-            "engine_threads_end": end.engine_threads, "engine_rss_end": end.engine_rss, "engines": end.engines,
+            "engine_threads_end": end.engine_threads, "engine_rss_end": end.engine_rss, "engines": len(end.engine_pids),
             "samples": samples,
         }
 
