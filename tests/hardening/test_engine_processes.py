@@ -783,3 +783,24 @@ async def test_concurrent_first_sessions_in_fresh_hosts() -> None:
 
     outcomes = await asyncio.gather(*(host() for _ in range(10)))
     assert outcomes == [{"ok": True}] * 10
+
+
+# -- idle workers ------------------------------------------------------------------------------
+async def test_workers_a_burst_started_stop_once_idle(private: Any) -> None:
+    engine, session = private(workers=3, cells_per_worker=4, idle_worker_s=1.0)
+    cm = session()
+    burst = await asyncio.gather(
+        *(cm.exec(f"await new Promise((r) => setTimeout(r, 300)); text({i})") for i in range(10))
+    )
+    assert [texts(r) for r in burst] == [[str(i)] for i in range(10)]
+    in_service = [w for w in engine.pool.workers() if w is not engine.pool._spare]
+    assert len(in_service) >= 2  # 10 cells, 4 per worker
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        in_service = [w for w in engine.pool.workers() if w is not engine.pool._spare]
+        if len(in_service) == 1:
+            break
+        await asyncio.sleep(0.2)
+    assert len(in_service) == 1  # the first stays; the spare stays too
+    assert engine.pool._spare is not None
+    assert texts(await cm.exec('text("after")')) == ["after"]

@@ -34,6 +34,7 @@ _UNINTERRUPTIBLE = (
     "string), and this script was lost with it. Run it again"
 )
 _ids = itertools.count(1)  # cell and setup ids, unique per host process
+MAX_PLACEMENTS = 3  # workers a cell is sent to when they die before its script started
 
 
 class ProcessCell:
@@ -166,13 +167,14 @@ class ProcessCell:
             not self.started
             and not self._finished
             and self._stopped is None
-            and self._placements == 1
+            and self._placements < MAX_PLACEMENTS
             and worker is not None
             and worker.kill_reason is None
         ):
             # The worker died before the script reached V8 (it was killed while idle, say): the
-            # script never ran, so it runs elsewhere instead of failing. Once only, so a script
-            # that somehow kills its worker at once cannot take more with it.
+            # script never ran, so it runs elsewhere instead of failing. A few times at most (the
+            # next worker may be dying too), so a script that somehow kills its worker at once
+            # cannot take many more with it.
             self._worker = None
             self._left = False
             self.begin()
@@ -229,7 +231,8 @@ class ProcessEngine:
     Args:
         workers: engine processes in service at most (default: the number of CPU cores, at
             least 4: most cells wait on tools rather than compute), plus one spare started in
-            advance. They start as cells need room, and stay.
+            advance. They start as cells need room; one idle for `idle_worker_s` (default 60)
+            stops again, except the first.
         cells_per_worker: cells one worker runs at once (default 64).
         heap_per_worker: the sum of the heap limits of the cells one worker runs at once
             (default 2 GiB, well inside V8's 4 GiB pointer-compression cage).
@@ -247,6 +250,7 @@ class ProcessEngine:
         heap_per_worker: int = 2048 * MIB,
         memory_cap_bytes: int = 4096 * MIB,
         isolate_pool_size: int = 32,
+        idle_worker_s: float = 60.0,
     ) -> None:
         self.config = WorkerConfig(
             workers=workers if workers is not None else max(4, os.cpu_count() or 1),
@@ -254,6 +258,7 @@ class ProcessEngine:
             heap_per_worker=heap_per_worker,
             memory_cap_bytes=memory_cap_bytes,
             isolate_pool_size=isolate_pool_size,
+            idle_worker_s=idle_worker_s,
         )
         self._pool: WorkerPool | None = None
 

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,6 +64,7 @@ class WorkerConfig:
     heap_per_worker: int
     memory_cap_bytes: int
     isolate_pool_size: int
+    idle_worker_s: float = 60.0  # a worker beyond the first that ran no cell this long is stopped
 
 
 class Tenant(Protocol):
@@ -88,6 +90,7 @@ class Worker:
         self.ready = False
         self.dead = False
         self.retiring = False  # takes no new cells; killed when its last cell is done
+        self.idle_since = time.monotonic()  # when its last cell left (or it started)
         self.kill_reason: str | None = None
         self._send_lock = threading.Lock()
         self._stderr = bytearray()
@@ -289,6 +292,7 @@ class WorkerPool:
         self.start_error: str | None = None  # why workers cannot start, after several tries
         self._closed = False
         atexit.register(self.shutdown)
+        threading.Thread(target=self._janitor, name="codemode-engine-janitor", daemon=True).start()
 
     # -- admission ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -324,8 +328,10 @@ class WorkerPool:
             if worker.cells.pop(cell.id, None) is None:
                 return
             worker.heap_admitted -= cell.heap
-            if worker.retiring and not worker.cells and not worker.dead:
-                worker.kill("because an earlier script in it could not be stopped")
+            if not worker.cells:
+                worker.idle_since = time.monotonic()
+                if worker.retiring and not worker.dead:
+                    worker.kill("because an earlier script in it could not be stopped")
             self._serve_waiters()
 
     def _place(self, cell: Tenant) -> Worker | None:
@@ -345,6 +351,27 @@ class WorkerPool:
         best.cells[cell.id] = cell
         best.heap_admitted += cell.heap
         return best
+
+    def _stop_idle_workers(self) -> None:
+        """Stop workers a burst started once they have been idle for `idle_worker_s`; the
+        first one and the spare stay."""
+        now = time.monotonic()
+        idle = [
+            w for w in self._active
+            if w.ready and not w.cells and not w.retiring and now - w.idle_since > self.config.idle_worker_s
+        ]
+        for worker in idle:
+            if len(self._active) <= 1:
+                break
+            self._active.remove(worker)
+            worker.kill("because it was idle")
+
+    def _janitor(self) -> None:
+        while not self._closed:
+            time.sleep(min(5.0, self.config.idle_worker_s / 2))
+            with self._lock:
+                if not self._closed:
+                    self._stop_idle_workers()
 
     def _grow(self) -> None:
         """Bring one more worker into service, unless one is starting or the pool is full."""
