@@ -60,3 +60,9 @@ def test_a_pragma_error_is_reported_without_a_cell() -> None:
     done = run_cli("exec", "-", stdin='// @exec: {"nope": 1}\ntext(1)')
     assert done.returncode == 1
     assert done.stdout.strip() == "exec pragma only supports `yield_time_ms` and `max_output_tokens`; got `nope`"
+
+
+def test_lone_surrogates_print_as_replacement_characters() -> None:
+    done = run_cli("exec", "-", stdin='text("a\\ud800b")')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("Output:\n\na\ufffdb\n")

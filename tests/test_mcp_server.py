@@ -320,6 +320,13 @@ async def test_stdio_sdk_client(tmp_path: Path) -> None:
         assert texts(failed)[1] == "before"
         assert texts(failed)[2].startswith("Script error:\nError: boom")
 
+        # JavaScript strings may hold lone surrogates; the server survives them (U+FFFD on the wire).
+        lone = await client.call_tool("exec", {"code": 'notify("x\\udfffy"); text("a\\ud800b")'})
+        assert texts(lone)[1:] == ["a\ufffdb"]
+        assert (await logs.wait_for("x\ufffdy")).logger == LOGGER_NAME
+        after = await client.call_tool("exec", {"code": 'text("still serving")'})
+        assert texts(after)[1:] == ["still serving"]
+
 
 async def test_stdio_handshake_era_and_disconnect_ends_running_cells(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -20,6 +20,7 @@ from codemode._result import ExecResult
 from codemode._session.session import CodeMode
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
+from codemode.formats._text import wire_text
 from codemode.tools import Tool
 
 
@@ -119,9 +120,9 @@ def exec_command(
 
 def _print(result: ExecResult, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result.to_model("responses"), ensure_ascii=False))
+        click.echo(wire_text(json.dumps(result.to_model("responses"), ensure_ascii=False)))
     else:
-        click.echo(render_items(result.model_items()))
+        click.echo(wire_text(render_items(result.model_items())))
 
 
 @main.command("mcp")

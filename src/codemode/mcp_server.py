@@ -53,6 +53,7 @@ from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._result import ExecResult
 from codemode._session.session import CodeMode
 from codemode.errors import UsageError
+from codemode.formats._text import wire_text
 from codemode.tools import Tool
 
 __all__ = [
@@ -448,7 +449,7 @@ _ALL_LEVELS: frozenset[types.LoggingLevel] = frozenset(_LOG_LEVELS)
 async def _send_log(session: ServerSession, cell_id: str, text: str, related: types.RequestId | None) -> None:
     notification = types.LoggingMessageNotification(
         params=types.LoggingMessageNotificationParams(
-            level="info", logger=LOGGER_NAME, data=text, _meta={CELL_ID_META_KEY: cell_id}
+            level="info", logger=LOGGER_NAME, data=wire_text(text), _meta={CELL_ID_META_KEY: cell_id}
         )
     )
     try:
