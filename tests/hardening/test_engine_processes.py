@@ -89,6 +89,14 @@ async def ok(cm: CodeMode, label: str = "alive") -> None:
     assert (result.status, texts(result), result.error) == ("completed", [label], None)
 
 
+async def running_after_before(cm: CodeMode, code: str) -> str:
+    """Exec `text("before"); <code>` with a short yield; it must be running. Its cell id."""
+    result = await cm.exec(SHORT_YIELD + f'text("before"); {code}')
+    assert (result.status, texts(result)) == ("running", ["before"])
+    assert result.cell_id is not None
+    return result.cell_id
+
+
 @pytest.fixture
 async def private() -> AsyncIterator[Callable[..., tuple[ProcessEngine, Callable[..., CodeMode]]]]:
     """`private(**engine_kwargs)` -> (engine, session factory); sessions then engines closed at teardown."""
@@ -248,12 +256,10 @@ async def test_sigkill_of_a_worker_while_a_cell_yielded(private: Any) -> None:
     engine, session = private(workers=1)
     cm = session()
     await ok(cm, "warm")
-    first = await cm.exec(SHORT_YIELD + f'text("before"); {PARKED}')
-    assert (first.status, texts(first)) == ("running", ["before"])
-    assert first.cell_id is not None
+    cell_id = await running_after_before(cm, PARKED)
     [worker] = busy_workers(engine)
     os.kill(worker.pid, signal.SIGKILL)
-    final = await cm.wait(first.cell_id, yield_time_ms=30_000)
+    final = await cm.wait(cell_id, yield_time_ms=30_000)
     assert final.status == "failed"
     assert "killed by signal 9" in (final.error or "") and engine_stopped(final.error), final.error
     await ok(cm)
@@ -463,11 +469,9 @@ async def test_terminate_stops_an_uninterruptible_builtin(private: Any, name: st
     engine, session = private(workers=2)
     cm = session()
     await ok(cm, "warm")
-    result = await cm.exec(SHORT_YIELD + f'text("before"); {UNINTERRUPTIBLE[name]}')
-    assert (result.status, texts(result)) == ("running", ["before"])
-    assert result.cell_id is not None
+    cell_id = await running_after_before(cm, UNINTERRUPTIBLE[name])
     started = time.monotonic()
-    final = await cm.wait(result.cell_id, terminate=True)
+    final = await cm.wait(cell_id, terminate=True)
     assert time.monotonic() - started < 10
     assert final.status == "terminated"
     await ok(cm)

@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
-import json
 import os
 
 from codemode._engine.base import (
@@ -193,7 +192,7 @@ class ProcessSession:
         self.heap_limit = setup.heap_limit_bytes
         # A cell without a heap limit is admitted as if it had the default one.
         self.admission_heap = setup.heap_limit_bytes or 256 * MIB
-        self._tools_json = json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
+        self._tools_json = wire.encode_tools(setup.tools)
         self._installed: list[Worker] = []
 
     def install_on(self, worker: Worker) -> None:

@@ -24,6 +24,8 @@ array each, batched per cell and per loop iteration into one EVENTS message.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -34,6 +36,7 @@ from codemode._engine.base import (
     MemoryLimitEvent,
     NotifyEvent,
     OutputEvent,
+    ToolBinding,
     ToolCallEvent,
     YieldEvent,
 )
@@ -59,6 +62,15 @@ def pack(message: list[Any]) -> bytes:
 def unpacker() -> msgpack.Unpacker:
     # No size caps beyond the defaults' (which are the buffer size): a 64 MiB text is legal.
     return msgpack.Unpacker(unicode_errors="surrogatepass", max_buffer_size=1 << 31)
+
+
+def encode_tools(tools: Sequence[ToolBinding]) -> str:
+    """A session's tool table as SETUP carries it (built once per session)."""
+    return json.dumps([{"name": t.global_name, "description": t.description} for t in tools])
+
+
+def decode_tools(text: str) -> list[ToolBinding]:
+    return [ToolBinding(t["name"], t["description"]) for t in json.loads(text)]
 
 
 def encode_event(event: EngineEvent) -> list[Any]:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import resource
 import signal
 import sys
 from typing import Any
 
-from codemode._engine.base import CellProgram, EngineEvent, SessionSetup, ToolBinding
+from codemode._engine.base import CellProgram, EngineEvent, SessionSetup
 from codemode._engine.miniracer import MiniRacerEngine, MiniRacerSession
 from codemode._engine.miniracer._cell import MiniRacerCell
 from codemode._engine.miniracer._compat import init_v8, longest_free_s
@@ -70,8 +69,7 @@ class _Server:
             self._spawn(self._terminate(message[1]))
         elif kind == wire.SETUP:
             _, setup_id, tools_json, heap_limit = message
-            tools = [ToolBinding(t["name"], t["description"]) for t in json.loads(tools_json)]
-            self._setups[setup_id] = self._engine.session(SessionSetup(tools, heap_limit))
+            self._setups[setup_id] = self._engine.session(SessionSetup(wire.decode_tools(tools_json), heap_limit))
         elif kind == wire.FORGET:
             session = self._setups.pop(message[1], None)
             if session is not None:
