@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,7 +22,10 @@ from codemode._session.session import CodeMode
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._text import wire_text
+from codemode.errors import UsageError
+from codemode.mcp_server._http import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
 from codemode.tools import Tool
+from codemode.tools.mcp import McpServerError
 
 
 def load_tools(spec: str) -> list[Tool | Callable[..., Any]]:
@@ -63,13 +67,75 @@ def _media_summary(url: str) -> str:
     return url[:40] if parsed is None else f"{parsed.mime_type}, {len(parsed.data)} base64 chars"
 
 
-isolation_option = click.option(
-    "--isolation",
-    type=click.Choice(["process", "in-process"]),
-    default="process",
-    show_default=True,
-    help="Run V8 in supervised engine processes, or inside this process.",
-)
+def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that pick and size the JavaScript engine and bound each cell (`CodeMode`'s
+    keywords, and the engine's own)."""
+    options = [
+        click.option(
+            "--isolation",
+            type=click.Choice(["process", "in-process"]),
+            default="process",
+            show_default=True,
+            help="Run V8 in supervised engine processes, or inside this process.",
+        ),
+        click.option(
+            "--engine-workers",
+            type=click.IntRange(1),
+            default=None,
+            help="Engine worker processes (--isolation process; default: max(4, cores)).",
+        ),
+        click.option(
+            "--isolate-pool-size",
+            type=click.IntRange(0),
+            default=None,
+            help="V8 isolates kept prepared (per worker, or in this process).",
+        ),
+        click.option("--cell-time-limit-ms", type=click.IntRange(1), default=None, help="Stop a cell after this long."),
+        click.option("--heap-limit-bytes", type=click.IntRange(1), default=None, help="V8 heap limit per cell."),
+        click.option("--max-concurrent-cells", type=click.IntRange(1), default=None, help="Open cells per session."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def session_options(
+    isolation: str,
+    engine_workers: int | None,
+    isolate_pool_size: int | None,
+    cell_time_limit_ms: int | None,
+    heap_limit_bytes: int | None,
+    max_concurrent_cells: int | None,
+) -> dict[str, Any]:
+    """`CodeMode` keyword arguments from the engine options (only those given)."""
+    from codemode import engines
+
+    options: dict[str, Any] = {"isolation": isolation}
+    if isolation == "process" and (engine_workers is not None or isolate_pool_size is not None):
+        sizes = {} if isolate_pool_size is None else {"isolate_pool_size": isolate_pool_size}
+        options["engine"] = engines.ProcessEngine(engine_workers, **sizes)
+    elif isolation == "in-process" and isolate_pool_size is not None:
+        options["engine"] = engines.InProcessEngine(isolate_pool_size)
+    elif engine_workers is not None:
+        raise click.BadParameter("only --isolation process has engine workers", param_hint="--engine-workers")
+    given = {
+        "cell_time_limit_ms": cell_time_limit_ms,
+        "heap_limit_bytes": heap_limit_bytes,
+        "max_concurrent_cells": max_concurrent_cells,
+    }
+    return options | {key: value for key, value in given.items() if value is not None}
+
+
+def checked_config(path: str | None) -> str | None:
+    """The MCP config path, once it parses: a bad file is a usage error before anything starts."""
+    if path is not None:
+        from codemode.tools.mcp import load_mcp_config
+
+        try:
+            load_mcp_config(path)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc), param_hint="--mcp-config") from None
+    return path
 
 
 @click.group()
@@ -85,7 +151,7 @@ def main() -> None:
 @click.option("--yield-time-ms", type=int, default=None, help="Yield to print progress after this long.")
 @click.option("--max-output-tokens", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print each observation as Responses-API JSON.")
-@isolation_option
+@engine_options
 def exec_command(
     script: Any,
     tool_specs: tuple[str, ...],
@@ -93,20 +159,22 @@ def exec_command(
     yield_time_ms: int | None,
     max_output_tokens: int | None,
     as_json: bool,
-    isolation: Any,
+    **engine: Any,
 ) -> None:
     """Run SCRIPT (a file, or - for stdin) like a model's exec call; waits through yields.
 
     Prints exactly what the model would receive for every observation; exits 1 if the script
-    failed.
+    failed or code mode could not start (e.g. a `required` MCP server failed).
     """
     tools: list[Tool | Callable[..., Any]] = []
     for spec in tool_specs:
         tools.extend(load_tools(spec))
     source = script.read()
+    options = session_options(**engine)
+    mcp_config = checked_config(mcp_config)
 
     async def run() -> ExecResult:
-        async with CodeMode(tools, mcp_servers=mcp_config, isolation=isolation) as cm:
+        async with CodeMode(tools, mcp_servers=mcp_config, **options) as cm:
             result = await cm.exec(source, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
             _print(result, as_json)
             while result.status == "running" and result.cell_id is not None:
@@ -114,7 +182,12 @@ def exec_command(
                 _print(result, as_json)
             return result
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except McpServerError as exc:
+        raise click.ClickException(f"code mode failed to start: {exc.summary}") from None
+    except UsageError as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(0 if result.success else 1)
 
 
@@ -140,34 +213,77 @@ def _print(result: ExecResult, as_json: bool) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="HTTP: the port (0: any free one)."
 )
-@isolation_option
+@click.option(
+    "--auth-token-env",
+    metavar="NAME",
+    default=None,
+    help="HTTP: require `Authorization: Bearer <token>`, the token read from environment variable "
+    "NAME (needed to listen on anything but loopback).",
+)
+@click.option(
+    "--session-idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_SESSION_IDLE_TIMEOUT_S,
+    show_default=True,
+    help="HTTP: end a session (terminating its cells) after this many seconds without requests.",
+)
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_SESSIONS,
+    show_default=True,
+    help="HTTP: open MCP sessions before new ones are refused.",
+)
+@engine_options
 def mcp_command(
-    mcp_config: str | None, tool_specs: tuple[str, ...], transport: str, host: str, port: int, isolation: Any
+    mcp_config: str | None,
+    tool_specs: tuple[str, ...],
+    transport: str,
+    host: str,
+    port: int,
+    auth_token_env: str | None,
+    session_idle_timeout: float,
+    max_sessions: int,
+    **engine: Any,
 ) -> None:
     """Serve code mode over MCP: the tools `exec` and `wait`.
 
     Each client connection (stdio: the process; HTTP: an MCP session) gets its own code-mode
-    session, closed with the connection. With `--transport http` the endpoint is
-    http://HOST:PORT/mcp; its URL is printed to stderr once the server listens.
+    session, closed with the connection; downstream MCP servers are started once and shared by
+    all sessions (unless a server says "per_session": true). With `--transport http` the
+    endpoint is http://HOST:PORT/mcp; its URL is printed to stderr once the server listens.
     """
     from codemode import mcp_server
-    from codemode.errors import UsageError
 
     tools: list[Tool | Callable[..., Any]] = []
     for spec in tool_specs:
         tools.extend(load_tools(spec))
+    options = session_options(**engine)
+    mcp_config = checked_config(mcp_config)
+    auth_token = None
+    if auth_token_env is not None:
+        auth_token = os.environ.get(auth_token_env)
+        if not auth_token:
+            raise click.BadParameter(f"environment variable {auth_token_env} is not set", param_hint="--auth-token-env")
 
     def announce(url: str) -> None:
         click.echo(f"codemode MCP server listening on {url}", err=True)
 
     try:
         if transport == "stdio":
-            asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, isolation=isolation))
+            asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, **options))
         else:
-            asyncio.run(
-                mcp_server.serve_http(
-                    tools, mcp_servers=mcp_config, host=host, port=port, on_listening=announce, isolation=isolation
-                )
+            serving = mcp_server.serve_http(
+                tools,
+                mcp_servers=mcp_config,
+                host=host,
+                port=port,
+                auth_token=auth_token,
+                on_listening=announce,
+                session_idle_timeout=session_idle_timeout,
+                max_sessions=max_sessions,
+                **options,
             )
+            asyncio.run(serving)
     except UsageError as exc:
         raise click.ClickException(str(exc)) from None

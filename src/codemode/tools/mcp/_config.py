@@ -55,6 +55,9 @@ class _ServerBase(BaseModel):
     """If true, `McpToolset.start()` fails when this server fails; else it is skipped."""
     disabled: bool = False
     """If true, the server is neither started nor listed."""
+    per_session: bool = Field(default=False, validation_alias=AliasChoices("per_session", "perSession"))
+    """If true, every session starts its own copy instead of sharing one with the other sessions
+    of the process: for stateful servers whose state must not leak between sessions."""
 
 
 class McpStdioServer(_ServerBase):
@@ -101,7 +104,8 @@ def load_mcp_config(source: McpConfig | Mapping[str, Any] | str | os.PathLike[st
     The format is the common one: `{"mcpServers": {"<name>": {...}}}`, where a server has either
     `command` (+ `args`, `env`, `cwd`: a stdio subprocess) or `url` (+ `headers`: streamable
     HTTP), and optionally `timeout` (seconds per call, default 60), `startup_timeout`
-    (default 30), `required` and `disabled`.
+    (default 30), `required`, `disabled` and `per_session` (a copy of the server per session
+    instead of one shared by all sessions of the process).
 
     Args:
         source: a path to a JSON file, a mapping as loaded from one, or a ready `McpConfig`.

@@ -86,6 +86,13 @@ class McpServerError(CodeModeError):
             message += "; its stderr ends with:\n" + textwrap.indent(stderr_tail, "  ")
         super().__init__(message)
 
+    @property
+    def summary(self) -> str:
+        """The error in one line: the server, the reason and its last line on stderr."""
+        last = self.stderr_tail.strip().splitlines()[-1:] if self.stderr_tail else []
+        detail = f" (stderr: {last[0].strip()})" if last else ""
+        return f"MCP server `{self.server}` {self.reason}{detail}"
+
 
 @dataclass(frozen=True)
 class McpProgress:

@@ -1,8 +1,12 @@
-"""`McpToolset`: every configured MCP server started once, its tools exposed as `Tool`s.
+"""`McpToolset`: the configured MCP servers of one session, their tools exposed as `Tool`s.
 
 Invariants:
 * Lifecycle is UNOPENED → OPEN → CLOSED, one way; `start()` runs once, `aclose()` is idempotent
-  and returns only when every server process has been stopped.
+  and returns only when every server this toolset alone used has been stopped.
+* Servers are shared with the other toolsets of the event loop (`_shared`), except those marked
+  `per_session`, which this toolset starts and stops itself.
+* Tools that only run as MCP tasks (`execution.taskSupport: "required"`) are left out and named
+  in `notice`: a plain `tools/call` to them fails.
 * A server that fails to start never takes the others down: its error is kept in `failures`,
   logged, and summarised for the model by `notice`; only a server marked `required` makes
   `start()` raise.
@@ -13,10 +17,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, cast
 
@@ -32,8 +37,9 @@ from codemode.tools.mcp._connection import (
     ProgressHook,
     ServerConnection,
 )
+from codemode.tools.mcp._shared import ServerLease, shared_servers
 
-__all__ = ["McpToolset", "mcp_tool_name"]
+__all__ = ["McpToolset", "mcp_tool_name", "shared_servers_running"]
 
 _logger = logging.getLogger("codemode.tools.mcp")
 
@@ -63,7 +69,8 @@ class McpToolset:
     `{content: [...], structuredContent?: ..., isError: bool}` (top-level `_meta` dropped); a
     result with `isError: true` resolves too. Timeouts, protocol errors and crashes reject with a
     message naming the server and the tool; a crashed server is restarted on the next call.
-    Start, call and close it on one event loop.
+    Start, call and close it on one event loop. Toolsets on that loop that name the same server
+    settings share one connection (one server process); it stops when the last one closes.
 
     Args:
         config: a path to a JSON config file, a mapping in the `{"mcpServers": {...}}` format,
@@ -88,13 +95,13 @@ class McpToolset:
         log_level: types.LoggingLevel = "info",
     ) -> None:
         self._config = load_mcp_config(config)
-        hooks = Hooks(on_progress=on_progress, on_log=on_log, log_level=log_level)
-        self._connections = {
-            name: ServerConnection(name, server, hooks) for name, server in self._config.enabled.items()
-        }
+        self._hooks = Hooks(on_progress=on_progress, on_log=on_log, log_level=log_level)
+        self._leases: list[ServerLease] = []
+        self._own: list[ServerConnection] = []
         self._state = _State.UNOPENED
         self._tools: list[Tool] = []
         self._failures: dict[str, McpServerError] = {}
+        self._task_only: list[str] = []
 
     @property
     def config(self) -> McpConfig:
@@ -119,31 +126,38 @@ class McpToolset:
 
     @property
     def notice(self) -> str | None:
-        """A short text for the model about servers that failed to start, or None if all started.
+        """A short text for the model about missing tools (servers that failed to start, tools
+        that only run as MCP tasks), or None if nothing is missing.
 
         Put it next to the tool list (e.g. at the end of the `exec` description) so the model
         knows why tools it may expect are missing instead of guessing names.
         """
-        if not self._failures:
-            return None
-        lines = ["Some MCP servers failed to start, so their tools are not available:"]
-        for name, error in self._failures.items():
-            detail = error.reason
-            last = error.stderr_tail.strip().splitlines()[-1:] if error.stderr_tail else []
-            if last:
-                detail += f" ({last[0].strip()})"
-            lines.append(f"- `{name}`: {detail}")
-        return "\n".join(lines)
+        lines: list[str] = []
+        if self._failures:
+            lines.append("Some MCP servers failed to start, so their tools are not available:")
+            for name, error in self._failures.items():
+                detail = error.reason
+                last = error.stderr_tail.strip().splitlines()[-1:] if error.stderr_tail else []
+                if last:
+                    detail += f" ({last[0].strip()})"
+                lines.append(f"- `{name}`: {detail}")
+        if self._task_only:
+            lines.append(
+                "These MCP tools only run as MCP tasks, which code mode does not call yet, so they "
+                "are not in `tools`: " + ", ".join(f"`{name}`" for name in self._task_only)
+            )
+        return "\n".join(lines) or None
 
     async def start(self) -> None:
-        """Start every enabled server concurrently and list its tools.
+        """Start (or join) every enabled server concurrently and list its tools.
 
-        Servers that fail are recorded in `failures` and logged as warnings; the others stay
-        usable.
+        Servers are shared with the other toolsets of this event loop that name the same
+        settings, unless marked `per_session`. Servers that fail are recorded in `failures` and
+        logged as warnings; the others stay usable.
 
         Raises:
             UsageError: called twice, or after `aclose()`.
-            McpServerError: a server marked `required` failed (all servers are stopped first).
+            McpServerError: a server marked `required` failed (all servers are released first).
         """
         if self._state is not _State.UNOPENED:
             raise UsageError(
@@ -152,11 +166,9 @@ class McpToolset:
                 else "this McpToolset was closed; create a new one"
             )
         self._state = _State.OPEN
-        names = list(self._connections)
+        names = list(self._config.enabled)
         try:
-            outcomes = await asyncio.gather(
-                *(self._connections[name].start() for name in names), return_exceptions=True
-            )
+            outcomes = await asyncio.gather(*(self._open(name) for name in names), return_exceptions=True)
         except BaseException:
             await self.aclose()
             raise
@@ -164,11 +176,13 @@ class McpToolset:
         for name, outcome in zip(names, outcomes, strict=True):
             if isinstance(outcome, McpServerError):
                 self._failures[name] = outcome
-                _logger.warning("%s", outcome)
+                if not self._config.servers[name].required:  # (a required one is raised instead)
+                    _logger.warning("%s; its tools are left out", outcome.summary)
             elif isinstance(outcome, BaseException):
                 unexpected = unexpected or outcome
             else:
-                self._tools.extend(self._make_tools(self._connections[name], outcome))
+                connection, listed = outcome
+                self._tools.extend(self._make_tools(connection, listed))
         required = [name for name in self._failures if self._config.servers[name].required]
         if unexpected is not None or required:
             await self.aclose()
@@ -176,13 +190,27 @@ class McpToolset:
                 raise unexpected
             raise self._failures[required[0]]
 
-    async def aclose(self) -> None:
-        """Stop every server (stdio processes are terminated and reaped); idempotent.
+    async def _open(self, name: str) -> tuple[ServerConnection, list[types.Tool]]:
+        config = self._config.servers[name]
+        if not config.per_session:
+            lease = await shared_servers().acquire(name, config, self._hooks)
+            self._leases.append(lease)
+            return lease.connection, lease.tools
+        connection = ServerConnection(name, config, self._hooks)
+        self._own.append(connection)
+        return connection, await connection.start()
 
-        Calls still running are rejected with a "shut down" message.
+    async def aclose(self) -> None:
+        """Release every server; idempotent. A server this toolset alone used is stopped (a
+        stdio process is terminated and reaped), and its calls still running are rejected with
+        a "shut down" message.
         """
         self._state = _State.CLOSED
-        await asyncio.gather(*(connection.aclose() for connection in self._connections.values()))
+        leases, self._leases = self._leases, []
+        own, self._own = self._own, []
+        await asyncio.gather(
+            *(lease.release() for lease in leases), *(connection.aclose() for connection in own)
+        )
 
     async def __aenter__(self) -> McpToolset:
         await self.start()
@@ -199,10 +227,35 @@ class McpToolset:
     def _make_tools(self, connection: ServerConnection, listed: list[types.Tool]) -> list[Tool]:
         tools: list[Tool] = []
         for mcp_tool in listed:
+            if mcp_tool.execution is not None and mcp_tool.execution.task_support == "required":
+                self._task_only.append(mcp_tool_name(connection.name, mcp_tool.name))
+                continue
             tool = _make_tool(connection, mcp_tool)
             if tool is not None:
                 tools.append(tool)
         return tools
+
+
+@contextlib.asynccontextmanager
+async def shared_servers_running(
+    config: McpConfig | Mapping[str, Any] | str | os.PathLike[str],
+) -> AsyncIterator[McpToolset]:
+    """Start the shared servers of `config` now and keep them running until exit, used or not.
+
+    A server process (`codemode mcp`) wants its downstream servers up before the first client
+    comes, and kept between clients, not started and stopped with each one. Servers that fail
+    are logged (and retried by the next session that needs them); none of them is required here.
+    """
+    parsed = load_mcp_config(config)
+    shared = McpConfig(
+        servers={
+            name: server.model_copy(update={"required": False})
+            for name, server in parsed.enabled.items()
+            if not server.per_session
+        }
+    )
+    async with McpToolset(shared) as toolset:
+        yield toolset
 
 
 def _make_tool(connection: ServerConnection, mcp_tool: types.Tool) -> Tool | None:

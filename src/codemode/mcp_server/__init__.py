@@ -1,0 +1,272 @@
+"""Code mode as an MCP server: the tools `exec` and `wait`, over stdio or streamable HTTP.
+
+A thin adapter over `CodeMode` on the `mcp` SDK's low-level `Server`. Clients list the two tools
+exactly as `CodeMode.tool_specs("mcp")` describes them and get every observation as the
+`CallToolResult` that `ExecResult.to_model("mcp")` renders.
+
+Invariants:
+
+* One `CodeMode` session (cells, stored values) per client connection, closed - its cells
+  terminated - when the connection ends. A stream connection (stdio, an in-memory client) is one
+  `Server.run`, so the server's lifespan owns its session. Over streamable HTTP each stateful
+  MCP session (`Mcp-Session-Id`) is one connection (`_http`).
+* Downstream MCP servers are shared by every session of the process (unless marked
+  `per_session`), started when the server starts and kept until it stops.
+* A session that cannot start (a `required` downstream server failed) answers every request
+  with a JSON-RPC error saying why; the server itself keeps running and logs one line.
+* Over HTTP the sessionless 2026-07-28 entry is refused: it has no connection to keep cells in.
+  `server/discover` answers "method not found", which negotiating clients read as "use the
+  initialize handshake".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+from starlette.types import ASGIApp
+
+from codemode._session.session import CodeMode
+from codemode.errors import UsageError
+from codemode.mcp_server._handlers import (
+    CELL_ID_META_KEY,
+    LOGGER_NAME,
+    ClientSession,
+    Clients,
+    NewSession,
+    NotifyCallback,
+    OneClient,
+    build_server,
+    handshake_only,
+)
+from codemode.mcp_server._http import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_IDLE_TIMEOUT_S,
+    VANISHED_GRACE_S,
+    BearerAuth,
+    HttpSessions,
+    SessionWatch,
+)
+from codemode.tools import Tool
+
+__all__ = [
+    "CELL_ID_META_KEY",
+    "DEFAULT_MAX_SESSIONS",
+    "DEFAULT_SESSION_IDLE_TIMEOUT_S",
+    "LOGGER_NAME",
+    "create_server",
+    "http_app",
+    "serve_http",
+    "serve_stdio",
+]
+
+CLOSE_TIMEOUT_S = 10.0
+HTTP_SHUTDOWN_GRACE_S = 3
+
+ToolLike = Tool | Callable[..., Any]
+McpServers = Mapping[str, Any] | str | Path | None
+
+
+# -- public entry points ---------------------------------------------------------------------
+def create_server(
+    tools: Iterable[ToolLike] = (), *, mcp_servers: McpServers = None, **options: Any
+) -> Server[Any]:
+    """An MCP server for stream connections (stdio, in-memory test clients).
+
+    Every `Server.run` (one connection) gets its own `CodeMode`, started before the connection
+    is served and closed when it ends.
+
+    Args:
+        tools: Python functions or `codemode.Tool`s, as for `CodeMode`.
+        mcp_servers: downstream MCP servers, as for `CodeMode`.
+        **options: further `CodeMode` keyword arguments (yield times, limits, engine, ...).
+    """
+    new_session = _session_factory(tools, mcp_servers, options)
+
+    @asynccontextmanager
+    async def lifespan(_: Server[Any]) -> AsyncGenerator[Clients]:
+        client = ClientSession(new_session)
+        try:
+            with contextlib.suppress(MCPError):  # kept by the client: every request reports it
+                await client.start()
+            yield OneClient(client)
+        finally:
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await client.aclose()
+
+    return build_server(lifespan)
+
+
+def http_app(
+    tools: Iterable[ToolLike] = (),
+    *,
+    mcp_servers: McpServers = None,
+    host: str = "127.0.0.1",
+    path: str = "/mcp",
+    session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT_S,
+    max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+    auth_token: str | None = None,
+    **options: Any,
+) -> ASGIApp:
+    """A streamable-HTTP ASGI app serving code mode at `path`, one `CodeMode` per MCP session.
+
+    Args:
+        host: where it will listen: for a loopback host the SDK's DNS-rebinding protection
+            (Host/Origin checks) is switched on.
+        session_idle_timeout: seconds a session may go with no request in flight before it is
+            ended (its cells terminated); sessions of clients that went away end sooner.
+        max_sessions: open sessions before new ones are refused (None: no limit).
+        auth_token: if set, every request needs `Authorization: Bearer <auth_token>` (else 401).
+        **options: further `CodeMode` keyword arguments.
+    """
+    if not session_idle_timeout > 0:
+        raise UsageError(f"session_idle_timeout must be a positive number of seconds, got {session_idle_timeout!r}")
+    if max_sessions is not None and max_sessions < 1:
+        raise UsageError(f"max_sessions must be at least 1 (or None), got {max_sessions!r}")
+    new_session = _session_factory(tools, mcp_servers, options)
+
+    @asynccontextmanager
+    async def lifespan(_: Server[Any]) -> AsyncGenerator[Clients]:
+        async with _shared_servers(mcp_servers), anyio.create_task_group() as closing:
+            sessions = HttpSessions(new_session, closing)
+            try:
+                yield sessions
+            finally:
+                # Connections close their own sessions first; this catches any that outlived them.
+                with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                    await sessions.aclose()
+
+    server = build_server(lifespan)
+    server.add_request_handler("server/discover", types.RequestParams, handshake_only)
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=path,
+        host=host,
+        session_idle_timeout=session_idle_timeout,
+        max_sessions=max_sessions,
+    )
+    app = SessionWatch(app, server, max_sessions=max_sessions, grace_s=VANISHED_GRACE_S)
+    if auth_token is not None:
+        app = BearerAuth(app, auth_token)
+    return app
+
+
+async def serve_stdio(
+    tools: Iterable[ToolLike] = (), *, mcp_servers: McpServers = None, **options: Any
+) -> None:
+    """Serve code mode over this process's stdin/stdout until the client closes stdin.
+
+    SIGINT or SIGTERM closes the session too, then ends the process by that signal: the SDK
+    reads stdin in a thread that only input or EOF can stop.
+    """
+    server = create_server(tools, mcp_servers=mcp_servers, **options)
+    received: list[int] = []
+    async with stdio_server() as (read_stream, write_stream):
+        async with anyio.create_task_group() as serving:
+            serving.start_soon(_stop_on_signals, serving.cancel_scope, received)
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+            serving.cancel_scope.cancel()
+        if received:
+            signal.signal(received[0], signal.SIG_DFL)
+            os.kill(os.getpid(), received[0])
+
+
+async def _stop_on_signals(scope: anyio.CancelScope, received: list[int]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            received.append(signum)
+            scope.cancel()
+            return
+
+
+async def serve_http(
+    tools: Iterable[ToolLike] = (),
+    *,
+    mcp_servers: McpServers = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    path: str = "/mcp",
+    auth_token: str | None = None,
+    on_listening: Callable[[str], None] | None = None,
+    **options: Any,
+) -> None:
+    """Serve code mode over streamable HTTP at `http://host:port/path` until SIGINT/SIGTERM.
+
+    Args:
+        host: the address to listen on (loopback by default); any other needs `auth_token`.
+        port: the port; 0 picks a free one.
+        auth_token: the bearer token every request must carry.
+        on_listening: called with the endpoint URL once the socket listens.
+        **options: `http_app` and `CodeMode` keyword arguments.
+
+    Raises:
+        UsageError: a non-loopback `host` without `auth_token`.
+    """
+    import uvicorn
+
+    if auth_token is None and not _is_loopback(host):
+        raise UsageError(
+            f"refusing to serve on {host}, which is not a loopback address, without a bearer token: "
+            "set one (codemode mcp --auth-token-env NAME) or listen on 127.0.0.1"
+        )
+    app = http_app(tools, mcp_servers=mcp_servers, host=host, path=path, auth_token=auth_token, **options)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S
+        )
+        if on_listening is not None:
+            bound_port = sock.getsockname()[1]
+            url_host = f"[{host}]" if family == socket.AF_INET6 else host
+            on_listening(f"http://{url_host}:{bound_port}{path}")
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@asynccontextmanager
+async def _shared_servers(mcp_servers: McpServers) -> AsyncIterator[None]:
+    """The downstream servers started with the server and kept up between its sessions."""
+    if mcp_servers is None:
+        yield
+        return
+    from codemode.tools.mcp import shared_servers_running
+
+    async with shared_servers_running(mcp_servers):
+        yield
+
+
+def _session_factory(
+    tools: Iterable[ToolLike], mcp_servers: McpServers, options: Mapping[str, Any]
+) -> NewSession:
+    tool_list = list(tools)
+
+    def new_session(on_notify: NotifyCallback) -> CodeMode:
+        return CodeMode(tool_list, mcp_servers=mcp_servers, on_notify=on_notify, **options)
+
+    return new_session

@@ -1,0 +1,232 @@
+"""Streamable HTTP: a `CodeMode` per MCP session, and the end of sessions whose client is gone.
+
+Invariants:
+
+* Each stateful MCP session (`Mcp-Session-Id`) gets its own `ClientSession`, made on its first
+  request and kept in the SDK's per-connection state. However the session ends (DELETE, idle
+  timeout, vanished client, server shutdown) its teardown only hands the session to a task
+  group owned by the app's lifespan, which closes it to the end: the SDK bounds its own
+  teardown (5 s), and a session it gave up on would keep its cells running.
+* A client has vanished when none of its HTTP requests has been open for `VANISHED_GRACE_S`
+  after it either held a GET stream (listening clients, which the official SDKs are, keep one
+  open while alive) or dropped a request before its response ended. Its session is ended as if
+  idle. A client that never streams and finishes its requests only ends by DELETE or the idle
+  timeout: between requests it cannot be told from a client that is thinking.
+* At the session limit a request that would open another session is refused with a JSON-RPC
+  error naming the limit; open sessions are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from codemode.mcp_server._handlers import ClientSession, NewSession
+from codemode.mcp_server._sdk import connection_of, end_session, live_session_ids
+
+__all__ = [
+    "DEFAULT_MAX_SESSIONS",
+    "DEFAULT_SESSION_IDLE_TIMEOUT_S",
+    "VANISHED_GRACE_S",
+    "BearerAuth",
+    "HttpSessions",
+    "SessionWatch",
+]
+
+DEFAULT_SESSION_IDLE_TIMEOUT_S = 600.0
+"""A session with no request in flight (and no open GET stream) for this long is ended."""
+
+DEFAULT_MAX_SESSIONS = 1000
+"""Open MCP sessions a server takes before it refuses new ones."""
+
+VANISHED_GRACE_S = 3.0
+"""How long a client that was listening may go without any open request before its session ends:
+long enough for the SDK clients to reopen a dropped GET stream (they retry after about 1 s)."""
+
+SESSIONLESS_REFUSAL = (
+    "codemode keeps cells and stored values per connection, so over streamable HTTP it needs a "
+    "stateful session: connect with the initialize handshake (a protocol version up to 2025-11-25)"
+)
+_STATE_KEY = "codemode.client"
+_SESSION_HEADER = b"mcp-session-id"
+
+logger = logging.getLogger("codemode.mcp_server")
+
+
+class HttpSessions:
+    """The `ClientSession`s of a streamable-HTTP server, one per MCP session."""
+
+    def __init__(self, new_session: NewSession, closing: anyio.abc.TaskGroup) -> None:
+        self._new_session = new_session
+        self._closing = closing
+        self._open: set[ClientSession] = set()
+
+    async def client_for(self, ctx: ServerRequestContext[Any]) -> ClientSession:
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            raise MCPError(code=types.INVALID_REQUEST, message=SESSIONLESS_REFUSAL)
+        connection = connection_of(ctx)
+        client = connection.state.get(_STATE_KEY)
+        if not isinstance(client, ClientSession):
+            client = ClientSession(self._new_session)
+            connection.state[_STATE_KEY] = client
+            self._open.add(client)
+            connection.exit_stack.callback(self._retire, client)
+        await client.start()
+        return client
+
+    def _retire(self, client: ClientSession) -> None:
+        """The SDK ended the session: close it in a task of ours, which nobody abandons."""
+        if client in self._open:
+            self._open.discard(client)
+            self._closing.start_soon(_close, client)
+
+    async def aclose(self) -> None:
+        """Close every session still open (server shutdown)."""
+        clients, self._open = list(self._open), set()
+        await asyncio.gather(*(client.aclose() for client in clients))
+
+
+async def _close(client: ClientSession) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # noqa: BLE001 - one session's teardown must not end the server
+        logger.exception("closing a code-mode session failed")
+
+
+@dataclass
+class _Liveness:
+    """What the HTTP requests of one MCP session say about its client."""
+
+    open_requests: int = 0
+    listened: bool = False  # it held a GET stream
+    dropped: bool = False  # a request of it ended before its response did
+    check: asyncio.TimerHandle | None = None
+
+
+class SessionWatch:
+    """ASGI middleware in front of the SDK app: the session limit, and vanished clients."""
+
+    def __init__(self, app: ASGIApp, server: Server[Any], *, max_sessions: int | None, grace_s: float) -> None:
+        self._app = app
+        self._server = server
+        self._max_sessions = max_sessions
+        self._grace_s = grace_s
+        self._sessions: dict[str, _Liveness] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        session_id = _header(scope, _SESSION_HEADER)
+        if session_id is None:
+            if scope["method"] == "POST" and self._at_limit():
+                await _refuse_new_session(send, self._max_sessions or 0)
+                return
+            await self._app(scope, receive, send)
+            return
+        live = self._sessions.get(session_id)
+        if live is None:
+            live = self._sessions[session_id] = _Liveness()
+        live.open_requests += 1
+        if live.check is not None:
+            live.check.cancel()
+            live.check = None
+        if scope["method"] == "GET":
+            live.listened = True
+        answered = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        try:
+            await self._app(scope, receive, watched_send)
+        finally:
+            live.open_requests -= 1
+            if scope["method"] == "DELETE" and answered:
+                self._sessions.pop(session_id, None)
+            else:
+                live.dropped = live.dropped or not answered
+                if live.open_requests == 0 and (live.listened or live.dropped):
+                    loop = asyncio.get_running_loop()
+                    live.check = loop.call_later(self._grace_s, self._end_if_gone, session_id)
+
+    def _at_limit(self) -> bool:
+        """Whether a new session would be one too many; forgets sessions that ended meanwhile."""
+        alive = live_session_ids(self._server)
+        for session_id in [sid for sid, live in self._sessions.items() if not live.open_requests]:
+            if session_id not in alive:
+                live = self._sessions.pop(session_id)
+                if live.check is not None:
+                    live.check.cancel()
+        return self._max_sessions is not None and len(alive) >= self._max_sessions
+
+    def _end_if_gone(self, session_id: str) -> None:
+        live = self._sessions.get(session_id)
+        if live is None or live.open_requests:
+            return
+        del self._sessions[session_id]
+        if end_session(self._server, session_id):
+            logger.info("MCP session %s: its client went away; ending the session", session_id[:12])
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = _header(scope, b"authorization") or ""
+            if not hmac.compare_digest(given.encode("latin-1", "replace"), self._expected):
+                await _json_error(
+                    send,
+                    401,
+                    types.INVALID_REQUEST,
+                    "Unauthorized: this codemode server needs an `Authorization: Bearer <token>` header",
+                    extra_headers=[(b"www-authenticate", b'Bearer realm="codemode"')],
+                )
+                return
+        await self._app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _refuse_new_session(send: Send, limit: int) -> None:
+    message = (
+        f"codemode: this server is at its limit of {limit} open MCP sessions (--max-sessions); "
+        "end a session you no longer use (DELETE) or try again later"
+    )
+    await _json_error(send, 503, types.INTERNAL_ERROR, message, extra_headers=[(b"retry-after", b"5")])
+
+
+async def _json_error(
+    send: Send, status: int, code: int, message: str, *, extra_headers: list[tuple[bytes, bytes]]
+) -> None:
+    """A JSON-RPC error without a request id, as the SDK answers requests it cannot route."""
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
