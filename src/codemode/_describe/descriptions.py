@@ -6,24 +6,33 @@ The `exec` description is sections joined by blank lines:
 and, only in code-mode-only mode (where nested tools are not offered to the model directly):
 3. `Shared MCP Types:`, once, when any nested tool (deferred ones included) returns an MCP result;
 4. the reference of non-deferred nested tools, grouped by namespace under `## <namespace>`.
+When a description budget is given and the reference would exceed it, section 4 becomes the
+discovery helpers (`tools_search`, `tools_describe`) and a one-line entry per tool, grouped by
+server; within the budget the text is exactly the one above.
 
 Invariant: pure functions of their arguments.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal, TypeAlias
 
 from codemode._describe.mcp_types import is_mcp_output_schema, shared_mcp_types_section
-from codemode._describe.names import NestedTool, script_namespace
+from codemode._describe.names import DESCRIBE_HELPER_NAME, SEARCH_HELPER_NAME, NestedTool, script_namespace
+from codemode._output import approx_tokens
 from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS
 
 __all__ = [
+    "DEFAULT_DESCRIPTION_BUDGET_TOKENS",
+    "DEFAULT_SEARCH_LIMIT",
     "DEFAULT_WAIT_YIELD_TIME_MS",
     "ExecInput",
     "all_tools_entries",
+    "exceeds_budget",
     "exec_description",
+    "first_sentence",
     "wait_description",
     "wait_parameters",
 ]
@@ -32,6 +41,10 @@ ExecInput: TypeAlias = Literal["freeform", "json"]
 """How `exec` receives the script: raw source text, or a JSON `code` argument."""
 
 DEFAULT_WAIT_YIELD_TIME_MS = 10_000
+DEFAULT_DESCRIPTION_BUDGET_TOKENS = 2_000  # estimated tokens of tool declarations, at most
+DEFAULT_SEARCH_LIMIT = 8
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_MAX_SENTENCE_CHARS = 120
 
 _PRAGMA_EXAMPLE = '`// @exec: {"yield_time_ms": 10000, "max_output_tokens": 1000}`'
 _DETAIL = '"auto" | "low" | "high" | "original" | null'
@@ -88,6 +101,7 @@ def exec_description(
     default_yield_time_ms: int,
     input_format: ExecInput = "freeform",
     notes: Sequence[str] = (),
+    budget_tokens: int | None = None,
 ) -> str:
     """The `exec` tool description.
 
@@ -98,19 +112,45 @@ def exec_description(
         default_yield_time_ms: the session's default `yield_time_ms`, quoted in the text.
         input_format: "freeform" for a raw-source custom tool, "json" for a `code` argument.
         notes: host paragraphs appended last (e.g. MCP servers that failed to start).
+        budget_tokens: estimated tokens the tool reference may take; over it, tools are listed
+            one line each with the discovery helpers described instead. None: no budget.
     """
     sections = [_usage(default_yield_time_ms, input_format), _HELPERS]
     if any(nested.tool.deferred for nested in table):
         sections.append(_DEFERRED_GUIDANCE)
+    listed = [nested for nested in table if not nested.tool.deferred]
+    reference = _tool_reference(listed, _namespace_descriptions(table))
+    compact = budget_tokens is not None and approx_tokens(reference) > budget_tokens
+    if compact:
+        sections.append(_discovery_guidance(len(table), code_mode_only))
     if not code_mode_only:
         return "\n\n".join([*sections, *notes])
     if any(is_mcp_output_schema(nested.tool.output_schema) for nested in table):
         sections.append(shared_mcp_types_section())
-    listed = [nested for nested in table if not nested.tool.deferred]
-    reference = _tool_reference(listed, _namespace_descriptions(table))
-    if reference:
+    if compact:
+        sections.append(_one_line_listing(listed))
+    elif reference:
         sections.append(reference)
     return "\n\n".join([*sections, *notes])
+
+
+def exceeds_budget(table: Sequence[NestedTool], budget_tokens: int | None) -> bool:
+    """Whether the reference of `table`'s listed tools is over `budget_tokens` (None: never)."""
+    if budget_tokens is None:
+        return False
+    listed = [nested for nested in table if not nested.tool.deferred]
+    return approx_tokens(_tool_reference(listed, _namespace_descriptions(table))) > budget_tokens
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a tool description's first non-blank line, at most 120 characters."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    end = _SENTENCE_END.search(line)
+    if end is not None:
+        line = line[: end.start()]
+    if len(line) > _MAX_SENTENCE_CHARS:
+        line = line[: _MAX_SENTENCE_CHARS - 1].rstrip() + "…"
+    return line
 
 
 def wait_description() -> str:
@@ -157,6 +197,44 @@ def all_tools_entries(table: Sequence[NestedTool]) -> list[dict[str, str]]:
         prefix = f"{guidance}\n\n" if guidance else ""
         entries.append({"name": nested.global_name, "description": prefix + nested.description})
     return entries
+
+
+def _discovery_guidance(count: int, code_mode_only: bool) -> str:
+    where = (
+        "each is listed below by name and first sentence only, grouped by server"
+        if code_mode_only
+        else "they are on `tools` and in `ALL_TOOLS`"
+    )
+    return f"""\
+Finding tools:
+- There are {count} nested tools, too many to declare here: {where}. Read a tool's declaration before calling it.
+- `{SEARCH_HELPER_NAME}(query: string, options?: {{ limit?: number }})`: Resolves to the nested tools that best match `query` (words of their names, descriptions and parameter names), best first, as `{{ name, description }}` entries with a one-sentence description. `limit` defaults to {DEFAULT_SEARCH_LIMIT}.
+- `{DESCRIBE_HELPER_NAME}(name: string)`: Resolves to the description and TypeScript declaration of the nested tool `name` (the text of its `ALL_TOOLS` entry).
+- Calling a nested tool that does not exist rejects with the closest existing names."""
+
+
+def _one_line_listing(listed: Sequence[NestedTool]) -> str:
+    groups: dict[str, list[NestedTool]] = {}
+    for nested in sorted(listed, key=lambda n: (_server(n), n.code_mode_name)):
+        groups.setdefault(_server(nested), []).append(nested)
+    sections: list[str] = []
+    for server, members in groups.items():
+        lines = [f"- `{n.global_name}`: {first_sentence(n.tool.description)}" for n in members]
+        if server:
+            count = f"{len(members)} tool" + ("" if len(members) == 1 else "s")
+            lines.insert(0, f"## {_namespace_title(server)} ({count})")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def _server(nested: NestedTool) -> str:
+    """The group a tool is listed under: its namespace, or the qualifier of an already
+    qualified name (`mcp__everything` for `mcp__everything__echo`), or "" for plain tools."""
+    namespace = _namespace(nested)
+    if namespace is not None:
+        return namespace
+    qualifier, separator, _ = nested.code_mode_name.rpartition("__")
+    return qualifier if separator and qualifier else ""
 
 
 def _usage(default_yield_time_ms: int, input_format: ExecInput) -> str:

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from codemode.tools._tool import Tool
 
 __all__ = [
+    "DESCRIBE_HELPER_NAME",
     "EXEC_TOOL_NAME",
+    "HOST_HELPER_PREFIX",
+    "SEARCH_HELPER_NAME",
     "WAIT_TOOL_NAME",
     "NestedTool",
     "code_mode_name",
@@ -30,6 +33,12 @@ __all__ = [
 
 EXEC_TOOL_NAME = "exec"
 WAIT_TOOL_NAME = "wait"
+# The discovery helpers scripts get when the catalog is over the description budget. The names
+# live only here: the host hands them to the sandbox as bindings `HOST_HELPER_PREFIX + name`
+# (a prefix no tool identifier can have), which the prelude installs as globals of that name.
+SEARCH_HELPER_NAME = "tools_search"
+DESCRIBE_HELPER_NAME = "tools_describe"
+HOST_HELPER_PREFIX = "codemode:"
 # Namespaces that mean "no namespace" (`functions` is the Responses API's default one).
 _DEFAULT_NAMESPACES = frozenset({"", "functions"})
 

@@ -35,6 +35,10 @@ const __codemode_host__ = (function (setup) {
   const isArray = Array.isArray;
   const arrayPush = Array.prototype.push; // the script may replace the prototype's
   const arrayJoin = Array.prototype.join;
+  const arraySlice = Array.prototype.slice;
+  const startsWith = String.prototype.startsWith;
+  const stringSlice = String.prototype.slice;
+  const ProxyCtor = Proxy;
   const objectEntries = Object.entries;
   const push = (array, value) => reflectApply(arrayPush, array, [value]);
   const PromiseCtor = Promise;
@@ -491,22 +495,55 @@ const __codemode_host__ = (function (setup) {
 
   // The session's tools, installed by `run` (the script cannot have run before). ALL_TOOLS
   // arrives as JSON text and is parsed on first read: most scripts never read it.
+  // Bindings named HELPER_PREFIX + name are host helpers, not tools (the host sends them only
+  // when its catalog is too large to declare): each becomes the global `name`, whose call
+  // sends its arguments as one array; they come first, and are taken off ALL_TOOLS. With them,
+  // `tools` also answers unknown names with a function, so a call to a misspelt tool rejects
+  // with the host's suggestions instead of throwing "is not a function".
+  const HELPER_PREFIX = "codemode:";
   let tools = {};
   let allToolsJson = "[]";
   let allTools = null;
+  let helperCount = 0;
   const allToolsValue = (function allToolsValue() {
-    if (allTools === null) allTools = parse(allToolsJson);
+    if (allTools === null) {
+      allTools = parse(allToolsJson);
+      if (helperCount > 0) allTools = reflectApply(arraySlice, allTools, [helperCount]);
+    }
     return allTools;
   });
+  function hostHelper(binding) {
+    return function (...values) {
+      return callTool(binding, true, values);
+    };
+  }
+  function unknownNames(target) {
+    return new ProxyCtor(target, {
+      get(object, key) {
+        if (typeof key !== "string" || key in object || key === "then" || key === "toJSON") return object[key];
+        return function (argument) {
+          return callTool(key, arguments.length > 0, argument);
+        };
+      },
+    });
+  }
   const installTools = (function installTools(names, entriesJson) {
     tools = {};
+    helperCount = 0;
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
+      if (reflectApply(startsWith, name, [HELPER_PREFIX])) {
+        helperCount++;
+        const helperName = reflectApply(stringSlice, name, [HELPER_PREFIX.length]);
+        defineProperty(g, helperName, { value: hostHelper(name), writable: true, configurable: true, enumerable: false });
+        continue;
+      }
       tools[name] = (function (argument) {
         return callTool(name, arguments.length > 0, argument);
       });
     }
     allToolsJson = entriesJson;
+    if (helperCount > 0) tools = unknownNames(tools);
     defineProperty(g, "tools", { value: tools, writable: true, configurable: true, enumerable: false });
     defineProperty(g, "ALL_TOOLS", {
       get: allToolsValue,

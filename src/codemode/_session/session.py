@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from codemode._describe.descriptions import all_tools_entries, exec_description
+from codemode._describe.catalog import ToolCatalog
+from codemode._describe.descriptions import DEFAULT_DESCRIPTION_BUDGET_TOKENS
 from codemode._describe.names import NestedTool, nested_tool_table
 from codemode._engine.base import (
     CellProgram,
@@ -44,8 +45,8 @@ from codemode._session.limits import (
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
 from codemode._threads import ToolThreads, use_tool_threads
-from codemode.errors import UsageError
-from codemode.formats import Api, tool_specs
+from codemode.errors import ToolError, UsageError
+from codemode.formats import Api, described_tool_specs, exec_input
 from codemode.tools import Tool, as_tool
 
 DEFAULT_EXEC_YIELD_TIME_MS = 10_000
@@ -78,6 +79,12 @@ class CodeMode:
         tools: Python functions (sync or async, typed) or `codemode.Tool` objects.
         mcp_servers: MCP servers whose tools become `tools.mcp__<server>__<tool>`: a mapping in
             the `{"mcpServers": {...}}` format, or a path to such a JSON file.
+        openapi: HTTP APIs whose operations become `tools.<api>__<operation>`, called by this
+            process: `{name: {"spec": path_or_dict, "base_url": ..., "headers": {...}}}`
+            (see `codemode.tools.openapi.OpenApiToolset`); headers never reach the sandbox.
+        description_budget_tokens: estimated tokens the nested tools' declarations may take in
+            the exec description (default 2,000). Over it, each tool is listed in one line and
+            scripts get `tools_search(query)` and `tools_describe(name)`; None: no budget.
         on_notify: called with (cell_id, text) for every `notify(...)`; may be async.
         default_yield_time_ms: how long `exec` waits before yielding (pragma may override).
         default_max_output_tokens: the token budget of an exec's output.
@@ -109,6 +116,8 @@ class CodeMode:
         tools: Iterable[Tool | Callable[..., Any]] = (),
         *,
         mcp_servers: Mapping[str, Any] | str | Path | None = None,
+        openapi: Mapping[str, Any] | None = None,
+        description_budget_tokens: int | None = DEFAULT_DESCRIPTION_BUDGET_TOKENS,
         on_notify: NotifyCallback | None = None,
         default_yield_time_ms: int = DEFAULT_EXEC_YIELD_TIME_MS,
         default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
@@ -142,6 +151,8 @@ class CodeMode:
         self.isolation = isolation
         self._own_tools = [as_tool(t) for t in tools]
         self._mcp_config = mcp_servers
+        self._openapi_config = openapi
+        self._description_budget_tokens = description_budget_tokens
         self._on_notify = on_notify
         self.default_yield_time_ms = default_yield_time_ms
         self.default_max_output_tokens = default_max_output_tokens
@@ -152,6 +163,8 @@ class CodeMode:
         self._tool_threads = ToolThreads(max_tool_threads)
         self._engine_session: EngineSession | None = None
         self._mcp: Any = None
+        self._openapi: Any = None
+        self._catalog = ToolCatalog((), budget_tokens=None)
         self._table: list[NestedTool] = []
         self._by_global_name: dict[str, NestedTool] = {}
         self._exports: dict[str, frozenset[str]] = {}
@@ -206,14 +219,21 @@ class CodeMode:
             self._mcp = McpToolset(self._mcp_config)
             await self._mcp.start()
             tools.extend(self._mcp.tools)
+        if self._openapi_config is not None:
+            from codemode.tools.openapi import OpenApiToolset
+
+            self._openapi = await asyncio.to_thread(OpenApiToolset, self._openapi_config)  # reads the specs
+            await self._openapi.start()
+            tools.extend(self._openapi.tools)
         self._table = nested_tool_table(tools)
         self._by_global_name = {entry.global_name: entry for entry in self._table}
+        self._catalog = ToolCatalog(self._table, budget_tokens=self._description_budget_tokens)
         self._exports = module_exports(set(self._by_global_name))
         if self._engine is None:
             from codemode import engines
 
             self._engine = engines.shared(self.isolation)
-        bindings = [ToolBinding(e["name"], e["description"]) for e in all_tools_entries(self._table)]
+        bindings = [ToolBinding(name, description) for name, description in self._catalog.sandbox_bindings()]
         self._engine_session = await self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
         self._state = "open"
 
@@ -230,6 +250,8 @@ class CodeMode:
             await self._engine_session.aclose()
         if self._mcp is not None:
             await self._mcp.aclose()
+        if self._openapi is not None:
+            await self._openapi.aclose()
         self._tool_threads.close()
         self._state = "closed"
 
@@ -345,19 +367,18 @@ class CodeMode:
         tools only through exec); False leaves them out, for hosts that also expose them directly.
         """
         self._require_started()
-        return tool_specs(
-            [entry.tool for entry in self._table],
-            api,
+        description = self._catalog.exec_description(
             code_mode_only=code_mode_only,
             default_yield_time_ms=self.default_yield_time_ms,
+            input_format=exec_input(api),
             notes=self._notes(),
         )
+        return described_tool_specs(description, api, default_yield_time_ms=self.default_yield_time_ms)
 
     def exec_description(self, *, code_mode_only: bool = True) -> str:
         """The `exec` tool's description as the model reads it."""
         self._require_started()
-        return exec_description(
-            self._table,
+        return self._catalog.exec_description(
             code_mode_only=code_mode_only,
             default_yield_time_ms=self.default_yield_time_ms,
             notes=self._notes(),
@@ -431,8 +452,11 @@ class CodeMode:
     def _hooks_for(self, cell_id: str) -> CellHooks:
         async def run_tool(global_name: str, arguments_json: str | None) -> str:
             entry = self._by_global_name.get(global_name)
-            if entry is None:
-                raise ToolCallFailed(f"tool `{global_name}` is not enabled in exec")
+            if entry is None:  # a discovery helper, or a name that is no tool
+                try:
+                    return await self._catalog.answer(global_name, arguments_json)
+                except ToolError as exc:
+                    raise ToolCallFailed(str(exc)) from None
             use_tool_threads(self._tool_threads)  # this call's task: sync tools run on ours
             return await call_tool(entry.tool, global_name, arguments_json)
 

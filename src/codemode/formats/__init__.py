@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
-from codemode._describe.descriptions import exec_description
+from codemode._describe.descriptions import ExecInput, exec_description
 from codemode._describe.names import nested_tool_table
 from codemode.errors import UsageError
 from codemode.formats import anthropic, chat, mcp, responses
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from codemode._result import ExecResult
     from codemode.tools._tool import Tool
 
-__all__ = ["Api", "to_model", "tool_specs"]
+__all__ = ["Api", "described_tool_specs", "exec_input", "to_model", "tool_specs"]
 
 Api: TypeAlias = Literal["responses", "chat", "anthropic", "mcp"]
 
@@ -50,8 +50,23 @@ def tool_specs(
         code_mode_only=code_mode_only,
         default_yield_time_ms=default_yield_time_ms,
         notes=notes,
-        input_format="freeform" if api == "responses" else "json",
+        input_format=exec_input(api),
     )
+    return described_tool_specs(description, api, default_yield_time_ms=default_yield_time_ms)
+
+
+def exec_input(api: Api) -> ExecInput:
+    """How `api` hands `exec` the script: raw text (Responses' custom tool) or a `code` argument."""
+    return "freeform" if api == "responses" else "json"
+
+
+def described_tool_specs(description: str, api: Api, *, default_yield_time_ms: int) -> list[dict[str, Any]]:
+    """The `exec` and `wait` definitions for `api` around an exec description built already
+    (a session builds it once per tool set).
+
+    Raises:
+        UsageError: `api` is not a supported format.
+    """
     match _check(api):
         case "responses":
             return responses.tool_specs(description)
