@@ -47,7 +47,8 @@ from codemode._source import SourceError, effective_yield_time_ms, parse_exec_so
 from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import ToolError, UsageError
 from codemode.formats import Api, described_tool_specs, exec_input
-from codemode.tools import Tool, as_tool
+from codemode.adapters._intake import ToolIntake
+from codemode.tools import Tool
 
 DEFAULT_EXEC_YIELD_TIME_MS = 10_000
 DEFAULT_WAIT_YIELD_TIME_MS = 10_000
@@ -76,7 +77,8 @@ class CodeMode:
     model's `exec` input to `await cm.exec(source)` and its `wait` arguments to `await cm.wait(...)`.
 
     Args:
-        tools: Python functions (sync or async, typed) or `codemode.Tool` objects.
+        tools: Python functions (sync or async, typed), `codemode.Tool` objects, or an agent
+            framework's tools and toolsets (see `codemode.adapters`).
         mcp_servers: MCP servers whose tools become `tools.mcp__<server>__<tool>`: a mapping in
             the `{"mcpServers": {...}}` format, or a path to such a JSON file.
         openapi: HTTP APIs whose operations become `tools.<api>__<operation>`, called by this
@@ -113,7 +115,7 @@ class CodeMode:
 
     def __init__(
         self,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | Callable[..., Any] | object] = (),
         *,
         mcp_servers: Mapping[str, Any] | str | Path | None = None,
         openapi: Mapping[str, Any] | None = None,
@@ -149,7 +151,8 @@ class CodeMode:
         if isolation not in ("process", "in-process"):
             raise UsageError(f'`isolation` must be "process" or "in-process", got {isolation!r}')
         self.isolation = isolation
-        self._own_tools = [as_tool(t) for t in tools]
+        self._tool_intake = ToolIntake(tools)  # toolsets list their tools once started
+        self._own_tools: list[Tool] = []
         self._mcp_config = mcp_servers
         self._openapi_config = openapi
         self._description_budget_tokens = description_budget_tokens
@@ -207,6 +210,7 @@ class CodeMode:
             return
         self._state = "starting"
         try:
+            self._own_tools = await self._tool_intake.start()
             await self._open_now()
         finally:
             self._opened.set()
@@ -252,6 +256,7 @@ class CodeMode:
             await self._mcp.aclose()
         if self._openapi is not None:
             await self._openapi.aclose()
+        await self._tool_intake.aclose()
         self._tool_threads.close()
         self._state = "closed"
 
