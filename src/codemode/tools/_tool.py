@@ -80,10 +80,15 @@ class Tool:
         return _function_tool(fn, name=name, description=description, namespace=namespace)
 
 
-def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
-    """Accept either a ready `Tool` or a plain function."""
+def as_tool(obj: Tool | Callable[..., Any] | object) -> Tool:
+    """Accept a ready `Tool`, a plain function, or an agent framework's tool (`codemode.adapters`)."""
     if isinstance(obj, Tool):
         return obj
+    from codemode.adapters._intake import single_tool  # recognises frameworks without importing them
+
+    framework_tool = single_tool(obj)
+    if framework_tool is not None:
+        return framework_tool
     if callable(obj):
         return Tool.from_function(obj)
     raise UsageError(f"not a tool: {obj!r}; pass a function or a codemode.Tool")

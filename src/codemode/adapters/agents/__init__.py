@@ -1,0 +1,18 @@
+"""Code mode for the OpenAI Agents SDK (`pip install "codemode[agents]"`).
+
+* `CodeModeTools`: `exec` and `wait` as Agents SDK tools over a session of their own (`exec` is a
+  `CustomTool` with the Lark grammar for Responses models, or a `FunctionTool` taking `{code}`).
+* `CodeMode(tools=[...])` takes `FunctionTool`s (e.g. from `@function_tool`) as nested tools.
+
+Layout: `_tools` (exec and wait as SDK tools), `_nested` (SDK tools as nested tools).
+"""
+
+try:
+    import agents as _agents  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the extra is installed in development
+    raise ImportError('codemode.adapters.agents needs the OpenAI Agents SDK: pip install "codemode[agents]"') from exc
+
+from codemode.adapters.agents._nested import NestedFunctionTool
+from codemode.adapters.agents._tools import CodeModeTools, ExecApi
+
+__all__ = ["CodeModeTools", "ExecApi", "NestedFunctionTool"]

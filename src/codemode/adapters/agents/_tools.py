@@ -1,0 +1,203 @@
+"""`exec` and `wait` as OpenAI Agents SDK tools, over a code-mode session of their own.
+
+The SDK fixes a tool's description when the agent is built, so the nested tools are converted
+and described up front (`codemode.formats.tool_specs`); the session itself opens on entry and
+closes with the last exit. Script errors and bad arguments are tool outputs the model reads,
+never exceptions that end the run; only a call outside an open session raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, Literal, TypeAlias
+
+from agents import (
+    Agent,
+    CustomTool,
+    FunctionTool,
+    RunContextWrapper,
+    Runner,
+    RunResult,
+    ToolOutputImage,
+    ToolOutputText,
+)
+from agents.items import TResponseInputItem
+from agents.tool_context import ToolContext
+
+from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
+from codemode._result import ExecResult
+from codemode._session.session import DEFAULT_EXEC_YIELD_TIME_MS, CodeMode
+from codemode._types import AudioItem, ImageItem, TextItem
+from codemode.adapters._arguments import checked_arguments
+from codemode.adapters._text import text_output
+from codemode.adapters.agents._nested import NestedFunctionTool
+from codemode.errors import ToolError, UsageError
+from codemode.formats import tool_specs
+from codemode.formats._notes import omitted_note
+from codemode.tools import Tool, as_tool
+
+__all__ = ["CodeModeTools", "ExecApi"]
+
+ExecApi: TypeAlias = Literal["responses", "chat"]
+FunctionOutput: TypeAlias = str | list[ToolOutputText | ToolOutputImage]
+
+_CUSTOM_TOOL_TEXT_ONLY = "the Agents SDK returns custom tool output as text"
+_NO_AUDIO = "Agents SDK tool outputs carry no audio"
+_IMAGE_DETAILS = ("low", "high", "auto")
+
+
+class CodeModeTools:
+    """`exec` and `wait` for an Agents SDK `Agent`, bound to a code-mode session.
+
+    `Agent(tools=code_mode.tools)`; then either `async with code_mode:` around your runs (one
+    session for all of them) or `await code_mode.run(agent, input)` (a session for that run).
+    Entering while open shares the session; it closes with the last exit.
+
+    Args:
+        tools: the nested tools: Python functions, `codemode.Tool`s, Agents SDK `FunctionTool`s
+            (called with the run's context object).
+        api: "responses" (OpenAI Responses models): `exec` is a `CustomTool` whose input is the
+            raw script, constrained by the Lark grammar. "chat" (any other model): `exec` is a
+            `FunctionTool` taking `{"code": ...}`.
+        **options: `CodeMode` keyword arguments (limits, `isolation`, `engine`, `on_notify`...).
+
+    Raises:
+        UsageError: `mcp_servers` was given (the SDK fixes descriptions before servers could
+            start: give the agent its MCP servers, or use `CodeMode` directly), or a tool is not
+            one of the kinds above.
+    """
+
+    def __init__(self, tools: Iterable[Any] = (), *, api: ExecApi = "responses", **options: Any) -> None:
+        if "mcp_servers" in options:
+            raise UsageError(
+                "CodeModeTools takes no mcp_servers: the Agents SDK fixes tool descriptions when the agent "
+                "is built, before servers could start; give the Agent its MCP servers instead"
+            )
+        if api not in ("responses", "chat"):
+            raise UsageError(f'`api` must be "responses" or "chat", got {api!r}')
+        self._nested: list[NestedFunctionTool] = []
+        self._own_tools = [self._nested_tool(obj) for obj in tools]
+        self._options = options
+        self._session: CodeMode | None = None
+        self._users = 0
+        self._entry = asyncio.Lock()
+        self.tools: list[FunctionTool | CustomTool] = self._sdk_tools(api)
+        """`exec` and `wait`, for `Agent(tools=[*code_mode.tools, ...])`."""
+
+    @property
+    def session(self) -> CodeMode:
+        """The open session (stored values, notifications, `exec`/`wait` for the host)."""
+        if self._session is None:
+            raise UsageError("code mode is not open: `async with code_mode:` or `await code_mode.run(...)`")
+        return self._session
+
+    async def __aenter__(self) -> CodeModeTools:
+        async with self._entry:
+            if self._users == 0:
+                session = CodeMode(self._own_tools, **self._options)
+                try:
+                    await session.start()
+                except BaseException:
+                    await session.close()
+                    raise
+                self._session = session
+            self._users += 1
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        async with self._entry:
+            self._users -= 1
+            if self._users == 0 and self._session is not None:
+                session, self._session = self._session, None
+                await session.close()
+
+    async def run(self, agent: Agent[Any], input: str | list[TResponseInputItem], **runner_options: Any) -> RunResult:
+        """`Runner.run(agent, input, **runner_options)` inside a session that lasts for the run."""
+        async with self:
+            return await Runner.run(agent, input, **runner_options)
+
+    # -- the SDK tools ----------------------------------------------------------------------
+    def _nested_tool(self, obj: object) -> Tool:
+        if isinstance(obj, FunctionTool):
+            nested = NestedFunctionTool(obj)
+            self._nested.append(nested)
+            return nested.tool
+        return as_tool(obj)
+
+    def _sdk_tools(self, api: ExecApi) -> list[FunctionTool | CustomTool]:
+        exec_spec, wait_spec = tool_specs(
+            self._own_tools,
+            api,
+            code_mode_only=True,
+            default_yield_time_ms=self._options.get("default_yield_time_ms", DEFAULT_EXEC_YIELD_TIME_MS),
+        )
+        wait_fields = wait_spec if api == "responses" else wait_spec["function"]
+        self._wait_schema: dict[str, Any] = wait_fields["parameters"]
+        wait_tool = _function_tool(WAIT_TOOL_NAME, wait_fields["description"], self._wait_schema, self._wait)
+        if api == "chat":
+            exec_fields = exec_spec["function"]
+            self._exec_schema: dict[str, Any] = exec_fields["parameters"]
+            return [_function_tool(EXEC_TOOL_NAME, exec_fields["description"], self._exec_schema, self._exec_function), wait_tool]
+        exec_tool = CustomTool(
+            name=EXEC_TOOL_NAME,
+            description=exec_spec["description"],
+            on_invoke_tool=self._exec_custom,
+            format=exec_spec["format"],
+        )
+        return [exec_tool, wait_tool]
+
+    async def _exec_custom(self, context: ToolContext[Any], source: str) -> str:
+        result = await self._bound(context).exec(source)
+        return text_output(result, _CUSTOM_TOOL_TEXT_ONLY)
+
+    async def _exec_function(self, context: ToolContext[Any], arguments_json: str) -> FunctionOutput:
+        session = self._bound(context)
+        try:
+            arguments = checked_arguments(EXEC_TOOL_NAME, arguments_json, self._exec_schema)
+        except ToolError as exc:
+            return str(exc)
+        return _function_output(await session.exec(arguments["code"]))
+
+    async def _wait(self, context: ToolContext[Any], arguments_json: str) -> FunctionOutput:
+        session = self._bound(context)
+        try:
+            arguments = checked_arguments(WAIT_TOOL_NAME, arguments_json, self._wait_schema)
+        except ToolError as exc:
+            return str(exc)
+        return _function_output(await session.wait(**arguments))
+
+    def _bound(self, context: RunContextWrapper[Any]) -> CodeMode:
+        """The open session, with `context` handed to the nested SDK tools this call may run."""
+        session = self.session
+        for nested in self._nested:
+            nested.run_context = context
+        return session
+
+
+def _function_tool(name: str, description: str, parameters: dict[str, Any], invoke: Any) -> FunctionTool:
+    return FunctionTool(
+        name=name,
+        description=description,
+        params_json_schema=parameters,
+        on_invoke_tool=invoke,
+        strict_json_schema=False,
+    )
+
+
+def _function_output(result: ExecResult) -> FunctionOutput:
+    """A function tool's output: one string, or text and image outputs in order."""
+    items = result.model_items()
+    if len(items) == 1 and isinstance(items[0], TextItem):
+        return items[0].text
+    outputs: list[ToolOutputText | ToolOutputImage] = []
+    for item in items:
+        match item:
+            case TextItem(text):
+                outputs.append(ToolOutputText(text=text))
+            case ImageItem(image_url, detail):
+                outputs.append(ToolOutputImage(image_url=image_url, detail=detail if detail in _IMAGE_DETAILS else None))
+            case AudioItem():
+                outputs.append(ToolOutputText(text=omitted_note("audio", _NO_AUDIO)))
+    return outputs
+
