@@ -1,0 +1,19 @@
+"""Code mode for pydantic-ai (`pip install "codemode[pydantic-ai]"`).
+
+* `CodeModeToolset`: an `AbstractToolset` exposing `exec` and `wait`, for `Agent(toolsets=[...])`;
+  its session opens and closes with the agent run (or `async with agent:`).
+* `CodeMode(tools=[...])` takes pydantic-ai `Tool`s and toolsets (MCP server toolsets included)
+  as nested tools, called through pydantic-ai's own tool manager.
+
+Layout: `_toolset` (exec and wait as a toolset), `_nested` (pydantic-ai tools as nested tools).
+"""
+
+try:
+    import pydantic_ai as _pydantic_ai  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the extra is installed in development
+    raise ImportError('codemode.adapters.pydantic_ai needs pydantic-ai: pip install "codemode[pydantic-ai]"') from exc
+
+from codemode.adapters.pydantic_ai._nested import NestedToolset
+from codemode.adapters.pydantic_ai._toolset import CodeModeToolset
+
+__all__ = ["CodeModeToolset", "NestedToolset"]

@@ -1,0 +1,144 @@
+"""`exec` and `wait` as a pydantic-ai toolset, over a code-mode session of its own.
+
+The agent run enters the toolset (a fresh session opens; entering again while open shares it)
+and exits it (the session closes with the last exit). A failed script or bad arguments reach the
+model as a failed tool result (`ToolFailed`, `ModelRetry`), never as an exception ending the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import pydantic_core
+from pydantic_ai import AbstractToolset, BinaryContent, ModelRetry, RunContext, Tool, ToolDefinition, ToolFailed
+from pydantic_ai.toolsets import ToolsetTool
+from pydantic_core import core_schema
+
+from codemode._describe.names import EXEC_TOOL_NAME
+from codemode._result import ExecResult
+from codemode._session.session import CodeMode
+from codemode._types import AudioItem, ImageItem, TextItem
+from codemode.adapters._arguments import checked_arguments
+from codemode.adapters._text import text_output
+from codemode.adapters.pydantic_ai._nested import NestedToolset, nested_tools
+from codemode.errors import ToolError, UsageError
+
+__all__ = ["CodeModeToolset"]
+
+_ANY_ARGUMENTS = pydantic_core.SchemaValidator(core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()))
+_FAILED_TEXT_ONLY = "a failed tool result carries text only"
+
+
+class CodeModeToolset(AbstractToolset[Any]):
+    """`exec` and `wait` for a pydantic-ai `Agent`: `Agent(model, toolsets=[CodeModeToolset([...])])`.
+
+    Args:
+        tools: the nested tools: Python functions, `codemode.Tool`s, pydantic-ai `Tool`s and
+            toolsets (an `MCPServer` toolset included), called with the run's `RunContext`.
+        id: the toolset's id, unique among the agent's toolsets (needed for durable execution).
+        max_retries: how often the model may retry after arguments that break the schema.
+        **options: `CodeMode` keyword arguments (`mcp_servers`, limits, `isolation`, ...).
+    """
+
+    def __init__(self, tools: Iterable[Any] = (), *, id: str | None = None, max_retries: int = 1, **options: Any) -> None:
+        self._nested: list[NestedToolset] = []
+        self._own_tools = [self._nested_tool(obj) for obj in tools]
+        self._id = id
+        self._max_retries = max_retries
+        self._options = options
+        self._session: CodeMode | None = None
+        self._users = 0
+        self._entry = asyncio.Lock()
+
+    @property
+    def id(self) -> str | None:
+        return self._id
+
+    @property
+    def session(self) -> CodeMode:
+        """The open session (stored values, notifications, `exec`/`wait` for the host)."""
+        if self._session is None:
+            raise UsageError("code mode is not open: run the agent, or `async with` the toolset or agent")
+        return self._session
+
+    async def for_run(self, ctx: RunContext[Any]) -> CodeModeToolset:
+        self._bind(ctx)  # before entering: nested toolsets list their tools with the run's context
+        return self
+
+    async def __aenter__(self) -> CodeModeToolset:
+        async with self._entry:
+            if self._users == 0:
+                session = CodeMode(self._own_tools, **self._options)
+                try:
+                    await session.start()
+                except BaseException:
+                    await session.close()
+                    raise
+                self._session = session
+            self._users += 1
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        async with self._entry:
+            self._users -= 1
+            if self._users == 0 and self._session is not None:
+                session, self._session = self._session, None
+                await session.close()
+        return None
+
+    async def get_tools(self, ctx: RunContext[Any]) -> dict[str, ToolsetTool[Any]]:
+        self._bind(ctx)
+        tools = {}
+        for spec in self.session.tool_specs("chat"):
+            function = spec["function"]
+            definition = ToolDefinition(
+                name=function["name"], description=function["description"], parameters_json_schema=function["parameters"]
+            )
+            tools[definition.name] = ToolsetTool(
+                toolset=self, tool_def=definition, max_retries=self._max_retries, args_validator=_ANY_ARGUMENTS
+            )
+        return tools
+
+    async def call_tool(self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any]) -> Any:
+        session = self.session
+        self._bind(ctx)
+        try:
+            arguments = checked_arguments(name, tool_args, tool.tool_def.parameters_json_schema)
+        except ToolError as exc:
+            raise ModelRetry(str(exc)) from None
+        if name == EXEC_TOOL_NAME:
+            result = await session.exec(arguments["code"])
+        else:
+            result = await session.wait(**arguments)
+        if not result.success:
+            raise ToolFailed(text_output(result, _FAILED_TEXT_ONLY))
+        return _content(result)
+
+    def _nested_tool(self, obj: object) -> object:
+        if isinstance(obj, (Tool, AbstractToolset)):
+            nested = nested_tools(obj)
+            self._nested.append(nested)
+            return nested
+        return obj
+
+    def _bind(self, ctx: RunContext[Any]) -> None:
+        """Hand `ctx` to the nested pydantic-ai tools that this step's calls may run."""
+        for nested in self._nested:
+            nested.run_context = ctx
+
+
+def _content(result: ExecResult) -> str | list[str | BinaryContent]:
+    """The tool's return: one string, or text and media (as `BinaryContent`) in order."""
+    items = result.model_items()
+    if len(items) == 1 and isinstance(items[0], TextItem):
+        return items[0].text
+    content: list[str | BinaryContent] = []
+    for item in items:
+        match item:
+            case TextItem(text):
+                content.append(text)
+            case ImageItem(url) | AudioItem(url):
+                content.append(BinaryContent.from_data_uri(url))
+    return content

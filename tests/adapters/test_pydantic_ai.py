@@ -1,0 +1,143 @@
+"""Code mode in a real pydantic-ai agent run, driven by a `FunctionModel`.
+
+The scripted model answers step n with the n-th tool call (or the final text); the assertions
+read the messages pydantic-ai recorded (`result.all_messages()`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_ai import Agent, FunctionToolset, ModelMessage, ModelResponse, RunContext, TextPart, Tool, ToolCallPart
+from pydantic_ai.messages import BinaryContent, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.toolsets import WrapperToolset
+
+from codemode import CodeMode
+from codemode.adapters.pydantic_ai import CodeModeToolset
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first addend
+        b: the second addend
+    """
+    return a + b
+
+
+def scale(ctx: RunContext[int], value: int) -> dict[str, int]:
+    """Multiply a value by the run's factor (its deps)."""
+    return {"scaled": value * ctx.deps}
+
+
+COMPOSE = "const sum = await tools.add({ a: 2, b: 3 });\nconst { scaled } = await tools.scale({ value: sum });\ntext(`${sum} scaled is ${scaled}`);"
+YIELDS = '// @exec: {"yield_time_ms": 100}\ntext("started");\nawait new Promise((resolve) => setTimeout(resolve, 400));\ntext("finished");'
+IMAGE = 'image("data:image/png;base64,iVBORw0KGgo=");'
+
+
+def scripted(calls: list[tuple[str, dict[str, Any]]], final: str) -> FunctionModel:
+    """A model making `calls` one per step, then answering `final`."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        step = sum(isinstance(message, ModelResponse) for message in messages)
+        if step == len(calls):
+            return ModelResponse(parts=[TextPart(final)])
+        name, args = calls[step]
+        return ModelResponse(parts=[ToolCallPart(name, args, tool_call_id=f"call{step}")])
+
+    return FunctionModel(respond)
+
+
+def returns(messages: list[ModelMessage]) -> list[ToolReturnPart]:
+    return [part for message in messages for part in message.parts if isinstance(part, ToolReturnPart)]
+
+
+async def test_agent_run_composes_nested_tools_resumes_and_recovers() -> None:
+    toolset = CodeModeToolset([Tool(add), FunctionToolset([Tool(scale, takes_ctx=True)])])
+    model = scripted(
+        [
+            ("exec", {"code": COMPOSE}),
+            ("exec", {"code": YIELDS}),
+            ("wait", {"cell_id": "2"}),
+            ("exec", {"code": "const broken = undefined;\ntext(broken.length);"}),
+            ("exec", {"code": IMAGE}),
+        ],
+        "all done",
+    )
+    agent = Agent(model, deps_type=int, toolsets=[toolset])
+
+    result = await agent.run("compute", deps=10)
+
+    assert result.output == "all done"
+    composed, running, waited, failed, with_image = returns(result.all_messages())
+    assert composed.content[0].startswith("Script completed\n") and composed.content[1:] == ["5 scaled is 50"]
+    assert running.content[0].startswith("Script running with cell ID 2\n") and running.content[1:] == ["started"]
+    assert waited.content[0].startswith("Script completed\n") and waited.content[1:] == ["finished"]
+    assert failed.outcome == "failed"
+    assert "Script error:\nTypeError: Cannot read properties of undefined (reading 'length')" in failed.content
+    assert isinstance(with_image.content[1], BinaryContent) and with_image.content[1].media_type == "image/png"
+    tool_names = [part.tool_name for part in returns(result.all_messages())]
+    assert tool_names == ["exec", "exec", "wait", "exec", "exec"]
+
+
+async def test_exec_description_declares_the_nested_tools() -> None:
+    seen: list[AgentInfo] = []
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(info)
+        return ModelResponse(parts=[TextPart("ok")])
+
+    agent = Agent(FunctionModel(respond), toolsets=[CodeModeToolset([Tool(add)])])
+    await agent.run("hi")
+    (exec_def, wait_def) = seen[0].function_tools
+    assert (exec_def.name, wait_def.name) == ("exec", "wait")
+    assert "// the first addend\n  a: number;" in (exec_def.description or "")
+    assert exec_def.parameters_json_schema["required"] == ["code"]
+
+
+async def test_bad_arguments_are_a_retry_for_the_model() -> None:
+    agent = Agent(scripted([("wait", {"cell": "1"})], "gave up"), toolsets=[CodeModeToolset()])
+    result = await agent.run("go")
+    (retry,) = returns(result.all_messages())
+    assert retry.outcome == "retried"
+    assert retry.content == "`wait` got invalid arguments: 'cell_id' is a required property"
+    assert result.output == "gave up"
+
+
+async def test_pydantic_ai_tools_and_toolsets_are_nested_tools_of_a_plain_session() -> None:
+    async with CodeMode(tools=[Tool(add), FunctionToolset([Tool(add, name="plus")])]) as cm:
+        assert [entry.tool.name for entry in cm.tools] == ["add", "plus"]
+        result = await cm.exec("text(await tools.add({ a: 1, b: 2 }) + await tools.plus({ a: 3, b: 4 }))")
+        assert result.items[0].text == "10"  # type: ignore[union-attr]
+        rejected = await cm.exec('await tools.add({ a: "x", b: 1 })')
+        assert rejected.status == "failed" and "invalid arguments" in (rejected.error or "")
+
+
+@dataclass
+class RecordingToolset(WrapperToolset[Any]):
+    """A toolset that needs entering (as an MCP server toolset does), recording when it is."""
+
+    events: list[str] = field(default_factory=list)
+
+    async def __aenter__(self) -> RecordingToolset:
+        self.events.append("enter")
+        await super().__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> bool | None:
+        self.events.append("exit")
+        return await super().__aexit__(*args)
+
+
+async def test_a_toolset_is_entered_with_the_session_and_exited_when_it_closes() -> None:
+    toolset = RecordingToolset(FunctionToolset([Tool(add)]))
+    cm = CodeMode(tools=[toolset])
+    assert toolset.events == []
+    async with cm:
+        assert toolset.events == ["enter"]
+        result = await cm.exec("text(await tools.add({ a: 1, b: 1 }))")
+        assert result.items[0].text == "2"  # type: ignore[union-attr]
+    assert toolset.events == ["enter", "exit"]
