@@ -595,3 +595,71 @@ async def test_mcp_blocks_forward_to_the_model(everything: dict[str, Any]) -> No
     kinds = [type(item) for item in forwarded]
     assert ImageItem in kinds and TextItem in kinds
     assert [item for item in forwarded if isinstance(item, ImageItem)] == [first]
+
+
+# -- sharing, task-only tools, name collisions -----------------------------------------------
+async def test_toolsets_on_one_loop_share_a_server_until_the_last_one_closes() -> None:
+    before = child_pids()
+    config = {"mcpServers": {"py": py_server()}}
+    first, second = McpToolset(config), McpToolset(config)
+    await asyncio.gather(first.start(), second.start())  # one start, both wait for it
+    pid_tool = {tool.name: tool for tool in first.tools}["mcp__py__pid"]
+    other_pid_tool = {tool.name: tool for tool in second.tools}["mcp__py__pid"]
+    shared_pid = (await pid_tool.handler({}))["structuredContent"]["result"]
+    assert len(child_pids() - before) == 1
+    await first.aclose()
+    assert (await other_pid_tool.handler({}))["structuredContent"]["result"] == shared_pid
+    await second.aclose()
+    assert child_pids() <= before
+
+
+async def test_per_session_servers_are_not_shared() -> None:
+    config = {"mcpServers": {"py": py_server(per_session=True)}}
+    async with McpToolset(config) as first, McpToolset(config) as second:
+        pids = [
+            (await {tool.name: tool for tool in toolset.tools}["mcp__py__pid"].handler({}))["structuredContent"]["result"]
+            for toolset in (first, second)
+        ]
+    assert pids[0] != pids[1]
+    assert load_mcp_config({"mcpServers": {"py": py_server(perSession=True)}}).servers["py"].per_session
+
+
+async def test_a_failed_start_is_reported_again_without_retrying_at_once() -> None:
+    broken = {"mcpServers": {"broken": py_server("--fail-at-start")}}
+    async with McpToolset(broken) as first:
+        pass
+    started = time.monotonic()
+    async with McpToolset(broken) as second:
+        pass
+    assert "broken" in first.failures and "broken" in second.failures
+    assert second.failures["broken"] is first.failures["broken"]  # the remembered verdict
+    assert time.monotonic() - started < 5
+
+
+async def test_tools_that_need_mcp_tasks_are_left_out_with_a_note(everything: dict[str, Any]) -> None:
+    from codemode import CodeMode
+
+    async with CodeMode(mcp_servers={"mcpServers": {"everything": everything}}) as cm:
+        names = [nested.code_mode_name for nested in cm.tools]
+        description = cm.exec_description()
+    assert "mcp__everything__simulate-research-query" not in names
+    assert "mcp__everything__echo" in names
+    assert "only run as MCP tasks" in description
+    assert "`mcp__everything__simulate-research-query`" in description
+
+
+async def test_servers_whose_names_normalise_alike_report_the_tools_that_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from codemode import CodeMode
+
+    config = {"mcpServers": {"a-b": py_server(), "a_b": py_server()}}
+    with caplog.at_level(logging.WARNING, logger="codemode"):
+        async with CodeMode(mcp_servers=config) as cm:
+            description = cm.exec_description()
+            result = await cm.exec("text(await tools.mcp__a_b__add({ a: 1, b: 2 }).then(r => r.structuredContent.total))")
+    assert "another tool has the same script name" in description
+    assert "- `mcp__a_b__add`: `tools.mcp__a_b__add` is already `mcp__a-b__add`" in description
+    warned = " ".join(record.getMessage() for record in caplog.records if record.levelno == logging.WARNING)
+    assert "`mcp__a_b__add`" in warned
+    assert result.status == "completed", result.error

@@ -304,4 +304,5 @@ class OneClient:
         self._client = client
 
     async def client_for(self, ctx: ServerRequestContext[Any]) -> ClientSession:
+        await self._client.start()  # started by the lifespan; this re-raises why it could not
         return self._client
