@@ -1,0 +1,16 @@
+"""Code mode for LangChain (`pip install "codemode[langchain]"`).
+
+* `code_mode_tools(session)`: `exec` and `wait` as async `StructuredTool`s over an open session.
+* `CodeMode(tools=[...])` takes LangChain `BaseTool`s (e.g. from `@tool`) as nested tools.
+
+Layout: `_tools` (exec and wait as LangChain tools), `_nested` (LangChain tools as nested tools).
+"""
+
+try:
+    import langchain_core as _langchain_core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the extra is installed in development
+    raise ImportError('codemode.adapters.langchain needs langchain-core: pip install "codemode[langchain]"') from exc
+
+from codemode.adapters.langchain._tools import code_mode_tools
+
+__all__ = ["code_mode_tools"]
