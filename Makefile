@@ -26,6 +26,9 @@ setup: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP)
 
 demo: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP)
 	$(PY) examples/demo.py
+	$(PY) examples/agents_demo.py
+	$(PY) examples/pydantic_ai_demo.py
+	$(PY) examples/langchain_demo.py
 
 # The whole suite on the default engine (worker processes), then the engine-facing suites again
 # with V8 in the test process.
