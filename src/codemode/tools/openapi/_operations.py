@@ -182,10 +182,10 @@ def _output_schema(resolver: SchemaResolver, operation: dict[str, Any]) -> dict[
     return None
 
 
-def _shallow(schema: Any, depth: int, *, top: bool = True) -> Any:
-    """`schema` cut off below `depth` object levels, with descriptions kept on the top level
-    only: result types of large APIs (a GitHub repository has hundreds of nested fields) would
-    otherwise not fit a declaration."""
+def _shallow(schema: Any, depth: int, described_levels: int = 2) -> Any:
+    """`schema` cut off below `depth` object levels, with descriptions on the result and its
+    fields only: result types of large APIs (a GitHub repository has hundreds of nested fields)
+    would otherwise not fit a declaration."""
     if not isinstance(schema, dict):
         return schema
     schema = cast(dict[str, Any], schema)
@@ -195,13 +195,14 @@ def _shallow(schema: Any, depth: int, *, top: bool = True) -> Any:
     for key, value in schema.items():
         if key == "properties" and isinstance(value, dict):
             out[key] = {
-                name: _shallow(item, depth - 1, top=False) for name, item in cast(dict[str, Any], value).items()
+                name: _shallow(item, depth - 1, described_levels - 1)
+                for name, item in cast(dict[str, Any], value).items()
             }
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
-            out[key] = _shallow(value, depth, top=top)
+            out[key] = _shallow(value, depth, described_levels)
         elif key in ("allOf", "anyOf", "oneOf") and isinstance(value, list):
-            out[key] = [_shallow(item, depth, top=top) for item in cast(list[Any], value)]
-        elif key != "description" or top:
+            out[key] = [_shallow(item, depth, described_levels) for item in cast(list[Any], value)]
+        elif key != "description" or described_levels > 0:
             out[key] = value
     return out
 
