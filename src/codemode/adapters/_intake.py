@@ -18,11 +18,11 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from codemode.errors import UsageError
-from codemode.tools._tool import Tool
+from codemode.tools._tool import Tool, as_tool
 
 __all__ = ["ToolIntake", "ToolSource", "framework_tool", "single_tool"]
 
-# (module, class) whose instances each adapter turns into nested tools.
+# (module, class, adapter module): instances of the class become nested tools through the adapter.
 _FRAMEWORK_CLASSES = (
     ("agents", "FunctionTool", "codemode.adapters.agents._nested"),
     ("pydantic_ai", "Tool", "codemode.adapters.pydantic_ai._nested"),
@@ -57,8 +57,6 @@ class ToolIntake:
     """A session's own tools in the order given: ready ones at once, sources' once started."""
 
     def __init__(self, tools: Iterable[Any]) -> None:
-        from codemode.tools._tool import as_tool
-
         self._entries: list[Tool | ToolSource] = []
         for obj in tools:
             if isinstance(obj, (Tool, ToolSource)):
