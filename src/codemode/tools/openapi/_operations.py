@@ -28,7 +28,7 @@ BodyShape: TypeAlias = Literal["none", "flat", "whole"]
 
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _LOCATIONS: tuple[Location, ...] = ("path", "query", "header", "cookie")
-_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]+")
+_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9]+")  # runs of them become one `_`: `__` only joins the namespace
 _OUTPUT_DEPTH = 2  # object levels of a result type the model is shown; deeper ones are `object`
 
 
