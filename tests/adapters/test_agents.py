@@ -7,7 +7,9 @@ what it sent back to the model.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +32,7 @@ from openai.types.responses import (
     ResponseOutputText,
 )
 
-from codemode import CodeMode
+from codemode import CodeMode, UsageError
 from codemode.adapters.agents import CodeModeTools
 
 Reply = Callable[[list[Any]], Any]
@@ -126,7 +128,7 @@ async def test_responses_run_composes_nested_tools_resumes_and_recovers() -> Non
     assert recovered.endswith("Output:\nrecovered")
     sent_back = [item for item in model.inputs[-1] if isinstance(item, dict) and item.get("type") == "custom_tool_call_output"]
     assert [item["call_id"] for item in sent_back] == ["c1", "c2", "c4", "c5"]
-    with pytest.raises(Exception, match="not open"):
+    with pytest.raises(UsageError, match="not open"):
         code_mode.session  # noqa: B018 - the run's session closed with the run
 
 
@@ -165,3 +167,23 @@ async def test_function_tools_are_nested_tools_of_a_plain_session() -> None:
         assert result.items[0].text == "42"  # type: ignore[union-attr]
         rejected = await cm.exec('await tools.add({ a: "x", b: 1 })')
         assert rejected.status == "failed" and "invalid arguments" in (rejected.error or "")
+
+
+async def test_descriptions_follow_the_open_session_mcp_servers_included() -> None:
+    server = Path(__file__).parent.parent / "mcp_servers" / "py_server.py"
+    config = {"mcpServers": {"py": {"command": sys.executable, "args": [str(server)]}}}
+    code_mode = CodeModeTools([add], mcp_servers=config)
+    exec_tool = code_mode.tools[0]
+    assert "mcp__py__add" not in exec_tool.description  # the server starts with the session
+    model = ScriptedModel([custom_exec("c1", "text((await tools.mcp__py__add({ a: 1, b: 2 })).structuredContent.total)"), final("3")])
+    async with code_mode:
+        assert "mcp__py__add" in exec_tool.description
+        assert exec_tool.tool_config["description"] == exec_tool.description  # type: ignore[union-attr]
+        result = await Runner.run(Agent(name="coder", model=model, tools=code_mode.tools), "go", run_config=NO_TRACING)
+    assert outputs(result.new_items)[0].endswith("Output:\n3")
+
+
+def test_a_tool_needing_approval_is_refused() -> None:
+    guarded = function_tool(lambda: "secret", name_override="reveal", needs_approval=True)
+    with pytest.raises(UsageError, match="`reveal` needs approval"):
+        CodeModeTools([guarded])

@@ -12,7 +12,6 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
     raise ImportError('codemode.adapters.agents needs the OpenAI Agents SDK: pip install "codemode[agents]"') from exc
 
-from codemode.adapters.agents._nested import NestedFunctionTool
 from codemode.adapters.agents._tools import CodeModeTools, ExecApi
 
-__all__ = ["CodeModeTools", "ExecApi", "NestedFunctionTool"]
+__all__ = ["CodeModeTools", "ExecApi"]

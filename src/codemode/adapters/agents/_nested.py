@@ -2,7 +2,8 @@
 
 The SDK parses and validates the arguments, passes the tool its `ToolContext` (carrying the run's
 context object when the call comes from a `CodeModeTools` run) and applies the tool's timeout and
-failure policy; a failure the policy turns into text reaches the script as that text.
+failure policy; a failure the policy turns into text reaches the script as that text. A tool that
+needs approval is refused: a script cannot pause for a human.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from agents import FunctionTool, RunContextWrapper, Usage
 from agents.tool import invoke_function_tool
 from agents.tool_context import ToolContext
 
+from codemode.errors import UsageError
 from codemode.tools import Tool
 
 __all__ = ["NestedFunctionTool", "nested_tools"]
@@ -27,6 +29,11 @@ class NestedFunctionTool:
     """One `FunctionTool` as a nested tool; `run_context` is the agent run calling into code mode."""
 
     def __init__(self, function_tool: FunctionTool) -> None:
+        if function_tool.needs_approval is not False:
+            raise UsageError(
+                f"tool `{function_tool.name}` needs approval, which a running script cannot wait for; "
+                "give it to the Agent itself"
+            )
         self.function_tool = function_tool
         self.run_context: RunContextWrapper[Any] | None = None
         self.tool = Tool(

@@ -1,9 +1,10 @@
 """`exec` and `wait` as OpenAI Agents SDK tools, over a code-mode session of their own.
 
-The SDK fixes a tool's description when the agent is built, so the nested tools are converted
-and described up front (`codemode.formats.tool_specs`); the session itself opens on entry and
-closes with the last exit. Script errors and bad arguments are tool outputs the model reads,
-never exceptions that end the run; only a call outside an open session raises.
+The SDK holds tool objects from the moment the agent is built, so the tools exist up front,
+described with the nested tools ready by then; each time a session opens they take its own
+descriptions (MCP servers and toolsets included). Script errors and bad arguments are tool
+outputs the model reads, never exceptions that end the run; only a call outside an open session
+raises.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from codemode._result import ExecResult
 from codemode._session.session import DEFAULT_EXEC_YIELD_TIME_MS, CodeMode
 from codemode._types import AudioItem, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
+from codemode.adapters._intake import ToolSource, framework_tool
 from codemode.adapters._text import text_output
 from codemode.adapters.agents._nested import NestedFunctionTool
 from codemode.errors import ToolError, UsageError
@@ -63,26 +65,24 @@ class CodeModeTools:
         **options: `CodeMode` keyword arguments (limits, `isolation`, `engine`, `on_notify`...).
 
     Raises:
-        UsageError: `mcp_servers` was given (the SDK fixes descriptions before servers could
-            start: give the agent its MCP servers, or use `CodeMode` directly), or a tool is not
-            one of the kinds above.
+        UsageError: `api` is neither, or a tool is none of the kinds `CodeMode` takes.
     """
 
     def __init__(self, tools: Iterable[Any] = (), *, api: ExecApi = "responses", **options: Any) -> None:
-        if "mcp_servers" in options:
-            raise UsageError(
-                "CodeModeTools takes no mcp_servers: the Agents SDK fixes tool descriptions when the agent "
-                "is built, before servers could start; give the Agent its MCP servers instead"
-            )
         if api not in ("responses", "chat"):
             raise UsageError(f'`api` must be "responses" or "chat", got {api!r}')
+        self._api: ExecApi = api
         self._nested: list[NestedFunctionTool] = []
         self._own_tools = [self._nested_tool(obj) for obj in tools]
         self._options = options
         self._session: CodeMode | None = None
         self._users = 0
         self._entry = asyncio.Lock()
-        self.tools: list[FunctionTool | CustomTool] = self._sdk_tools(api)
+        ready = [tool for tool in self._own_tools if isinstance(tool, Tool)]
+        default_yield_time_ms = options.get("default_yield_time_ms", DEFAULT_EXEC_YIELD_TIME_MS)
+        self.tools: list[FunctionTool | CustomTool] = self._sdk_tools(
+            tool_specs(ready, api, code_mode_only=True, default_yield_time_ms=default_yield_time_ms)
+        )
         """`exec` and `wait`, for `Agent(tools=[*code_mode.tools, ...])`."""
 
     @property
@@ -102,6 +102,7 @@ class CodeModeTools:
                     await session.close()
                     raise
                 self._session = session
+                self._adopt_descriptions(session.tool_specs(self._api))
             self._users += 1
         return self
 
@@ -118,27 +119,22 @@ class CodeModeTools:
             return await Runner.run(agent, input, **runner_options)
 
     # -- the SDK tools ----------------------------------------------------------------------
-    def _nested_tool(self, obj: object) -> Tool:
+    def _nested_tool(self, obj: object) -> Tool | ToolSource:
         if isinstance(obj, FunctionTool):
             nested = NestedFunctionTool(obj)
             self._nested.append(nested)
             return nested.tool
-        return as_tool(obj)
+        if isinstance(obj, (Tool, ToolSource)):
+            return obj
+        return framework_tool(obj) or as_tool(obj)
 
-    def _sdk_tools(self, api: ExecApi) -> list[FunctionTool | CustomTool]:
-        exec_spec, wait_spec = tool_specs(
-            self._own_tools,
-            api,
-            code_mode_only=True,
-            default_yield_time_ms=self._options.get("default_yield_time_ms", DEFAULT_EXEC_YIELD_TIME_MS),
-        )
-        wait_fields = wait_spec if api == "responses" else wait_spec["function"]
-        self._wait_schema: dict[str, Any] = wait_fields["parameters"]
-        wait_tool = _function_tool(WAIT_TOOL_NAME, wait_fields["description"], self._wait_schema, self._wait)
-        if api == "chat":
-            exec_fields = exec_spec["function"]
-            self._exec_schema: dict[str, Any] = exec_fields["parameters"]
-            return [_function_tool(EXEC_TOOL_NAME, exec_fields["description"], self._exec_schema, self._exec_function), wait_tool]
+    def _sdk_tools(self, specs: list[dict[str, Any]]) -> list[FunctionTool | CustomTool]:
+        exec_spec, wait_spec = (_fields(spec) for spec in specs)
+        self._wait_schema: dict[str, Any] = wait_spec["parameters"]
+        wait_tool = _function_tool(WAIT_TOOL_NAME, wait_spec["description"], self._wait_schema, self._wait)
+        if self._api == "chat":
+            self._exec_schema: dict[str, Any] = exec_spec["parameters"]
+            return [_function_tool(EXEC_TOOL_NAME, exec_spec["description"], self._exec_schema, self._exec_function), wait_tool]
         exec_tool = CustomTool(
             name=EXEC_TOOL_NAME,
             description=exec_spec["description"],
@@ -146,6 +142,13 @@ class CodeModeTools:
             format=exec_spec["format"],
         )
         return [exec_tool, wait_tool]
+
+    def _adopt_descriptions(self, specs: list[dict[str, Any]]) -> None:
+        """Describe the tools as the open session does (the agent holds these very objects)."""
+        for sdk_tool, spec in zip(self.tools, specs, strict=True):
+            sdk_tool.description = _fields(spec)["description"]
+            if isinstance(sdk_tool, CustomTool):
+                sdk_tool.tool_config["description"] = sdk_tool.description
 
     async def _exec_custom(self, context: ToolContext[Any], source: str) -> str:
         result = await self._bound(context).exec(source)
@@ -173,6 +176,12 @@ class CodeModeTools:
         for nested in self._nested:
             nested.run_context = context
         return session
+
+
+def _fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec's name, description and parameters (Chat Completions nests them in `function`)."""
+    function: dict[str, Any] = spec.get("function", spec)
+    return function
 
 
 def _function_tool(name: str, description: str, parameters: dict[str, Any], invoke: Any) -> FunctionTool:

@@ -13,7 +13,6 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
     raise ImportError('codemode.adapters.pydantic_ai needs pydantic-ai: pip install "codemode[pydantic-ai]"') from exc
 
-from codemode.adapters.pydantic_ai._nested import NestedToolset
 from codemode.adapters.pydantic_ai._toolset import CodeModeToolset
 
-__all__ = ["CodeModeToolset", "NestedToolset"]
+__all__ = ["CodeModeToolset"]
