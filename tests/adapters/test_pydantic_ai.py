@@ -141,3 +141,18 @@ async def test_a_toolset_is_entered_with_the_session_and_exited_when_it_closes()
         result = await cm.exec("text(await tools.add({ a: 1, b: 1 }))")
         assert result.items[0].text == "2"  # type: ignore[union-attr]
     assert toolset.events == ["enter", "exit"]
+
+
+async def test_async_with_agent_keeps_one_session_across_runs() -> None:
+    toolset = CodeModeToolset()
+    agent = Agent(
+        scripted([("exec", {"code": 'store("n", (load("n") ?? 0) + 1); text(String(load("n")))'})], "ok"),
+        toolsets=[toolset],
+    )
+    async with agent:
+        first = await agent.run("one")
+        second = await agent.run("two")
+        assert toolset.session.stored_values == {"n": 2}
+    assert [returns(r.all_messages())[0].content[1] for r in (first, second)] == ["1", "2"]
+    fresh = await agent.run("three")  # a run of its own gets a fresh session
+    assert returns(fresh.all_messages())[0].content[1] == "1"
