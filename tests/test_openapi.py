@@ -1,84 +1,38 @@
 """OpenAPI documents as nested tools: the real GitHub REST spec (npm `@octokit/openapi`) served
 by a real mock server, Stoplight Prism (npm `@stoplight/prism-cli`), on loopback.
 
-Prism runs with `--errors`, so a request that breaks the spec (a path parameter left in the
-template, a missing required query parameter, a body without a required field) gets an error
-status instead of a mock: a successful call shows the request was built right. A second API
-entry sends `Prefer: code=404`, which Prism answers with the spec's 404 response.
+Prism runs with `--errors` (`openapi_servers/prism.py`), so a successful call shows the request
+was built right: a path parameter left in the template, a missing required query parameter or
+a body without a required field would get an error status. A second API entry sends
+`Prefer: code=404`, which Prism answers with the spec's 404 response.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from openapi_servers.prism import GITHUB_SPEC, PrismError, prism as serve
 
 from codemode import ExecResult, SyncCodeMode, TextItem
 from codemode.errors import UsageError
 from codemode.tools.openapi import OpenApiToolset, operations
 
-TESTS = Path(__file__).parent
-SERVERS = TESTS / "openapi_servers"
-GITHUB_SPEC = SERVERS / "node_modules/@octokit/openapi/generated/api.github.com.json"
-PRISM_BIN = SERVERS / "node_modules/.bin/prism"
-PRISM_START_S = 300.0  # Prism reads and resolves the 13 MB spec first; on a busy machine that is slow
 SECRET = "Bearer test-credential-7d1f"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a Prism mock server for the GitHub spec, stopped after the module."""
-    if not PRISM_BIN.exists():
-        pytest.fail("npm test packages missing: run `npm ci --prefix tests/openapi_servers`")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("prism") / "prism.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(PRISM_BIN), "mock", "--errors", "-h", "127.0.0.1", "-p", str(port), str(GITHUB_SPEC)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so teardown stops all of it
-        )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(process, base_url, log_path)
-        yield base_url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + PRISM_START_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Prism exited with {process.returncode}:\n{log_path.read_text(errors='replace')[-2000:]}")
-        try:
-            httpx.get(f"{base_url}/zen", timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.5)
-    pytest.fail(f"Prism did not serve within {PRISM_START_S:.0f} s:\n{log_path.read_text(errors='replace')[-2000:]}")
+        with serve(GITHUB_SPEC, tmp_path_factory.mktemp("prism") / "prism.log") as base_url:
+            yield base_url
+    except PrismError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
