@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import itertools
 import json
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from codemode._describe.catalog import ToolCatalog
 from codemode._describe.descriptions import DEFAULT_DESCRIPTION_BUDGET_TOKENS
-from codemode._describe.names import NestedTool, nested_tool_table
+from codemode._describe.names import NestedTool, code_mode_name, nested_tool_table, normalize_identifier
 from codemode._engine.base import (
     CellProgram,
     Engine,
@@ -60,6 +61,8 @@ SHUTTING_DOWN = "code mode session is shutting down"
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
 Isolation = Literal["process", "in-process"]
 DEFAULT_ISOLATION: Isolation = "process"
+
+logger = logging.getLogger("codemode")
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class CodeMode:
         self._openapi: Any = None
         self._catalog = ToolCatalog((), budget_tokens=None)
         self._table: list[NestedTool] = []
+        self._collision_notice: str | None = None
         self._by_global_name: dict[str, NestedTool] = {}
         self._exports: dict[str, frozenset[str]] = {}
         self._cells: dict[str, Cell] = {}
@@ -232,6 +236,9 @@ class CodeMode:
         self._table = nested_tool_table(tools)
         self._by_global_name = {entry.global_name: entry for entry in self._table}
         self._catalog = ToolCatalog(self._table, budget_tokens=self._description_budget_tokens)
+        self._collision_notice = _collision_notice(tools, self._table)
+        if self._collision_notice:
+            logger.warning("%s", self._collision_notice)
         self._exports = module_exports(set(self._by_global_name))
         if self._engine is None:
             from codemode import engines
@@ -390,8 +397,8 @@ class CodeMode:
         )
 
     def _notes(self) -> list[str]:
-        notice = self._mcp.notice if self._mcp is not None else None
-        return [notice] if notice else []
+        notices = [self._mcp.notice if self._mcp is not None else None, self._collision_notice]
+        return [notice for notice in notices if notice]
 
     def _require_started(self) -> None:
         if self._state == "new":
@@ -476,6 +483,25 @@ class CodeMode:
             self._cells.pop(cell_id, None)
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
+
+
+def _collision_notice(tools: Sequence[Tool], table: Sequence[NestedTool]) -> str | None:
+    """Which tools lost their script name to an earlier tool (e.g. servers `a-b` and `a_b`)."""
+    kept = {id(entry.tool) for entry in table}
+    by_name = {entry.global_name: entry for entry in table}
+    lost = []
+    for tool in tools:
+        if id(tool) in kept:
+            continue
+        raw = code_mode_name(tool.name, tool.namespace)
+        winner = by_name.get(normalize_identifier(raw))
+        if winner is None:
+            lost.append(f"- `{raw}`: `{raw}` is the name of a code-mode tool itself")
+        else:
+            lost.append(f"- `{raw}`: `tools.{winner.global_name}` is already `{winner.code_mode_name}`")
+    if not lost:
+        return None
+    return "These tools are not in `tools` because another tool has the same script name:\n" + "\n".join(lost)
 
 
 def _stored_size(key: str, text: str) -> int:
