@@ -57,12 +57,12 @@ class CodeModeTools:
     Entering while open shares the session; it closes with the last exit.
 
     Args:
-        tools: the nested tools: Python functions, `codemode.Tool`s, Agents SDK `FunctionTool`s
-            (called with the run's context object).
+        tools: the nested tools: anything `CodeMode(tools=...)` takes; Agents SDK
+            `FunctionTool`s are called with the calling run's context object.
         api: "responses" (OpenAI Responses models): `exec` is a `CustomTool` whose input is the
             raw script, constrained by the Lark grammar. "chat" (any other model): `exec` is a
             `FunctionTool` taking `{"code": ...}`.
-        **options: `CodeMode` keyword arguments (limits, `isolation`, `engine`, `on_notify`...).
+        **options: `CodeMode` keyword arguments (`mcp_servers`, limits, `isolation`, ...).
 
     Raises:
         UsageError: `api` is neither, or a tool is none of the kinds `CodeMode` takes.
