@@ -10,7 +10,12 @@ import asyncio
 from typing import Any
 
 from agents import Agent, Model, ModelResponse, RunConfig, RunContextWrapper, Usage, function_tool
-from openai.types.responses import ResponseCustomToolCall, ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+from openai.types.responses import (
+    ResponseCustomToolCall,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
 
 from codemode.adapters.agents import CodeModeTools
 
@@ -33,7 +38,9 @@ class ScriptedModel(Model):
     def __init__(self, outputs: list[Any]) -> None:
         self.outputs = outputs
 
-    async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any) -> ModelResponse:
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
         last = input[-1] if isinstance(input, list) else None
         if isinstance(last, dict) and "output" in last:
             print(f"model ← {last['output']!r}\n")
@@ -53,19 +60,36 @@ def custom_exec(call_id: str, source: str) -> ResponseCustomToolCall:
 
 
 async def main() -> None:
-    model = ScriptedModel([
-        custom_exec("c1", """const cities = await tools.list_cities();
+    model = ScriptedModel(
+        [
+            custom_exec(
+                "c1",
+                """const cities = await tools.list_cities();
 const forecasts = await Promise.all(cities.map((city) => tools.get_forecast({ city })));
-text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C`).join("\\n"));"""),
-        custom_exec("c2", '// @exec: {"yield_time_ms": 100}\ntext("thinking");\nawait new Promise((r) => setTimeout(r, 300));\ntext("warmest: Lisbon");'),
-        ResponseFunctionToolCall(type="function_call", call_id="c3", name="wait", arguments='{"cell_id": "2"}'),
-        ResponseOutputMessage(id="m", type="message", role="assistant", status="completed",
-                              content=[ResponseOutputText(type="output_text", text="Lisbon is warmest.", annotations=[])]),
-    ])
+text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C`).join("\\n"));""",
+            ),
+            custom_exec(
+                "c2",
+                '// @exec: {"yield_time_ms": 100}\ntext("thinking");\nawait new Promise((r) => setTimeout(r, 300));\ntext("warmest: Lisbon");',
+            ),
+            ResponseFunctionToolCall(
+                type="function_call", call_id="c3", name="wait", arguments='{"cell_id": "2"}'
+            ),
+            ResponseOutputMessage(
+                id="m",
+                type="message",
+                role="assistant",
+                status="completed",
+                content=[ResponseOutputText(type="output_text", text="Lisbon is warmest.", annotations=[])],
+            ),
+        ]
+    )
     code_mode = CodeModeTools([list_cities, get_forecast])
     agent = Agent(name="forecaster", model=model, tools=code_mode.tools)
     forecasts = {"forecasts": {"Lisbon": 21.5, "Oslo": 3.0, "Paris": 14.0}}
-    result = await code_mode.run(agent, "Which city is warmest?", context=forecasts, run_config=RunConfig(tracing_disabled=True))
+    result = await code_mode.run(
+        agent, "Which city is warmest?", context=forecasts, run_config=RunConfig(tracing_disabled=True)
+    )
     print(f"\nfinal output: {result.final_output}")
 
 

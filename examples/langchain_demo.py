@@ -34,7 +34,9 @@ async def get_forecast(city: str) -> dict[str, Any]:
 
 
 def exec_call(call_id: str, code: str) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"id": call_id, "name": "exec", "args": {"code": code}, "type": "tool_call"}])
+    return AIMessage(
+        content="", tool_calls=[{"id": call_id, "name": "exec", "args": {"code": code}, "type": "tool_call"}]
+    )
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -49,18 +51,25 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self.replies.pop(0))])
 
 
 async def main() -> None:
-    model = ScriptedChatModel(replies=[
-        exec_call("t1", """const cities = await tools.list_cities({});
+    model = ScriptedChatModel(
+        replies=[
+            exec_call(
+                "t1",
+                """const cities = await tools.list_cities({});
 const forecasts = await Promise.all(cities.map((city) => tools.get_forecast({ city })));
-text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C`).join("\\n"));"""),
-        exec_call("t2", "text(undefined.length);"),
-        AIMessage(content="Lisbon is warmest."),
-    ])
+text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C`).join("\\n"));""",
+            ),
+            exec_call("t2", "text(undefined.length);"),
+            AIMessage(content="Lisbon is warmest."),
+        ]
+    )
     async with CodeMode(tools=[list_cities, get_forecast]) as cm:
         tools = {t.name: t for t in code_mode_tools(cm)}
         bound = model.bind_tools(list(tools.values()))

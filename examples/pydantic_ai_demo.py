@@ -25,9 +25,14 @@ def get_forecast(ctx: RunContext[dict[str, float]], city: str) -> dict[str, obje
 
 
 STEPS = [
-    ToolCallPart("exec", {"code": """const cities = await tools.list_cities();
+    ToolCallPart(
+        "exec",
+        {
+            "code": """const cities = await tools.list_cities();
 const forecasts = await Promise.all(cities.map((city) => tools.get_forecast({ city })));
-text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C`).join("\\n"));"""}),
+text(forecasts.map((f) => `${f.city}: ${f.temperature_c}°C`).join("\\n"));"""
+        },
+    ),
     ToolCallPart("exec", {"code": "const broken = undefined;\ntext(broken.length);"}),
     ToolCallPart("exec", {"code": 'text("recovered: Lisbon is warmest")'}),
 ]

@@ -46,7 +46,9 @@ class ScriptedModel(Model):
         self.replies = list(replies)
         self.inputs: list[list[Any]] = []
 
-    async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any) -> ModelResponse:
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
         items = [input] if isinstance(input, str) else list(input)
         self.inputs.append(items)
         output = self.replies.pop(0)(items)
@@ -57,11 +59,15 @@ class ScriptedModel(Model):
 
 
 def custom_exec(call_id: str, source: str) -> Reply:
-    return lambda _: ResponseCustomToolCall(type="custom_tool_call", call_id=call_id, name="exec", input=source)
+    return lambda _: ResponseCustomToolCall(
+        type="custom_tool_call", call_id=call_id, name="exec", input=source
+    )
 
 
 def function_call(call_id: str, name: str, arguments: str) -> Reply:
-    return lambda _: ResponseFunctionToolCall(type="function_call", call_id=call_id, name=name, arguments=arguments)
+    return lambda _: ResponseFunctionToolCall(
+        type="function_call", call_id=call_id, name=name, arguments=arguments
+    )
 
 
 def final(text: str) -> Reply:
@@ -114,19 +120,29 @@ async def test_responses_run_composes_nested_tools_resumes_and_recovers() -> Non
     agent = Agent(name="coder", model=model, tools=code_mode.tools)
     exec_tool, wait_tool = code_mode.tools
     assert exec_tool.format["syntax"] == "lark"  # type: ignore[union-attr]
-    assert "add(args: {" in exec_tool.description and "scale(args: { value: number; })" in exec_tool.description
+    assert (
+        "add(args: {" in exec_tool.description and "scale(args: { value: number; })" in exec_tool.description
+    )
 
     result = await code_mode.run(agent, "compute", context={"factor": 10}, run_config=NO_TRACING)
 
     assert result.final_output == "all done"
     first, running, waited, failed, recovered = outputs(result.new_items)
-    assert first.startswith("Script completed\nWall time ") and first.endswith(" seconds\nOutput:\n5 scaled is 50")
+    assert first.startswith("Script completed\nWall time ") and first.endswith(
+        " seconds\nOutput:\n5 scaled is 50"
+    )
     assert running.startswith("Script running with cell ID 2\n") and running.endswith("started")
-    assert waited[0].text.startswith("Script completed\n") and [part.text for part in waited[1:]] == ["finished"]
+    assert waited[0].text.startswith("Script completed\n") and [part.text for part in waited[1:]] == [
+        "finished"
+    ]
     assert failed.startswith("Script failed\n")
     assert "Script error:\nTypeError: Cannot read properties of undefined (reading 'length')" in failed
     assert recovered.endswith("Output:\nrecovered")
-    sent_back = [item for item in model.inputs[-1] if isinstance(item, dict) and item.get("type") == "custom_tool_call_output"]
+    sent_back = [
+        item
+        for item in model.inputs[-1]
+        if isinstance(item, dict) and item.get("type") == "custom_tool_call_output"
+    ]
     assert [item["call_id"] for item in sent_back] == ["c1", "c2", "c4", "c5"]
     with pytest.raises(UsageError, match="not open"):
         code_mode.session  # noqa: B018 - the run's session closed with the run
@@ -136,7 +152,11 @@ async def test_chat_exec_is_a_function_tool_with_image_output() -> None:
     code_mode = CodeModeTools([add], api="chat")
     model = ScriptedModel(
         [
-            function_call("f1", "exec", '{"code": "text(await tools.add({a: 1, b: 1})); image(\\"data:image/png;base64,iVBORw0KGgo=\\")"}'),
+            function_call(
+                "f1",
+                "exec",
+                '{"code": "text(await tools.add({a: 1, b: 1})); image(\\"data:image/png;base64,iVBORw0KGgo=\\")"}',
+            ),
             function_call("f2", "exec", '{"source": "text(1)"}'),
             final("ok"),
         ]
@@ -148,11 +168,19 @@ async def test_chat_exec_is_a_function_tool_with_image_output() -> None:
         assert code_mode.session.running_cells == []
 
     with_image, bad_arguments = outputs(result.new_items)
-    assert [type(part).__name__ for part in with_image] == ["ToolOutputText", "ToolOutputText", "ToolOutputImage"]
+    assert [type(part).__name__ for part in with_image] == [
+        "ToolOutputText",
+        "ToolOutputText",
+        "ToolOutputImage",
+    ]
     assert with_image[1].text == "2"
     assert with_image[2].image_url == "data:image/png;base64,iVBORw0KGgo="
     assert "`exec` got invalid arguments" in bad_arguments
-    replayed = next(item for item in model.inputs[1] if isinstance(item, dict) and item.get("type") == "function_call_output")
+    replayed = next(
+        item
+        for item in model.inputs[1]
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    )
     assert {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"} in [
         {key: part.get(key) for key in ("type", "image_url", "detail")} for part in replayed["output"]
     ]
@@ -163,7 +191,7 @@ async def test_function_tools_are_nested_tools_of_a_plain_session() -> None:
         (nested,) = cm.tools
         assert nested.tool.input_schema == add.params_json_schema
         assert "a: number" in cm.exec_description()
-        result = await cm.exec('text(await tools.add({ a: 20, b: 22 }))')
+        result = await cm.exec("text(await tools.add({ a: 20, b: 22 }))")
         assert result.items[0].text == "42"  # type: ignore[union-attr]
         rejected = await cm.exec('await tools.add({ a: "x", b: 1 })')
         assert rejected.status == "failed" and "invalid arguments" in (rejected.error or "")
@@ -175,11 +203,18 @@ async def test_descriptions_follow_the_open_session_mcp_servers_included() -> No
     code_mode = CodeModeTools([add], mcp_servers=config)
     exec_tool = code_mode.tools[0]
     assert "mcp__py__add" not in exec_tool.description  # the server starts with the session
-    model = ScriptedModel([custom_exec("c1", "text((await tools.mcp__py__add({ a: 1, b: 2 })).structuredContent.total)"), final("3")])
+    model = ScriptedModel(
+        [
+            custom_exec("c1", "text((await tools.mcp__py__add({ a: 1, b: 2 })).structuredContent.total)"),
+            final("3"),
+        ]
+    )
     async with code_mode:
         assert "mcp__py__add" in exec_tool.description
         assert exec_tool.tool_config["description"] == exec_tool.description  # type: ignore[union-attr]
-        result = await Runner.run(Agent(name="coder", model=model, tools=code_mode.tools), "go", run_config=NO_TRACING)
+        result = await Runner.run(
+            Agent(name="coder", model=model, tools=code_mode.tools), "go", run_config=NO_TRACING
+        )
     assert outputs(result.new_items)[0].endswith("Output:\n3")
 
 

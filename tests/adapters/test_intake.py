@@ -33,7 +33,9 @@ def ping() -> str:
 
 
 def test_as_tool_refuses_a_toolset_which_lists_its_tools_only_once_started() -> None:
-    with pytest.raises(UsageError, match=r"FunctionToolset gives its tools only once started: pass it to CodeMode\(tools="):
+    with pytest.raises(
+        UsageError, match=r"FunctionToolset gives its tools only once started: pass it to CodeMode\(tools="
+    ):
         as_tool(FunctionToolset([Tool(ping)]))
 
 

@@ -35,12 +35,16 @@ class ScriptedChatModel(BaseChatModel):
         self._bound = [convert_to_openai_tool(t) for t in tools]
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self.replies.pop(0))])
 
 
 def call(call_id: str, name: str, args: dict[str, Any]) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"id": call_id, "name": name, "args": args, "type": "tool_call"}])
+    return AIMessage(
+        content="", tool_calls=[{"id": call_id, "name": name, "args": args, "type": "tool_call"}]
+    )
 
 
 @tool
@@ -88,13 +92,21 @@ async def test_loop_composes_nested_tools_resumes_and_recovers() -> None:
 
     assert messages[-1].content == "all done"
     composed, running, waited, failed, with_image = [m for m in messages if isinstance(m, ToolMessage)]
-    assert [m.tool_call_id for m in (composed, running, waited, failed, with_image)] == ["t1", "t2", "t3", "t4", "t5"]
+    assert [m.tool_call_id for m in (composed, running, waited, failed, with_image)] == [
+        "t1",
+        "t2",
+        "t3",
+        "t4",
+        "t5",
+    ]
     assert composed.content[1] == {"type": "text", "text": "5 scaled is 50"}
     assert running.content[0]["text"].startswith("Script running with cell ID 2\n")
     assert running.content[1:] == [{"type": "text", "text": "started"}]
     assert waited.content[1:] == [{"type": "text", "text": "finished"}]
     assert failed.status == "error" and composed.status == "success"
-    assert "Script error:\nTypeError: Cannot read properties of undefined (reading 'length')" in failed.content
+    assert (
+        "Script error:\nTypeError: Cannot read properties of undefined (reading 'length')" in failed.content
+    )
     assert with_image.content[1] == {"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"}
     exec_spec, wait_spec = model._bound
     assert exec_spec["function"]["name"] == "exec" and wait_spec["function"]["name"] == "wait"
@@ -106,7 +118,10 @@ async def test_bad_arguments_are_an_error_message_for_the_model() -> None:
     async with CodeMode() as cm:
         messages = await run_loop(model, code_mode_tools(cm), "go")
     (error,) = [m for m in messages if isinstance(m, ToolMessage)]
-    assert error.status == "error" and error.content == "`wait` got invalid arguments: 'cell_id' is a required property"
+    assert (
+        error.status == "error"
+        and error.content == "`wait` got invalid arguments: 'cell_id' is a required property"
+    )
 
 
 async def test_langchain_tools_are_nested_tools_with_their_schemas() -> None:
@@ -115,7 +130,9 @@ async def test_langchain_tools_are_nested_tools_with_their_schemas() -> None:
             convert_to_openai_tool(add)["function"]["parameters"],
             convert_to_openai_tool(scale)["function"]["parameters"],
         ]
-        result = await cm.exec("text(JSON.stringify(await tools.scale({ value: await tools.add({ a: 1, b: 2 }), factor: 2 })))")
+        result = await cm.exec(
+            "text(JSON.stringify(await tools.scale({ value: await tools.add({ a: 1, b: 2 }), factor: 2 })))"
+        )
         assert result.items[0].text == '{"scaled":6}'  # type: ignore[union-attr]
         rejected = await cm.exec('await tools.add({ a: "x", b: 1 })')
         assert rejected.status == "failed" and "invalid arguments" in (rejected.error or "")

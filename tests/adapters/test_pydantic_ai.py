@@ -9,7 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_ai import Agent, FunctionToolset, ModelMessage, ModelResponse, RunContext, TextPart, Tool, ToolCallPart
+from pydantic_ai import (
+    Agent,
+    FunctionToolset,
+    ModelMessage,
+    ModelResponse,
+    RunContext,
+    TextPart,
+    Tool,
+    ToolCallPart,
+)
 from pydantic_ai.messages import BinaryContent, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.toolsets import WrapperToolset
@@ -74,11 +83,17 @@ async def test_agent_run_composes_nested_tools_resumes_and_recovers() -> None:
     assert result.output == "all done"
     composed, running, waited, failed, with_image = returns(result.all_messages())
     assert composed.content[0].startswith("Script completed\n") and composed.content[1:] == ["5 scaled is 50"]
-    assert running.content[0].startswith("Script running with cell ID 2\n") and running.content[1:] == ["started"]
+    assert running.content[0].startswith("Script running with cell ID 2\n") and running.content[1:] == [
+        "started"
+    ]
     assert waited.content[0].startswith("Script completed\n") and waited.content[1:] == ["finished"]
     assert failed.outcome == "failed"
-    assert "Script error:\nTypeError: Cannot read properties of undefined (reading 'length')" in failed.content
-    assert isinstance(with_image.content[1], BinaryContent) and with_image.content[1].media_type == "image/png"
+    assert (
+        "Script error:\nTypeError: Cannot read properties of undefined (reading 'length')" in failed.content
+    )
+    assert (
+        isinstance(with_image.content[1], BinaryContent) and with_image.content[1].media_type == "image/png"
+    )
     tool_names = [part.tool_name for part in returns(result.all_messages())]
     assert tool_names == ["exec", "exec", "wait", "exec", "exec"]
 

@@ -17,7 +17,9 @@ from codemode.errors import ToolError
 __all__ = ["checked_arguments"]
 
 
-def checked_arguments(tool_name: str, arguments: str | dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+def checked_arguments(
+    tool_name: str, arguments: str | dict[str, Any], schema: dict[str, Any]
+) -> dict[str, Any]:
     """`arguments` (JSON text or a dict) as a dict that satisfies `schema`.
 
     Raises:
@@ -33,5 +35,7 @@ def checked_arguments(tool_name: str, arguments: str | dict[str, Any], schema: d
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(arguments))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path)
-        raise ToolError(f"`{tool_name}` got invalid arguments{f' at `{where}`' if where else ''}: {error.message}")
+        raise ToolError(
+            f"`{tool_name}` got invalid arguments{f' at `{where}`' if where else ''}: {error.message}"
+        )
     return arguments

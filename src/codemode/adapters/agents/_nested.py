@@ -57,7 +57,9 @@ class NestedFunctionTool:
             agent=getattr(outer, "agent", None),
             run_config=getattr(outer, "run_config", None),
         )
-        output = await invoke_function_tool(function_tool=self.function_tool, context=context, arguments=arguments_json)
+        output = await invoke_function_tool(
+            function_tool=self.function_tool, context=context, arguments=arguments_json
+        )
         return _JSON.dump_python(output, mode="json")
 
 

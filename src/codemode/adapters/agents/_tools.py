@@ -113,7 +113,9 @@ class CodeModeTools:
                 session, self._session = self._session, None
                 await session.close()
 
-    async def run(self, agent: Agent[Any], input: str | list[TResponseInputItem], **runner_options: Any) -> RunResult:
+    async def run(
+        self, agent: Agent[Any], input: str | list[TResponseInputItem], **runner_options: Any
+    ) -> RunResult:
         """`Runner.run(agent, input, **runner_options)` inside a session that lasts for the run."""
         async with self:
             return await Runner.run(agent, input, **runner_options)
@@ -134,7 +136,12 @@ class CodeModeTools:
         wait_tool = _function_tool(WAIT_TOOL_NAME, wait_spec["description"], self._wait_schema, self._wait)
         if self._api == "chat":
             self._exec_schema: dict[str, Any] = exec_spec["parameters"]
-            return [_function_tool(EXEC_TOOL_NAME, exec_spec["description"], self._exec_schema, self._exec_function), wait_tool]
+            return [
+                _function_tool(
+                    EXEC_TOOL_NAME, exec_spec["description"], self._exec_schema, self._exec_function
+                ),
+                wait_tool,
+            ]
         exec_tool = CustomTool(
             name=EXEC_TOOL_NAME,
             description=exec_spec["description"],
@@ -205,8 +212,9 @@ def _function_output(result: ExecResult) -> FunctionOutput:
             case TextItem(text):
                 outputs.append(ToolOutputText(text=text))
             case ImageItem(image_url, detail):
-                outputs.append(ToolOutputImage(image_url=image_url, detail=detail if detail in _IMAGE_DETAILS else None))
+                outputs.append(
+                    ToolOutputImage(image_url=image_url, detail=detail if detail in _IMAGE_DETAILS else None)
+                )
             case AudioItem():
                 outputs.append(ToolOutputText(text=omitted_note("audio", _NO_AUDIO)))
     return outputs
-

@@ -9,7 +9,9 @@ Layout: `_tools` (exec and wait as LangChain tools), `_nested` (LangChain tools 
 try:
     import langchain_core as _langchain_core  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
-    raise ImportError('codemode.adapters.langchain needs langchain-core: pip install "codemode[langchain]"') from exc
+    raise ImportError(
+        'codemode.adapters.langchain needs langchain-core: pip install "codemode[langchain]"'
+    ) from exc
 
 from codemode.adapters.langchain._tools import code_mode_tools
 

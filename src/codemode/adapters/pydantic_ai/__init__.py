@@ -11,7 +11,9 @@ Layout: `_toolset` (exec and wait as a toolset), `_nested` (pydantic-ai tools as
 try:
     import pydantic_ai as _pydantic_ai  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
-    raise ImportError('codemode.adapters.pydantic_ai needs pydantic-ai: pip install "codemode[pydantic-ai]"') from exc
+    raise ImportError(
+        'codemode.adapters.pydantic_ai needs pydantic-ai: pip install "codemode[pydantic-ai]"'
+    ) from exc
 
 from codemode.adapters.pydantic_ai._toolset import CodeModeToolset
 

@@ -15,7 +15,16 @@ from typing import Any, cast
 
 import pydantic
 import pydantic_core
-from pydantic_ai import AbstractToolset, FunctionToolset, ModelRetry, RunContext, Tool, ToolDenied, ToolFailed, ToolReturn
+from pydantic_ai import (
+    AbstractToolset,
+    FunctionToolset,
+    ModelRetry,
+    RunContext,
+    Tool,
+    ToolDenied,
+    ToolFailed,
+    ToolReturn,
+)
 from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.tool_manager import ToolManager
 from pydantic_ai.usage import RunUsage

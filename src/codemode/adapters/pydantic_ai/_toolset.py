@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import pydantic_core
-from pydantic_ai import AbstractToolset, BinaryContent, ModelRetry, RunContext, Tool, ToolDefinition, ToolFailed
+from pydantic_ai import (
+    AbstractToolset,
+    BinaryContent,
+    ModelRetry,
+    RunContext,
+    Tool,
+    ToolDefinition,
+    ToolFailed,
+)
 from pydantic_ai.toolsets import ToolsetTool
 from pydantic_core import core_schema
 
@@ -27,7 +35,9 @@ from codemode.errors import ToolError, UsageError
 
 __all__ = ["CodeModeToolset"]
 
-_ANY_ARGUMENTS = pydantic_core.SchemaValidator(core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()))
+_ANY_ARGUMENTS = pydantic_core.SchemaValidator(
+    core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema())
+)
 _FAILED_TEXT_ONLY = "a failed tool result carries text only"
 
 
@@ -42,7 +52,9 @@ class CodeModeToolset(AbstractToolset[Any]):
         **options: `CodeMode` keyword arguments (`mcp_servers`, limits, `isolation`, ...).
     """
 
-    def __init__(self, tools: Iterable[Any] = (), *, id: str | None = None, max_retries: int = 1, **options: Any) -> None:
+    def __init__(
+        self, tools: Iterable[Any] = (), *, id: str | None = None, max_retries: int = 1, **options: Any
+    ) -> None:
         self._nested: list[NestedToolset] = []
         self._own_tools = [self._nested_tool(obj) for obj in tools]
         self._id = id
@@ -94,14 +106,21 @@ class CodeModeToolset(AbstractToolset[Any]):
         for spec in self.session.tool_specs("chat"):
             function = spec["function"]
             definition = ToolDefinition(
-                name=function["name"], description=function["description"], parameters_json_schema=function["parameters"]
+                name=function["name"],
+                description=function["description"],
+                parameters_json_schema=function["parameters"],
             )
             tools[definition.name] = ToolsetTool(
-                toolset=self, tool_def=definition, max_retries=self._max_retries, args_validator=_ANY_ARGUMENTS
+                toolset=self,
+                tool_def=definition,
+                max_retries=self._max_retries,
+                args_validator=_ANY_ARGUMENTS,
             )
         return tools
 
-    async def call_tool(self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any]) -> Any:
+    async def call_tool(
+        self, name: str, tool_args: dict[str, Any], ctx: RunContext[Any], tool: ToolsetTool[Any]
+    ) -> Any:
         session = self.session
         self._bind(ctx)
         try:
