@@ -222,3 +222,16 @@ def test_a_tool_needing_approval_is_refused() -> None:
     guarded = function_tool(lambda: "secret", name_override="reveal", needs_approval=True)
     with pytest.raises(UsageError, match="`reveal` needs approval"):
         CodeModeTools([guarded])
+
+
+async def test_a_nested_tool_failure_rejects_in_the_script_when_the_tool_raises() -> None:
+    def explode(city: str) -> str:
+        """Fail on purpose."""
+        raise ValueError(f"no forecast for {city}")
+
+    strict = function_tool(explode, failure_error_function=None)
+    async with CodeMode(tools=[strict]) as cm:
+        result = await cm.exec(
+            'try { await tools.explode({ city: "Atlantis" }) } catch (e) { text(String(e)) }'
+        )
+    assert "no forecast for Atlantis" in result.items[0].text  # type: ignore[union-attr]

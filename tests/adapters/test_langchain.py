@@ -13,7 +13,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool, ToolException, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
@@ -136,3 +136,16 @@ async def test_langchain_tools_are_nested_tools_with_their_schemas() -> None:
         assert result.items[0].text == '{"scaled":6}'  # type: ignore[union-attr]
         rejected = await cm.exec('await tools.add({ a: "x", b: 1 })')
         assert rejected.status == "failed" and "invalid arguments" in (rejected.error or "")
+
+
+async def test_a_nested_tool_exception_rejects_in_the_script() -> None:
+    @tool
+    def explode(city: str) -> str:
+        """Fail on purpose."""
+        raise ToolException(f"no forecast for {city}")
+
+    async with CodeMode(tools=[explode]) as cm:
+        result = await cm.exec(
+            'try { await tools.explode({ city: "Atlantis" }) } catch (e) { text(String(e)) }'
+        )
+    assert "no forecast for Atlantis" in result.items[0].text  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from pydantic_ai import (
     FunctionToolset,
     ModelMessage,
     ModelResponse,
+    ModelRetry,
     RunContext,
     TextPart,
     Tool,
@@ -171,3 +172,15 @@ async def test_async_with_agent_keeps_one_session_across_runs() -> None:
     assert [returns(r.all_messages())[0].content[1] for r in (first, second)] == ["1", "2"]
     fresh = await agent.run("three")  # a run of its own gets a fresh session
     assert returns(fresh.all_messages())[0].content[1] == "1"
+
+
+async def test_a_nested_model_retry_rejects_in_the_script_with_its_message() -> None:
+    def lookup(city: str) -> str:
+        """Look a city up."""
+        raise ModelRetry(f"unknown city {city}; try Paris")
+
+    async with CodeMode(tools=[Tool(lookup)]) as cm:
+        result = await cm.exec(
+            'try { await tools.lookup({ city: "Atlantis" }) } catch (e) { text(String(e)) }'
+        )
+    assert "unknown city Atlantis; try Paris" in result.items[0].text  # type: ignore[union-attr]
