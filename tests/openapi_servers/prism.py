@@ -1,9 +1,10 @@
 """Stoplight Prism serving an OpenAPI document on loopback: shared by `tests/test_openapi.py` and
 `benchmarks/tokens.py` (the npm packages beside this file: `npm ci --prefix tests/openapi_servers`).
 
-Prism runs with `--errors`, so a request that breaks the spec (a path parameter left in the
+With `errors=True` (`--errors`) a request that breaks the spec (a path parameter left in the
 template, a missing required query parameter, a body without a required field) gets an error
-status instead of a mock. It runs in its own process group, stopped when the context exits.
+status instead of a mock, and so does a spec example that breaks its own response schema
+(GitHub's `repos/get` does). Prism runs in its own process group, stopped when the context exits.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def prism(spec: Path, log_path: Path) -> Iterator[str]:
+def prism(spec: Path, log_path: Path, *, errors: bool = True) -> Iterator[str]:
     """Serve `spec` with Prism on a free loopback port; yields the base URL.
 
     Raises:
@@ -49,7 +50,7 @@ def prism(spec: Path, log_path: Path) -> Iterator[str]:
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(PRISM_BIN), "mock", "--errors", "-h", "127.0.0.1", "-p", str(port), str(spec)],
+            [str(PRISM_BIN), "mock", *(["--errors"] if errors else []), "-h", "127.0.0.1", "-p", str(port), str(spec)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
