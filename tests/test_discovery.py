@@ -87,6 +87,14 @@ async def test_over_the_budget_each_tool_is_one_line_and_the_helpers_are_describ
     assert out == ["function", "function", "2"]
 
 
+async def test_over_the_budget_without_code_mode_only_the_helpers_are_still_described(make_cm: MakeCodeMode) -> None:
+    cm = await make_cm(tools=[add, shout], description_budget_tokens=10)
+    await cm.start()
+    description = cm.exec_description(code_mode_only=False)
+    assert "Finding tools:" in description and "they are on `tools` and in `ALL_TOOLS`" in description
+    assert "- `add`" not in description and "### `add`" not in description
+
+
 async def test_no_budget_always_declares(make_cm: MakeCodeMode) -> None:
     cm = await make_cm(tools=[add], description_budget_tokens=None)
     await cm.start()
