@@ -118,9 +118,9 @@ def exec_description(
     sections = [_usage(default_yield_time_ms, input_format), _HELPERS]
     if any(nested.tool.deferred for nested in table):
         sections.append(_DEFERRED_GUIDANCE)
-    listed = [nested for nested in table if not nested.tool.deferred]
+    listed = _listed(table)
     reference = _tool_reference(listed, _namespace_descriptions(table))
-    compact = budget_tokens is not None and approx_tokens(reference) > budget_tokens
+    compact = _over_budget(reference, budget_tokens)
     if compact:
         sections.append(_discovery_guidance(len(table), code_mode_only))
     if not code_mode_only:
@@ -136,10 +136,9 @@ def exec_description(
 
 def exceeds_budget(table: Sequence[NestedTool], budget_tokens: int | None) -> bool:
     """Whether the reference of `table`'s listed tools is over `budget_tokens` (None: never)."""
-    if budget_tokens is None:
-        return False
-    listed = [nested for nested in table if not nested.tool.deferred]
-    return approx_tokens(_tool_reference(listed, _namespace_descriptions(table))) > budget_tokens
+    return budget_tokens is not None and _over_budget(
+        _tool_reference(_listed(table), _namespace_descriptions(table)), budget_tokens
+    )
 
 
 def first_sentence(text: str) -> str:
@@ -197,6 +196,15 @@ def all_tools_entries(table: Sequence[NestedTool]) -> list[dict[str, str]]:
         prefix = f"{guidance}\n\n" if guidance else ""
         entries.append({"name": nested.global_name, "description": prefix + nested.description})
     return entries
+
+
+def _listed(table: Sequence[NestedTool]) -> list[NestedTool]:
+    """The tools the description names: deferred ones are only on `tools` and in `ALL_TOOLS`."""
+    return [nested for nested in table if not nested.tool.deferred]
+
+
+def _over_budget(reference: str, budget_tokens: int | None) -> bool:
+    return budget_tokens is not None and approx_tokens(reference) > budget_tokens
 
 
 def _discovery_guidance(count: int, code_mode_only: bool) -> str:
