@@ -63,7 +63,7 @@ COMPOSE = "const sum = await tools.add({ a: 2, b: 3 });\nconst { scaled } = awai
 YIELDS = '// @exec: {"yield_time_ms": 100}\ntext("started");\nawait new Promise((resolve) => setTimeout(resolve, 400));\ntext("finished");'
 
 
-async def run_loop(model: BaseChatModel, tools: list[BaseTool], prompt: str) -> list[BaseMessage]:
+async def run_loop(model: BaseChatModel, tools: Sequence[BaseTool], prompt: str) -> list[BaseMessage]:
     by_name = {t.name: t for t in tools}
     bound = model.bind_tools(tools)
     messages: list[BaseMessage] = [HumanMessage(prompt)]

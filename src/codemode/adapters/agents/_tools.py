@@ -23,13 +23,14 @@ from agents import (
     ToolOutputImage,
     ToolOutputText,
 )
+from agents import Tool as AgentTool
 from agents.items import TResponseInputItem
 from agents.tool_context import ToolContext
 
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._result import ExecResult
 from codemode._session.session import DEFAULT_EXEC_YIELD_TIME_MS, CodeMode
-from codemode._types import AudioItem, ImageItem, TextItem
+from codemode._types import AudioItem, ImageDetail, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._intake import ToolSource, framework_tool
 from codemode.adapters._text import text_output
@@ -46,7 +47,13 @@ FunctionOutput: TypeAlias = str | list[ToolOutputText | ToolOutputImage]
 
 _CUSTOM_TOOL_TEXT_ONLY = "the Agents SDK returns custom tool output as text"
 _NO_AUDIO = "Agents SDK tool outputs carry no audio"
-_IMAGE_DETAILS = ("low", "high", "auto")
+# The SDK's image details; "original" (full resolution) is closest to its "high".
+_SDK_IMAGE_DETAIL: dict[ImageDetail, Literal["low", "high", "auto"]] = {
+    "low": "low",
+    "high": "high",
+    "auto": "auto",
+    "original": "high",
+}
 
 
 class CodeModeTools:
@@ -80,9 +87,10 @@ class CodeModeTools:
         self._entry = asyncio.Lock()
         ready = [tool for tool in self._own_tools if isinstance(tool, Tool)]
         default_yield_time_ms = options.get("default_yield_time_ms", DEFAULT_EXEC_YIELD_TIME_MS)
-        self.tools: list[FunctionTool | CustomTool] = self._sdk_tools(
+        self._exec_tool, self._wait_tool = self._sdk_tools(
             tool_specs(ready, api, code_mode_only=True, default_yield_time_ms=default_yield_time_ms)
         )
+        self.tools: list[AgentTool] = [self._exec_tool, self._wait_tool]
         """`exec` and `wait`, for `Agent(tools=[*code_mode.tools, ...])`."""
 
     @property
@@ -130,32 +138,31 @@ class CodeModeTools:
             return obj
         return framework_tool(obj) or as_tool(obj)
 
-    def _sdk_tools(self, specs: list[dict[str, Any]]) -> list[FunctionTool | CustomTool]:
+    def _sdk_tools(self, specs: list[dict[str, Any]]) -> tuple[FunctionTool | CustomTool, FunctionTool]:
         exec_spec, wait_spec = (_fields(spec) for spec in specs)
         self._wait_schema: dict[str, Any] = wait_spec["parameters"]
         wait_tool = _function_tool(WAIT_TOOL_NAME, wait_spec["description"], self._wait_schema, self._wait)
         if self._api == "chat":
             self._exec_schema: dict[str, Any] = exec_spec["parameters"]
-            return [
-                _function_tool(
-                    EXEC_TOOL_NAME, exec_spec["description"], self._exec_schema, self._exec_function
-                ),
-                wait_tool,
-            ]
+            exec_function = _function_tool(
+                EXEC_TOOL_NAME, exec_spec["description"], self._exec_schema, self._exec_function
+            )
+            return exec_function, wait_tool
         exec_tool = CustomTool(
             name=EXEC_TOOL_NAME,
             description=exec_spec["description"],
             on_invoke_tool=self._exec_custom,
             format=exec_spec["format"],
         )
-        return [exec_tool, wait_tool]
+        return exec_tool, wait_tool
 
     def _adopt_descriptions(self, specs: list[dict[str, Any]]) -> None:
         """Describe the tools as the open session does (the agent holds these very objects)."""
-        for sdk_tool, spec in zip(self.tools, specs, strict=True):
-            sdk_tool.description = _fields(spec)["description"]
-            if isinstance(sdk_tool, CustomTool):
-                sdk_tool.tool_config["description"] = sdk_tool.description
+        exec_spec, wait_spec = (_fields(spec) for spec in specs)
+        self._wait_tool.description = wait_spec["description"]
+        self._exec_tool.description = exec_spec["description"]
+        if isinstance(self._exec_tool, CustomTool):
+            self._exec_tool.tool_config["description"] = exec_spec["description"]
 
     async def _exec_custom(self, context: ToolContext[Any], source: str) -> str:
         result = await self._bound(context).exec(source)
@@ -213,7 +220,9 @@ def _function_output(result: ExecResult) -> FunctionOutput:
                 outputs.append(ToolOutputText(text=text))
             case ImageItem(image_url, detail):
                 outputs.append(
-                    ToolOutputImage(image_url=image_url, detail=detail if detail in _IMAGE_DETAILS else None)
+                    ToolOutputImage(
+                        image_url=image_url, detail=None if detail is None else _SDK_IMAGE_DETAIL[detail]
+                    )
                 )
             case AudioItem():
                 outputs.append(ToolOutputText(text=omitted_note("audio", _NO_AUDIO)))
