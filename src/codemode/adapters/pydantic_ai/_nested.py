@@ -46,6 +46,7 @@ class NestedToolset(ToolSource):
         self._manager_context: RunContext[Any] | None = None
 
     async def start(self) -> list[NestedTool]:
+        self._manager = None  # a manager from an earlier session knows that entry's tools
         await self.toolset.__aenter__()
         try:
             listed = await self.toolset.get_tools(self._context())
