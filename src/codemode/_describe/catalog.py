@@ -19,7 +19,7 @@ import asyncio
 import difflib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codemode._describe.descriptions import (
     DEFAULT_SEARCH_LIMIT,
@@ -35,8 +35,10 @@ from codemode._describe.names import (
     SEARCH_HELPER_NAME,
     NestedTool,
 )
-from codemode._describe.search import ToolIndex
 from codemode.errors import ToolError
+
+if TYPE_CHECKING:
+    from codemode._describe.search import ToolIndex
 
 __all__ = ["MAX_SEARCH_LIMIT", "ToolCatalog"]
 
@@ -85,7 +87,7 @@ class ToolCatalog:
                 default_yield_time_ms=default_yield_time_ms,
                 input_format=input_format,
                 notes=notes,
-                budget_tokens=self.budget_tokens if self.compact else None,
+                budget_tokens=self.budget_tokens,
             )
             self._descriptions[key] = text
         return text
@@ -109,7 +111,7 @@ class ToolCatalog:
         if self.compact and name == _SEARCH_BINDING:
             async with self._index_lock:
                 if self._index is None:
-                    self._index = await asyncio.to_thread(ToolIndex, self.table)
+                    self._index = await asyncio.to_thread(_index, self.table)
             return json.dumps(self._search_call(_positional(arguments_json)), ensure_ascii=False)
         if self.compact and name == _DESCRIBE_BINDING:
             return json.dumps(self._describe_call(_positional(arguments_json)), ensure_ascii=False)
@@ -119,7 +121,7 @@ class ToolCatalog:
         """The tools best matching `query` (BM25), best first, as `{name, description}` entries
         with a one-sentence description."""
         if self._index is None:
-            self._index = ToolIndex(self.table)
+            self._index = _index(self.table)
         return [
             {"name": name, "description": first_sentence(self._by_name[name].tool.description)}
             for name in self._index.search(query, limit)
@@ -163,6 +165,13 @@ class ToolCatalog:
         if not isinstance(name, str):
             raise ToolError(f"{DESCRIBE_HELPER_NAME} expects a tool name string, as `ALL_TOOLS` lists them")
         return self.describe(name)
+
+
+def _index(table: Sequence[NestedTool]) -> ToolIndex:
+    """The BM25 index, imported on first use: numpy and bm25s cost a session that never searches."""
+    from codemode._describe.search import ToolIndex
+
+    return ToolIndex(table)
 
 
 def _positional(arguments_json: str | None) -> list[Any]:
