@@ -7,6 +7,7 @@ its event loop for a lease instead of starting its own connection.
 Invariants:
 * One `ServerConnection` per (server name, settings, hooks) and event loop; it is started once,
   by a task of the pool's own, so a cancelled session never cancels a start others wait for.
+  What the toolsets build from its tool list (validated `Tool`s) is built once and shared too.
 * A lease counts as a user; the connection is stopped when its last lease is released.
 * A start that failed is remembered for `RETRY_FAILED_START_S`: sessions opened meanwhile get the
   same error at once instead of each waiting out the server's start-up timeout again.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import mcp_types as types
 
@@ -29,6 +32,8 @@ RETRY_FAILED_START_S = 10.0
 """How long a failed start is reported again without trying the server anew."""
 
 _Key = tuple[str, str, Hooks]
+_Built = TypeVar("_Built")
+Build = Callable[[ServerConnection, list[types.Tool]], _Built]
 # Settings that are about one session's use of a server, not about the server it talks to.
 _NOT_SHARED_SETTINGS = {"required", "disabled", "per_session"}
 
@@ -36,17 +41,17 @@ _NOT_SHARED_SETTINGS = {"required", "disabled", "per_session"}
 @dataclass(eq=False)
 class _Entry:
     connection: ServerConnection
-    start: asyncio.Task[list[types.Tool]]
+    start: asyncio.Task[Any]  # the connection started and its tools built
     users: int = 0
     failed_at: float | None = None
 
 
 @dataclass(eq=False)
-class ServerLease:
+class ServerLease(Generic[_Built]):
     """One toolset's use of a shared connection; `release()` it exactly once."""
 
     connection: ServerConnection
-    tools: list[types.Tool]
+    built: _Built  # what `build` made of the server's tool list, the same for every lease
     _pool: SharedServers
     _key: _Key
     _released: bool = field(default=False)
@@ -63,8 +68,11 @@ class SharedServers:
     def __init__(self) -> None:
         self._entries: dict[_Key, _Entry] = {}
 
-    async def acquire(self, name: str, config: McpServerConfig, hooks: Hooks) -> ServerLease:
-        """A lease on the running server, started now if no one else uses it.
+    async def acquire(
+        self, name: str, config: McpServerConfig, hooks: Hooks, build: Build[_Built]
+    ) -> ServerLease[_Built]:
+        """A lease on the running server, started now if no one else uses it; `build` turns its
+        tool list into what the toolsets use, once per connection (pass the same function).
 
         Raises:
             McpServerError: the server could not be started (now, or moments ago).
@@ -77,18 +85,18 @@ class SharedServers:
             entry = None
         if entry is None:
             connection = ServerConnection(name, config, hooks)
-            task = loop.create_task(connection.start(), name=f"codemode-mcp-start-{name}")
+            task = loop.create_task(_started(connection, build), name=f"codemode-mcp-start-{name}")
             entry = self._entries[key] = _Entry(connection, task)
             task.add_done_callback(lambda done: self._note_outcome(key, done))
         entry.users += 1
         try:
-            tools = await asyncio.shield(entry.start)
+            built = await asyncio.shield(entry.start)
         except BaseException:
             await self._release(key, entry)
             raise
-        return ServerLease(entry.connection, tools, self, key)
+        return ServerLease(entry.connection, built, self, key)
 
-    def _note_outcome(self, key: _Key, start: asyncio.Task[list[types.Tool]]) -> None:
+    def _note_outcome(self, key: _Key, start: asyncio.Task[Any]) -> None:
         entry = self._entries.get(key)
         if entry is None or entry.start is not start:
             return
@@ -113,6 +121,10 @@ class SharedServers:
         if not entry.start.done():
             entry.start.cancel()
         await entry.connection.aclose()
+
+
+async def _started(connection: ServerConnection, build: Build[_Built]) -> _Built:
+    return build(connection, await connection.start())
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedServers] = weakref.WeakKeyDictionary()

@@ -22,6 +22,7 @@ import enum
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
@@ -96,7 +97,7 @@ class McpToolset:
     ) -> None:
         self._config = load_mcp_config(config)
         self._hooks = Hooks(on_progress=on_progress, on_log=on_log, log_level=log_level)
-        self._leases: list[ServerLease] = []
+        self._leases: list[ServerLease[_ServerTools]] = []
         self._own: list[ServerConnection] = []
         self._state = _State.UNOPENED
         self._tools: list[Tool] = []
@@ -181,8 +182,8 @@ class McpToolset:
             elif isinstance(outcome, BaseException):
                 unexpected = unexpected or outcome
             else:
-                connection, listed = outcome
-                self._tools.extend(self._make_tools(connection, listed))
+                self._tools.extend(outcome.tools)
+                self._task_only.extend(outcome.task_only)
         required = [name for name in self._failures if self._config.servers[name].required]
         if unexpected is not None or required:
             await self.aclose()
@@ -190,15 +191,15 @@ class McpToolset:
                 raise unexpected
             raise self._failures[required[0]]
 
-    async def _open(self, name: str) -> tuple[ServerConnection, list[types.Tool]]:
+    async def _open(self, name: str) -> _ServerTools:
         config = self._config.servers[name]
         if not config.per_session:
-            lease = await shared_servers().acquire(name, config, self._hooks)
+            lease = await shared_servers().acquire(name, config, self._hooks, _server_tools)
             self._leases.append(lease)
-            return lease.connection, lease.tools
+            return lease.built
         connection = ServerConnection(name, config, self._hooks)
         self._own.append(connection)
-        return connection, await connection.start()
+        return _server_tools(connection, await connection.start())
 
     async def aclose(self) -> None:
         """Release every server; idempotent. A server this toolset alone used is stopped (a
@@ -224,18 +225,6 @@ class McpToolset:
     ) -> None:
         await self.aclose()
 
-    def _make_tools(self, connection: ServerConnection, listed: list[types.Tool]) -> list[Tool]:
-        tools: list[Tool] = []
-        for mcp_tool in listed:
-            if mcp_tool.execution is not None and mcp_tool.execution.task_support == "required":
-                self._task_only.append(mcp_tool_name(connection.name, mcp_tool.name))
-                continue
-            tool = _make_tool(connection, mcp_tool)
-            if tool is not None:
-                tools.append(tool)
-        return tools
-
-
 @contextlib.asynccontextmanager
 async def shared_servers_running(
     config: McpConfig | Mapping[str, Any] | str | os.PathLike[str],
@@ -256,6 +245,28 @@ async def shared_servers_running(
     )
     async with McpToolset(shared) as toolset:
         yield toolset
+
+
+@dataclass(frozen=True)
+class _ServerTools:
+    """A server's tools as `Tool`s, and those left out because they only run as MCP tasks."""
+
+    tools: list[Tool]
+    task_only: list[str]
+
+
+def _server_tools(connection: ServerConnection, listed: list[types.Tool]) -> _ServerTools:
+    """Built once per connection: shared servers share their `Tool`s (schema checks are costly)."""
+    tools: list[Tool] = []
+    task_only: list[str] = []
+    for mcp_tool in listed:
+        if mcp_tool.execution is not None and mcp_tool.execution.task_support == "required":
+            task_only.append(mcp_tool_name(connection.name, mcp_tool.name))
+            continue
+        tool = _make_tool(connection, mcp_tool)
+        if tool is not None:
+            tools.append(tool)
+    return _ServerTools(tools, task_only)
 
 
 def _make_tool(connection: ServerConnection, mcp_tool: types.Tool) -> Tool | None:
