@@ -13,6 +13,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
@@ -149,3 +150,21 @@ async def test_a_nested_tool_exception_rejects_in_the_script() -> None:
             'try { await tools.explode({ city: "Atlantis" }) } catch (e) { text(String(e)) }'
         )
     assert "no forecast for Atlantis" in result.items[0].text  # type: ignore[union-attr]
+
+
+async def test_nested_tools_get_the_calls_runnable_config() -> None:
+    @tool
+    async def whoami(config: RunnableConfig) -> str:
+        """The user this run is for."""
+        return str(config.get("configurable", {}).get("user"))
+
+    async with CodeMode(tools=[whoami]) as cm:
+        exec_tool, _ = code_mode_tools(cm)
+        tool_call = {
+            "id": "t1",
+            "name": "exec",
+            "args": {"code": "text(await tools.whoami({}))"},
+            "type": "tool_call",
+        }
+        message = await exec_tool.ainvoke(tool_call, config={"configurable": {"user": "ada"}})
+    assert isinstance(message, ToolMessage) and message.content[1] == {"type": "text", "text": "ada"}

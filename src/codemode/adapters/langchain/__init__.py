@@ -1,7 +1,8 @@
 """Code mode for LangChain (`pip install "codemode[langchain]"`).
 
 * `code_mode_tools(session)`: `exec` and `wait` as async `StructuredTool`s over an open session.
-* `CodeMode(tools=[...])` takes LangChain `BaseTool`s (e.g. from `@tool`) as nested tools.
+* `CodeMode(tools=[...])` takes LangChain `BaseTool`s (e.g. from `@tool`) as nested tools,
+  called with the `RunnableConfig` of the exec or wait call that runs them.
 
 Layout: `_tools` (exec and wait as LangChain tools), `_nested` (LangChain tools as nested tools).
 """

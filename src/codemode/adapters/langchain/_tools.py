@@ -1,7 +1,8 @@
 """`exec` and `wait` as LangChain `StructuredTool`s over an open code-mode session.
 
 LangChain fixes a tool's description when it is built, so the session must be started (the
-`exec` description lists its nested tools). A failed script or bad arguments raise
+`exec` description lists its nested tools). Each call hands its `RunnableConfig` on to the
+session's nested LangChain tools. A failed script or bad arguments raise
 `ToolException`, which the tools handle (`handle_tool_error=True`): the model gets a
 `ToolMessage` with `status="error"`, and the run goes on.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import StructuredTool, ToolException
 
 from codemode._describe.names import EXEC_TOOL_NAME
@@ -18,6 +20,7 @@ from codemode._session.session import CodeMode
 from codemode._types import AudioItem, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._text import text_output
+from codemode.adapters.langchain._nested import NestedLangChainTool
 from codemode.errors import ToolError
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._notes import omitted_note
@@ -33,14 +36,23 @@ def code_mode_tools(session: CodeMode) -> list[StructuredTool]:
     Raises:
         UsageError: the session is not started.
     """
-    return [_structured_tool(session, spec["function"]) for spec in session.tool_specs("chat")]
+    nested = [
+        handler_owner
+        for entry in session.tools
+        if isinstance(handler_owner := getattr(entry.tool.handler, "__self__", None), NestedLangChainTool)
+    ]
+    return [_structured_tool(session, spec["function"], nested) for spec in session.tool_specs("chat")]
 
 
-def _structured_tool(session: CodeMode, function: dict[str, Any]) -> StructuredTool:
+def _structured_tool(
+    session: CodeMode, function: dict[str, Any], nested: list[NestedLangChainTool]
+) -> StructuredTool:
     name: str = function["name"]
     schema: dict[str, Any] = function["parameters"]
 
-    async def run(**arguments: Any) -> str | list[dict[str, Any]]:
+    async def run(*, config: RunnableConfig, **arguments: Any) -> str | list[dict[str, Any]]:
+        for tool in nested:
+            tool.run_config = config
         try:
             checked = checked_arguments(name, arguments, schema)
         except ToolError as exc:
