@@ -86,13 +86,18 @@ def tokenizer_version() -> str:
 def function_tool(tool: Tool, name: str) -> dict[str, Any]:
     """A tool as direct function calling sends it (Chat Completions `tools` entry)."""
     parameters = tool.input_schema or {"type": "object", "properties": {}}
-    return {"type": "function", "function": {"name": name, "description": tool.description, "parameters": parameters}}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": tool.description, "parameters": parameters},
+    }
 
 
 def direct_result_text(name: str, result: Any) -> str:
     """What a model reads back from a direct call: MCP content texts, or the HTTP body as JSON."""
     if name.startswith("mcp__") and isinstance(result, dict):
-        return "\n".join(block.get("text", "") for block in result.get("content", []) if isinstance(block, dict))
+        return "\n".join(
+            block.get("text", "") for block in result.get("content", []) if isinstance(block, dict)
+        )
     return json.dumps(result, ensure_ascii=False)
 
 
@@ -117,7 +122,9 @@ R = {"owner": "octocat", "repo": "hello-world"}
 
 
 async def _sums(batch: Any) -> None:
-    await batch([("mcp__everything__get_sum", {"a": a, "b": b}) for a, b in ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10))])
+    await batch(
+        [("mcp__everything__get_sum", {"a": a, "b": b}) for a, b in ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10))]
+    )
 
 
 async def _overview(batch: Any) -> None:
@@ -152,7 +159,9 @@ async def _ci_status(batch: Any) -> None:
 
 
 async def _search(batch: Any) -> None:
-    await batch([("github__search_repos", {"q": "topic:mcp language:python", "sort": "stars", "per_page": 10})])
+    await batch(
+        [("github__search_repos", {"q": "topic:mcp language:python", "sort": "stars", "per_page": 10})]
+    )
 
 
 async def _profile(batch: Any) -> None:
@@ -214,7 +223,10 @@ TASKS = (
 
 async def definitions(tools: Sequence[Tool]) -> dict[str, str]:
     """The per-turn definition texts for one catalog: direct, code mode, code mode without budget."""
-    async with CodeMode(tools=list(tools)) as cm, CodeMode(tools=list(tools), description_budget_tokens=None) as full:
+    async with (
+        CodeMode(tools=list(tools)) as cm,
+        CodeMode(tools=list(tools), description_budget_tokens=None) as full,
+    ):
         direct = [function_tool(entry.tool, entry.global_name) for entry in cm.tools]
         return {
             "direct": json.dumps(direct, ensure_ascii=False),
@@ -228,10 +240,12 @@ async def run_task(cm: CodeMode, by_name: dict[str, Tool], task: Task) -> dict[s
 
     async def batch(calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         results = [json.loads(await call_tool(by_name[name], name, json.dumps(args))) for name, args in calls]
-        run.rounds.append([
-            (json.dumps({"name": name, "arguments": json.dumps(args)}), direct_result_text(name, result))
-            for (name, args), result in zip(calls, results, strict=True)
-        ])
+        run.rounds.append(
+            [
+                (json.dumps({"name": name, "arguments": json.dumps(args)}), direct_result_text(name, result))
+                for (name, args), result in zip(calls, results, strict=True)
+            ]
+        )
         return results
 
     await task.direct(batch)
@@ -245,8 +259,12 @@ async def run_task(cm: CodeMode, by_name: dict[str, Tool], task: Task) -> dict[s
 
 
 async def measure(log_dir: Path) -> dict[str, Any]:
-    everything = McpToolset({"mcpServers": {"everything": {"command": str(EVERYTHING_BIN), "args": ["stdio"]}}})
-    with prism(GITHUB_SPEC, log_dir / "prism.log", errors=False) as base_url:  # mocks even where examples break the schema
+    everything = McpToolset(
+        {"mcpServers": {"everything": {"command": str(EVERYTHING_BIN), "args": ["stdio"]}}}
+    )
+    with prism(
+        GITHUB_SPEC, log_dir / "prism.log", errors=False
+    ) as base_url:  # mocks even where examples break the schema
         async with everything:
             github = OpenApiToolset({"github": {"spec": str(GITHUB_SPEC), "base_url": base_url}})
             async with github:
@@ -266,7 +284,9 @@ def tally(raw: dict[str, Any]) -> dict[str, Any]:
         texts.append(text)
         return len(texts) - 1
 
-    catalog_slots = {size: {k: slot(v) for k, v in texts_.items()} for size, texts_ in raw["catalogs"].items()}
+    catalog_slots = {
+        size: {k: slot(v) for k, v in texts_.items()} for size, texts_ in raw["catalogs"].items()
+    }
     task_slots = [
         {"prompt": slot(t["prompt"]), "script": slot(t["script"]), "output": slot(t["output"]),
          "rounds": [[(slot(call), slot(result)) for call, result in round_] for round_ in t["rounds"]]}
@@ -282,7 +302,9 @@ def tally(raw: dict[str, Any]) -> dict[str, Any]:
     return {"catalogs": catalogs, "tasks": tasks}
 
 
-def task_input_tokens(task: dict[str, Any], direct_definitions: int, code_definitions: int) -> tuple[int, int]:
+def task_input_tokens(
+    task: dict[str, Any], direct_definitions: int, code_definitions: int
+) -> tuple[int, int]:
     """Input tokens over every model request of the task, each sending definitions + history."""
     history = task["prompt"]
     direct = 0
@@ -290,7 +312,9 @@ def task_input_tokens(task: dict[str, Any], direct_definitions: int, code_defini
         direct += direct_definitions + history  # the request that makes this round's calls
         history += sum(call + result for call, result in round_)
     direct += direct_definitions + history  # the request that answers
-    code = (code_definitions + task["prompt"]) + (code_definitions + task["prompt"] + task["script"] + task["output"])
+    code = (code_definitions + task["prompt"]) + (
+        code_definitions + task["prompt"] + task["script"] + task["output"]
+    )
     return direct, code
 
 
@@ -310,7 +334,7 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
         f"Counted with o200k_base (npm `gpt-tokenizer` {tokenizer_version()}, offline) in {seconds:.0f} s; no model, "
         "no network. Catalogs: server-everything's 12 tools, then GitHub REST operations (npm `@octokit/openapi`) "
         "in spec order. Definitions are Chat Completions function tools as compact JSON: direct, every tool's name, "
-        "description and parameter schema; code mode, `cm.tool_specs(\"chat\")` (`exec` + `wait`) at the default "
+        'description and parameter schema; code mode, `cm.tool_specs("chat")` (`exec` + `wait`) at the default '
         "description budget (2,000 tokens of declarations), and with every tool declared (no budget).",
         "",
         "### Sent every turn: the tool definitions",
@@ -352,7 +376,9 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
     for task in counts["tasks"]:
         calls = sum(len(round_) for round_ in task["rounds"])
         direct_results = sum(result for round_ in task["rounds"] for _, result in round_)
-        direct_input, code_input = task_input_tokens(task, definitions_at["direct"], definitions_at["code_mode"])
+        direct_input, code_input = task_input_tokens(
+            task, definitions_at["direct"], definitions_at["code_mode"]
+        )
         for i, value in enumerate((direct_results, task["output"], direct_input, code_input)):
             totals[i] += value
         lines.append(f"| {task['name']} | {calls} ({len(task['rounds'])}) | {direct_results:,} | {task['output']:,} "
@@ -383,7 +409,9 @@ def write_section(path: Path, lines: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--results", type=Path, help="replace this file's token section (e.g. benchmarks/RESULTS.md)")
+    parser.add_argument(
+        "--results", type=Path, help="replace this file's token section (e.g. benchmarks/RESULTS.md)"
+    )
     parser.add_argument("--json", type=Path, help="also write the counts as JSON")
     args = parser.parse_args(argv)
     started = time.monotonic()

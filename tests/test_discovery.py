@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import MakeCodeMode
 
-from codemode import CodeMode, ExecResult, SyncCodeMode, TextItem
+from codemode import ExecResult, SyncCodeMode, TextItem
 from codemode._describe import exec_description, nested_tool_table
 from codemode._output import approx_tokens
 from codemode.formats import tool_specs
-
-from conftest import MakeCodeMode
 
 TESTS = Path(__file__).parent
 GITHUB_SPEC = TESTS / "openapi_servers/node_modules/@octokit/openapi/generated/api.github.com.json"
@@ -44,7 +43,9 @@ def github() -> Iterator[SyncCodeMode]:
     """One session over the whole GitHub REST API (plus `add`), at the default budget."""
     if not GITHUB_SPEC.exists():
         pytest.fail("npm test packages missing: run `npm ci --prefix tests/openapi_servers`")
-    with SyncCodeMode(tools=[add], openapi={"github": {"spec": str(GITHUB_SPEC), "base_url": UNUSED_URL}}) as session:
+    with SyncCodeMode(
+        tools=[add], openapi={"github": {"spec": str(GITHUB_SPEC), "base_url": UNUSED_URL}}
+    ) as session:
         yield session
 
 
@@ -64,11 +65,15 @@ async def test_below_the_budget_the_description_is_exactly_the_declaring_one(mak
     assert "### `add`" in declaring and "Finding tools" not in declaring
     for api in ("responses", "chat", "anthropic", "mcp"):
         assert cm.tool_specs(api) == tool_specs(tools, api, code_mode_only=True, default_yield_time_ms=10_000)
-    out = texts(await cm.exec("text(typeof tools_search); text(typeof tools_describe); text(typeof tools.nope)"))
+    out = texts(
+        await cm.exec("text(typeof tools_search); text(typeof tools_describe); text(typeof tools.nope)")
+    )
     assert out == ["undefined", "undefined", "undefined"]
 
 
-async def test_over_the_budget_each_tool_is_one_line_and_the_helpers_are_described(make_cm: MakeCodeMode) -> None:
+async def test_over_the_budget_each_tool_is_one_line_and_the_helpers_are_described(
+    make_cm: MakeCodeMode,
+) -> None:
     declaring = await make_cm(tools=[add, shout])
     compact = await make_cm(tools=[add, shout], description_budget_tokens=10)
     await declaring.start()
@@ -76,18 +81,27 @@ async def test_over_the_budget_each_tool_is_one_line_and_the_helpers_are_describ
     full, short = declaring.exec_description(), compact.exec_description()
     head = full[: full.index("### `add`")]
     assert short.startswith(head)  # usage and helpers unchanged
-    assert short[len(head) :].split("\n\n", 1)[1] == "- `add`: Add two integers.\n- `shout`: Upper-case a text."
+    assert (
+        short[len(head) :].split("\n\n", 1)[1] == "- `add`: Add two integers.\n- `shout`: Upper-case a text."
+    )
     assert "exec tool declaration" not in short
     for phrase in ("Finding tools:", "There are 2 nested tools", "`tools_search(query: string, options?: { limit?: number })`",
                    "`tools_describe(name: string)`", "rejects with the closest existing names"):  # fmt: skip
         assert phrase in short
     assert compact.exec_description() == short  # the same text every turn
-    assert compact.tool_specs("chat")[0]["function"]["description"] == compact.tool_specs("chat")[0]["function"]["description"]
-    out = texts(await compact.exec("text(typeof tools_search); text(typeof tools_describe); text(ALL_TOOLS.length)"))
+    assert (
+        compact.tool_specs("chat")[0]["function"]["description"]
+        == compact.tool_specs("chat")[0]["function"]["description"]
+    )
+    out = texts(
+        await compact.exec("text(typeof tools_search); text(typeof tools_describe); text(ALL_TOOLS.length)")
+    )
     assert out == ["function", "function", "2"]
 
 
-async def test_over_the_budget_without_code_mode_only_the_helpers_are_still_described(make_cm: MakeCodeMode) -> None:
+async def test_over_the_budget_without_code_mode_only_the_helpers_are_still_described(
+    make_cm: MakeCodeMode,
+) -> None:
     cm = await make_cm(tools=[add, shout], description_budget_tokens=10)
     await cm.start()
     description = cm.exec_description(code_mode_only=False)
@@ -107,7 +121,10 @@ def test_a_thousand_operations_exceed_the_default_budget(github: SyncCodeMode) -
     count = len(session.tools)
     assert count > 1000
     assert f"There are {count} nested tools" in description
-    assert f"## github ({count - 1} tools)\n- `github__actions_add_custom_labels_to_self_hosted_runner_for_org`: " in description
+    assert (
+        f"## github ({count - 1} tools)\n- `github__actions_add_custom_labels_to_self_hosted_runner_for_org`: "
+        in description
+    )
     assert "- `github__issues_create`: Create an issue.\n" in description
     assert "- `add`: Add two integers.\n" in description  # a tool of no server comes first, without a header
     assert "exec tool declaration" not in description
@@ -125,7 +142,11 @@ async def test_mcp_tools_are_grouped_by_server(make_cm: MakeCodeMode) -> None:
     lines = group.splitlines()
     assert lines[0] == f"## mcp__everything ({len(lines) - 1} tools)"
     assert all(line.startswith("- `mcp__everything__") for line in lines[1:])
-    out = texts(await cm.exec('text(JSON.stringify((await tools_search("sum of two numbers", {limit: 3})).map((t) => t.name)))'))
+    out = texts(
+        await cm.exec(
+            'text(JSON.stringify((await tools_search("sum of two numbers", {limit: 3})).map((t) => t.name)))'
+        )
+    )
     assert "mcp__everything__get_sum" in json.loads(out[0])
 
 
@@ -187,7 +208,9 @@ def test_describe_returns_the_declaration_of_all_tools(github: SyncCodeMode) -> 
 
 def test_describe_of_a_missing_tool_names_the_closest(github: SyncCodeMode) -> None:
     out = run(github, 'try { await tools_describe("github__repo_get"); } catch (e) { text(String(e)); }')
-    assert out[0].startswith("tool `github__repo_get` is not enabled in exec; the closest names are: `github__repos_get`")
+    assert out[0].startswith(
+        "tool `github__repo_get` is not enabled in exec; the closest names are: `github__repos_get`"
+    )
 
 
 # -- names that do not exist -------------------------------------------------------------------------
@@ -203,8 +226,12 @@ def test_a_misspelt_tool_rejects_with_the_closest_names(github: SyncCodeMode) ->
         "text(String(await tools.add({ a: 2, b: 3 })));",
     )
     assert out[0] == "string"
-    assert out[1].startswith("tool `github__issue_create` is not enabled in exec; the closest names are: `github__issues_create`")
-    assert out[2] == "tool `frobnicate_everything` is not enabled in exec; find tools with `tools_search(query)`"
+    assert out[1].startswith(
+        "tool `github__issue_create` is not enabled in exec; the closest names are: `github__issues_create`"
+    )
+    assert (
+        out[2] == "tool `frobnicate_everything` is not enabled in exec; find tools with `tools_search(query)`"
+    )
     assert out[3:] == ["function", "false", "true", "false", "5"]
 
 

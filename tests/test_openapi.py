@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from openapi_servers.prism import GITHUB_SPEC, PrismError, prism as serve
+from openapi_servers.prism import GITHUB_SPEC, PrismError
+from openapi_servers.prism import prism as serve
 
 from codemode import ExecResult, SyncCodeMode, TextItem
 from codemode.errors import UsageError
@@ -102,7 +103,9 @@ def test_arguments_are_checked_before_any_request(github: SyncCodeMode) -> None:
         'try { await tools.github__repos_get({ owner: "octocat", repo: "r", colour: 1 }); } catch (e) { text(e); }',
     )
     assert out[0] == "tool `github__repos_get` got invalid arguments: 'repo' is a required property"
-    assert out[1].startswith("tool `github__repos_get` got invalid arguments: Additional properties are not allowed ('colour'")
+    assert out[1].startswith(
+        "tool `github__repos_get` got invalid arguments: Additional properties are not allowed ('colour'"
+    )
 
 
 def test_credentials_stay_in_the_host(github: SyncCodeMode) -> None:
@@ -110,7 +113,7 @@ def test_credentials_stay_in_the_host(github: SyncCodeMode) -> None:
     out = run(
         github,
         "text(JSON.stringify(ALL_TOOLS).length);\n"
-        'text(JSON.stringify(Object.getOwnPropertyNames(globalThis)));\n'
+        "text(JSON.stringify(Object.getOwnPropertyNames(globalThis)));\n"
         'text(await tools_describe("github__repos_get"));',
     )
     assert int(out[0]) > 1_000_000  # every operation is described...

@@ -50,7 +50,16 @@ def prism(spec: Path, log_path: Path, *, errors: bool = True) -> Iterator[str]:
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(PRISM_BIN), "mock", *(["--errors"] if errors else []), "-h", "127.0.0.1", "-p", str(port), str(spec)],
+            [
+                str(PRISM_BIN),
+                "mock",
+                *(["--errors"] if errors else []),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                str(spec),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -151,12 +151,19 @@ class ToolCatalog:
     def _search_call(self, arguments: list[Any]) -> list[dict[str, str]]:
         query = arguments[0] if arguments else None
         if not isinstance(query, str):
-            raise ToolError(f"{SEARCH_HELPER_NAME} expects a query string, like {SEARCH_HELPER_NAME}(\"create issue\")")
+            raise ToolError(
+                f'{SEARCH_HELPER_NAME} expects a query string, like {SEARCH_HELPER_NAME}("create issue")'
+            )
         options = arguments[1] if len(arguments) > 1 and arguments[1] is not None else {}
         limit = options.get("limit", DEFAULT_SEARCH_LIMIT) if isinstance(options, dict) else None
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, (int, float))
+            or not 1 <= limit <= MAX_SEARCH_LIMIT
+        ):
             raise ToolError(
-                f"{SEARCH_HELPER_NAME} options must be {{ limit?: number }} with a limit from 1 to {MAX_SEARCH_LIMIT}"
+                f"{SEARCH_HELPER_NAME} options must be {{ limit?: number }} "
+                f"with a limit from 1 to {MAX_SEARCH_LIMIT}"
             )
         return self.search(query, int(limit))
 

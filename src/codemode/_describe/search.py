@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-import bm25s
+import bm25s  # type: ignore[import-untyped]
 import numpy as np
-import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
+import Stemmer  # type: ignore[import-not-found]
+from bm25s.stopwords import STOPWORDS_EN  # type: ignore[import-untyped]
 
 from codemode._describe.descriptions import first_sentence
 from codemode._describe.names import NestedTool
@@ -38,7 +38,8 @@ _STEMMER = Stemmer.Stemmer("english")
 def search_words(text: str) -> list[str]:
     """`text` as the index sees it: stemmed, lower-case words without stopwords."""
     words = [word.lower() for word in _WORD.findall(text)]
-    return _STEMMER.stemWords([word for word in words if word not in _STOPWORDS])
+    stems: list[str] = _STEMMER.stemWords([word for word in words if word not in _STOPWORDS])
+    return stems
 
 
 class ToolIndex:

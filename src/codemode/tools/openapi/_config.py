@@ -50,7 +50,9 @@ def load_openapi_sources(config: Mapping[str, Any]) -> list[OpenApiSource]:
         UsageError: a source is malformed, its spec cannot be read, or it has no base URL.
     """
     if not isinstance(config, Mapping):
-        raise UsageError('`openapi` must be a mapping like {"github": {"spec": "api.json", "base_url": "..."}}')
+        raise UsageError(
+            '`openapi` must be a mapping like {"github": {"spec": "api.json", "base_url": "..."}}'
+        )
     return [_source(str(name), entry) for name, entry in config.items()]
 
 
@@ -62,20 +64,24 @@ def _source(name: str, entry: Any) -> OpenApiSource:
     if unknown:
         raise UsageError(f"openapi source `{name}` has unknown keys {unknown}; allowed: {sorted(_KEYS)}")
     if "spec" not in entry:
-        raise UsageError(f"openapi source `{name}` needs a `spec` (a path to a JSON file, or the parsed document)")
+        raise UsageError(
+            f"openapi source `{name}` needs a `spec` (a path to a JSON file, or the parsed document)"
+        )
     document = _document(name, entry["spec"])
     base_url = entry.get("base_url") or _first_server(document)
     if not isinstance(base_url, str) or not base_url:
         raise UsageError(f"openapi source `{name}` needs a `base_url`: its spec names no server")
     headers = entry.get("headers") or {}
     if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in cast(Mapping[Any, Any], headers).items()
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise UsageError(f"openapi source `{name}`: `headers` must map strings to strings")
     timeout = entry.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise UsageError(f"openapi source `{name}`: `timeout` must be a positive number of seconds")
-    return OpenApiSource(name, document, base_url.rstrip("/"), dict(cast(Mapping[str, str], headers)), float(timeout))
+    return OpenApiSource(
+        name, document, base_url.rstrip("/"), dict(cast(Mapping[str, str], headers)), float(timeout)
+    )
 
 
 def _document(name: str, spec: Any) -> dict[str, Any]:
@@ -86,7 +92,9 @@ def _document(name: str, spec: Any) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise UsageError(f"openapi source `{name}`: cannot read the JSON spec {path}: {exc}") from exc
     if not isinstance(spec, dict) or not str(cast(dict[str, Any], spec).get("openapi", "")).startswith("3."):
-        raise UsageError(f"openapi source `{name}`: the spec must be an OpenAPI 3.x document (an `openapi: 3.x` object)")
+        raise UsageError(
+            f"openapi source `{name}`: the spec must be an OpenAPI 3.x document (an `openapi: 3.x` object)"
+        )
     return cast(dict[str, Any], spec)
 
 

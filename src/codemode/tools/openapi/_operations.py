@@ -86,7 +86,9 @@ def operations(document: dict[str, Any]) -> list[Operation]:
             operation = item.get(method)
             if isinstance(operation, dict):
                 name = _unique(_operation_name(cast(dict[str, Any], operation), method, path), taken)
-                found.append(_operation(resolver, name, method, path, shared, cast(dict[str, Any], operation)))
+                found.append(
+                    _operation(resolver, name, method, path, shared, cast(dict[str, Any], operation))
+                )
     return found
 
 
@@ -177,7 +179,10 @@ def _output_schema(resolver: SchemaResolver, operation: dict[str, Any]) -> dict[
         content = cast(dict[str, Any], response.get("content") or {}) if isinstance(response, dict) else {}
         for media_type, media in content.items():
             if _is_json(media_type) and isinstance(media, dict) and "schema" in media:
-                return _shallow(resolver.schema(cast(dict[str, Any], media)["schema"]), _OUTPUT_DEPTH)
+                shallow: dict[str, Any] = _shallow(
+                    resolver.schema(cast(dict[str, Any], media)["schema"]), _OUTPUT_DEPTH
+                )
+                return shallow
         return None
     return None
 
@@ -201,14 +206,19 @@ def _shallow(schema: Any, depth: int, described_levels: int = 2) -> Any:
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             out[key] = _shallow(value, depth, described_levels)
         elif key in ("allOf", "anyOf", "oneOf") and isinstance(value, list):
-            out[key] = [_shallow(item, depth, described_levels) for item in cast(list[Any], value)]
+            out[key] = [_shallow(item, depth, described_levels) for item in value]
         elif key != "description" or described_levels > 0:
             out[key] = value
     return out
 
 
 def _described(schema: Any, description: object) -> Any:
-    if isinstance(description, str) and description and isinstance(schema, dict) and "description" not in schema:
+    if (
+        isinstance(description, str)
+        and description
+        and isinstance(schema, dict)
+        and "description" not in schema
+    ):
         return {**cast(dict[str, Any], schema), "description": description}
     return schema
 

@@ -77,7 +77,7 @@ class SchemaResolver:
             if isinstance(node, dict) and token in node:
                 node = cast(dict[str, Any], node)[token]
             elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = cast(list[Any], node)[int(token)]
+                node = node[int(token)]
             else:
                 return {}
         return node
@@ -88,7 +88,7 @@ class SchemaResolver:
             if key in _DROPPED or key.startswith("x-") or (key == "nullable" and self._openapi_30):
                 continue
             if key in _SUBSCHEMA_LISTS and isinstance(value, list):
-                out[key] = [self.schema(item) for item in cast(list[Any], value)]
+                out[key] = [self.schema(item) for item in value]
             elif key in _SUBSCHEMA_VALUES and isinstance(value, dict):
                 out[key] = self.schema(value)
             elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):

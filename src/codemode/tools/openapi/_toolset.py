@@ -60,7 +60,9 @@ class OpenApiToolset:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._state = _State.UNOPENED
         self._tools = [
-            self._tool(source, operation) for source in self._sources for operation in operations(source.document)
+            self._tool(source, operation)
+            for source in self._sources
+            for operation in operations(source.document)
         ]
 
     @property
@@ -122,7 +124,7 @@ class OpenApiToolset:
 
 async def _send(client: httpx.AsyncClient, operation: Operation, arguments: dict[str, Any]) -> Any:
     path = operation.path
-    query: list[tuple[str, str]] = []
+    query: list[tuple[str, str | int | float | bool | None]] = []
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for parameter in operation.parameters:
@@ -133,7 +135,7 @@ async def _send(client: httpx.AsyncClient, operation: Operation, arguments: dict
             case "path":
                 path = path.replace("{" + parameter.name + "}", quote(_text(value), safe=""))
             case "query":
-                values = cast(list[Any], value) if isinstance(value, list) else [value]
+                values = value if isinstance(value, list) else [value]
                 query.extend((parameter.name, _text(item)) for item in values)
             case "header":
                 headers[parameter.name] = _text(value)
@@ -150,12 +152,11 @@ async def _send(client: httpx.AsyncClient, operation: Operation, arguments: dict
         raise ToolError(f"{operation.method} {request.url} failed: {type(exc).__name__}: {exc}") from None
     if response.is_success:
         return _payload(response)
-    body = response.text
-    if len(body) > MAX_ERROR_BODY_CHARS:
-        body = body[:MAX_ERROR_BODY_CHARS] + f"… ({len(body) - MAX_ERROR_BODY_CHARS} more characters)"
-    raise ToolError(
-        f"{operation.method} {request.url} answered HTTP {response.status_code} {response.reason_phrase}: {body}"
-    )
+    answer = response.text
+    if len(answer) > MAX_ERROR_BODY_CHARS:
+        answer = answer[:MAX_ERROR_BODY_CHARS] + f"… ({len(answer) - MAX_ERROR_BODY_CHARS} more characters)"
+    status = f"HTTP {response.status_code} {response.reason_phrase}"
+    raise ToolError(f"{operation.method} {request.url} answered {status}: {answer}")
 
 
 def _body(operation: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +171,9 @@ def _body(operation: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
                 return {}
             value = arguments[operation.body_argument]
     content_type = operation.content_type or "application/json"
-    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded" and isinstance(value, dict):
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded" and isinstance(
+        value, dict
+    ):
         return {"data": {key: _text(item) for key, item in cast(dict[str, Any], value).items()}}
     if isinstance(value, str) and not content_type.endswith("json"):
         return {"content": value, "headers": {"Content-Type": content_type}}
