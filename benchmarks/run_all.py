@@ -8,7 +8,8 @@ part; exec_overhead.py (the reference method, both modes interleaved); tool_call
 mode (pause, nested tool calls, concurrent cells, sustained execs, where the time goes);
 peers.py. Then writes the machine description, both modes side by side with every figure also
 as a ratio to the floor, the targets and whether they are met, and where the time goes; last,
-tokens.py appends its token table (direct tool calling vs code mode) to the same file.
+tokens.py appends its token table (direct tool calling vs code mode) and http_load.py its table of
+50 MCP clients over streamable HTTP to the same file.
 """
 
 from __future__ import annotations
@@ -535,9 +536,11 @@ def main(argv: list[str] | None = None) -> None:
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     print(f"wrote {args.out} ({seconds:.0f} s of measurements)")
-    if not args.render:  # the token table (no timing): its own section of the same file
-        subprocess.run([sys.executable, os.path.join(HERE, "tokens.py"), "--results", args.out], check=True,
-                       stdout=subprocess.DEVNULL)
+    if not args.render:  # sections of their own in the same file: the token table, many HTTP clients
+        for part in ("tokens.py", "http_load.py"):
+            print("$", "benchmarks/" + part, "--results", os.path.relpath(args.out), flush=True)
+            subprocess.run([sys.executable, os.path.join(HERE, part), "--results", args.out], check=True,
+                           stdout=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,347 @@
+"""Many MCP clients at once against `codemode mcp --transport http` (loopback only, bounded).
+
+50 clients (the official `mcp` SDK client, each its own MCP session) connect at the same moment
+and each runs 20 execs, one after another; every exec makes one nested call to the shared
+downstream server-everything (`echo`) and returns its text. Reports per-exec latency
+(p50/p95/max), session set-up time, errors, and the server's RSS and threads when idle, at the
+peak and after the clients have left, with the raw engine floor of the same run for scale.
+
+Usage:
+    python benchmarks/http_load.py [--clients 50] [--execs 20] [--json out.json] [--results RESULTS.md]
+
+With `--results` it replaces the section between the http-load markers of that file (adding it
+at the end the first time) and leaves the rest alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp_types import TextContent
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from procstats import cpu_seconds, rss_bytes, thread_count  # noqa: E402
+
+ROOT = HERE.parent
+EVERYTHING = ROOT / "tests" / "mcp_servers" / "node_modules" / ".bin" / "mcp-server-everything"
+MIB = 1024 * 1024
+TIME_BOUND_S = 300.0  # the whole load, however slow the machine
+SETTLE_S = 20.0
+BEGIN, END = "<!-- http-load -->", "<!-- /http-load -->"
+TARGETS = {"p95_ms": 500.0, "threads_over_idle": 50, "rss_over_idle_mib": 100.0}
+
+
+def start_server(config: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    stderr = Path(tempfile.mkstemp(suffix=".stderr")[1])
+    command = [sys.executable, "-m", "codemode", "mcp", "--transport", "http", "--port", "0", "--mcp-config", str(config)]
+    with stderr.open("wb") as sink:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sink)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in stderr.read_text(errors="replace").splitlines():
+            if "listening on " in line:
+                return process, line.rsplit(" ", 1)[1], stderr
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"codemode mcp did not come up:\n{stderr.read_text()}")
+
+
+def tree(pid: int) -> list[int]:
+    found, todo = [pid], [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == parent:
+                    found.append(int(entry))
+                    todo.append(int(entry))
+    return found
+
+
+def cpu_by_role(server: int) -> dict[str, float]:
+    """CPU seconds so far of the server, its engine workers, its downstream servers, the clients."""
+    roles = {"server": cpu_seconds(server), "engine workers": 0.0, "downstream servers": 0.0}
+    for member in tree(server)[1:]:
+        role = "engine workers" if "codemode._engine" in _cmdline(member) else "downstream servers"
+        try:
+            roles[role] += cpu_seconds(member)
+        except OSError:
+            continue
+    roles["clients (this process)"] = cpu_seconds()
+    return roles
+
+
+def tree_rss(pid: int) -> int:
+    total = 0
+    for member in tree(pid):
+        try:
+            total += rss_bytes(member)
+        except OSError:
+            continue
+    return total
+
+
+class SdkClient:
+    """The official `mcp` SDK client; it holds a GET stream open, as real clients do."""
+
+    def __init__(self, url: str) -> None:
+        self._client = Client(url)
+
+    async def __aenter__(self) -> SdkClient:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._client.__aexit__(*exc_info)
+
+    async def list_tools(self) -> Any:
+        return await self._client.list_tools()
+
+    async def exec_texts(self, code: str) -> tuple[bool, list[str]]:
+        result = await self._client.call_tool("exec", {"code": code})
+        return bool(result.is_error), [block.text for block in result.content if isinstance(block, TextContent)]
+
+
+async def run_clients(url: str, clients: int, execs: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    setups: list[float] = []
+    errors: list[str] = []
+    start = asyncio.Event()
+
+    async def one(number: int) -> None:
+        await start.wait()
+        began = time.perf_counter()
+        try:
+            async with SdkClient(url) as client:
+                await client.list_tools()
+                setups.append(time.perf_counter() - began)
+                for i in range(execs):
+                    code = f'const r = await tools.mcp__everything__echo({{ message: "c{number}e{i}" }}); text(r.content[0].text)'
+                    sent = time.perf_counter()
+                    failed, got = await client.exec_texts(code)
+                    latencies.append(time.perf_counter() - sent)
+                    if failed or got[1:] != [f"Echo: c{number}e{i}"]:
+                        errors.append(f"client {number} exec {i}: {got}")
+        except Exception as exc:  # noqa: BLE001 - counted and reported, not raised
+            errors.append(f"client {number}: {type(exc).__name__}: {exc}")
+
+    async with asyncio.timeout(TIME_BOUND_S):
+        tasks = [asyncio.create_task(one(number)) for number in range(clients)]
+        began = time.perf_counter()
+        start.set()
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - began
+    return {"latencies": latencies, "setups": setups, "errors": errors, "wall_s": wall}
+
+
+async def sample_peak(pid: int, stop: asyncio.Event, peak: dict[str, int]) -> None:
+    while not stop.is_set():
+        try:
+            peak["rss"] = max(peak["rss"], rss_bytes(pid))
+            peak["threads"] = max(peak["threads"], thread_count(pid))
+            peak["tree_rss"] = max(peak["tree_rss"], tree_rss(pid))
+        except OSError:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def settle(pid: int, idle: dict[str, int]) -> tuple[int, int, float]:
+    """Threads and RSS once they are back near idle (or after SETTLE_S), and how long it took."""
+    began = time.monotonic()
+    while True:
+        threads, rss = thread_count(pid), rss_bytes(pid)
+        close = threads - idle["threads"] <= TARGETS["threads_over_idle"] and (
+            rss - idle["rss"] <= TARGETS["rss_over_idle_mib"] * MIB
+        )
+        if (close and time.monotonic() - began > 2) or time.monotonic() - began > SETTLE_S:
+            return threads, rss, time.monotonic() - began
+        await asyncio.sleep(0.25)
+
+
+def floor_ms() -> float:
+    """The raw engine floor (bare mini-racer context: create, `1+1`, close) of this run, in ms."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        path = tmp.name
+    try:
+        subprocess.run([sys.executable, str(HERE / "floor.py"), "--json", path], check=True, stdout=subprocess.DEVNULL)
+        data = json.loads(Path(path).read_text())
+    finally:
+        os.unlink(path)
+    return float(data["median_s"]) * 1000
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+async def measure(clients: int, execs: int) -> dict[str, Any]:
+    if not EVERYTHING.exists():
+        raise SystemExit("npm test servers missing: run `make setup` (npm ci --prefix tests/mcp_servers)")
+    workdir = Path(tempfile.mkdtemp())
+    config = workdir / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"everything": {"command": str(EVERYTHING), "args": ["stdio"]}}}))
+    process, url, stderr = start_server(config)
+    try:
+        warm = await run_clients(url, 1, 3)  # the first session starts the engine workers
+        if warm["errors"]:
+            raise SystemExit(f"warm-up failed: {warm['errors']}")
+        await asyncio.sleep(1.0)
+        idle = {"rss": rss_bytes(process.pid), "threads": thread_count(process.pid), "tree_rss": tree_rss(process.pid)}
+        peak = dict(idle)
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample_peak(process.pid, stop, peak))
+        cpu_before = cpu_by_role(process.pid)
+        load = await run_clients(url, clients, execs)
+        cpu_after = cpu_by_role(process.pid)
+        stop.set()
+        await sampler
+        threads_after, rss_after, settled_s = await settle(process.pid, idle)
+        count = max(1, len(load["latencies"]))
+        return {
+            "clients": clients,
+            "cpu_ms_per_exec": {
+                role: (cpu_after[role] - cpu_before.get(role, 0.0)) / count * 1000 for role in cpu_after
+            },
+            "execs_per_client": execs,
+            "errors": load["errors"],
+            "wall_s": load["wall_s"],
+            "exec_ms": {
+                "p50": statistics.median(load["latencies"]) * 1000,
+                "p95": percentile(load["latencies"], 0.95) * 1000,
+                "max": max(load["latencies"]) * 1000,
+                "count": len(load["latencies"]),
+            },
+            "setup_ms": {
+                "p50": statistics.median(load["setups"]) * 1000 if load["setups"] else float("nan"),
+                "p95": percentile(load["setups"], 0.95) * 1000 if load["setups"] else float("nan"),
+            },
+            "server": {
+                "idle": idle,
+                "peak": peak,
+                "after": {"rss": rss_after, "threads": threads_after, "settled_s": settled_s},
+            },
+            "downstream_processes": sum("mcp-server-everything" in _cmdline(pid) for pid in tree(process.pid)),
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        stderr.unlink(missing_ok=True)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
+
+
+def report(run: dict[str, Any], floor: float) -> str:
+    exec_ms, setup, server = run["exec_ms"], run["setup_ms"], run["server"]
+    idle, peak, after = server["idle"], server["peak"], server["after"]
+    threads_back = after["threads"] - idle["threads"]
+    rss_back = (after["rss"] - idle["rss"]) / MIB
+
+    def ms(value: float) -> str:
+        return f"{value:.0f} ms | {value / floor:.0f}"
+
+    cpu = run["cpu_ms_per_exec"]
+    lines = [
+        BEGIN,
+        "## Many clients over streamable HTTP (`benchmarks/http_load.py`)",
+        "",
+        f"{run['clients']} official-SDK clients connect at once to `codemode mcp --transport http` on loopback,"
+        f" each an MCP session running {run['execs_per_client']} execs in a row; every exec makes one nested call"
+        " to the shared server-everything (`echo`). The clients run in the benchmark process, on the same 2 cores"
+        " as the server, its engine workers and server-everything. Raw engine floor of this run:"
+        f" {floor:.2f} ms.",
+        "",
+        "| figure | value | × floor |",
+        "|---|---|---|",
+        f"| execs (errors) | {exec_ms['count']} ({len(run['errors'])}) | |",
+        f"| exec p50 | {ms(exec_ms['p50'])} |",
+        f"| exec p95 | {ms(exec_ms['p95'])} |",
+        f"| exec max | {ms(exec_ms['max'])} |",
+        f"| session set-up p50 (initialize, tools/list) | {ms(setup['p50'])} |",
+        f"| session set-up p95 | {ms(setup['p95'])} |",
+        f"| whole load | {run['wall_s']:.1f} s | |",
+        f"| server RSS idle / peak / after | {idle['rss'] / MIB:.0f} / {peak['rss'] / MIB:.0f} / {after['rss'] / MIB:.0f} MiB | |",
+        f"| server threads idle / peak / after | {idle['threads']} / {peak['threads']} / {after['threads']} | |",
+        f"| server, engines and downstream RSS idle / peak | {idle['tree_rss'] / MIB:.0f} / {peak['tree_rss'] / MIB:.0f} MiB | |",
+        f"| server-everything processes | {run['downstream_processes']} | |",
+        *[f"| CPU per exec: {role} | {ms(value)} |" for role, value in cpu.items()],
+        f"| CPU per exec: all | {ms(sum(cpu.values()))} |",
+        "",
+        "Targets:",
+        f"- 0 errors: {_verdict(not run['errors'])}.",
+        f"- p95 per exec ≤ {TARGETS['p95_ms']:.0f} ms: {_verdict(exec_ms['p95'] <= TARGETS['p95_ms'])} ({exec_ms['p95']:.0f} ms)."
+        " With 50 clients always waiting, latency is about 50 × (CPU per exec) / 2 cores: the CPU rows say"
+        " where it goes.",
+        f"- threads within {TARGETS['threads_over_idle']} and RSS within {TARGETS['rss_over_idle_mib']:.0f} MiB of"
+        f" idle after the clients leave: {_verdict(threads_back <= TARGETS['threads_over_idle'] and rss_back <= TARGETS['rss_over_idle_mib'])}"
+        f" (+{threads_back} threads, {rss_back:+.0f} MiB, {after['settled_s']:.1f} s after they left).",
+    ]
+    if run["errors"]:
+        lines.append(f"- first errors: {'; '.join(run['errors'][:3])}")
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--execs", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to put the section into")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= 200 or not 1 <= args.execs <= 200:
+        parser.error("clients and execs are bounded to 1..200 (a load test, not a stress tool)")
+    floor = floor_ms()
+    run = asyncio.run(measure(args.clients, args.execs))
+    section = report(run, floor)
+    print(section)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"floor_ms": floor, **run}, indent=2))
+    if args.results is not None:
+        write_section(args.results, section)
+
+
+if __name__ == "__main__":
+    main()
