@@ -207,7 +207,7 @@ async def serve_http(
         host: the address to listen on (loopback by default); any other needs `auth_token`.
         port: the port; 0 picks a free one.
         auth_token: the bearer token every request must carry.
-        on_listening: called with the endpoint URL once the socket listens.
+        on_listening: called with the endpoint URL once the server is ready for requests.
         **options: `http_app` and `CodeMode` keyword arguments.
 
     Raises:
@@ -230,11 +230,17 @@ async def serve_http(
         config = uvicorn.Config(
             app, log_level="warning", lifespan="on", timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S
         )
-        if on_listening is not None:
-            bound_port = sock.getsockname()[1]
-            url_host = f"[{host}]" if family == socket.AF_INET6 else host
-            on_listening(f"http://{url_host}:{bound_port}{path}")
-        await uvicorn.Server(config).serve(sockets=[sock])
+        server = uvicorn.Server(config)
+        bound_port = sock.getsockname()[1]
+        url_host = f"[{host}]" if family == socket.AF_INET6 else host
+        async with anyio.create_task_group() as serving:
+            serving.start_soon(server.serve, [sock])
+            while not server.started:  # its lifespan has run: downstream servers are up
+                if server.should_exit:
+                    return
+                await anyio.sleep(0.02)
+            if on_listening is not None:
+                on_listening(f"http://{url_host}:{bound_port}{path}")
     finally:
         sock.close()
 
