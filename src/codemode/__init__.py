@@ -24,6 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from codemode._calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall, ToolCallRecord
     from codemode._result import ExecResult
     from codemode._session.session import CodeMode, Notification
     from codemode._sync import SyncCodeMode
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from codemode.tools import Tool
 
 _PUBLIC = {
+    "ApprovalDecision": "codemode._calls",
+    "ApprovalPolicy": "codemode._calls",
     "AudioItem": "codemode._types",
     "CodeMode": "codemode._session.session",
     "CodeModeError": "codemode.errors",
@@ -39,9 +42,12 @@ _PUBLIC = {
     "ImageItem": "codemode._types",
     "Notification": "codemode._session.session",
     "OutputItem": "codemode._types",
+    "PendingApproval": "codemode._calls",
     "SyncCodeMode": "codemode._sync",
     "TextItem": "codemode._types",
     "Tool": "codemode.tools",
+    "ToolCall": "codemode._calls",
+    "ToolCallRecord": "codemode._calls",
     "ToolError": "codemode.errors",
     "UsageError": "codemode.errors",
 }

@@ -8,7 +8,12 @@ Invariants:
   that is cancelled drains nothing, so output is never lost or repeated.
 * Completion and termination race for one outcome: whichever is recorded first wins, and
   stored values are committed only with a winning completion.
-* When the cell ends, its pending tool calls are cancelled and its isolate is released.
+* When the cell ends, its pending tool calls are cancelled (calls waiting for approval
+  included) and its isolate is released.
+* A call that begins to wait for approval wakes the observer: the cell yields at once, so the
+  host sees the call; the script runs on meanwhile, only that call waits (`approvals.py`).
+* Every call gets one trace record (`trace.py`); an observation takes the records written since
+  the previous one.
 * Limits (`limits.py`): undelivered output is bounded (items over the budget are dropped, and a
   notice takes their place at the next full drain); a cell stopped by a limit (`abort_soon`) ends like
   a terminated one (nothing committed, output kept) but is reported as failed with the reason.
@@ -20,6 +25,10 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from codemode._calls import PendingApproval, ToolCallRecord
 
 from codemode._engine.base import (
     EngineCell,
@@ -33,8 +42,11 @@ from codemode._engine.base import (
     YieldEvent,
 )
 from codemode._session.limits import DEFAULT_LIMITS, Limits, memory_limit_error, output_dropped_notice
+from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalSettings, ToolCallRejected
 from codemode._session.limits import tool_call_limit_error
+from codemode._session.trace import CallTrace, Spans
 from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
+from codemode.errors import UsageError
 
 
 class CellState(enum.Enum):
@@ -46,11 +58,14 @@ class CellState(enum.Enum):
 
 @dataclass(frozen=True)
 class Observation:
-    """What one exec/wait call saw: the status, the drained items, the script error if any."""
+    """What one exec/wait call saw: the status, the drained items, the script error if any,
+    the calls that ended since the previous observation and the calls waiting for approval."""
 
     status: Status
     items: tuple[OutputItem, ...]
     error: str | None = None
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+    pending_approvals: tuple[PendingApproval, ...] = ()
 
 
 class CellBusyError(Exception):
@@ -58,17 +73,39 @@ class CellBusyError(Exception):
 
 
 @dataclass(frozen=True)
+class ToolCallRequest:
+    """A nested call the cell hands its session to run.
+
+    `seek_approval(arguments)` returns once the call may run and raises `ToolCallRejected`
+    otherwise; the session awaits it, with the validated arguments, for tools that require approval.
+    """
+
+    call_id: str
+    tool_name: str
+    arguments_json: str | None
+    seek_approval: Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class CellHooks:
     """What a cell needs from its session."""
 
-    run_tool: Callable[[str, str | None], Awaitable[str]]  # (tool name, args JSON) -> result JSON
+    run_tool: Callable[[ToolCallRequest], Awaitable[str]]  # -> the result's JSON text
     notify: Callable[[str], Awaitable[None] | None]
     commit: Callable[[Mapping[str, str]], None]
     closed: Callable[[], None]
 
 
 class Cell:
-    def __init__(self, cell_id: str, hooks: CellHooks, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        cell_id: str,
+        hooks: CellHooks,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        approvals: ApprovalSettings = NO_APPROVAL_POLICY,
+        spans: Spans | None = None,
+    ) -> None:
         self.id = cell_id
         self._hooks = hooks
         self._limits = limits
@@ -88,6 +125,9 @@ class Cell:
         self._observing = False
         self._observed = False
         self._changed = asyncio.Event()
+        self.approvals = Approvals(cell_id, approvals, self._changed.set)
+        # Over-limit calls are traced too, up to as many again.
+        self.trace = CallTrace(cell_id, spans, max_records=2 * limits.max_tool_calls_per_cell + 100)
         self._tool_calls: set[asyncio.Task[None]] = set()
         self._notifications: set[asyncio.Task[None]] = set()
         self._terminated = asyncio.Event()
@@ -108,8 +148,10 @@ class Cell:
         elif isinstance(event, ToolCallEvent):
             self._tool_call_count += 1
             if self._tool_call_count > self._limits.max_tool_calls_per_cell:
+                error = tool_call_limit_error(self._limits.max_tool_calls_per_cell)
+                traced = self.trace.start(str(event.call_id), event.tool_name, event.arguments_json)
+                traced.end("error", error)
                 if self._engine is not None:
-                    error = tool_call_limit_error(self._limits.max_tool_calls_per_cell)
                     self._engine.resolve_tool_call(event.call_id, False, error)
                 return
             task = asyncio.ensure_future(self._run_tool(event))
@@ -157,21 +199,33 @@ class Cell:
             self._changed.set()
 
     async def _run_tool(self, event: ToolCallEvent) -> None:
+        call_id = str(event.call_id)
+        traced = self.trace.start(call_id, event.tool_name, event.arguments_json)
+        seek_approval = partial(self.approvals.seek, call_id, event.tool_name)
+        request = ToolCallRequest(call_id, event.tool_name, event.arguments_json, seek_approval)
         try:
-            payload = await self._hooks.run_tool(event.tool_name, event.arguments_json)
+            payload = await self._hooks.run_tool(request)
             ok = True
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
+                traced.end("cancelled")
                 raise  # the cell ended (or the session closes): nobody waits for this call
             # The tool itself raised CancelledError (e.g. a cancelled request inside it): the
             # script must still get an answer, or its promise would never settle.
             payload, ok = f"tool `{event.tool_name}` was cancelled", False
+        except ToolCallRejected as exc:
+            payload, ok = str(exc), False
+            traced.end("rejected", payload)
         except Exception as exc:
             payload, ok = str(exc), False
         except SystemExit as exc:
             # `sys.exit()` in a tool would stop the host's event loop: it is a failed call.
             payload, ok = f"tool `{event.tool_name}` tried to exit the process (SystemExit: {exc.code})", False
+        if ok:
+            traced.end("ok")
+        else:
+            traced.end("error", payload)  # no-op after a rejection
         if self._engine is not None and self.state is CellState.RUNNING:
             self._engine.resolve_tool_call(event.call_id, ok, payload)
 
@@ -182,21 +236,22 @@ class Cell:
             raise CellBusyError(f"exec cell {self.id} already has an active observer")
         self._observing = True
         self._observed = True
+        self.trace.observed()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + yield_time_ms / 1000
         try:
             while True:
                 if self.state is CellState.CLOSED and self._terminated.is_set():
-                    return Observation("terminated", self._drain())
+                    return self._observation("terminated", self._drain())
                 if self._yield_boundary is not None:
                     # The yield happened before anything that followed it, completion included.
                     boundary, self._yield_boundary = self._yield_boundary, None
-                    return Observation("running", self._drain(boundary))
+                    return self._running(self._drain(boundary))
                 if self.state is CellState.COMPLETED and not self._notifications_pending():
                     return self._close_completed()
                 remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return Observation("running", self._drain())
+                if remaining <= 0 or (self.state is CellState.RUNNING and self.approvals.announce()):
+                    return self._running(self._drain())
                 self._changed.clear()
                 try:
                     async with asyncio.timeout(remaining):
@@ -205,6 +260,19 @@ class Cell:
                     pass
         finally:
             self._observing = False
+
+    def _running(self, items: tuple[OutputItem, ...]) -> Observation:
+        self.approvals.announce()  # the calls waiting now are in this observation
+        return self._observation("running", items, pending_approvals=self.approvals.pending)
+
+    def _observation(
+        self,
+        status: Status,
+        items: tuple[OutputItem, ...],
+        error: str | None = None,
+        pending_approvals: tuple[PendingApproval, ...] = (),
+    ) -> Observation:
+        return Observation(status, items, error, self.trace.take_new(), pending_approvals)
 
     def _notification_done(self, task: asyncio.Task[None]) -> None:
         self._notifications.discard(task)
@@ -228,8 +296,8 @@ class Cell:
         self._hooks.closed()
         items = self._drain()
         if self._error is None:
-            return Observation("completed", items)
-        return Observation("failed", items, self._error)
+            return self._observation("completed", items)
+        return self._observation("failed", items, self._error)
 
     def _drain(self, count: int | None = None) -> tuple[OutputItem, ...]:
         if count is None:
@@ -311,6 +379,7 @@ class Cell:
             raise CellBusyError(f"exec cell {self.id} is already terminating")
         if self.state is CellState.CLOSED:
             raise CellBusyError(f"exec cell {self.id} not found")
+        self.trace.observed()
         self.state = CellState.TERMINATING
         self._cancel_time_limit()
         self._cancel_tool_calls()
@@ -322,11 +391,26 @@ class Cell:
         self._terminated.set()
         self._hooks.closed()
         self._changed.set()
-        return Observation("terminated", self._drain())
+        return self._observation("terminated", self._drain())
 
     def _cancel_tool_calls(self) -> None:
         for task in self._tool_calls:
             task.cancel()
+        self.trace.cancel_active()
+
+    # -- approvals --------------------------------------------------------------------------
+    def answer_approval(self, call_id: str, *, approved: bool, reason: str | None = None) -> None:
+        """Approve or reject a call waiting for approval.
+
+        Raises:
+            UsageError: the cell no longer runs, or no such call waits.
+        """
+        if self.state is not CellState.RUNNING:
+            raise UsageError(
+                f"exec cell {self.id} is no longer running, so call {call_id} will not run: "
+                "its calls waiting for approval were cancelled"
+            )
+        self.approvals.answer(call_id, approved=approved, reason=reason)
 
 
 _DROPPED = TextItem("")  # the place of dropped output in a buffer (compared by identity)

@@ -27,6 +27,7 @@ from codemode._engine.base import (
     SessionSetup,
     ToolBinding,
 )
+from codemode._calls import ApprovalPolicy, PendingApproval, ToolCallRecord
 from codemode._imports import ImportError_, module_exports, rewrite_modules
 from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
 from codemode._session.cell import (
@@ -34,7 +35,9 @@ from codemode._session.cell import (
     CellBusyError,
     CellHooks,
     Observation,
+    ToolCallRequest,
 )
+from codemode._session.approvals import DEFAULT_APPROVAL_TIMEOUT_S, ApprovalSettings
 from codemode._session.limits import (
     DEFAULT_LIMITS,
     Limits,
@@ -44,6 +47,7 @@ from codemode._session.limits import (
     time_limit_error,
 )
 from codemode._session.tool_calls import ToolCallFailed, call_tool
+from codemode._session.trace import Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
 from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import ToolError, UsageError
@@ -56,6 +60,7 @@ DEFAULT_WAIT_YIELD_TIME_MS = 10_000
 DEFAULT_HEAP_LIMIT_BYTES = DEFAULT_LIMITS.heap_limit_bytes
 KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_notify sees all)...
 KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
+KEPT_CLOSED_TRACES = 100  # closed cells whose call records `tool_calls(cell_id)` still returns
 SHUTTING_DOWN = "code mode session is shutting down"
 
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
@@ -114,6 +119,14 @@ class CodeMode:
             but a fatal V8 error in one script aborts the whole process).
         engine: a JavaScript engine object to use instead of the shared one for `isolation`
             (e.g. `codemode.engines.ProcessEngine(workers=4)` shared by your sessions).
+        approve: the approval policy for calls of tools that require approval: called with a
+            `ToolCall` (tool name, validated arguments), sync or async; True runs the call, False
+            rejects it, "ask" (and no policy at all) pauses that call until `approve`/`reject`.
+            Raising `ToolError` rejects the call with its message.
+        approval_timeout_s: seconds a call may wait for approval before it is rejected
+            (default 600; None: no limit).
+        tracer_provider: the OpenTelemetry `TracerProvider` for the exec/wait and nested-call
+            spans (default: the global one; spans need `opentelemetry-api` installed).
     """
 
     def __init__(
@@ -138,6 +151,9 @@ class CodeMode:
         max_tool_threads: int = DEFAULT_LIMITS.max_tool_threads,
         isolation: Isolation | None = None,
         engine: Engine | None = None,
+        approve: ApprovalPolicy | None = None,
+        approval_timeout_s: float | None = DEFAULT_APPROVAL_TIMEOUT_S,
+        tracer_provider: Any = None,
     ) -> None:
         self.limits = Limits(
             heap_limit_bytes=heap_limit_bytes,
@@ -166,6 +182,9 @@ class CodeMode:
         self.max_yield_time_ms = max_yield_time_ms
         self.heap_limit_bytes = heap_limit_bytes
         self._engine = engine
+        self._approvals = ApprovalSettings(approve, approval_timeout_s)
+        self._spans = Spans(tracer_provider)
+        self._closed_traces: dict[str, tuple[ToolCallRecord, ...]] = {}
         self._tool_threads = ToolThreads(max_tool_threads)
         self._engine_session: EngineSession | None = None
         self._mcp: Any = None
@@ -287,6 +306,14 @@ class CodeMode:
         A pragma in the source overrides the keyword arguments, which override the defaults.
         Returns the completed/failed result, or a "running" result with the cell id to `wait` on.
         """
+        with self._spans.observation("exec") as span:
+            result = await self._exec(source, yield_time_ms, max_output_tokens)
+            span.finish(result)
+        return result
+
+    async def _exec(
+        self, source: str, yield_time_ms: int | None, max_output_tokens: int | None
+    ) -> ExecResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         if self._state in ("new", "starting"):
@@ -308,7 +335,9 @@ class CodeMode:
         except ImportError_ as exc:
             return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
                               max_output_tokens=max_tokens)
-        cell = Cell(cell_id, self._hooks_for(cell_id), self.limits)
+        cell = Cell(
+            cell_id, self._hooks_for(cell_id), self.limits, approvals=self._approvals, spans=self._spans
+        )
         self._cells[cell_id] = cell
         assert self._engine_session is not None
         program = CellProgram(
@@ -333,6 +362,14 @@ class CodeMode:
         terminate: bool = False,
     ) -> ExecResult:
         """Resume observing a yielded cell, or terminate it (`terminate=True`)."""
+        with self._spans.observation("wait") as span:
+            result = await self._wait(cell_id, yield_time_ms, max_tokens, terminate)
+            span.finish(result)
+        return result
+
+    async def _wait(
+        self, cell_id: str, yield_time_ms: int | None, max_tokens: int | None, terminate: bool
+    ) -> ExecResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         budget = self.default_max_output_tokens if max_tokens is None else max_tokens
@@ -351,6 +388,55 @@ class CodeMode:
         except CellBusyError as exc:
             return ExecResult("failed", None, error=str(exc), wall_time_s=loop.time() - started)
         return self._result(cell.id, observation, started, budget)
+
+    # -- approvals and the trace -------------------------------------------------------------
+    async def approve(self, cell_id: str, call_id: str) -> None:
+        """Let a call waiting for approval run (its result goes to the script).
+
+        Raises:
+            UsageError: no such cell, the cell no longer runs, or no such call waits (unknown,
+                approved or rejected already, timed out).
+        """
+        self._live_cell(cell_id).answer_approval(str(call_id), approved=True)
+
+    async def reject(self, cell_id: str, call_id: str, reason: str | None = None) -> None:
+        """Reject a call waiting for approval: the script's promise rejects with `reason`.
+
+        Raises:
+            UsageError: as for `approve`.
+        """
+        self._live_cell(cell_id).answer_approval(str(call_id), approved=False, reason=reason)
+
+    def pending_approvals(self, cell_id: str | None = None) -> list[PendingApproval]:
+        """The calls waiting for approval now, of one cell or of every cell."""
+        cells = [self._live_cell(cell_id)] if cell_id is not None else list(self._cells.values())
+        return [pending for cell in cells for pending in cell.approvals.pending]
+
+    def tool_calls(self, cell_id: str) -> list[ToolCallRecord]:
+        """Every nested call of a cell that has ended so far, in the order they ended (also for
+        the last 100 closed cells).
+
+        Raises:
+            UsageError: the session knows no such cell.
+        """
+        cell = self._cells.get(str(cell_id))
+        if cell is not None:
+            return list(cell.trace.records)
+        records = self._closed_traces.get(str(cell_id))
+        if records is None:
+            raise UsageError(f"exec cell {cell_id} not found (or its trace is no longer kept)")
+        return list(records)
+
+    def _live_cell(self, cell_id: str) -> Cell:
+        cell = self._cells.get(str(cell_id))
+        if cell is not None:
+            return cell
+        if str(cell_id) in self._closed_traces:
+            raise UsageError(
+                f"exec cell {cell_id} has ended, so none of its calls can be approved or rejected: "
+                "calls still waiting for approval when a cell ends are cancelled, never run"
+            )
+        raise UsageError(f"exec cell {cell_id} not found")
 
     # -- what the host can read --------------------------------------------------------------
     @property
@@ -459,18 +545,20 @@ class CodeMode:
             error=observation.error,
             wall_time_s=asyncio.get_running_loop().time() - started,
             max_output_tokens=max_tokens,
+            tool_calls=observation.tool_calls,
+            pending_approvals=observation.pending_approvals,
         )
 
     def _hooks_for(self, cell_id: str) -> CellHooks:
-        async def run_tool(global_name: str, arguments_json: str | None) -> str:
-            entry = self._by_global_name.get(global_name)
+        async def run_tool(call: ToolCallRequest) -> str:
+            entry = self._by_global_name.get(call.tool_name)
             if entry is None:  # a discovery helper, or a name that is no tool
                 try:
-                    return await self._catalog.answer(global_name, arguments_json)
+                    return await self._catalog.answer(call.tool_name, call.arguments_json)
                 except ToolError as exc:
                     raise ToolCallFailed(str(exc)) from None
             use_tool_threads(self._tool_threads)  # this call's task: sync tools run on ours
-            return await call_tool(entry.tool, global_name, arguments_json)
+            return await call_tool(entry.tool, call.tool_name, call.arguments_json, call.seek_approval)
 
         def notify(text: str) -> Awaitable[None] | None:
             self._keep_notification(Notification(cell_id, text))
@@ -480,7 +568,11 @@ class CodeMode:
             return outcome if inspect.isawaitable(outcome) else None
 
         def closed() -> None:
-            self._cells.pop(cell_id, None)
+            cell = self._cells.pop(cell_id, None)
+            if cell is not None:
+                self._closed_traces[cell_id] = tuple(cell.trace.records)
+                while len(self._closed_traces) > KEPT_CLOSED_TRACES:
+                    del self._closed_traces[next(iter(self._closed_traces))]
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
 

@@ -1,7 +1,9 @@
 """Running one nested tool call: arguments in as JSON text, result out as JSON text.
 
-Everything that goes wrong here becomes a `ToolCallFailed` whose message is what the script's
-promise rejects with; the model never sees a Python traceback.
+Everything that goes wrong here becomes a `ToolCallFailed` (or, for a call that was not
+approved, a `ToolCallRejected`) whose message is what the script's promise rejects with; the
+model never sees a Python traceback. A tool that requires approval is asked for it after its
+arguments are validated (so the policy and the host see valid arguments) and before it runs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from codemode._threads import run_sync
@@ -20,11 +23,18 @@ class ToolCallFailed(Exception):
     """The call failed; `str(exc)` is the rejection message for the script."""
 
 
-async def call_tool(tool: Tool, script_name: str, arguments_json: str | None) -> str:
-    """Validate the arguments, run the handler (sync ones off the event loop), encode the result."""
+async def call_tool(tool: Tool, script_name: str, arguments_json: str | None,
+                    seek_approval: Callable[[Any], Awaitable[None]] | None = None) -> str:
+    """Validate the arguments, seek approval if the tool requires it, run the handler (sync
+    ones off the event loop), encode the result."""
     arguments = _arguments(tool, script_name, arguments_json)
     try:
         tool.validate(arguments)
+    except Exception as exc:
+        raise ToolCallFailed(str(exc) or type(exc).__name__) from None
+    if seek_approval is not None and await tool.needs_approval(arguments):
+        await seek_approval(arguments)
+    try:
         if inspect.iscoroutinefunction(tool.handler):
             result = await tool.handler(arguments)
         else:

@@ -1,5 +1,5 @@
 """Nested tools: the `Tool` type, Python functions as tools, and (in `mcp`) MCP servers as tools."""
 
-from codemode.tools._tool import Tool, ToolKind, as_tool
+from codemode.tools._tool import ApprovalRequirement, Tool, ToolKind, as_tool, requires_approval
 
-__all__ = ["Tool", "ToolKind", "as_tool"]
+__all__ = ["ApprovalRequirement", "Tool", "ToolKind", "as_tool", "requires_approval"]

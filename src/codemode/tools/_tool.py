@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, get_type_hints
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar, get_type_hints
 
 import docstring_parser
 import pydantic
@@ -20,6 +20,11 @@ from codemode.errors import ToolError, UsageError
 
 ToolKind = Literal["function", "freeform"]
 Handler = Callable[[Any], Any | Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+ApprovalRequirement = bool | Callable[[Any], bool | Awaitable[bool]]
+"""Whether a call needs approval: always (True), never (False), or per call given its arguments."""
+
+_REQUIRES_APPROVAL_ATTRIBUTE = "__codemode_requires_approval__"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class Tool:
         namespace: optional namespace; the script name becomes `namespace__name`.
         namespace_description: shown once above the namespace's tools.
         deferred: listed in `ALL_TOOLS` but left out of the exec description.
+        requires_approval: True if every call waits for approval (`CodeMode(approve=...)`, then
+            `CodeMode.approve`/`reject`), or a function of the validated arguments saying
+            whether this call must (sync or async; if it raises, the call must).
     """
 
     name: str
@@ -47,6 +55,7 @@ class Tool:
     namespace: str | None = None
     namespace_description: str | None = None
     deferred: bool = False
+    requires_approval: ApprovalRequirement = False
     _validator: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +71,19 @@ class Tool:
         if self._validator is not None:
             self._validator(arguments)
 
+    async def needs_approval(self, arguments: Any) -> bool:
+        """Whether this call (with validated `arguments`) must wait for approval before it runs."""
+        requirement = self.requires_approval
+        if isinstance(requirement, bool):
+            return requirement
+        try:
+            answer = requirement(arguments)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception:  # noqa: BLE001 - unsure means ask: a failing check never runs the tool unasked
+            return True
+        return answer is not False
+
     @classmethod
     def from_function(
         cls,
@@ -70,14 +92,29 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         namespace: str | None = None,
+        requires_approval: ApprovalRequirement | None = None,
     ) -> Tool:
         """Build a tool from a typed Python function (sync or async).
 
         The name defaults to the function's name, the description to its docstring; the
         input schema comes from the parameters' type hints (parameter descriptions from the
         docstring's Args section) and the output schema from the return annotation.
+        `requires_approval` defaults to what `@requires_approval` marked on the function.
         """
-        return _function_tool(fn, name=name, description=description, namespace=namespace)
+        if requires_approval is None:
+            requires_approval = getattr(fn, _REQUIRES_APPROVAL_ATTRIBUTE, False)
+        tool = _function_tool(fn, name=name, description=description, namespace=namespace)
+        return replace(tool, requires_approval=requires_approval) if requires_approval is not False else tool
+
+
+def requires_approval(fn: F) -> F:
+    """Mark a Python function so that, as a tool, each of its calls waits for approval.
+
+    `@requires_approval` above `def delete_file(path: str) -> None: ...`; the function itself is
+    unchanged. `Tool.from_function(fn, requires_approval=...)` says the same per tool.
+    """
+    setattr(fn, _REQUIRES_APPROVAL_ATTRIBUTE, True)
+    return fn
 
 
 def as_tool(obj: Tool | Callable[..., Any] | object) -> Tool:

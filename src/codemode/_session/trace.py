@@ -1,0 +1,184 @@
+"""The trace of nested calls: one record per call of a cell, and OpenTelemetry spans when the
+`opentelemetry-api` package is installed.
+
+Invariants:
+* Every call the script makes gets exactly one `ToolCallRecord`, written when the call ends
+  (a call cancelled with its cell ends at the cancel); a cell keeps at most `max_records` of them
+  and counts the rest in `dropped`.
+* This is the only module that imports `opentelemetry`, on the first span, and only if it is
+  installed; without it spans are skipped and nothing else changes.
+* Span names and attributes follow the OpenTelemetry GenAI semantic conventions where they have
+  one (`execute_tool <name>`, `gen_ai.*`); the rest are `codemode.*`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from codemode._calls import TRACED_ARGUMENT_CHARS, ToolCallOutcome, ToolCallRecord, shorten
+
+if TYPE_CHECKING:
+    from codemode._result import ExecResult
+
+__all__ = ["ActiveCall", "CallTrace", "ObservationSpan", "Spans"]
+
+_UNRESOLVED: Any = object()
+
+
+class Spans:
+    """A session's OpenTelemetry tracer, resolved on first use (None when OTel is absent)."""
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        self._provider = tracer_provider
+        self._tracer: Any = _UNRESOLVED
+
+    def _resolve(self) -> Any:
+        if self._tracer is _UNRESOLVED:
+            try:
+                from opentelemetry import trace
+            except ImportError:
+                self._tracer = None
+            else:
+                from importlib.metadata import version
+
+                self._tracer = trace.get_tracer(
+                    "codemode", version("codemode"), tracer_provider=self._provider
+                )
+        return self._tracer
+
+    @contextmanager
+    def observation(self, operation: Literal["exec", "wait"]) -> Iterator[ObservationSpan]:
+        """A span around one exec/wait call, current while it runs (so its cell's calls nest)."""
+        tracer = self._resolve()
+        if tracer is None:
+            yield ObservationSpan(None)
+            return
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": operation}
+        with tracer.start_as_current_span(f"execute_tool {operation}", attributes=attributes) as span:
+            yield ObservationSpan(span)
+
+    def current_context(self) -> Any:
+        """The OpenTelemetry context of the running task (None without OTel)."""
+        if self._resolve() is None:
+            return None
+        from opentelemetry import context
+
+        return context.get_current()
+
+    def start_call(self, parent: Any, cell_id: str, call_id: str, tool_name: str, arguments: str) -> Any:
+        tracer = self._resolve()
+        if tracer is None:
+            return None
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool_name,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.call.arguments": arguments,
+            "codemode.cell.id": cell_id,
+        }
+        return tracer.start_span(f"execute_tool {tool_name}", context=parent, attributes=attributes)
+
+
+class ObservationSpan:
+    """The span of one exec/wait call, told the result at the end."""
+
+    def __init__(self, span: Any) -> None:
+        self._span = span
+
+    def finish(self, result: ExecResult) -> None:
+        if self._span is None:
+            return
+        if result.cell_id is not None:
+            self._span.set_attribute("codemode.cell.id", result.cell_id)
+        self._span.set_attribute("codemode.cell.status", result.status)
+        if result.pending_approvals:
+            self._span.set_attribute("codemode.pending_approvals", len(result.pending_approvals))
+        if result.status == "failed":
+            from opentelemetry.trace import Status, StatusCode
+
+            self._span.set_attribute("error.type", "script_error")
+            self._span.set_status(Status(StatusCode.ERROR, result.error or ""))
+
+
+class CallTrace:
+    """One cell's call records, the calls in flight, and the span its calls nest under."""
+
+    def __init__(self, cell_id: str, spans: Spans | None, max_records: int) -> None:
+        self.cell_id = cell_id
+        self.records: list[ToolCallRecord] = []
+        self.dropped = 0
+        self._spans = spans
+        self._max_records = max_records
+        self._delivered = 0
+        self._active: dict[str, ActiveCall] = {}
+        self._parent: Any = None
+
+    def observed(self) -> None:
+        """An exec/wait call observes the cell now: calls made from here on nest under its span."""
+        if self._spans is not None:
+            self._parent = self._spans.current_context()
+
+    def start(self, call_id: str, tool_name: str, arguments_json: str | None) -> ActiveCall:
+        arguments = shorten(arguments_json or "", TRACED_ARGUMENT_CHARS)
+        span = None
+        if self._spans is not None:
+            span = self._spans.start_call(self._parent, self.cell_id, call_id, tool_name, arguments)
+        call = ActiveCall(self, call_id, tool_name, arguments, span)
+        self._active[call_id] = call
+        return call
+
+    def cancel_active(self) -> None:
+        """The cell ended: every call still in flight ends as cancelled, now."""
+        for call in list(self._active.values()):
+            call.end("cancelled")
+
+    def take_new(self) -> tuple[ToolCallRecord, ...]:
+        """The records written since the last time this was asked."""
+        new = tuple(self.records[self._delivered :])
+        self._delivered = len(self.records)
+        return new
+
+    def _ended(self, call: ActiveCall, record: ToolCallRecord) -> None:
+        self._active.pop(call.call_id, None)
+        if len(self.records) < self._max_records:
+            self.records.append(record)
+        else:
+            self.dropped += 1
+
+
+class ActiveCall:
+    """A call in flight; `end` writes its record once (later ends are ignored)."""
+
+    def __init__(self, trace: CallTrace, call_id: str, tool_name: str, arguments: str, span: Any) -> None:
+        self.call_id = call_id
+        self._trace = trace
+        self._tool_name = tool_name
+        self._arguments = arguments
+        self._span = span
+        self._started_at = time.time()
+        self._started = asyncio.get_running_loop().time()
+        self._ended = False
+
+    def end(self, outcome: ToolCallOutcome, error: str | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        duration = asyncio.get_running_loop().time() - self._started
+        record = ToolCallRecord(
+            self._trace.cell_id, self.call_id, self._tool_name, self._arguments, outcome, error,
+            self._started_at, duration,
+        )
+        self._trace._ended(self, record)
+        if self._span is not None:
+            self._span.set_attribute("codemode.tool_call.outcome", outcome)
+            if outcome != "ok":
+                from opentelemetry.trace import Status, StatusCode
+
+                self._span.set_attribute("error.type", outcome)
+                self._span.set_status(Status(StatusCode.ERROR, error or outcome))
+            self._span.end()

@@ -1,0 +1,408 @@
+"""Approvals of nested calls on live cells, on the real engine: a call of a tool that requires
+approval pauses (only that call), the cell yields at once with the call listed, and the host
+approves or rejects it; policies decide some calls themselves; terminate, close and the timeout
+end waiting calls without running them.
+
+Only generous liveness bounds (`within`), no timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import pytest
+
+from codemode import CodeMode, ExecResult, TextItem, Tool, ToolError, UsageError
+from codemode import ApprovalDecision, ToolCall
+from codemode.formats import Api
+from codemode.tools import requires_approval
+
+T = TypeVar("T")
+
+LIVENESS_S = 60.0
+LONG_YIELD_MS = 120_000  # an exec/wait that returns sooner was woken by an event, not its deadline
+
+
+async def within(awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(LIVENESS_S):
+        return await awaitable
+
+
+def texts(result: ExecResult) -> list[str]:
+    return [item.text for item in result.items if isinstance(item, TextItem)]
+
+
+def model_texts(result: ExecResult) -> list[str]:
+    return [item.text for item in result.model_items() if isinstance(item, TextItem)]
+
+
+class Files:
+    """Tools over a fake file system: `delete_file` requires approval, `read_file` does not."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def tools(self) -> list[Any]:
+        @requires_approval
+        def delete_file(path: str) -> str:
+            """Delete a file."""
+            self.deleted.append(path)
+            return f"deleted {path}"
+
+        def read_file(path: str) -> str:
+            """Read a file."""
+            return f"contents of {path}"
+
+        return [delete_file, read_file]
+
+
+@pytest.fixture
+def files() -> Files:
+    return Files()
+
+
+@pytest.fixture
+async def cm(files: Files) -> AsyncIterator[CodeMode]:
+    async with CodeMode(tools=files.tools()) as session:
+        yield session
+
+
+DELETE = """
+text(await tools.read_file({ path: "/tmp/x" }));
+text(await tools.delete_file({ path: "/tmp/x" }));
+"""
+
+
+# -- the pending call, approve and reject ------------------------------------------------------
+async def test_a_call_needing_approval_yields_at_once_and_runs_once_approved(
+    cm: CodeMode, files: Files
+) -> None:
+    result = await within(cm.exec(DELETE, yield_time_ms=LONG_YIELD_MS))
+
+    assert result.status == "running"
+    assert texts(result) == ["contents of /tmp/x"]
+    [pending] = result.pending_approvals
+    assert (pending.cell_id, pending.tool_name) == (result.cell_id, "delete_file")
+    assert pending.arguments == {"path": "/tmp/x"}
+    header, *rest = model_texts(result)
+    assert header.startswith(f"Script running with cell ID {result.cell_id}\nWall time ")
+    line = f'Waiting for approval: call {pending.call_id} tools.delete_file({{"path":"/tmp/x"}})'
+    assert rest == ["contents of /tmp/x", line]
+    assert cm.pending_approvals() == [pending] == cm.pending_approvals(result.cell_id)
+    assert files.deleted == []
+
+    assert result.cell_id is not None
+    await cm.approve(result.cell_id, pending.call_id)
+    done = await within(cm.wait(result.cell_id, yield_time_ms=LONG_YIELD_MS))
+
+    assert (done.status, texts(done), done.pending_approvals) == ("completed", ["deleted /tmp/x"], ())
+    assert files.deleted == ["/tmp/x"]
+    assert cm.pending_approvals() == []
+
+
+async def test_a_rejection_rejects_the_promise_with_the_reason_as_a_plain_string(
+    cm: CodeMode, files: Files
+) -> None:
+    code = """
+    try { await tools.delete_file({ path: "/etc/passwd" }); }
+    catch (e) { text(typeof e + ": " + e); }
+    """
+    result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+    assert result.cell_id is not None
+    await cm.reject(result.cell_id, result.pending_approvals[0].call_id, reason="not that file")
+    done = await within(cm.wait(result.cell_id, yield_time_ms=LONG_YIELD_MS))
+
+    assert (done.status, texts(done)) == ("completed", ["string: not that file"])
+    assert files.deleted == []
+    [record] = cm.tool_calls(result.cell_id)
+    assert (record.outcome, record.error) == ("rejected", "not that file")
+
+
+async def test_a_rejection_without_a_reason_says_the_host_rejected_it(cm: CodeMode) -> None:
+    result = await within(cm.exec('await tools.delete_file({ path: "/x" })', yield_time_ms=LONG_YIELD_MS))
+    assert result.cell_id is not None
+    await cm.reject(result.cell_id, result.pending_approvals[0].call_id)
+    done = await within(cm.wait(result.cell_id))
+    assert done.status == "failed"
+    assert done.error == "The host rejected this call to tools.delete_file; it was not run."
+
+
+async def test_approval_while_ten_other_calls_of_the_script_run(files: Files) -> None:
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def slow(i: int) -> int:
+        """Wait for the test, then return i."""
+        started.append(i)
+        await release.wait()
+        return i
+
+    code = """
+    const others = Array.from({ length: 10 }, (_, i) => tools.slow({ i }));
+    const guarded = tools.delete_file({ path: "/tmp/x" });
+    const values = await Promise.all(others);
+    text("others: " + values.join(","));
+    yield_control();
+    text(await guarded);
+    """
+    async with CodeMode(tools=[*files.tools(), slow]) as cm:
+        first = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+        assert first.status == "running" and first.cell_id is not None
+        [pending] = first.pending_approvals
+        assert pending.tool_name == "delete_file"
+
+        while len(started) < 10:  # the other calls run while one waits for approval
+            await within(asyncio.sleep(0.01))
+        release.set()
+        second = await within(cm.wait(first.cell_id, yield_time_ms=LONG_YIELD_MS))
+        assert (second.status, texts(second)) == ("running", ["others: 0,1,2,3,4,5,6,7,8,9"])
+        assert second.pending_approvals == (pending,)  # still waiting, still listed
+        assert [record.tool_name for record in second.tool_calls] == ["slow"] * 10
+        assert files.deleted == []
+
+        await cm.approve(first.cell_id, pending.call_id)
+        done = await within(cm.wait(first.cell_id, yield_time_ms=LONG_YIELD_MS))
+        assert (done.status, texts(done)) == ("completed", ["deleted /tmp/x"])
+        assert files.deleted == ["/tmp/x"]
+
+
+async def test_several_pending_calls_are_listed_and_answered_one_by_one(cm: CodeMode, files: Files) -> None:
+    code = """
+    const results = await Promise.allSettled(["/a", "/b", "/c"].map(path => tools.delete_file({ path })));
+    text(results.map(r => r.status === "fulfilled" ? r.value : "rejected: " + r.reason).join("; "));
+    """
+    cell_id = (await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))).cell_id
+    assert cell_id is not None
+    while len(cm.pending_approvals(cell_id)) < 3:  # the first yield may list only the first
+        await within(cm.wait(cell_id, yield_time_ms=LONG_YIELD_MS))
+    by_path = {p.arguments["path"]: p for p in cm.pending_approvals(cell_id)}
+    assert list(by_path) == ["/a", "/b", "/c"]
+    await cm.approve(cell_id, by_path["/a"].call_id)
+    await cm.reject(cell_id, by_path["/b"].call_id, reason="keep b")
+    await cm.approve(cell_id, by_path["/c"].call_id)
+    done = await within(cm.wait(cell_id, yield_time_ms=LONG_YIELD_MS))
+    assert texts(done) == ["deleted /a; rejected: keep b; deleted /c"]
+    assert files.deleted == ["/a", "/c"]
+
+
+async def test_long_arguments_are_shortened_in_the_approval_line(cm: CodeMode) -> None:
+    code = f'await tools.delete_file({{ path: "{"p" * 5000}" }})'
+    result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+    line = model_texts(result)[-1]
+    assert line.startswith('Waiting for approval: call 1 tools.delete_file({"path":"ppp')
+    assert line.endswith("… (5011 characters))")
+    assert len(line) < 300
+    assert result.pending_approvals[0].arguments == {"path": "p" * 5000}  # the host gets them whole
+
+
+async def test_a_script_without_approvals_reads_exactly_as_before(cm: CodeMode) -> None:
+    result = await within(cm.exec('text(await tools.read_file({ path: "/a" })); yield_control(); text("b")'))
+    assert result.pending_approvals == ()
+    assert model_texts(result)[1:] == ["contents of /a"]
+
+
+# -- policies ---------------------------------------------------------------------------------
+async def test_a_policy_sees_the_tool_name_and_validated_arguments_and_decides(files: Files) -> None:
+    seen: list[ToolCall] = []
+
+    def policy(call: ToolCall) -> ApprovalDecision:
+        seen.append(call)
+        return bool(call.arguments["path"].startswith("/tmp/"))
+
+    code = """
+    text(await tools.delete_file({ path: "/tmp/a" }));
+    try { await tools.delete_file({ path: "/etc/b" }); } catch (e) { text(e); }
+    text(await tools.read_file({ path: "/c" }));
+    """
+    async with CodeMode(tools=files.tools(), approve=policy) as cm:
+        result = await within(cm.exec(code))
+    assert texts(result) == [
+        "deleted /tmp/a",
+        "The approval policy rejected this call to tools.delete_file; it was not run.",
+        "contents of /c",
+    ]
+    assert [(call.tool_name, call.arguments) for call in seen] == [
+        ("delete_file", {"path": "/tmp/a"}),
+        ("delete_file", {"path": "/etc/b"}),
+    ]  # tools that need no approval never reach the policy
+    assert files.deleted == ["/tmp/a"]
+
+
+async def test_an_async_policy_can_ask_the_host(files: Files) -> None:
+    async def policy(call: ToolCall) -> ApprovalDecision:
+        await asyncio.sleep(0)
+        return "ask" if call.arguments["path"] == "/ask" else True
+
+    async with CodeMode(tools=files.tools(), approve=policy) as cm:
+        result = await within(cm.exec(
+            'text(await tools.delete_file({ path: "/ok" })); text(await tools.delete_file({ path: "/ask" }))',
+            yield_time_ms=LONG_YIELD_MS,
+        ))
+        assert texts(result) == ["deleted /ok"]
+        assert [p.arguments for p in result.pending_approvals] == [{"path": "/ask"}]
+        assert result.cell_id is not None
+        await cm.approve(result.cell_id, result.pending_approvals[0].call_id)
+        done = await within(cm.wait(result.cell_id))
+    assert texts(done) == ["deleted /ask"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "error"),
+    [
+        (lambda call: (_ for _ in ()).throw(ToolError("ask the admin")), "ask the admin"),
+        (lambda call: 1 / 0, "The approval policy failed (ZeroDivisionError: division by zero), so this call "
+                             "to tools.delete_file was not run."),
+        (lambda call: "yes", "The approval policy answered 'yes' (expected True, False or \"ask\"), so this "
+                             "call to tools.delete_file was not run."),
+    ],
+)
+async def test_a_policy_that_raises_or_answers_nonsense_rejects_the_call(
+    files: Files, policy: Any, error: str
+) -> None:
+    async with CodeMode(tools=files.tools(), approve=policy) as cm:
+        result = await within(cm.exec('await tools.delete_file({ path: "/x" })'))
+    assert (result.status, result.error) == ("failed", error)
+    assert files.deleted == []
+
+
+async def test_tool_and_function_options_and_a_per_call_requirement() -> None:
+    ran: list[str] = []
+
+    def wipe(target: str) -> str:
+        """Wipe something."""
+        ran.append(target)
+        return "wiped"
+
+    def drop(arguments: dict[str, Any]) -> str:
+        ran.append(arguments["table"])
+        return "dropped"
+
+    tools = [
+        Tool.from_function(wipe, requires_approval=True),
+        Tool("drop", "Drop a table.", drop, requires_approval=lambda args: args["table"] != "scratch"),
+    ]
+    code = """
+    text(await tools.drop({ table: "scratch" }));
+    const pending = [tools.drop({ table: "users" }), tools.wipe({ target: "disk" })];
+    text((await Promise.all(pending)).join(","));
+    """
+    async with CodeMode(tools=tools) as cm:
+        result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+        printed, cell_id = texts(result), result.cell_id
+        assert cell_id is not None
+        while len(cm.pending_approvals(cell_id)) < 2:
+            printed += texts(await within(cm.wait(cell_id, yield_time_ms=LONG_YIELD_MS)))
+        assert [p.tool_name for p in cm.pending_approvals(cell_id)] == ["drop", "wipe"]
+        assert ran == ["scratch"]
+        for pending in cm.pending_approvals(cell_id):
+            await cm.approve(cell_id, pending.call_id)
+        done = await within(cm.wait(cell_id))
+    assert printed + texts(done) == ["dropped", "dropped,wiped"]
+    assert ran[0] == "scratch" and sorted(ran[1:]) == ["disk", "users"]  # the approved two run at once
+
+
+async def test_invalid_arguments_are_rejected_before_anyone_is_asked(cm: CodeMode) -> None:
+    result = await within(cm.exec("await tools.delete_file({ path: 3 })"))
+    assert result.status == "failed" and result.pending_approvals == ()
+    assert "tool `delete_file` got invalid arguments" in (result.error or "")
+
+
+# -- ends: terminate, close, timeout -------------------------------------------------------------
+async def test_an_approval_after_the_cell_was_terminated_is_refused_and_nothing_runs(
+    cm: CodeMode, files: Files
+) -> None:
+    result = await within(cm.exec(DELETE, yield_time_ms=LONG_YIELD_MS))
+    assert result.cell_id is not None
+    call_id = result.pending_approvals[0].call_id
+    stopped = await within(cm.wait(result.cell_id, terminate=True))
+    assert stopped.status == "terminated"
+    assert [(r.tool_name, r.outcome) for r in stopped.tool_calls] == [("delete_file", "cancelled")]
+
+    with pytest.raises(UsageError, match=f"exec cell {result.cell_id} has ended"):
+        await cm.approve(result.cell_id, call_id)
+    with pytest.raises(UsageError, match=f"exec cell {result.cell_id} has ended"):
+        await cm.reject(result.cell_id, call_id)
+    assert files.deleted == []
+    assert cm.pending_approvals() == []
+
+
+async def test_close_with_pending_approvals_cancels_them(files: Files) -> None:
+    cm = CodeMode(tools=files.tools())
+    result = await within(cm.exec(DELETE, yield_time_ms=LONG_YIELD_MS))
+    assert result.cell_id is not None and result.pending_approvals
+    await within(cm.close())
+    assert [r.outcome for r in cm.tool_calls(result.cell_id)] == ["ok", "cancelled"]
+    with pytest.raises(UsageError, match="has ended"):
+        await cm.approve(result.cell_id, result.pending_approvals[0].call_id)
+    assert files.deleted == []
+
+
+async def test_an_approval_that_never_comes_times_out_with_a_clear_rejection(files: Files) -> None:
+    code = 'try { await tools.delete_file({ path: "/x" }); } catch (e) { text(e); }'
+    async with CodeMode(tools=files.tools(), approval_timeout_s=0.2) as cm:
+        result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+        assert result.cell_id is not None and result.pending_approvals
+        call_id = result.pending_approvals[0].call_id
+        done = await within(cm.wait(result.cell_id, yield_time_ms=LONG_YIELD_MS))
+        with pytest.raises(UsageError, match="has ended"):
+            await cm.approve(result.cell_id, call_id)
+    assert texts(done) == [
+        "No approval for this call to tools.delete_file arrived within 0.2 s, so it was not run."
+    ]
+    assert files.deleted == []
+
+
+async def test_a_late_approval_of_a_timed_out_call_in_a_live_cell_says_so(files: Files) -> None:
+    code = """
+    try { await tools.delete_file({ path: "/x" }); } catch (e) { text(e); }
+    yield_control();
+    await new Promise(() => {});
+    """
+    async with CodeMode(tools=files.tools(), approval_timeout_s=0.2) as cm:
+        result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+        assert result.cell_id is not None
+        call_id = result.pending_approvals[0].call_id
+        await within(cm.wait(result.cell_id, yield_time_ms=LONG_YIELD_MS))  # the timeout's text, then yield
+        with pytest.raises(UsageError, match=f"call {call_id} of exec cell {result.cell_id} is not waiting "
+                                             "for approval: it was timed out already"):
+            await cm.approve(result.cell_id, call_id)
+    assert files.deleted == []
+
+
+# -- bad answers ------------------------------------------------------------------------------
+async def test_bad_answers_get_clear_errors(cm: CodeMode) -> None:
+    code = 'await tools.delete_file({ path: "/a" }); yield_control(); await new Promise(() => {});'
+    result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+    assert result.cell_id is not None
+    call_id = result.pending_approvals[0].call_id
+
+    with pytest.raises(UsageError, match="exec cell 99 not found"):
+        await cm.approve("99", call_id)
+    unknown = rf"exec cell {result.cell_id} has no call 7 waiting for approval \(waiting: {call_id}\)"
+    with pytest.raises(UsageError, match=unknown):
+        await cm.approve(result.cell_id, "7")
+    await cm.approve(result.cell_id, call_id)
+    twice = f"call {call_id} of exec cell {result.cell_id} is not waiting for approval: it was approved"
+    with pytest.raises(UsageError, match=twice):
+        await cm.approve(result.cell_id, call_id)
+    with pytest.raises(UsageError, match="it was approved already"):
+        await cm.reject(result.cell_id, call_id, reason="too late")
+    with pytest.raises(UsageError, match="exec cell 99 not found"):
+        cm.pending_approvals("99")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(UsageError, match="`approve` must be a callable"):
+        CodeMode(approve="yes")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="`approval_timeout_s` must be a positive number"):
+        CodeMode(approval_timeout_s=0)
+
+
+async def test_the_pending_call_appears_in_every_model_format(cm: CodeMode) -> None:
+    result = await within(cm.exec('await tools.delete_file({ path: "/a" })', yield_time_ms=LONG_YIELD_MS))
+    line = 'Waiting for approval: call 1 tools.delete_file({"path":"/a"})'
+    apis: tuple[Api, ...] = ("responses", "chat", "anthropic", "mcp")
+    for api in apis:
+        assert line in repr(result.to_model(api))
