@@ -123,6 +123,38 @@ async def test_sessions_share_downstream_servers_and_per_session_ones_are_their_
     assert everything_servers(pid) == shared
 
 
+async def test_a_shared_server_that_crashes_is_restarted_for_every_session(
+    tmp_path: Path, serve: Callable[..., HttpServer]
+) -> None:
+    server = serve(config_file(tmp_path, py=py_server()))
+    pid_code = {"code": "text(await tools.mcp__py__pid({}))"}
+    async with Client(server.url) as a, Client(server.url) as b:
+        first = texts(await a.call_tool("exec", pid_code))[1]
+        assert texts(await b.call_tool("exec", pid_code))[1] == first  # one server for both
+        crashed = await a.call_tool("exec", {"code": "await tools.mcp__py__crash({})"})
+        assert crashed.is_error is True
+        assert "during the call to `crash`" in texts(crashed)[-1]
+        assert "pytools: crashing on purpose" in texts(crashed)[-1]
+        restarted = texts(await b.call_tool("exec", pid_code))[1]
+        assert restarted != first
+        assert texts(await a.call_tool("exec", pid_code))[1] == restarted
+
+
+async def test_a_hanging_call_of_one_session_does_not_hold_up_the_others(
+    tmp_path: Path, serve: Callable[..., HttpServer]
+) -> None:
+    server = serve(config_file(tmp_path, py=py_server()))
+    async with Client(server.url) as a, Client(server.url) as b:
+        hanging = await a.call_tool(
+            "exec", {"code": "await tools.mcp__py__hang({ seconds: 60 })", "yield_time_ms": 200}
+        )
+        assert texts(hanging)[0].startswith("Script running with cell ID 1")
+        answered = await b.call_tool("exec", {"code": "text(await tools.mcp__py__add({ a: 1, b: 2 }).then((r) => r.structuredContent.total))"})
+        assert texts(answered)[1:] == ["3"]
+        stopped = await a.call_tool("wait", {"cell_id": "1", "terminate": True})
+        assert texts(stopped)[0].startswith("Script terminated")
+
+
 async def test_library_sessions_on_one_loop_share_connections(tmp_path: Path) -> None:
     from codemode import CodeMode
 
@@ -344,6 +376,17 @@ async def test_a_required_server_that_fails_gives_a_json_rpc_error_over_stdio(tm
     assert "Traceback" not in logged and "ExceptionGroup" not in logged
     mentions = [line for line in logged.splitlines() if "`broken`" in line]
     assert len(mentions) == 1 and "API_TOKEN is not set" in mentions[0], logged
+
+
+async def test_a_required_server_that_fails_gives_a_json_rpc_error_over_http(
+    tmp_path: Path, serve: Callable[..., HttpServer]
+) -> None:
+    server = serve(broken_config(tmp_path))
+    async with Client(server.url) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("exec", {"code": 'text("never")'})
+    assert "MCP server `broken` exited" in caught.value.message
+    assert "Traceback" not in server.stderr.read_text()
 
 
 def test_a_required_server_that_fails_makes_exec_exit_1_with_one_line(tmp_path: Path) -> None:
