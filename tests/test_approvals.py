@@ -9,7 +9,9 @@ Only generous liveness bounds (`within`), no timing assertions.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -18,6 +20,7 @@ from codemode import CodeMode, ExecResult, TextItem, Tool, ToolError, UsageError
 from codemode import ApprovalDecision, ToolCall
 from codemode.formats import Api
 from codemode.tools import requires_approval
+from codemode.tools.mcp import load_mcp_config
 
 T = TypeVar("T")
 
@@ -406,3 +409,40 @@ async def test_the_pending_call_appears_in_every_model_format(cm: CodeMode) -> N
     apis: tuple[Api, ...] = ("responses", "chat", "anthropic", "mcp")
     for api in apis:
         assert line in repr(result.to_model(api))
+
+
+# -- MCP servers: per server or per tool ------------------------------------------------------------
+PY_SERVER = Path(__file__).parent / "mcp_servers" / "py_server.py"
+
+
+def py_server(**settings: Any) -> dict[str, Any]:
+    return {"command": sys.executable, "args": [str(PY_SERVER)], **settings}
+
+
+async def test_an_mcp_server_config_names_the_tools_that_require_approval() -> None:
+    servers = {"py": py_server(requires_approval=["add"]), "all": py_server(requiresApproval=True)}
+    config = {"mcpServers": servers}
+    code = """
+    const sum = tools.mcp__py__add({ a: 1, b: 2 });
+    text((await tools.mcp__py__pid({})).isError);
+    const other = tools.mcp__all__pid({});
+    text((await sum).structuredContent.result, (await other).isError);
+    """
+    async with CodeMode(mcp_servers=config) as cm:
+        result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+        cell_id = result.cell_id
+        assert cell_id is not None
+        while len(cm.pending_approvals(cell_id)) < 2:
+            await within(cm.wait(cell_id, yield_time_ms=LONG_YIELD_MS))
+        assert [p.tool_name for p in cm.pending_approvals(cell_id)] == ["mcp__py__add", "mcp__all__pid"]
+        for pending in cm.pending_approvals(cell_id):
+            await cm.approve(cell_id, pending.call_id)
+        done = await within(cm.wait(cell_id, yield_time_ms=LONG_YIELD_MS))
+        assert done.status == "completed", done
+        outcomes = {(r.tool_name, r.outcome) for r in cm.tool_calls(cell_id)}
+    assert outcomes == {("mcp__py__add", "ok"), ("mcp__py__pid", "ok"), ("mcp__all__pid", "ok")}
+
+
+def test_a_bad_requires_approval_setting_is_refused() -> None:
+    with pytest.raises(UsageError, match="server `py`: `requires_approval"):
+        load_mcp_config({"mcpServers": {"py": py_server(requires_approval="add")}})

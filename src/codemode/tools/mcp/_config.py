@@ -58,6 +58,11 @@ class _ServerBase(BaseModel):
     per_session: bool = Field(default=False, validation_alias=AliasChoices("per_session", "perSession"))
     """If true, every session starts its own copy instead of sharing one with the other sessions
     of the process: for stateful servers whose state must not leak between sessions."""
+    requires_approval: bool | list[str] = Field(
+        default=False, validation_alias=AliasChoices("requires_approval", "requiresApproval")
+    )
+    """True: every call of the server's tools waits for approval (`CodeMode(approve=...)`); a list:
+    the calls of the tools so named (as the server names them)."""
 
 
 class McpStdioServer(_ServerBase):
@@ -104,8 +109,9 @@ def load_mcp_config(source: McpConfig | Mapping[str, Any] | str | os.PathLike[st
     The format is the common one: `{"mcpServers": {"<name>": {...}}}`, where a server has either
     `command` (+ `args`, `env`, `cwd`: a stdio subprocess) or `url` (+ `headers`: streamable
     HTTP), and optionally `timeout` (seconds per call, default 60), `startup_timeout`
-    (default 30), `required`, `disabled` and `per_session` (a copy of the server per session
-    instead of one shared by all sessions of the process).
+    (default 30), `required`, `disabled`, `per_session` (a copy of the server per session
+    instead of one shared by all sessions of the process) and `requires_approval` (true, or the
+    names of the tools whose calls wait for approval).
 
     Args:
         source: a path to a JSON file, a mapping as loaded from one, or a ready `McpConfig`.

@@ -35,7 +35,7 @@ _Key = tuple[str, str, Hooks]
 _Built = TypeVar("_Built")
 Build = Callable[[ServerConnection, list[types.Tool]], _Built]
 # Settings that are about one session's use of a server, not about the server it talks to.
-_NOT_SHARED_SETTINGS = {"required", "disabled", "per_session"}
+_NOT_SHARED_SETTINGS = {"required", "disabled", "per_session", "requires_approval"}
 
 
 @dataclass(eq=False)

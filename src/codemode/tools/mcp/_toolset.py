@@ -22,7 +22,7 @@ import enum
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, cast
 
@@ -30,7 +30,7 @@ import mcp_types as types
 
 from codemode.errors import ToolError, UsageError
 from codemode.tools._tool import Tool
-from codemode.tools.mcp._config import McpConfig, load_mcp_config
+from codemode.tools.mcp._config import McpConfig, McpServerConfig, load_mcp_config
 from codemode.tools.mcp._connection import (
     Hooks,
     LogHook,
@@ -182,7 +182,7 @@ class McpToolset:
             elif isinstance(outcome, BaseException):
                 unexpected = unexpected or outcome
             else:
-                self._tools.extend(outcome.tools)
+                self._tools.extend(_with_approvals(name, self._config.servers[name], outcome.tools))
                 self._task_only.extend(outcome.task_only)
         required = [name for name in self._failures if self._config.servers[name].required]
         if unexpected is not None or required:
@@ -299,6 +299,28 @@ def _make_tool(connection: ServerConnection, mcp_tool: types.Tool) -> Tool | Non
         # validates arguments itself, so skip local validation for this tool.
         connection.logger.warning("%s; arguments of `%s` will not be checked locally", exc, name)
         return build(_validator=_no_validation)
+
+
+def _with_approvals(server: str, config: McpServerConfig, tools: list[Tool]) -> list[Tool]:
+    """The server's tools, marked as the config's `requires_approval` says (per toolset: shared
+    connections share their tools unmarked)."""
+    setting = config.requires_approval
+    if setting is False:
+        return tools
+    prefix = mcp_tool_name(server, "")
+    if setting is True:
+        return [replace(tool, requires_approval=True) for tool in tools]
+    named = set(setting)
+    marked = [
+        replace(tool, requires_approval=True) if tool.name.removeprefix(prefix) in named else tool
+        for tool in tools
+    ]
+    unknown = sorted(named - {tool.name.removeprefix(prefix) for tool in tools})
+    if unknown:
+        _logger.warning(
+            "MCP server `%s` has no tool named %s (listed in `requires_approval`)", server, ", ".join(unknown)
+        )
+    return marked
 
 
 def _no_validation(arguments: Any) -> None:
