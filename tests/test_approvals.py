@@ -12,13 +12,16 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+import mcp_types
 import pytest
+from mcp import Client
 
 from codemode import CodeMode, ExecResult, TextItem, Tool, ToolError, UsageError
 from codemode import ApprovalDecision, ToolCall
 from codemode.formats import Api
+from codemode.mcp_server import create_server
 from codemode.tools import requires_approval
 from codemode.tools.mcp import load_mcp_config
 
@@ -446,3 +449,94 @@ async def test_an_mcp_server_config_names_the_tools_that_require_approval() -> N
 def test_a_bad_requires_approval_setting_is_refused() -> None:
     with pytest.raises(UsageError, match="server `py`: `requires_approval"):
         load_mcp_config({"mcpServers": {"py": py_server(requires_approval="add")}})
+
+
+# -- over MCP (`codemode mcp`): elicitation ------------------------------------------------------
+class Elicitations:
+    """An elicitation callback that answers as told and keeps what it was asked."""
+
+    def __init__(self, action: Literal["accept", "decline", "cancel"], approve: bool = True) -> None:
+        self.action = action
+        self.approve = approve
+        self.asked: list[mcp_types.ElicitRequestParams] = []
+
+    async def __call__(self, context: Any, params: mcp_types.ElicitRequestParams) -> mcp_types.ElicitResult:
+        self.asked.append(params)
+        content: dict[str, str | int | float | bool | list[str] | None] | None = None
+        if self.action == "accept":
+            content = {"approve": self.approve}
+        return mcp_types.ElicitResult(action=self.action, content=content)
+
+
+def mcp_text(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, mcp_types.TextContent))
+
+
+MCP_DELETE = {"code": 'text(await tools.delete_file({ path: "/tmp/x" }))'}
+
+
+async def test_over_mcp_the_client_is_asked_with_elicitation_and_an_accept_runs_the_call(
+    files: Files,
+) -> None:
+    answers = Elicitations("accept")
+    async with Client(create_server(files.tools()), mode="legacy", elicitation_callback=answers) as client:
+        result = await within(client.call_tool("exec", MCP_DELETE))
+    assert mcp_text(result).endswith("deleted /tmp/x")
+    [asked] = answers.asked
+    assert isinstance(asked, mcp_types.ElicitRequestFormParams)
+    assert 'call 1 tools.delete_file({"path":"/tmp/x"})' in asked.message
+    assert asked.requested_schema["required"] == ["approve"]
+    assert files.deleted == ["/tmp/x"]
+
+
+@pytest.mark.parametrize(("action", "approve"), [("decline", True), ("cancel", True), ("accept", False)])
+async def test_over_mcp_anything_but_an_accepted_approval_rejects_the_call(
+    files: Files, action: Literal["accept", "decline", "cancel"], approve: bool
+) -> None:
+    answers = Elicitations(action, approve)
+    async with Client(create_server(files.tools()), mode="legacy", elicitation_callback=answers) as client:
+        result = await within(client.call_tool("exec", MCP_DELETE))
+    assert result.is_error
+    refusal = f"The user did not approve this call to tools.delete_file ({action}); it was not run."
+    assert refusal in mcp_text(result)
+    assert files.deleted == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "callback", "why"),
+    [
+        ("legacy", False, "the MCP client does not support elicitation"),
+        ("2026-07-28", True, "protocol 2026-07-28 gives the server no channel to ask the client on"),
+    ],
+)
+async def test_over_mcp_without_a_way_to_ask_the_call_is_rejected_never_run(
+    files: Files, mode: Any, callback: bool, why: str
+) -> None:
+    answers = Elicitations("accept")
+    options: dict[str, Any] = {"elicitation_callback": answers} if callback else {}
+    async with Client(create_server(files.tools()), mode=mode, **options) as client:
+        result = await within(client.call_tool("exec", MCP_DELETE))
+    assert result.is_error
+    assert (
+        f"Approvals are not available over this MCP connection ({why}), so this call to tools.delete_file, "
+        "which needs approval, was not run."
+    ) in mcp_text(result)
+    assert files.deleted == [] and answers.asked == []
+
+
+async def test_over_mcp_the_host_policy_decides_first_and_leaves_only_ask_to_the_client(files: Files) -> None:
+    def policy(call: ToolCall) -> ApprovalDecision:
+        return "ask" if call.arguments["path"] == "/ask" else call.arguments["path"] == "/ok"
+
+    answers = Elicitations("accept")
+    code = """
+    text(await tools.delete_file({ path: "/ok" }));
+    try { await tools.delete_file({ path: "/no" }); } catch (e) { text(e); }
+    text(await tools.delete_file({ path: "/ask" }));
+    """
+    server = create_server(files.tools(), approve=policy)
+    async with Client(server, mode="legacy", elicitation_callback=answers) as client:
+        result = await within(client.call_tool("exec", {"code": code}))
+    assert not result.is_error, mcp_text(result)
+    assert files.deleted == ["/ok", "/ask"]
+    assert len(answers.asked) == 1

@@ -43,11 +43,13 @@ from codemode.errors import UsageError
 from codemode.mcp_server._handlers import (
     CELL_ID_META_KEY,
     LOGGER_NAME,
+    AskClient,
     ClientSession,
     Clients,
     NewSession,
     NotifyCallback,
     OneClient,
+    ask_client_after,
     build_server,
     handshake_only,
 )
@@ -271,8 +273,11 @@ def _session_factory(
     tools: Iterable[ToolLike], mcp_servers: McpServers, options: Mapping[str, Any]
 ) -> NewSession:
     tool_list = list(tools)
+    options = dict(options)
+    policy = options.pop("approve", None)
 
-    def new_session(on_notify: NotifyCallback) -> CodeMode:
-        return CodeMode(tool_list, mcp_servers=mcp_servers, on_notify=on_notify, **options)
+    def new_session(on_notify: NotifyCallback, ask_client: AskClient) -> CodeMode:
+        approve = ask_client_after(policy, ask_client)
+        return CodeMode(tool_list, mcp_servers=mcp_servers, on_notify=on_notify, approve=approve, **options)
 
     return new_session

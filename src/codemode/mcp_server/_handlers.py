@@ -6,11 +6,18 @@ info, logger `codemode`, the cell id in `_meta["codemode/cellId"]`), as they hap
 stream of the exec/wait call observing the cell while there is one, otherwise on the
 connection's own channel (handshake era). At 2026-07-28 a log entry may only ride a call that
 opted in, so one sent while nothing observes the cell goes out with the next such call.
+
+A nested call waiting for approval is asked of the client's user with MCP elicitation (a form with
+one `approve` checkbox), on the stream of the exec/wait call observing its cell (or the
+connection's own channel): only an accepted form with `approve` checked runs it. A client that
+cannot be asked (no elicitation capability, no channel to ask on) gets the call rejected with a
+text saying approvals are not available; it never runs unasked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 from collections import deque
@@ -27,19 +34,23 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from codemode._calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._result import ExecResult
 from codemode._session.session import CodeMode
+from codemode.errors import ToolError
 from codemode.formats._text import wire_text
 from codemode.tools.mcp import McpServerError
 
 __all__ = [
     "CELL_ID_META_KEY",
     "LOGGER_NAME",
+    "AskClient",
     "ClientSession",
     "Clients",
     "NewSession",
     "OneClient",
+    "ask_client_after",
     "build_server",
     "handshake_only",
 ]
@@ -58,7 +69,8 @@ INSTRUCTIONS = (
 MAX_HELD_NOTIFICATIONS = 1000
 
 NotifyCallback = Callable[[str, str], Awaitable[None]]
-NewSession = Callable[[NotifyCallback], CodeMode]
+AskClient = Callable[[ToolCall], Awaitable[ApprovalDecision]]
+NewSession = Callable[[NotifyCallback, AskClient], CodeMode]
 
 _LOG_LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)
 
@@ -199,7 +211,7 @@ class ClientSession:
         self._held: deque[tuple[str, str]] = deque(maxlen=MAX_HELD_NOTIFICATIONS)
         self._start_lock = asyncio.Lock()
         self._start_error: BaseException | None = None
-        self.cm = new_session(self._on_notify)
+        self.cm = new_session(self._on_notify, self._ask_client)
 
     async def start(self) -> None:
         """Start the session once, or tell the client why it cannot (a bad MCP config)."""
@@ -276,6 +288,31 @@ class ClientSession:
         else:
             self._held.append((cell_id, text))
 
+    async def _ask_client(self, call: ToolCall) -> ApprovalDecision:
+        """Ask the client's user whether a nested call may run (MCP elicitation)."""
+        waits = self._waits.get(call.cell_id)
+        observer = waits[-1] if waits else (self._execs[-1] if self._execs else None)
+        session, related = (observer.session, observer.request_id) if observer else (self._channel, None)
+        if session is None or not session.check_client_capability(_ELICITATION):
+            raise ToolError(_approvals_unavailable(call, "the MCP client does not support elicitation"))
+        if not session.can_send_request:
+            why = f"protocol {session.protocol_version} gives the server no channel to ask the client on"
+            raise ToolError(_approvals_unavailable(call, why))
+        pending = PendingApproval(call.cell_id, call.call_id, call.tool_name, call.arguments)
+        try:
+            answer = await session.elicit_form(
+                f"Code mode wants to run {pending.describe()} (exec cell {call.cell_id}). Approve it?",
+                _APPROVAL_FORM,
+                related_request_id=related,
+            )
+        except MCPError as exc:
+            raise ToolError(_approvals_unavailable(call, f"asking the MCP client failed: {exc}")) from None
+        if answer.action == "accept" and (answer.content or {}).get("approve") is True:
+            return True
+        raise ToolError(
+            f"The user did not approve this call to tools.{call.tool_name} ({answer.action}); it was not run."
+        )
+
     def _delivers(self, levels: frozenset[types.LoggingLevel]) -> bool:
         if "info" not in levels:
             return False
@@ -283,6 +320,33 @@ class ClientSession:
 
 
 _ALL_LEVELS: frozenset[types.LoggingLevel] = frozenset(_LOG_LEVELS)
+_ELICITATION = types.ClientCapabilities(elicitation=types.ElicitationCapability())
+_APPROVAL_FORM: types.ElicitRequestedSchema = {
+    "type": "object",
+    "properties": {"approve": {"type": "boolean", "title": "Approve", "description": "Run this tool call"}},
+    "required": ["approve"],
+}
+
+
+def ask_client_after(policy: ApprovalPolicy | None, ask_client: AskClient) -> ApprovalPolicy:
+    """The host's policy first (if any); what it leaves to "ask" is asked of the client."""
+    if policy is None:
+        return ask_client
+
+    async def decide(call: ToolCall) -> ApprovalDecision:
+        decision = policy(call)
+        if inspect.isawaitable(decision):
+            decision = await decision
+        return await ask_client(call) if decision == "ask" else decision
+
+    return decide
+
+
+def _approvals_unavailable(call: ToolCall, why: str) -> str:
+    return (
+        f"Approvals are not available over this MCP connection ({why}), so this call to "
+        f"tools.{call.tool_name}, which needs approval, was not run."
+    )
 
 
 async def _send_log(session: ServerSession, cell_id: str, text: str, related: types.RequestId | None) -> None:
