@@ -7,6 +7,8 @@ what it sent back to the model.
 
 from __future__ import annotations
 
+import inspect
+import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -52,6 +54,8 @@ class ScriptedModel(Model):
         items = [input] if isinstance(input, str) else list(input)
         self.inputs.append(items)
         output = self.replies.pop(0)(items)
+        if inspect.isawaitable(output):  # a reply that acts as the host first
+            output = await output
         return ModelResponse(output=[output], usage=Usage(), response_id=None)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -218,10 +222,59 @@ async def test_descriptions_follow_the_open_session_mcp_servers_included() -> No
     assert outputs(result.new_items)[0].endswith("Output:\n3")
 
 
-def test_a_tool_needing_approval_is_refused() -> None:
-    guarded = function_tool(lambda: "secret", name_override="reveal", needs_approval=True)
-    with pytest.raises(UsageError, match="`reveal` needs approval"):
-        CodeModeTools([guarded])
+async def test_a_tool_needing_approval_waits_for_the_host_inside_the_run() -> None:
+    revealed: list[str] = []
+
+    def reveal(topic: str) -> str:
+        """Reveal a secret."""
+        revealed.append(topic)
+        return f"the secret of {topic}"
+
+    code_mode = CodeModeTools([function_tool(reveal, needs_approval=True)])
+
+    async def approve_then_wait(_: list[Any]) -> Any:
+        [pending] = code_mode.session.pending_approvals()
+        assert (pending.tool_name, pending.arguments) == ("reveal", {"topic": "cake"})
+        await code_mode.session.approve(pending.cell_id, pending.call_id)
+        return function_call("c2", "wait", json.dumps({"cell_id": pending.cell_id}))(_)
+
+    model = ScriptedModel(
+        [
+            custom_exec("c1", 'text(await tools.reveal({ topic: "cake" }))'),
+            approve_then_wait,
+            final("told"),
+        ]
+    )
+    agent = Agent(name="keeper", model=model, tools=code_mode.tools)
+    result = await code_mode.run(agent, "tell me", run_config=NO_TRACING)
+    running, waited = outputs(result.new_items)
+    assert running.startswith("Script running with cell ID 1\n")
+    assert running.endswith('Waiting for approval: call 1 tools.reveal({"topic":"cake"})')
+    assert [part.text for part in waited[1:]] == ["the secret of cake"]
+    assert revealed == ["cake"]
+
+
+async def test_a_needs_approval_function_decides_per_call_with_the_run_context() -> None:
+    async def needs(ctx: RunContextWrapper[Any], params: dict[str, Any], call_id: str) -> bool:
+        return bool(params["city"] not in ctx.context["open_cities"])
+
+    @function_tool(needs_approval=needs)
+    def visit(city: str) -> str:
+        """Visit a city."""
+        return f"visited {city}"
+
+    code = """
+    text(await tools.visit({ city: "Paris" }));
+    try { await tools.visit({ city: "Atlantis" }); } catch (e) { text(e); }
+    """
+    code_mode = CodeModeTools([visit], approve=lambda call: False)
+    model = ScriptedModel([custom_exec("c1", code), final("ok")])
+    agent = Agent(name="traveller", model=model, tools=code_mode.tools)
+    result = await code_mode.run(agent, "go", context={"open_cities": ["Paris"]}, run_config=NO_TRACING)
+    [ran] = outputs(result.new_items)
+    assert ran.endswith(
+        "Output:\nvisited Paris\nThe approval policy rejected this call to tools.visit; it was not run."
+    )
 
 
 async def test_a_nested_tool_failure_rejects_in_the_script_when_the_tool_raises() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic_ai import (
     Agent,
+    ApprovalRequired,
     FunctionToolset,
     ModelMessage,
     ModelResponse,
@@ -24,7 +25,7 @@ from pydantic_ai.messages import BinaryContent, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.toolsets import WrapperToolset
 
-from codemode import CodeMode
+from codemode import CodeMode, ToolCall
 from codemode.adapters.pydantic_ai import CodeModeToolset
 
 
@@ -184,3 +185,70 @@ async def test_a_nested_model_retry_rejects_in_the_script_with_its_message() -> 
             'try { await tools.lookup({ city: "Atlantis" }) } catch (e) { text(String(e)) }'
         )
     assert "unknown city Atlantis; try Paris" in result.items[0].text  # type: ignore[union-attr]
+
+
+# -- deferred-tool approvals map onto code mode's ----------------------------------------------------
+DELETED: list[str] = []
+
+
+def delete_file(path: str) -> str:
+    """Delete a file (needs approval)."""
+    DELETED.append(path)
+    return f"deleted {path}"
+
+
+def purge(ctx: RunContext[None], path: str) -> str:
+    """Purge a path; outside /tmp it asks for approval while running."""
+    if not path.startswith("/tmp/") and not ctx.tool_call_approved:
+        raise ApprovalRequired()
+    DELETED.append(path)
+    return f"purged {path}"
+
+
+async def test_a_requires_approval_tool_waits_for_the_host_inside_an_agent_run() -> None:
+    DELETED.clear()
+    toolset = CodeModeToolset([Tool(delete_file, requires_approval=True)])
+    code = 'text(await tools.delete_file({ path: "/a" }))'
+
+    async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        step = sum(isinstance(message, ModelResponse) for message in messages)
+        if step == 0:
+            return ModelResponse(parts=[ToolCallPart("exec", {"code": code}, tool_call_id="call0")])
+        if step == 1:  # the host approves what the exec result lists, then the model waits
+            [pending] = toolset.session.pending_approvals()
+            assert (pending.tool_name, pending.arguments) == ("delete_file", {"path": "/a"})
+            await toolset.session.approve(pending.cell_id, pending.call_id)
+            wait = ToolCallPart("wait", {"cell_id": pending.cell_id}, tool_call_id="call1")
+            return ModelResponse(parts=[wait])
+        return ModelResponse(parts=[TextPart("done")])
+
+    result = await Agent(FunctionModel(respond), toolsets=[toolset]).run("delete /a")
+    running, waited = returns(result.all_messages())
+    assert running.content[0].startswith("Script running with cell ID 1\n")
+    assert running.content[1:] == ['Waiting for approval: call 1 tools.delete_file({"path":"/a"})']
+    assert waited.content[0].startswith("Script completed\n") and waited.content[1:] == ["deleted /a"]
+    assert DELETED == ["/a"]
+
+
+async def test_approval_required_raised_while_running_goes_to_the_code_mode_policy() -> None:
+    DELETED.clear()
+    asked: list[str] = []
+
+    def policy(call: ToolCall) -> bool:
+        asked.append(call.arguments["path"])
+        return bool(call.arguments["path"] != "/etc")
+
+    code = """
+    text(await tools.purge({ path: "/tmp/x" }));
+    text(await tools.purge({ path: "/home" }));
+    try { await tools.purge({ path: "/etc" }); } catch (e) { text(e); }
+    """
+    toolset = CodeModeToolset([Tool(purge, takes_ctx=True)], approve=policy)
+    result = await Agent(scripted([("exec", {"code": code})], "ok"), toolsets=[toolset]).run("purge")
+    (ran,) = returns(result.all_messages())
+    assert ran.content[1:] == [
+        "purged /tmp/x",
+        "purged /home",
+        "The approval policy rejected this call to tools.purge; it was not run.",
+    ]
+    assert asked == ["/home", "/etc"] and DELETED == ["/tmp/x", "/home"]

@@ -3,7 +3,8 @@
 Everything that goes wrong here becomes a `ToolCallFailed` (or, for a call that was not
 approved, a `ToolCallRejected`) whose message is what the script's promise rejects with; the
 model never sees a Python traceback. A tool that requires approval is asked for it after its
-arguments are validated (so the policy and the host see valid arguments) and before it runs.
+arguments are validated (so the policy and the host see valid arguments) and before it runs; a
+handler that learns only while running that its call needs approval awaits `approve_running_call()`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,38 @@ import inspect
 import json
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
+from codemode._session.approvals import ToolCallRejected
 from codemode._threads import run_sync
-from codemode.errors import ToolError
+from codemode.errors import ToolError, UsageError
 from codemode.tools import Tool
 
 
 class ToolCallFailed(Exception):
     """The call failed; `str(exc)` is the rejection message for the script."""
+
+
+# The running nested call's way to its approval (each call runs in a task of its own).
+_running_call_approval: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "codemode_running_call_approval", default=None
+)
+
+
+async def approve_running_call() -> None:
+    """From inside a tool handler: pause this call until it is approved, as if its tool required
+    approval (for tools that decide so while running, e.g. a framework's deferred approvals).
+
+    Raises:
+        ToolCallRejected: the call was not approved; let it propagate (the script gets its text).
+        UsageError: not called from a nested call's handler.
+    """
+    seek = _running_call_approval.get()
+    if seek is None:
+        raise UsageError("approve_running_call() works only inside a nested tool call's handler")
+    await seek()
 
 
 async def call_tool(tool: Tool, script_name: str, arguments_json: str | None,
@@ -32,8 +56,10 @@ async def call_tool(tool: Tool, script_name: str, arguments_json: str | None,
         tool.validate(arguments)
     except Exception as exc:
         raise ToolCallFailed(str(exc) or type(exc).__name__) from None
-    if seek_approval is not None and await tool.needs_approval(arguments):
-        await seek_approval(arguments)
+    if seek_approval is not None:
+        if await tool.needs_approval(arguments):
+            await seek_approval(arguments)
+        _running_call_approval.set(partial(seek_approval, arguments))
     try:
         if inspect.iscoroutinefunction(tool.handler):
             result = await tool.handler(arguments)
@@ -41,6 +67,8 @@ async def call_tool(tool: Tool, script_name: str, arguments_json: str | None,
             result = await run_sync(tool.handler, arguments)
             if inspect.isawaitable(result):
                 result = await result
+    except ToolCallRejected:
+        raise
     except ToolError as exc:
         raise ToolCallFailed(str(exc)) from None
     except Exception as exc:

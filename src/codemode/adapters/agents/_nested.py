@@ -2,12 +2,17 @@
 
 The SDK parses and validates the arguments, passes the tool its `ToolContext` (carrying the run's
 context object when the call comes from a `CodeModeTools` run) and applies the tool's timeout and
-failure policy; a failure the policy turns into text reaches the script as that text. A tool that
-needs approval is refused: a script cannot pause for a human.
+failure policy; a failure the policy turns into text reaches the script as that text.
+
+`needs_approval` maps onto code mode's approvals: True makes every call wait for approval (code
+mode's `approve=` policy, or the host's `approve`/`reject` on the session), and a function decides
+per call with the run's context and the arguments. The SDK's own interruption (`RunState.approve`)
+is not involved: the script waits inside the `exec` call, not the agent run.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from typing import Any
@@ -17,7 +22,6 @@ from agents import FunctionTool, RunContextWrapper, Usage
 from agents.tool import invoke_function_tool
 from agents.tool_context import ToolContext
 
-from codemode.errors import UsageError
 from codemode.tools import Tool
 
 __all__ = ["NestedFunctionTool", "nested_tools"]
@@ -29,20 +33,25 @@ class NestedFunctionTool:
     """One `FunctionTool` as a nested tool; `run_context` is the agent run calling into code mode."""
 
     def __init__(self, function_tool: FunctionTool) -> None:
-        if function_tool.needs_approval is not False:
-            raise UsageError(
-                f"tool `{function_tool.name}` needs approval, which a running script cannot wait for; "
-                "give it to the Agent itself"
-            )
         self.function_tool = function_tool
         self.run_context: RunContextWrapper[Any] | None = None
+        needs_approval = function_tool.needs_approval
         self.tool = Tool(
             name=function_tool.name,
             description=function_tool.description,
             handler=self.invoke,
             input_schema=function_tool.params_json_schema,
             output_schema=function_tool.output_json_schema,
+            requires_approval=needs_approval if isinstance(needs_approval, bool) else self.needs_approval,
         )
+
+    async def needs_approval(self, arguments: dict[str, Any]) -> bool:
+        """The SDK tool's `needs_approval` function, asked with the calling run's context."""
+        decide = self.function_tool.needs_approval
+        assert not isinstance(decide, bool)
+        context = self.run_context if self.run_context is not None else RunContextWrapper(context=None)
+        answer = decide(context, arguments, f"codemode_{uuid.uuid4().hex}")
+        return bool(await answer if inspect.isawaitable(answer) else answer)
 
     async def invoke(self, arguments: dict[str, Any]) -> Any:
         """Run the tool as the SDK would for a model's call, and return its output as JSON data."""

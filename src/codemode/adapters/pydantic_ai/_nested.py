@@ -4,6 +4,11 @@ A call goes through a `ToolManager` over the toolset, as pydantic-ai's own sandb
 does: the toolset's argument validation, its `RunContext` (the calling run's, deps included, when
 a `CodeModeToolset` run calls into code mode), deferral handling and the tool's return value.
 The toolset is entered (MCP servers started) when the session starts and exited when it closes.
+
+Deferred-tool approvals map onto code mode's: a tool with `requires_approval=True` requires
+approval as a nested tool (and runs approved once code mode's policy or host approved it); a tool
+that raises `ApprovalRequired` while running pauses that call for approval the same way, then
+runs again approved. A rejection rejects the script's promise; the tool does not run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import pydantic
 import pydantic_core
 from pydantic_ai import (
     AbstractToolset,
+    ApprovalRequired,
     FunctionToolset,
     ModelRetry,
     RunContext,
@@ -29,6 +35,7 @@ from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.tool_manager import ToolManager
 from pydantic_ai.usage import RunUsage
 
+from codemode._session.tool_calls import approve_running_call
 from codemode.adapters._intake import ToolSource
 from codemode.errors import ToolError
 from codemode.tools import Tool as NestedTool
@@ -60,6 +67,7 @@ class NestedToolset(ToolSource):
                 handler=self._caller(name),
                 input_schema=tool.tool_def.parameters_json_schema,
                 output_schema=tool.tool_def.return_schema,
+                requires_approval=tool.tool_def.kind == "unapproved",
             )
             for name, tool in listed.items()
         ]
@@ -76,8 +84,15 @@ class NestedToolset(ToolSource):
     async def _call(self, name: str, arguments: dict[str, Any]) -> Any:
         manager = await self._step_manager()
         part = ToolCallPart(tool_name=name, args=arguments, tool_call_id=f"codemode_{uuid.uuid4().hex}")
+        # A nested call runs only once code mode allowed it, so one of an "unapproved" tool is approved.
+        tool_def = manager.get_tool_def(name)
+        approved = tool_def is not None and tool_def.kind == "unapproved"
         try:
-            result = await manager.handle_call(part, wrap_validation_errors=False)
+            try:
+                result = await manager.handle_call(part, approved=approved, wrap_validation_errors=False)
+            except ApprovalRequired:
+                await approve_running_call()
+                result = await manager.handle_call(part, approved=True, wrap_validation_errors=False)
         except pydantic.ValidationError as exc:
             raise ToolError(f"tool `{name}` got invalid arguments: {exc}") from None
         except (ModelRetry, ToolFailed) as exc:
