@@ -22,6 +22,8 @@ from codemode import CodeMode, ExecResult, TextItem, Tool, ToolError, UsageError
 from codemode import ApprovalDecision, ToolCall
 from codemode.formats import Api
 from codemode.mcp_server import create_server
+from fake_engine import FakeEngine
+from codemode._session.tool_calls import approve_running_call
 from codemode.tools import requires_approval
 from codemode.tools.mcp import load_mcp_config
 
@@ -540,3 +542,67 @@ async def test_over_mcp_the_host_policy_decides_first_and_leaves_only_ask_to_the
     assert not result.is_error, mcp_text(result)
     assert files.deleted == ["/ok", "/ask"]
     assert len(answers.asked) == 1
+
+
+# -- races, on the scripted engine -------------------------------------------------------------------
+
+async def test_an_approval_while_the_cell_terminates_is_refused_and_nothing_runs(files: Files) -> None:
+    engine = FakeEngine()
+    async with CodeMode(tools=files.tools(), engine=engine) as cm:
+        run = asyncio.ensure_future(cm.exec("…", yield_time_ms=LONG_YIELD_MS))
+        cell = await within(engine.next_cell())
+        call_id = cell.call_tool("delete_file", '{"path": "/x"}')
+        first = await within(run)
+        assert [p.call_id for p in first.pending_approvals] == [str(call_id)]
+        assert first.cell_id is not None
+
+        cell.block_terminate()
+        stopping = asyncio.ensure_future(cm.wait(first.cell_id, terminate=True))
+        await within(cell.terminate_started.wait())
+        with pytest.raises(UsageError, match=f"exec cell {first.cell_id} is no longer running"):
+            await cm.approve(first.cell_id, str(call_id))
+        cell.unblock_terminate()
+        stopped = await within(stopping)
+    assert stopped.status == "terminated"
+    assert [(r.call_id, r.outcome) for r in stopped.tool_calls] == [(str(call_id), "cancelled")]
+    assert files.deleted == [] and call_id not in cell.resolved
+
+
+async def test_a_call_that_starts_waiting_between_observations_wakes_the_next_wait_at_once(
+    files: Files,
+) -> None:
+    engine = FakeEngine()
+    async with CodeMode(tools=files.tools(), engine=engine) as cm:
+        run = asyncio.ensure_future(cm.exec("…", yield_time_ms=LONG_YIELD_MS))
+        cell = await within(engine.next_cell())
+        cell.yield_()
+        first = await within(run)
+        assert first.cell_id is not None and first.pending_approvals == ()
+        call_id = cell.call_tool("delete_file", '{"path": "/y"}')
+        woke = await within(cm.wait(first.cell_id, yield_time_ms=LONG_YIELD_MS))
+        assert [p.call_id for p in woke.pending_approvals] == [str(call_id)]
+        await cm.reject(first.cell_id, str(call_id), reason="no")
+        assert await within(cell.resolution(call_id)) == (False, "no")
+        cell.finish()
+        assert (await within(cm.wait(first.cell_id))).status == "completed"
+
+
+async def test_a_script_that_ends_without_awaiting_its_pending_call_cancels_it(files: Files) -> None:
+    engine = FakeEngine()
+    async with CodeMode(tools=files.tools(), engine=engine) as cm:
+        run = asyncio.ensure_future(cm.exec("…", yield_time_ms=LONG_YIELD_MS))
+        cell = await within(engine.next_cell())
+        call_id = cell.call_tool("delete_file", '{"path": "/z"}')
+        first = await within(run)
+        assert first.cell_id is not None
+        cell.finish()
+        done = await within(cm.wait(first.cell_id))
+        assert (done.status, [r.outcome for r in done.tool_calls]) == ("completed", ["cancelled"])
+        with pytest.raises(UsageError, match="has ended"):
+            await cm.approve(first.cell_id, str(call_id))
+    assert files.deleted == []
+
+
+async def test_approve_running_call_outside_a_nested_call_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="only inside a nested tool call's handler"):
+        await approve_running_call()
