@@ -9,6 +9,7 @@ Only generous liveness bounds (`within`), no timing assertions.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -23,6 +24,7 @@ from codemode import ApprovalDecision, ToolCall
 from codemode.formats import Api
 from codemode.mcp_server import create_server
 from fake_engine import FakeEngine
+from mcp_support import STOPPED_CLEANLY, start_http_server, stop
 from codemode._session.tool_calls import approve_running_call
 from codemode.tools import requires_approval
 from codemode.tools.mcp import load_mcp_config
@@ -606,3 +608,24 @@ async def test_a_script_that_ends_without_awaiting_its_pending_call_cancels_it(f
 async def test_approve_running_call_outside_a_nested_call_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="only inside a nested tool call's handler"):
         await approve_running_call()
+
+
+def test_over_mcp_http_the_client_approves_a_downstream_servers_call(tmp_path: Path) -> None:
+    """`codemode mcp --transport http` in a subprocess; its downstream server's `add` needs approval."""
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"py": py_server(requires_approval=["add"])}}))
+    server = start_http_server(config, tmp_path)
+    accepted, declined = Elicitations("accept"), Elicitations("decline")
+
+    async def exec_with(answers: Elicitations) -> str:
+        async with Client(server.url, mode="legacy", elicitation_callback=answers) as client:
+            code = "text((await tools.mcp__py__add({ a: 1, b: 2 })).structuredContent.total)"
+            return mcp_text(await within(client.call_tool("exec", {"code": code})))
+
+    try:
+        assert asyncio.run(exec_with(accepted)).endswith("Output:\n\n3")
+        refused = asyncio.run(exec_with(declined))
+        assert "The user did not approve this call to tools.mcp__py__add (decline)" in refused
+    finally:
+        assert stop(server) in STOPPED_CLEANLY, server.stderr.read_text()
+    assert 'tools.mcp__py__add({"a":1,"b":2})' in accepted.asked[0].message
