@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from codemode._calls import PendingApproval, ToolCallRecord
-
+from codemode._calls import PendingApproval, ToolCallOutcome, ToolCallRecord
 from codemode._engine.base import (
     EngineCell,
     EngineDiedEvent,
@@ -41,8 +40,8 @@ from codemode._engine.base import (
     ToolCallEvent,
     YieldEvent,
 )
-from codemode._session.limits import DEFAULT_LIMITS, Limits, memory_limit_error, output_dropped_notice
 from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalSettings, ToolCallRejected
+from codemode._session.limits import DEFAULT_LIMITS, Limits, memory_limit_error, output_dropped_notice
 from codemode._session.limits import tool_call_limit_error
 from codemode._session.trace import CallTrace, Spans
 from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
@@ -131,7 +130,7 @@ class Cell:
         self._tool_calls: set[asyncio.Task[None]] = set()
         self._notifications: set[asyncio.Task[None]] = set()
         self._terminated = asyncio.Event()
-        self._finalizer: asyncio.Future[object] | None = None
+        self._finalizer: asyncio.Future[Any] | None = None
 
     def attach(self, engine: EngineCell) -> None:
         self._engine = engine
@@ -203,9 +202,10 @@ class Cell:
         traced = self.trace.start(call_id, event.tool_name, event.arguments_json)
         seek_approval = partial(self.approvals.seek, call_id, event.tool_name)
         request = ToolCallRequest(call_id, event.tool_name, event.arguments_json, seek_approval)
+        outcome: ToolCallOutcome = "error"
         try:
             payload = await self._hooks.run_tool(request)
-            ok = True
+            ok, outcome = True, "ok"
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
@@ -215,17 +215,13 @@ class Cell:
             # script must still get an answer, or its promise would never settle.
             payload, ok = f"tool `{event.tool_name}` was cancelled", False
         except ToolCallRejected as exc:
-            payload, ok = str(exc), False
-            traced.end("rejected", payload)
+            payload, ok, outcome = str(exc), False, "rejected"
         except Exception as exc:
             payload, ok = str(exc), False
         except SystemExit as exc:
             # `sys.exit()` in a tool would stop the host's event loop: it is a failed call.
             payload, ok = f"tool `{event.tool_name}` tried to exit the process (SystemExit: {exc.code})", False
-        if ok:
-            traced.end("ok")
-        else:
-            traced.end("error", payload)  # no-op after a rejection
+        traced.end(outcome, None if ok else payload)
         if self._engine is not None and self.state is CellState.RUNNING:
             self._engine.resolve_tool_call(event.call_id, ok, payload)
 

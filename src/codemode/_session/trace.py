@@ -143,7 +143,7 @@ class CallTrace:
         self._delivered = len(self.records)
         return new
 
-    def _ended(self, call: ActiveCall, record: ToolCallRecord) -> None:
+    def record_end(self, call: ActiveCall, record: ToolCallRecord) -> None:
         self._active.pop(call.call_id, None)
         if len(self.records) < self._max_records:
             self.records.append(record)
@@ -173,7 +173,7 @@ class ActiveCall:
             self._trace.cell_id, self.call_id, self._tool_name, self._arguments, outcome, error,
             self._started_at, duration,
         )
-        self._trace._ended(self, record)
+        self._trace.record_end(self, record)
         if self._span is not None:
             self._span.set_attribute("codemode.tool_call.outcome", outcome)
             if outcome != "ok":
