@@ -1,0 +1,79 @@
+"""pydantic-ai's MCP toolsets (`MCPToolset`, on FastMCP's client) as nested tools of code mode,
+against real MCP servers: npm's server-everything and the tests' own py_server.py.
+
+In a plain session and inside an agent run driven by a `FunctionModel`: the script calls tools
+of both servers, and the assertions read what pydantic-ai recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from fastmcp.client import Client
+from fastmcp.client.transports import PythonStdioTransport, StdioTransport
+from pydantic_ai import Agent
+from pydantic_ai.mcp import MCPToolset
+
+from codemode import CodeMode
+from codemode.adapters.pydantic_ai import CodeModeToolset
+
+from .test_pydantic_ai import returns, scripted
+
+SERVERS = Path(__file__).parent.parent / "mcp_servers"
+EVERYTHING_BIN = SERVERS / "node_modules" / ".bin" / "mcp-server-everything"
+PY_SERVER = SERVERS / "py_server.py"
+BOTH = 'const echo = await tools.echo({ message: "hi" }); const sum = await tools.add({ a: 1, b: 2 });\ntext(`${echo} ${sum.total}`);'
+
+
+def mcp_toolsets() -> list[MCPToolset]:
+    if not EVERYTHING_BIN.exists():
+        pytest.fail("npm test servers missing: run `npm ci --prefix tests/mcp_servers`")
+    # keep_alive=False: FastMCP's stdio transports otherwise keep the server process for reuse
+    # after the toolset is exited.
+    everything = StdioTransport(str(EVERYTHING_BIN), ["stdio"], keep_alive=False)
+    py = PythonStdioTransport(PY_SERVER, keep_alive=False)
+    return [MCPToolset(Client(everything)), MCPToolset(Client(py))]
+
+
+def mcp_server_processes() -> set[int]:
+    """Live children of this process that run one of the two MCP servers."""
+    me = str(os.getpid())
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_text()
+            except OSError:
+                continue
+            if fields[1] == me and fields[0] != "Z" and ("everything" in command or "py_server" in command):
+                found.add(int(entry.name))
+    return found
+
+
+async def test_mcp_toolsets_are_nested_tools_with_their_schemas() -> None:
+    async with CodeMode(tools=mcp_toolsets()) as cm:
+        assert len(mcp_server_processes()) == 2
+        names = [nested.code_mode_name for nested in cm.tools]
+        description = cm.exec_description()
+        result = await cm.exec(BOTH)
+        bad = await cm.exec("await tools.add({ a: 'one' })")
+    assert {"echo", "get-sum", "add", "pid"} <= set(names)
+    assert "add(args: { a: number; b: number; }): Promise<{" in description  # input and output schemas
+    assert "// a + b\n  total: number;" in description
+    assert result.status == "completed", result.error
+    assert [item.text for item in result.items] == ["Echo: hi 3"]
+    assert bad.status == "failed" and "add" in (bad.error or "")
+    assert not mcp_server_processes()  # the toolsets' servers stopped with the session
+
+
+async def test_an_agent_run_with_mcp_toolsets_inside_code_mode() -> None:
+    code_mode = CodeModeToolset(mcp_toolsets())
+    agent = Agent(scripted([("exec", {"code": BOTH})], "done"), toolsets=[code_mode])
+    result = await agent.run("say hi and add")
+    (answer,) = returns(result.all_messages())
+    assert answer.tool_name == "exec"
+    assert "Echo: hi 3" in str(answer.content)
+    assert result.output == "done"
