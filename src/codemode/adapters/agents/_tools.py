@@ -9,7 +9,6 @@ raises.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any, Literal, TypeAlias
 
@@ -33,6 +32,7 @@ from codemode._session.session import DEFAULT_EXEC_YIELD_TIME_MS, CodeMode
 from codemode._types import AudioItem, ImageDetail, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._intake import ToolSource, framework_tool
+from codemode.adapters._shared_session import SharedSession
 from codemode.adapters._text import text_output
 from codemode.adapters.agents._nested import NestedFunctionTool
 from codemode.errors import ToolError, UsageError
@@ -81,10 +81,7 @@ class CodeModeTools:
         self._api: ExecApi = api
         self._nested: list[NestedFunctionTool] = []
         self._own_tools = [self._nested_tool(obj) for obj in tools]
-        self._options = options
-        self._session: CodeMode | None = None
-        self._users = 0
-        self._entry = asyncio.Lock()
+        self._shared = SharedSession(self._own_tools, options)
         ready = [tool for tool in self._own_tools if isinstance(tool, Tool)]
         default_yield_time_ms = options.get("default_yield_time_ms", DEFAULT_EXEC_YIELD_TIME_MS)
         self._exec_tool, self._wait_tool = self._sdk_tools(
@@ -96,30 +93,18 @@ class CodeModeTools:
     @property
     def session(self) -> CodeMode:
         """The open session (stored values, notifications, `exec`/`wait` for the host)."""
-        if self._session is None:
+        if self._shared.current is None:
             raise UsageError("code mode is not open: `async with code_mode:` or `await code_mode.run(...)`")
-        return self._session
+        return self._shared.current
 
     async def __aenter__(self) -> CodeModeTools:
-        async with self._entry:
-            if self._users == 0:
-                session = CodeMode(self._own_tools, **self._options)
-                try:
-                    await session.start()
-                except BaseException:
-                    await session.close()
-                    raise
-                self._session = session
-                self._adopt_descriptions(session.tool_specs(self._api))
-            self._users += 1
+        session, opened = await self._shared.enter()
+        if opened:
+            self._adopt_descriptions(session.tool_specs(self._api))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        async with self._entry:
-            self._users -= 1
-            if self._users == 0 and self._session is not None:
-                session, self._session = self._session, None
-                await session.close()
+        await self._shared.leave()
 
     async def run(
         self, agent: Agent[Any], input: str | list[TResponseInputItem], **runner_options: Any

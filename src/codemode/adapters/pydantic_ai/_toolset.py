@@ -7,7 +7,6 @@ model as a failed tool result (`ToolFailed`, `ModelRetry`), never as an exceptio
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +28,7 @@ from codemode._result import ExecResult
 from codemode._session.session import CodeMode
 from codemode._types import AudioItem, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
+from codemode.adapters._shared_session import SharedSession
 from codemode.adapters._text import text_output
 from codemode.adapters.pydantic_ai._nested import NestedToolset, nested_tools
 from codemode.errors import ToolError, UsageError
@@ -59,10 +59,7 @@ class CodeModeToolset(AbstractToolset[Any]):
         self._own_tools = [self._nested_tool(obj) for obj in tools]
         self._id = id
         self._max_retries = max_retries
-        self._options = options
-        self._session: CodeMode | None = None
-        self._users = 0
-        self._entry = asyncio.Lock()
+        self._shared = SharedSession(self._own_tools, options)
 
     @property
     def id(self) -> str | None:
@@ -71,33 +68,20 @@ class CodeModeToolset(AbstractToolset[Any]):
     @property
     def session(self) -> CodeMode:
         """The open session (stored values, notifications, `exec`/`wait` for the host)."""
-        if self._session is None:
+        if self._shared.current is None:
             raise UsageError("code mode is not open: run the agent, or `async with` the toolset or agent")
-        return self._session
+        return self._shared.current
 
     async def for_run(self, ctx: RunContext[Any]) -> CodeModeToolset:
         self._bind(ctx)  # before entering: nested toolsets list their tools with the run's context
         return self
 
     async def __aenter__(self) -> CodeModeToolset:
-        async with self._entry:
-            if self._users == 0:
-                session = CodeMode(self._own_tools, **self._options)
-                try:
-                    await session.start()
-                except BaseException:
-                    await session.close()
-                    raise
-                self._session = session
-            self._users += 1
+        await self._shared.enter()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
-        async with self._entry:
-            self._users -= 1
-            if self._users == 0 and self._session is not None:
-                session, self._session = self._session, None
-                await session.close()
+        await self._shared.leave()
         return None
 
     async def get_tools(self, ctx: RunContext[Any]) -> dict[str, ToolsetTool[Any]]:
