@@ -44,7 +44,7 @@ from codemode.mcp_server._handlers import (
     CELL_ID_META_KEY,
     LOGGER_NAME,
     AskClient,
-    ClientSession,
+    ConnectionSession,
     Clients,
     NewSession,
     NotifyCallback,
@@ -99,7 +99,7 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncGenerator[Clients]:
-        client = ClientSession(new_session)
+        client = ConnectionSession(new_session)
         try:
             with contextlib.suppress(MCPError):  # kept by the client: every request reports it
                 await client.start()

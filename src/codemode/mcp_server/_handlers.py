@@ -46,7 +46,7 @@ __all__ = [
     "CELL_ID_META_KEY",
     "LOGGER_NAME",
     "AskClient",
-    "ClientSession",
+    "ConnectionSession",
     "Clients",
     "NewSession",
     "OneClient",
@@ -80,7 +80,7 @@ logger = logging.getLogger("codemode.mcp_server")
 class Clients(Protocol):
     """What a server's lifespan yields: the code-mode session of a request's connection."""
 
-    async def client_for(self, ctx: ServerRequestContext[Any]) -> ClientSession: ...
+    async def client_for(self, ctx: ServerRequestContext[Any]) -> ConnectionSession: ...
 
 
 def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
@@ -200,7 +200,7 @@ class _Observer:
     levels: frozenset[types.LoggingLevel]
 
 
-class ClientSession:
+class ConnectionSession:
     """One client connection's `CodeMode`, and where its notifications go."""
 
     def __init__(self, new_session: NewSession) -> None:
@@ -364,9 +364,9 @@ async def _send_log(session: ServerSession, cell_id: str, text: str, related: ty
 class OneClient:
     """A stream connection's one session, whatever the request."""
 
-    def __init__(self, client: ClientSession) -> None:
+    def __init__(self, client: ConnectionSession) -> None:
         self._client = client
 
-    async def client_for(self, ctx: ServerRequestContext[Any]) -> ClientSession:
+    async def client_for(self, ctx: ServerRequestContext[Any]) -> ConnectionSession:
         await self._client.start()  # started by the lifespan; this re-raises why it could not
         return self._client

@@ -2,7 +2,7 @@
 
 Invariants:
 
-* Each stateful MCP session (`Mcp-Session-Id`) gets its own `ClientSession`, made on its first
+* Each stateful MCP session (`Mcp-Session-Id`) gets its own `ConnectionSession`, made on its first
   request and kept in the SDK's per-connection state. However the session ends (DELETE, idle
   timeout, vanished client, server shutdown) its teardown only hands the session to a task
   group owned by the app's lifespan, which closes it to the end: the SDK bounds its own
@@ -34,7 +34,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from codemode.mcp_server._handlers import ClientSession, NewSession
+from codemode.mcp_server._handlers import ConnectionSession, NewSession
 from codemode.mcp_server._sdk import connection_of, end_session, live_session_ids
 
 __all__ = [
@@ -67,27 +67,27 @@ logger = logging.getLogger("codemode.mcp_server")
 
 
 class HttpSessions:
-    """The `ClientSession`s of a streamable-HTTP server, one per MCP session."""
+    """The `ConnectionSession`s of a streamable-HTTP server, one per MCP session."""
 
     def __init__(self, new_session: NewSession, closing: anyio.abc.TaskGroup) -> None:
         self._new_session = new_session
         self._closing = closing
-        self._open: set[ClientSession] = set()
+        self._open: set[ConnectionSession] = set()
 
-    async def client_for(self, ctx: ServerRequestContext[Any]) -> ClientSession:
+    async def client_for(self, ctx: ServerRequestContext[Any]) -> ConnectionSession:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             raise MCPError(code=types.INVALID_REQUEST, message=SESSIONLESS_REFUSAL)
         connection = connection_of(ctx)
         client = connection.state.get(_STATE_KEY)
-        if not isinstance(client, ClientSession):
-            client = ClientSession(self._new_session)
+        if not isinstance(client, ConnectionSession):
+            client = ConnectionSession(self._new_session)
             connection.state[_STATE_KEY] = client
             self._open.add(client)
             connection.exit_stack.callback(self._retire, client)
         await client.start()
         return client
 
-    def _retire(self, client: ClientSession) -> None:
+    def _retire(self, client: ConnectionSession) -> None:
         """The SDK ended the session: close it in a task of ours, which nobody abandons."""
         if client in self._open:
             self._open.discard(client)
@@ -99,7 +99,7 @@ class HttpSessions:
         await asyncio.gather(*(client.aclose() for client in clients))
 
 
-async def _close(client: ClientSession) -> None:
+async def _close(client: ConnectionSession) -> None:
     try:
         await client.aclose()
     except Exception:  # noqa: BLE001 - one session's teardown must not end the server
