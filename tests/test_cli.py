@@ -66,3 +66,19 @@ def test_lone_surrogates_print_as_replacement_characters() -> None:
     done = run_cli("exec", "-", stdin='text("a\\ud800b")')
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("Output:\n\na\ufffdb\n")
+
+
+def test_a_call_that_needs_approval_is_refused_not_left_waiting(tmp_path: Path) -> None:
+    (tmp_path / "guarded_tools.py").write_text(
+        "from codemode.tools import requires_approval\n\n"
+        "@requires_approval\n"
+        "def delete(path: str) -> str:\n"
+        '    """Delete a file."""\n'
+        '    return "deleted " + path\n'
+    )
+    script = 'try { await tools.delete({ path: "/tmp/x" }) } catch (e) { text(`refused: ${e}`) }'
+    done = run_cli("exec", "--tools", "guarded_tools:delete", "-", stdin=script, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(
+        "refused: tools.delete needs approval, and `codemode exec` has no one to ask; the call was not run\n"
+    )

@@ -22,7 +22,8 @@ from codemode._session.session import CodeMode
 from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._text import wire_text
-from codemode.errors import UsageError
+from codemode._calls import ToolCall
+from codemode.errors import ToolError, UsageError
 from codemode.mcp_server._http import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
 from codemode.tools import Tool
 from codemode.tools.mcp import McpServerError
@@ -174,7 +175,7 @@ def exec_command(
     mcp_config = checked_config(mcp_config)
 
     async def run() -> ExecResult:
-        async with CodeMode(tools, mcp_servers=mcp_config, **options) as cm:
+        async with CodeMode(tools, mcp_servers=mcp_config, approve=_no_one_to_ask, **options) as cm:
             result = await cm.exec(source, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
             _print(result, as_json)
             while result.status == "running" and result.cell_id is not None:
@@ -189,6 +190,13 @@ def exec_command(
     except UsageError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(0 if result.success else 1)
+
+
+def _no_one_to_ask(call: ToolCall) -> bool:
+    """`codemode exec` runs unattended: a call that needs approval is refused, not left waiting."""
+    raise ToolError(
+        f"tools.{call.tool_name} needs approval, and `codemode exec` has no one to ask; the call was not run"
+    )
 
 
 def _print(result: ExecResult, as_json: bool) -> None:
