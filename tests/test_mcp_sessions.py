@@ -26,6 +26,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from codemode.mcp_server._http import VANISHED_GRACE_S
 from mcp_support import (
     EVERYTHING_BIN,
     INSPECTOR_BIN,
@@ -226,6 +227,25 @@ def test_an_inspector_cli_call_leaves_nothing_running(serve: Callable[..., HttpS
     assert json.loads(called.stdout)["result"]["content"][0]["text"].startswith("Script running with cell ID 1")
     # The CLI closed its transport without DELETE and exited.
     asyncio.run(eventually(lambda: _not_spinning(pid), "the Inspector's cell is terminated"))
+
+
+async def test_a_client_that_closes_each_answer_stream_early_keeps_its_session(
+    serve: Callable[..., HttpServer],
+) -> None:
+    """No GET stream, and every POST's event stream closed once the answer is read: alive."""
+    server = serve(None)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        raw = RawSession(http, server.url)
+        await raw.initialize()
+        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "exec", "arguments": {"code": 'store("k", 42); text("stored")'}}}  # fmt: skip
+        async with http.stream("POST", server.url, json=body, headers=raw._headers()) as answer:
+            async for line in answer.aiter_lines():
+                if line.startswith("data:") and '"id":7' in line:
+                    break  # leave without reading the end of the stream
+        await asyncio.sleep(VANISHED_GRACE_S + 2)
+        loaded = sse_result(await raw.request("tools/call", {"name": "exec", "arguments": {"code": 'text(String(load("k")))'}}))
+        assert loaded["result"]["content"][1]["text"] == "42"
 
 
 class RawSession:

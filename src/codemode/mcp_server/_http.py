@@ -9,7 +9,8 @@ Invariants:
   teardown (5 s), and a session it gave up on would keep its cells running.
 * A client has vanished when none of its HTTP requests has been open for `VANISHED_GRACE_S`
   after it either held a GET stream (listening clients, which the official SDKs are, keep one
-  open while alive) or dropped a request before its response ended. Its session is ended as if
+  open while alive) or dropped a request before anything of the answer reached it (a client may
+  close a POST's event stream as soon as it has read the answer: that is no sign). Its session is ended as if
   idle. A client that never streams and finishes its requests only ends by DELETE or the idle
   timeout: between requests it cannot be told from a client that is thinking.
 * At the session limit a request that would open another session is refused with a JSON-RPC
@@ -112,7 +113,7 @@ class _Liveness:
 
     open_requests: int = 0
     listened: bool = False  # it held a GET stream
-    dropped: bool = False  # a request of it ended before its response did
+    dropped: bool = False  # a request of it ended before any of its answer was sent
     check: asyncio.TimerHandle | None = None
 
 
@@ -146,11 +147,11 @@ class SessionWatch:
             live.check = None
         if scope["method"] == "GET":
             live.listened = True
-        answered = False
+        answered = False  # the response ended, or sent something (clients may close SSE early)
 
         async def watched_send(message: Message) -> None:
             nonlocal answered
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
+            if message["type"] == "http.response.body" and (message.get("body") or not message.get("more_body")):
                 answered = True
             await send(message)
 
