@@ -89,7 +89,7 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")  # pragma: no cover
 
 
-async def settle_threads(target: int, timeout: float = 3.0) -> int:
+async def settle_threads(target: int, timeout: float = 15.0) -> int:
     """Wait until the thread count drops to `target` (isolates are freed in the background)."""
     deadline = time.monotonic() + timeout
     count = thread_count()
