@@ -18,6 +18,7 @@ from pydantic_ai.mcp import MCPToolset
 
 from codemode import CodeMode
 from codemode.adapters.pydantic_ai import CodeModeToolset
+from mcp_support import children
 
 from .test_pydantic_ai import returns, scripted
 
@@ -39,18 +40,7 @@ def mcp_toolsets() -> list[MCPToolset]:
 
 def mcp_server_processes() -> set[int]:
     """Live children of this process that run one of the two MCP servers."""
-    me = str(os.getpid())
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                command = (entry / "cmdline").read_text()
-            except OSError:
-                continue
-            if fields[1] == me and fields[0] != "Z" and ("everything" in command or "py_server" in command):
-                found.add(int(entry.name))
-    return found
+    return {pid for pid, command in children(os.getpid()).items() if "everything" in command or "py_server" in command}
 
 
 async def test_mcp_toolsets_are_nested_tools_with_their_schemas() -> None:

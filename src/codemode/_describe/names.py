@@ -27,6 +27,7 @@ __all__ = [
     "NestedTool",
     "code_mode_name",
     "nested_tool_table",
+    "shadowed_tools",
     "normalize_identifier",
     "script_namespace",
 ]
@@ -109,3 +110,16 @@ def nested_tool_table(tools: Sequence[Tool]) -> list[NestedTool]:
             description=augmented_description(tool, global_name),
         )
     return sorted(table.values(), key=lambda nested: nested.code_mode_name)
+
+
+def shadowed_tools(tools: Sequence[Tool], table: Sequence[NestedTool]) -> list[tuple[str, NestedTool | None]]:
+    """The tools `nested_tool_table` left out, each with its raw name and the entry that holds its
+    script name (None: the name is `exec` or `wait`)."""
+    kept = {id(entry.tool) for entry in table}
+    by_name = {entry.global_name: entry for entry in table}
+    shadowed: list[tuple[str, NestedTool | None]] = []
+    for tool in tools:
+        if id(tool) not in kept:
+            raw = code_mode_name(tool.name, tool.namespace)
+            shadowed.append((raw, by_name.get(normalize_identifier(raw))))
+    return shadowed

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from codemode._describe.catalog import ToolCatalog
 from codemode._describe.descriptions import DEFAULT_DESCRIPTION_BUDGET_TOKENS
-from codemode._describe.names import NestedTool, code_mode_name, nested_tool_table, normalize_identifier
+from codemode._describe.names import NestedTool, nested_tool_table, shadowed_tools
 from codemode._engine.base import (
     CellProgram,
     Engine,
@@ -579,14 +579,8 @@ class CodeMode:
 
 def _collision_notice(tools: Sequence[Tool], table: Sequence[NestedTool]) -> str | None:
     """Which tools lost their script name to an earlier tool (e.g. servers `a-b` and `a_b`)."""
-    kept = {id(entry.tool) for entry in table}
-    by_name = {entry.global_name: entry for entry in table}
     lost = []
-    for tool in tools:
-        if id(tool) in kept:
-            continue
-        raw = code_mode_name(tool.name, tool.namespace)
-        winner = by_name.get(normalize_identifier(raw))
+    for raw, winner in shadowed_tools(tools, table):
         if winner is None:
             lost.append(f"- `{raw}`: `{raw}` is the name of a code-mode tool itself")
         else:
