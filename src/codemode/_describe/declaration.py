@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from codemode._describe.mcp_types import mcp_result_type
@@ -34,35 +33,39 @@ def tool_declaration(tool: Tool, global_name: str) -> str:
         parameter, input_type = "input", "string"
     else:
         parameter = "args"
-        input_type = UNKNOWN if tool.input_schema is None else _cached(_rendered, tool.input_schema)
-    output_type = UNKNOWN if tool.output_schema is None else _cached(_output_type, tool.output_schema)
+        input_type = UNKNOWN if tool.input_schema is None else _input_type(tool.input_schema)
+    output_type = UNKNOWN if tool.output_schema is None else _output_type(tool.output_schema)
     return f"{global_name}({parameter}: {input_type}): Promise<{output_type}>;"
 
 
-class _Schema(str):
-    """A schema's JSON text (the cache key) that still holds the schema it came from."""
+def _input_type(schema: Any) -> str:
+    text = _json_text(schema)
+    return render_schema(schema) if text is None else _rendered_input(text)
 
-    def __new__(cls, text: str = "", *, schema: Any = None) -> _Schema:
-        key = super().__new__(cls, text)
-        key.schema = schema
-        return key
+
+def _output_type(schema: Any) -> str:
+    text = _json_text(schema)
+    return _render_output(schema) if text is None else _rendered_output(text)
 
 
 # Every session of a server renders the same schemas: rendering costs far more than the JSON
-# text that keys it.
-def _cached(render: Callable[[_Schema], str], schema: Any) -> str:
+# text that keys the cache (parsed back, in the same key order, on a miss).
+def _json_text(schema: Any) -> str | None:
     try:
-        text = json.dumps(schema, separators=(",", ":"))  # keeps the key order
+        return json.dumps(schema, separators=(",", ":"))
     except (TypeError, ValueError):
-        return render.__wrapped__(_Schema(schema=schema))  # type: ignore[attr-defined]
-    return render(_Schema(text, schema=schema))
+        return None  # not JSON: rendered each time
 
 
 @functools.lru_cache(maxsize=4096)
-def _rendered(key: _Schema) -> str:
-    return render_schema(key.schema)
+def _rendered_input(text: str) -> str:
+    return render_schema(json.loads(text))
 
 
 @functools.lru_cache(maxsize=4096)
-def _output_type(key: _Schema) -> str:
-    return mcp_result_type(key.schema) or render_schema(key.schema)
+def _rendered_output(text: str) -> str:
+    return _render_output(json.loads(text))
+
+
+def _render_output(schema: Any) -> str:
+    return mcp_result_type(schema) or render_schema(schema)
