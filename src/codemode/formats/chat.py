@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from codemode._describe.descriptions import wait_description, wait_parameters
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._types import TextItem
 from codemode.formats._exec_args import exec_parameters
-from codemode.formats._notes import omitted_note
+from codemode.formats._notes import item_text
 
 if TYPE_CHECKING:
     from codemode._result import ExecResult
@@ -45,7 +45,7 @@ def output(result: ExecResult) -> str | list[dict[str, Any]]:
     items = result.model_items()
     if len(items) == 1 and isinstance(items[0], TextItem):
         return items[0].text
-    return [{"type": "text", "text": _text(item)} for item in items]
+    return [{"type": "text", "text": item_text(item, _TEXT_ONLY)} for item in items]
 
 
 def _function_tool(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +59,3 @@ def _function_tool(name: str, description: str, parameters: dict[str, Any]) -> d
         },
     }
 
-
-def _text(item: OutputItem) -> str:
-    match item:
-        case TextItem(text):
-            return text
-        case ImageItem():
-            return omitted_note("image", _TEXT_ONLY)
-        case AudioItem():
-            return omitted_note("audio", _TEXT_ONLY)
