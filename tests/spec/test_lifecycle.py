@@ -179,7 +179,7 @@ async def test_cancelled_observer_loses_no_output(make_cm: MakeCodeMode) -> None
 
 async def test_case41_terminate_a_busy_loop(cm: CodeMode) -> None:
     async with asyncio.timeout(5):
-        first = await cm.exec('// @exec: {"yield_time_ms": 100}\ntext("phase 1");\nwhile (true) {}')
+        first = await cm.exec('// @exec: {"yield_time_ms": 1000}\ntext("phase 1");\nwhile (true) {}')
     assert first.status == "running"
     assert model_texts(first)[0].startswith("Script running with cell ID 1\n")
     assert model_texts(first)[1:] == ["phase 1"]
@@ -265,7 +265,7 @@ async def test_case47_one_observer_at_a_time(cm: CodeMode) -> None:
 
 async def test_terminated_cell_commits_no_stored_values(cm: CodeMode) -> None:
     await cm.exec('store("a", 1);')
-    first = await cm.exec(f'// @exec: {{"yield_time_ms": 20}}\nstore("a", 2); store("b", 3); text(load("a")); {FOREVER}')
+    first = await cm.exec(f'// @exec: {{"yield_time_ms": 1000}}\nstore("a", 2); store("b", 3); text(load("a")); {FOREVER}')
     assert (first.status, texts(first)) == ("running", ["2"])
     await cm.wait(first.cell_id or "", terminate=True)
     assert cm.stored_values == {"a": 1}
@@ -274,7 +274,7 @@ async def test_terminated_cell_commits_no_stored_values(cm: CodeMode) -> None:
 async def test_case53_queued_output_is_reported_by_terminate(cm: CodeMode) -> None:
     first = await cm.exec('// @exec: {"yield_time_ms": 0}\ntext("queued output");\nwhile (true) {}')
     assert (first.status, texts(first)) == ("running", [])
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1)  # time for the script to start and write it, even on a slow machine
     stopped = await cm.wait("1", terminate=True)
     assert (stopped.status, texts(stopped)) == ("terminated", ["queued output"])
 
