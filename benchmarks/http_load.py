@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 
 HERE = Path(__file__).resolve().parent
@@ -101,18 +104,31 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+_CLIENT_TLS = ssl.create_default_context()  # made once, as one client process makes it once
+
+
 class SdkClient:
-    """The official `mcp` SDK client; it holds a GET stream open, as real clients do."""
+    """The official `mcp` SDK client; it holds a GET stream open, as real clients do.
+
+    Each stands for a client process of its own. The SDK's default HTTP client loads the CA
+    bundle anew for each one (tens of ms of CPU), which a real client pays once when it starts,
+    not while the others run their execs; so they share one TLS context (unused on loopback).
+    """
 
     def __init__(self, url: str) -> None:
-        self._client = Client(url)
+        http = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0), verify=_CLIENT_TLS)  # the SDK's timeouts
+        self._http = http
+        self._client = Client(streamable_http_client(url, http_client=http))
 
     async def __aenter__(self) -> SdkClient:
         await self._client.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        await self._client.__aexit__(*exc_info)
+        try:
+            await self._client.__aexit__(*exc_info)
+        finally:
+            await self._http.aclose()
 
     async def list_tools(self) -> Any:
         return await self._client.list_tools()

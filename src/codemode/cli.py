@@ -262,6 +262,7 @@ def mcp_command(
     endpoint is http://HOST:PORT/mcp; its URL is printed to stderr once the server listens.
     """
     from codemode import mcp_server
+    from codemode._gc import settle_for_serving
 
     tools: list[Tool | Callable[..., Any]] = []
     for spec in tool_specs:
@@ -277,6 +278,7 @@ def mcp_command(
     def announce(url: str) -> None:
         click.echo(f"codemode MCP server listening on {url}", err=True)
 
+    settle_for_serving()  # this process serves until it is stopped
     try:
         if transport == "stdio":
             asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, **options))

@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["ActiveCall", "CallTrace", "ObservationSpan", "Spans"]
 
 _UNRESOLVED: Any = object()
+
+
+@functools.cache
+def _codemode_version() -> str:
+    """Read once: the metadata lookup parses a file, and every session resolves its tracer."""
+    from importlib.metadata import version
+
+    return version("codemode")
 
 
 class Spans:
@@ -43,11 +52,7 @@ class Spans:
             except ImportError:
                 self._tracer = None
             else:
-                from importlib.metadata import version
-
-                self._tracer = trace.get_tracer(
-                    "codemode", version("codemode"), tracer_provider=self._provider
-                )
+                self._tracer = trace.get_tracer("codemode", _codemode_version(), tracer_provider=self._provider)
         return self._tracer
 
     @contextmanager
