@@ -1,0 +1,40 @@
+"""The official `mcp` SDK's own streamable-HTTP server with one tool that does nothing but answer:
+the floor `http_load.py` measures codemode against (the same clients, transport and machine,
+without a script, an engine or a nested call).
+
+Usage: python benchmarks/sdk_floor_server.py   (prints "listening on URL" to stderr)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("sdk-floor")
+
+
+@server.tool()
+def echo(message: str) -> str:
+    """Answer with the message."""
+    return f"Echo: {message}"
+
+
+async def serve() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    config = uvicorn.Config(server.streamable_http_app(), log_level="warning", lifespan="on")
+    served = uvicorn.Server(config)
+    async with asyncio.TaskGroup() as group:
+        serving = group.create_task(served.serve([sock]))
+        while not served.started and not serving.done():
+            await asyncio.sleep(0.02)
+        print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
+
+if __name__ == "__main__":
+    asyncio.run(serve())
