@@ -125,10 +125,10 @@ class SdkClient:
     not while the others run their execs; so they share one TLS context (unused on loopback).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, mode: str) -> None:
         http = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0), verify=_CLIENT_TLS)  # the SDK's timeouts
         self._http = http
-        self._client = Client(streamable_http_client(url, http_client=http))
+        self._client = Client(streamable_http_client(url, http_client=http), mode=mode)
 
     async def __aenter__(self) -> SdkClient:
         await self._client.__aenter__()
@@ -162,7 +162,7 @@ def floor_call(number: int, i: int) -> tuple[str, dict[str, Any], list[str]]:
 Call = Callable[[int, int], tuple[str, dict[str, Any], list[str]]]
 
 
-async def run_clients(url: str, clients: int, execs: int, call: Call = exec_call) -> dict[str, Any]:
+async def run_clients(url: str, clients: int, execs: int, call: Call = exec_call, mode: str = "auto") -> dict[str, Any]:
     latencies: list[float] = []
     setups: list[float] = []
     errors: list[str] = []
@@ -172,7 +172,7 @@ async def run_clients(url: str, clients: int, execs: int, call: Call = exec_call
         await start.wait()
         began = time.perf_counter()
         try:
-            async with SdkClient(url) as client:
+            async with SdkClient(url, mode) as client:
                 await client.list_tools()
                 setups.append(time.perf_counter() - began)
                 for i in range(execs):
@@ -235,10 +235,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-async def burst(url: str, clients: int, execs: int, server: int, call: Call = exec_call) -> dict[str, Any]:
+async def burst(
+    url: str, clients: int, execs: int, server: int, call: Call = exec_call, mode: str = "auto"
+) -> dict[str, Any]:
     """All clients at once: latency, set-up, errors and CPU per call by process."""
     cpu_before = cpu_by_role(server)
-    load = await run_clients(url, clients, execs, call)
+    load = await run_clients(url, clients, execs, call, mode)
     cpu_after = cpu_by_role(server)
     count = max(1, len(load["latencies"]))
     return {
@@ -301,13 +303,19 @@ async def measure(clients: int, execs: int) -> dict[str, Any]:
 
 async def sdk_floor(clients: int, execs: int) -> dict[str, Any]:
     """The same clients and calls against the SDK's own server and a tool that answers at once:
-    what the MCP transport costs on this machine before codemode does anything."""
+    what the MCP transport costs on this machine before codemode does anything.
+
+    Its clients speak the handshake era (initialize, a session, SSE answers, a GET stream), as
+    they must with codemode, which refuses the sessionless 2026-07-28 entry: left to negotiate,
+    the SDK would take that entry here, with JSON answers on one kept-alive connection, while
+    in the handshake era the client closes each answer's stream early, so each call opens a new
+    connection."""
     process, url, stderr = start_server([sys.executable, str(HERE / "sdk_floor_server.py")])
     try:
-        warm = await run_clients(url, 1, 3, floor_call)
+        warm = await run_clients(url, 1, 3, floor_call, "legacy")
         if warm["errors"]:
             raise SystemExit(f"SDK floor warm-up failed: {warm['errors']}")
-        return await burst(url, clients, execs, process.pid, floor_call)
+        return await burst(url, clients, execs, process.pid, floor_call, "legacy")
     finally:
         stop_server(process, stderr)
 
