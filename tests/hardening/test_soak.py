@@ -38,13 +38,14 @@ async def test_small_soak_is_flat() -> None:
     assert report.open_cells_max == 50  # the concurrent cells really ran at once
     if isolation == "process":
         # The isolates of the concurrent cells are the engine workers' threads, not the host's.
+        # (The workers' pools may already hold enough prepared isolates, each with its thread,
+        # so their thread count need not rise above where it started.)
         assert report.engine_pids_start, "no engine worker processes were measured"
-        assert report.engine_threads_max > report.engine_threads_start
+        assert report.engine_threads_max >= report.open_cells_max
         assert report.host_threads_max - report.host_threads_start <= 3
         assert report.engine_pids_end == report.engine_pids_start  # no worker died or was replaced
     else:
         assert not report.engine_pids_start and report.engine_threads_max == 0
-        assert report.host_threads_max > report.host_threads_start
-    assert report.threads_max > report.threads_start
+        assert report.host_threads_max > report.host_threads_start  # more cells than its pool holds
     # Everything (host + workers) comes back flat once quiet.
     assert soak.check(report, rss_tolerance_mib=5, thread_tolerance=3, engine_rss_tolerance_mib=3) == []
