@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -117,35 +118,22 @@ def tree_rss(pid: int) -> int:
 _CLIENT_TLS = ssl.create_default_context()  # made once, as one client process makes it once
 
 
-class SdkClient:
+@asynccontextmanager
+async def sdk_client(url: str, mode: str) -> AsyncIterator[Client]:
     """The official `mcp` SDK client; it holds a GET stream open, as real clients do.
 
     Each stands for a client process of its own. The SDK's default HTTP client loads the CA
     bundle anew for each one (tens of ms of CPU), which a real client pays once when it starts,
     not while the others run their execs; so they share one TLS context (unused on loopback).
     """
+    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0), verify=_CLIENT_TLS)  # the SDK's timeouts
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        yield client
 
-    def __init__(self, url: str, mode: str) -> None:
-        http = httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0), verify=_CLIENT_TLS)  # the SDK's timeouts
-        self._http = http
-        self._client = Client(streamable_http_client(url, http_client=http), mode=mode)
 
-    async def __aenter__(self) -> SdkClient:
-        await self._client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        try:
-            await self._client.__aexit__(*exc_info)
-        finally:
-            await self._http.aclose()
-
-    async def list_tools(self) -> Any:
-        return await self._client.list_tools()
-
-    async def call_texts(self, tool: str, arguments: dict[str, Any]) -> tuple[bool, list[str]]:
-        result = await self._client.call_tool(tool, arguments)
-        return bool(result.is_error), [block.text for block in result.content if isinstance(block, TextContent)]
+async def call_texts(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[bool, list[str]]:
+    result = await client.call_tool(tool, arguments)
+    return bool(result.is_error), [block.text for block in result.content if isinstance(block, TextContent)]
 
 
 def exec_call(number: int, i: int) -> tuple[str, dict[str, Any], list[str]]:
@@ -172,25 +160,25 @@ async def run_clients(url: str, clients: int, execs: int, call: Call = exec_call
         await start.wait()
         began = time.perf_counter()
         try:
-            async with SdkClient(url, mode) as client:
+            async with sdk_client(url, mode) as client:
                 await client.list_tools()
                 setups.append(time.perf_counter() - began)
                 for i in range(execs):
                     tool, arguments, expected = call(number, i)
                     sent = time.perf_counter()
-                    failed, got = await client.call_texts(tool, arguments)
+                    failed, got = await call_texts(client, tool, arguments)
                     latencies.append(time.perf_counter() - sent)
                     if failed or got[-len(expected):] != expected:
                         errors.append(f"client {number} call {i}: {got}")
         except Exception as exc:  # noqa: BLE001 - counted and reported, not raised
             errors.append(f"client {number}: {type(exc).__name__}: {exc}")
 
-    async with asyncio.timeout(TIME_BOUND_S):
-        tasks = [asyncio.create_task(one(number)) for number in range(clients)]
+    async with asyncio.timeout(TIME_BOUND_S), asyncio.TaskGroup() as group:
+        for number in range(clients):
+            group.create_task(one(number))
         began = time.perf_counter()
         start.set()
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - began
+    wall = time.perf_counter() - began
     return {"latencies": latencies, "setups": setups, "errors": errors, "wall_s": wall}
 
 
@@ -279,11 +267,11 @@ async def measure(clients: int, execs: int) -> dict[str, Any]:
         idle = {"rss": rss_bytes(process.pid), "threads": thread_count(process.pid), "tree_rss": tree_rss(process.pid)}
         peak = dict(idle)
         stop = asyncio.Event()
-        sampler = asyncio.create_task(sample_peak(process.pid, stop, peak))
-        first = await burst(url, clients, execs, process.pid)
-        steady = await burst(url, clients, execs, process.pid)
-        stop.set()
-        await sampler
+        async with asyncio.TaskGroup() as group:
+            group.create_task(sample_peak(process.pid, stop, peak))
+            first = await burst(url, clients, execs, process.pid)
+            steady = await burst(url, clients, execs, process.pid)
+            stop.set()
         threads_after, rss_after, settled_s = await settle(process.pid, idle)
         downstream = sum("mcp-server-everything" in _cmdline(pid) for pid in tree(process.pid))
     finally:
