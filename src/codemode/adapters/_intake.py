@@ -20,7 +20,7 @@ from typing import Any
 from codemode.errors import UsageError
 from codemode.tools._tool import Tool, as_tool
 
-__all__ = ["ToolIntake", "ToolSource", "framework_tool", "single_tool"]
+__all__ = ["ToolIntake", "ToolSource", "framework_tool", "intake_entry", "single_tool"]
 
 # (module, class, adapter module): instances of the class become nested tools through the adapter.
 _FRAMEWORK_CLASSES = (
@@ -53,16 +53,18 @@ def framework_tool(obj: object) -> Tool | ToolSource | None:
     return None
 
 
+def intake_entry(obj: object) -> Tool | ToolSource:
+    """`obj` as one of a session's own tools: a `Tool` or `ToolSource` as is, else converted."""
+    if isinstance(obj, (Tool, ToolSource)):
+        return obj
+    return framework_tool(obj) or as_tool(obj)
+
+
 class ToolIntake:
     """A session's own tools in the order given: ready ones at once, sources' once started."""
 
     def __init__(self, tools: Iterable[Any]) -> None:
-        self._entries: list[Tool | ToolSource] = []
-        for obj in tools:
-            if isinstance(obj, (Tool, ToolSource)):
-                self._entries.append(obj)
-            else:
-                self._entries.append(framework_tool(obj) or as_tool(obj))
+        self._entries = [intake_entry(obj) for obj in tools]
         self._started = AsyncExitStack()
 
     async def start(self) -> list[Tool]:

@@ -31,14 +31,14 @@ from codemode._result import ExecResult
 from codemode._session.session import DEFAULT_EXEC_YIELD_TIME_MS, CodeMode
 from codemode._types import AudioItem, ImageDetail, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
-from codemode.adapters._intake import ToolSource, framework_tool
+from codemode.adapters._intake import ToolSource, intake_entry
 from codemode.adapters._shared_session import SharedSession
 from codemode.adapters._text import text_output
 from codemode.adapters.agents._nested import NestedFunctionTool
 from codemode.errors import ToolError, UsageError
 from codemode.formats import tool_specs
 from codemode.formats._notes import omitted_note
-from codemode.tools import Tool, as_tool
+from codemode.tools import Tool
 
 __all__ = ["CodeModeTools", "ExecApi"]
 
@@ -119,9 +119,7 @@ class CodeModeTools:
             nested = NestedFunctionTool(obj)
             self._nested.append(nested)
             return nested.tool
-        if isinstance(obj, (Tool, ToolSource)):
-            return obj
-        return framework_tool(obj) or as_tool(obj)
+        return intake_entry(obj)
 
     def _sdk_tools(self, specs: list[dict[str, Any]]) -> tuple[FunctionTool | CustomTool, FunctionTool]:
         exec_spec, wait_spec = (_fields(spec) for spec in specs)
