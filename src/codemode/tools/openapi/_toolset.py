@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -23,7 +22,7 @@ import httpx
 from codemode.errors import ToolError, UsageError
 from codemode.tools._tool import Tool, _schema_validator
 from codemode.tools.openapi._config import OpenApiSource, load_openapi_sources
-from codemode.tools.openapi._operations import Operation, operations
+from codemode.tools.openapi._operations import Operation, _is_json, operations
 
 __all__ = ["MAX_ERROR_BODY_CHARS", "OpenApiToolset"]
 
@@ -95,12 +94,7 @@ class OpenApiToolset:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def _tool(self, source: OpenApiSource, operation: Operation) -> Tool:
@@ -197,8 +191,7 @@ def _validator_on_first_call(tool_name: str, schema: dict[str, Any]) -> Callable
 def _payload(response: httpx.Response) -> Any:
     if not response.content:
         return None
-    media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
+    if _is_json(response.headers.get("content-type", "")):
         try:
             return response.json()
         except ValueError:
