@@ -512,6 +512,11 @@ const __codemode_host__ = (function (setup) {
     }
     return allTools;
   });
+  const toolFunction = (function toolFunction(name) {
+    return (function (argument) {
+      return callTool(name, arguments.length > 0, argument);
+    });
+  });
   function hostHelper(binding) {
     return function (...values) {
       return callTool(binding, true, values);
@@ -521,9 +526,7 @@ const __codemode_host__ = (function (setup) {
     return new ProxyCtor(target, {
       get(object, key) {
         if (typeof key !== "string" || key in object || key === "then" || key === "toJSON") return object[key];
-        return function (argument) {
-          return callTool(key, arguments.length > 0, argument);
-        };
+        return toolFunction(key);
       },
     });
   }
@@ -538,9 +541,7 @@ const __codemode_host__ = (function (setup) {
         defineProperty(g, helperName, { value: hostHelper(name), writable: true, configurable: true, enumerable: false });
         continue;
       }
-      tools[name] = (function (argument) {
-        return callTool(name, arguments.length > 0, argument);
-      });
+      tools[name] = toolFunction(name);
     }
     allToolsJson = entriesJson;
     if (helperCount > 0) tools = unknownNames(tools);
