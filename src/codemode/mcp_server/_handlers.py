@@ -211,14 +211,21 @@ class ConnectionSession:
         self._held: deque[tuple[str, str]] = deque(maxlen=MAX_HELD_NOTIFICATIONS)
         self._start_lock = asyncio.Lock()
         self._start_error: BaseException | None = None
+        self._started = False
         self.cm = new_session(self._on_notify, self._ask_client)
 
     async def start(self) -> None:
-        """Start the session once, or tell the client why it cannot (a bad MCP config)."""
+        """Start the session once, or tell the client why it cannot (a bad MCP config).
+
+        Every request calls this; once started it returns at once (no lock, no engine check).
+        """
+        if self._started:
+            return
         async with self._start_lock:
             if self._start_error is None:
                 try:
                     await self.cm.start()
+                    self._started = True
                     return
                 except Exception as exc:
                     summary = exc.summary if isinstance(exc, McpServerError) else str(exc)
