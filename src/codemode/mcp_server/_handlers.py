@@ -281,11 +281,15 @@ class ConnectionSession:
             await _send_log(observer.session, cell_id, text, observer.request_id)
         return observer
 
-    async def _on_notify(self, cell_id: str, text: str) -> None:
+    def _observer_of(self, cell_id: str) -> _Observer | None:
+        """The call in flight a cell's notifications and approval questions ride: the newest
+        wait on the cell, else the newest exec (an exec call does not know its cell id before
+        it returns; what it carries names its cell)."""
         waits = self._waits.get(cell_id)
-        # An exec call does not know its cell id before it returns: its cell's notifications
-        # ride the newest exec call in flight (they name their cell in `_meta`).
-        observer = waits[-1] if waits else (self._execs[-1] if self._execs else None)
+        return waits[-1] if waits else (self._execs[-1] if self._execs else None)
+
+    async def _on_notify(self, cell_id: str, text: str) -> None:
+        observer = self._observer_of(cell_id)
         if observer is not None:
             if self._delivers(observer.levels):
                 await _send_log(observer.session, cell_id, text, observer.request_id)
@@ -297,8 +301,7 @@ class ConnectionSession:
 
     async def _ask_client(self, call: ToolCall) -> ApprovalDecision:
         """Ask the client's user whether a nested call may run (MCP elicitation)."""
-        waits = self._waits.get(call.cell_id)
-        observer = waits[-1] if waits else (self._execs[-1] if self._execs else None)
+        observer = self._observer_of(call.cell_id)
         session, related = (observer.session, observer.request_id) if observer else (self._channel, None)
         if session is None or not session.check_client_capability(_ELICITATION):
             raise ToolError(_approvals_unavailable(call, "the MCP client does not support elicitation"))
