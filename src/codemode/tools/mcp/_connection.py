@@ -89,9 +89,15 @@ class McpServerError(CodeModeError):
     @property
     def summary(self) -> str:
         """The error in one line: the server, the reason and its last line on stderr."""
-        last = self.stderr_tail.strip().splitlines()[-1:] if self.stderr_tail else []
-        detail = f" (stderr: {last[0].strip()})" if last else ""
+        last = self.last_stderr_line
+        detail = f" (stderr: {last})" if last else ""
         return f"MCP server `{self.server}` {self.reason}{detail}"
+
+    @property
+    def last_stderr_line(self) -> str:
+        """The last non-blank line the server wrote to stderr, trimmed ("" if none)."""
+        lines = self.stderr_tail.strip().splitlines()
+        return lines[-1].strip() if lines else ""
 
 
 @dataclass(frozen=True)

@@ -137,11 +137,8 @@ class McpToolset:
         if self._failures:
             lines.append("Some MCP servers failed to start, so their tools are not available:")
             for name, error in self._failures.items():
-                detail = error.reason
-                last = error.stderr_tail.strip().splitlines()[-1:] if error.stderr_tail else []
-                if last:
-                    detail += f" ({last[0].strip()})"
-                lines.append(f"- `{name}`: {detail}")
+                last = error.last_stderr_line
+                lines.append(f"- `{name}`: {error.reason}" + (f" ({last})" if last else ""))
         if self._task_only:
             lines.append(
                 "These MCP tools only run as MCP tasks, which code mode does not call yet, so they "
