@@ -25,6 +25,7 @@ ApprovalRequirement = bool | Callable[[Any], bool | Awaitable[bool]]
 """Whether a call needs approval: always (True), never (False), or per call given its arguments."""
 
 _REQUIRES_APPROVAL_ATTRIBUTE = "__codemode_requires_approval__"
+_ANY_OUTPUT = pydantic.TypeAdapter(Any)  # for functions without a return type: built once, used per call
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ def _function_tool(
             result = await run_sync(fn, **kwargs)
         if output_adapter is not None:
             return output_adapter.dump_python(result, mode="json")
-        return pydantic.TypeAdapter(Any).dump_python(result, mode="json")
+        return _ANY_OUTPUT.dump_python(result, mode="json")
 
     summary = description if description is not None else _doc_summary(doc)
     return Tool(
