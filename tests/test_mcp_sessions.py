@@ -238,14 +238,50 @@ async def test_a_client_that_closes_each_answer_stream_early_keeps_its_session(
         raw = RawSession(http, server.url)
         await raw.initialize()
         body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "exec", "arguments": {"code": 'store("k", 42); text("stored")'}}}  # fmt: skip
+                "params": {"name": "exec", "arguments": {"code": 'notify("storing"); store("k", 42); text("stored")'}}}  # fmt: skip
         async with http.stream("POST", server.url, json=body, headers=raw._headers()) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")  # notify() first: streamed
             async for line in answer.aiter_lines():
                 if line.startswith("data:") and '"id":7' in line:
                     break  # leave without reading the end of the stream
         await asyncio.sleep(VANISHED_GRACE_S + 2)
         loaded = sse_result(await raw.request("tools/call", {"name": "exec", "arguments": {"code": 'text(String(load("k")))'}}))
         assert loaded["result"]["content"][1]["text"] == "42"
+
+
+async def test_an_answer_that_is_the_response_alone_is_json_on_one_kept_connection(
+    serve: Callable[..., HttpServer],
+) -> None:
+    """Read to its end, a JSON answer leaves the connection reusable (the SDK client stops
+    reading an event stream at the response, which made every call open a new connection)."""
+    server = serve(None)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        raw = RawSession(http, server.url)
+        await raw.initialize()
+        answers = [
+            await raw.request("tools/call", {"name": "exec", "arguments": {"code": f'text("n{i}")'}}) for i in range(3)
+        ]
+        local_ends = {answer.extensions["network_stream"].get_extra_info("client_addr") for answer in answers}
+    assert len(local_ends) == 1, local_ends
+    for i, answer in enumerate(answers):
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["result"]["content"][1]["text"] == f"n{i}"
+
+
+async def test_an_answer_with_a_notification_first_streams_everything_in_order(
+    serve: Callable[..., HttpServer],
+) -> None:
+    server = serve(None)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        raw = RawSession(http, server.url)
+        await raw.initialize()
+        code = 'notify("one"); await new Promise(r => setTimeout(r, 50)); notify("two"); text("done")'
+        answer = await raw.request("tools/call", {"name": "exec", "arguments": {"code": code}})
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    messages = [json.loads(line[5:]) for line in answer.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+    assert [m.get("params", {}).get("data") for m in messages[:2]] == ["one", "two"]
+    assert messages[2]["result"]["content"][1]["text"] == "done"
+    assert len(messages) == 3
 
 
 class RawSession:
