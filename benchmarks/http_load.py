@@ -293,11 +293,11 @@ async def sdk_floor(clients: int, execs: int) -> dict[str, Any]:
     """The same clients and calls against the SDK's own server and a tool that answers at once:
     what the MCP transport costs on this machine before codemode does anything.
 
-    Its clients speak the handshake era (initialize, a session, SSE answers, a GET stream), as
-    they must with codemode, which refuses the sessionless 2026-07-28 entry: left to negotiate,
-    the SDK would take that entry here, with JSON answers on one kept-alive connection, while
-    in the handshake era the client closes each answer's stream early, so each call opens a new
-    connection."""
+    Its clients speak the handshake era (initialize, a session, a GET stream), as they must with
+    codemode, which refuses the sessionless 2026-07-28 entry. The server answers every call with
+    a JSON body (the SDK's `json_response` mode, its cheapest), so the clients keep their
+    connections, as they do with codemode, which answers in JSON whenever the answer is the
+    result alone."""
     process, url, stderr = start_server([sys.executable, str(HERE / "sdk_floor_server.py")])
     try:
         warm = await run_clients(url, 1, 3, floor_call, "legacy")
@@ -350,7 +350,8 @@ def report(run: dict[str, Any], floor: float) -> str:
         " workers and server-everything. Times also as a multiple of the raw engine floor of this run"
         f" ({floor:.2f} ms; it moves 2x with the machine's speed). The last column is the floor of the"
         " transport: the same clients making the same number of calls to the SDK's own server"
-        " (`benchmarks/sdk_floor_server.py`), whose one tool answers at once (no script, engine or nested call).",
+        " (`benchmarks/sdk_floor_server.py`, JSON answers), whose one tool answers at once (no script, engine or"
+        " nested call).",
         "",
         "| figure | first burst | steady | SDK floor |",
         "|---|---|---|---|",

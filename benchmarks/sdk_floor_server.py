@@ -1,6 +1,7 @@
 """The official `mcp` SDK's own streamable-HTTP server with one tool that does nothing but answer:
 the floor `http_load.py` measures codemode against (the same clients, transport and machine,
-without a script, an engine or a nested call).
+without a script, an engine or a nested call). It answers in JSON (`json_response`), the SDK's
+cheapest way: no event streams, and connections the clients keep.
 
 Usage: python benchmarks/sdk_floor_server.py   (prints "listening on URL" to stderr)
 """
@@ -28,7 +29,7 @@ async def serve() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
-    config = uvicorn.Config(server.streamable_http_app(), log_level="warning", lifespan="on")
+    config = uvicorn.Config(server.streamable_http_app(json_response=True), log_level="warning", lifespan="on")
     served = uvicorn.Server(config)
     async with asyncio.TaskGroup() as group:
         serving = group.create_task(served.serve([sock]))
@@ -37,4 +38,9 @@ async def serve() -> None:
         print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    try:  # the loop uvicorn's own runner picks ("auto"), as codemode's server runs on it
+        import uvloop
+    except ImportError:
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())

@@ -268,6 +268,14 @@ async def test_an_answer_that_is_the_response_alone_is_json_on_one_kept_connecti
         assert answer.json()["result"]["content"][1]["text"] == f"n{i}"
 
 
+def test_the_http_server_runs_on_uvloop_and_parses_http_with_httptools(serve: Callable[..., HttpServer]) -> None:
+    """The faster loop and HTTP parser (dependencies outside Windows) are the ones in use."""
+    server = serve(None)
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "uvloop" in maps
+    assert "httptools" in maps
+
+
 async def test_an_answer_with_a_notification_first_streams_everything_in_order(
     serve: Callable[..., HttpServer],
 ) -> None:

@@ -6,7 +6,6 @@ what the model would receive.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
@@ -23,6 +22,7 @@ from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._text import wire_text
 from codemode._calls import ToolCall
+from codemode._loop import run as run_loop
 from codemode.errors import ToolError, UsageError
 from codemode.mcp_server._http import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
 from codemode.tools import Tool
@@ -184,7 +184,7 @@ def exec_command(
             return result
 
     try:
-        result = asyncio.run(run())
+        result = run_loop(run())
     except McpServerError as exc:
         raise click.ClickException(f"code mode failed to start: {exc.summary}") from None
     except UsageError as exc:
@@ -281,7 +281,7 @@ def mcp_command(
     settle_for_serving()  # this process serves until it is stopped
     try:
         if transport == "stdio":
-            asyncio.run(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, **options))
+            run_loop(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, **options))
         else:
             serving = mcp_server.serve_http(
                 tools,
@@ -294,6 +294,6 @@ def mcp_command(
                 max_sessions=max_sessions,
                 **options,
             )
-            asyncio.run(serving)
+            run_loop(serving)
     except UsageError as exc:
         raise click.ClickException(str(exc)) from None

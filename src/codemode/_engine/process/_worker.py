@@ -24,6 +24,7 @@ from codemode._engine.miniracer import MiniRacerEngine, MiniRacerSession
 from codemode._engine.miniracer._cell import MiniRacerCell
 from codemode._engine.miniracer._compat import init_v8, longest_free_s
 from codemode._engine.process import _protocol as wire
+from codemode._loop import run as run_loop
 
 STUCK_CHECK_S = 0.5  # how often the worker looks for isolates that do not stop
 
@@ -189,4 +190,4 @@ def main(config: dict[str, Any]) -> None:
     os.close(devnull)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the host's terminal is the host's
     init_v8()  # on the main thread, before any isolate thread exists
-    asyncio.run(_serve(config, commands_fd, events_fd))
+    run_loop(_serve(config, commands_fd, events_fd))
