@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -234,12 +235,10 @@ async def test_a_client_that_closes_each_answer_stream_early_keeps_its_session(
 ) -> None:
     """No GET stream, and every POST's event stream closed once the answer is read: alive."""
     server = serve(None)
-    async with httpx2.AsyncClient(timeout=30) as http:
-        raw = RawSession(http, server.url)
-        await raw.initialize()
+    async with initialized(server) as raw:
         body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                 "params": {"name": "exec", "arguments": {"code": 'notify("storing"); store("k", 42); text("stored")'}}}  # fmt: skip
-        async with http.stream("POST", server.url, json=body, headers=raw._headers()) as answer:
+        async with raw.http.stream("POST", server.url, json=body, headers=raw._headers()) as answer:
             assert answer.headers["content-type"].startswith("text/event-stream")  # notify() first: streamed
             async for line in answer.aiter_lines():
                 if line.startswith("data:") and '"id":7' in line:
@@ -255,9 +254,7 @@ async def test_an_answer_that_is_the_response_alone_is_json_on_one_kept_connecti
     """Read to its end, a JSON answer leaves the connection reusable (the SDK client stops
     reading an event stream at the response, which made every call open a new connection)."""
     server = serve(None)
-    async with httpx2.AsyncClient(timeout=30) as http:
-        raw = RawSession(http, server.url)
-        await raw.initialize()
+    async with initialized(server) as raw:
         answers = [
             await raw.request("tools/call", {"name": "exec", "arguments": {"code": f'text("n{i}")'}}) for i in range(3)
         ]
@@ -280,9 +277,7 @@ async def test_an_answer_with_a_notification_first_streams_everything_in_order(
     serve: Callable[..., HttpServer],
 ) -> None:
     server = serve(None)
-    async with httpx2.AsyncClient(timeout=30) as http:
-        raw = RawSession(http, server.url)
-        await raw.initialize()
+    async with initialized(server) as raw:
         code = 'notify("one"); await new Promise(r => setTimeout(r, 50)); notify("two"); text("done")'
         answer = await raw.request("tools/call", {"name": "exec", "arguments": {"code": code}})
     assert answer.headers["content-type"].startswith("text/event-stream")
@@ -320,6 +315,15 @@ class RawSession:
         assert (await self.http.post(self.url, json=note, headers=self._headers())).status_code == 202
 
 
+@asynccontextmanager
+async def initialized(server: HttpServer) -> AsyncIterator[RawSession]:
+    """A `RawSession` with `server`, past its initialize handshake."""
+    async with httpx2.AsyncClient(timeout=30) as http:
+        raw = RawSession(http, server.url)
+        await raw.initialize()
+        yield raw
+
+
 def sse_result(response: httpx2.Response) -> dict[str, Any]:
     """The JSON-RPC message of a response sent as SSE or as plain JSON."""
     if response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -331,9 +335,7 @@ def sse_result(response: httpx2.Response) -> dict[str, Any]:
 async def test_an_idle_session_ends_after_the_idle_timeout(serve: Callable[..., HttpServer]) -> None:
     server = serve(None, "--session-idle-timeout", "2")
     pid = server.process.pid
-    async with httpx2.AsyncClient(timeout=30) as http:
-        raw = RawSession(http, server.url)
-        await raw.initialize()
+    async with initialized(server) as raw:
         spinning = sse_result(await raw.request("tools/call", {"name": "exec", "arguments": SPIN}))
         assert spinning["result"]["content"][0]["text"].startswith("Script running with cell ID 1")
         assert await spinning_threads(pid)
