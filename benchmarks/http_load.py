@@ -80,18 +80,20 @@ def stop_server(process: subprocess.Popen[bytes], stderr: Path) -> None:
 
 
 def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (one pass over /proc: the sampler runs during the load)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
     found, todo = [pid], [pid]
     while todo:
-        parent = todo.pop()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == parent:
-                    found.append(int(entry))
-                    todo.append(int(entry))
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
     return found
 
 
@@ -193,7 +195,7 @@ async def sample_peak(pid: int, stop: asyncio.Event, peak: dict[str, int]) -> No
             peak["tree_rss"] = max(peak["tree_rss"], tree_rss(pid))
         except OSError:
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
 
 
 async def settle(pid: int, idle: dict[str, int]) -> tuple[int, int, float]:
