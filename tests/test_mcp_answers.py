@@ -99,6 +99,12 @@ def test_a_response_followed_by_more_events_streams() -> None:
     assert streamed(sent) == chunk
 
 
+def test_a_response_followed_by_a_later_chunk_streams_both() -> None:
+    sent = answer_to([SSE_START, body(event(RESPONSE)), body(event(NOTIFICATION)), body(b"", more=False)])
+    assert sent[0] is SSE_START
+    assert streamed(sent) == event(RESPONSE) + event(NOTIFICATION)
+
+
 def test_a_stream_that_ends_without_an_event_is_passed_as_it_was() -> None:
     sent = answer_to([SSE_START, body(b"", more=False)])
     assert sent[0] is SSE_START

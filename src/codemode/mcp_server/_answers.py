@@ -22,7 +22,9 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_EVENT_STREAM = b"text/event-stream"
+from codemode.mcp_server._http import header_value
+
+_EVENT_STREAM = "text/event-stream"
 _DROPPED_HEADERS = frozenset({b"content-type", b"content-length", b"cache-control", b"connection", b"transfer-encoding"})
 
 
@@ -46,29 +48,46 @@ class _Answer:
         self._send = send
         self._start: Message | None = None  # the held response start, while undecided
         self._held = bytearray()
+        self._response: bytes | None = None  # the response's JSON, once it is the one event held
         self._passing = False
 
     async def send(self, message: Message) -> None:
         if self._passing:
             await self._send(message)
         elif message["type"] == "http.response.start":
-            if message["status"] == 200 and _content_type(message).startswith(_EVENT_STREAM):
+            content_type = header_value(message.get("headers", []), b"content-type") or ""
+            if message["status"] == 200 and content_type.lower().startswith(_EVENT_STREAM):
                 self._start = message
             else:
                 self._passing = True
                 await self._send(message)
         elif message["type"] == "http.response.body" and self._start is not None:
-            self._held += message.get("body", b"")
             more = bool(message.get("more_body", False))
-            verdict = _verdict(bytes(self._held), ended=not more)
-            if verdict is _UNDECIDED:
-                return
-            if verdict is _STREAM:
+            if not self._hold(message.get("body", b"")):
                 await self._pass_held(more)
-            else:
-                await self._send_json(verdict)
+            elif not more:
+                if self._response is None:
+                    await self._pass_held(more)  # ended without an event
+                else:
+                    await self._send_json(self._response)
         else:
             await self._send(message)
+
+    def _hold(self, chunk: bytes) -> bool:
+        """Add `chunk`; False once the held part is anything but the response alone (or its start)."""
+        if not chunk:
+            return True
+        self._held += chunk
+        if self._response is not None:
+            return False  # more after the response
+        text = bytes(self._held).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *events, rest = text.split(b"\n\n")
+        if not events:
+            return True  # the first event is not complete yet
+        if len(events) > 1 or rest.strip():
+            return False
+        self._response = _response_data(events[0])
+        return self._response is not None
 
     async def _pass_held(self, more: bool) -> None:
         assert self._start is not None
@@ -84,24 +103,6 @@ class _Answer:
         self._passing = True  # anything after this (nothing, normally) is the app's business
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
-
-
-_UNDECIDED = object()
-_STREAM = object()
-
-
-def _verdict(held: bytes, *, ended: bool) -> object:
-    """What the held part of an event stream allows: the response's JSON body (bytes) if it
-    is the response alone and the stream has ended, `_STREAM` if it is anything else, else
-    `_UNDECIDED`."""
-    text = held.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    *events, rest = text.split(b"\n\n")
-    if not events:
-        return _STREAM if ended else _UNDECIDED
-    data = _response_data(events[0])
-    if data is None or len(events) > 1 or rest.strip():
-        return _STREAM
-    return data if ended else _UNDECIDED
 
 
 def _response_data(event: bytes) -> bytes | None:
@@ -121,10 +122,3 @@ def _response_data(event: bytes) -> bytes | None:
     if isinstance(message, dict) and "id" in message and ("result" in message or "error" in message):
         return body
     return None
-
-
-def _content_type(message: Message) -> bytes:
-    for key, value in message.get("headers", []):
-        if key.lower() == b"content-type":
-            return bytes(value).lower()
-    return b""

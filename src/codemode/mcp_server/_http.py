@@ -23,6 +23,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "BearerAuth",
     "HttpSessions",
     "SessionWatch",
+    "header_value",
 ]
 
 DEFAULT_SESSION_IDLE_TIMEOUT_S = 600.0
@@ -131,7 +133,7 @@ class SessionWatch:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        session_id = _header(scope, _SESSION_HEADER)
+        session_id = header_value(scope["headers"], _SESSION_HEADER)
         if session_id is None:
             if scope["method"] == "POST" and self._at_limit():
                 await _refuse_new_session(send, self._max_sessions or 0)
@@ -195,7 +197,7 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = _header(scope, b"authorization") or ""
+            given = header_value(scope["headers"], b"authorization") or ""
             if not hmac.compare_digest(given.encode("latin-1", "replace"), self._expected):
                 await _json_error(
                     send,
@@ -208,8 +210,9 @@ class BearerAuth:
         await self._app(scope, receive, send)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The value of header `name` (lower case) in an ASGI header list, or None."""
+    for key, value in headers:
         if key == name:
             return value.decode("latin-1")
     return None
