@@ -320,7 +320,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def report(run: dict[str, Any], floor: float, runs: list[tuple[float, dict[str, Any]]]) -> str:
+def report(runs: list[tuple[float, dict[str, Any]]]) -> str:
+    """The section for the run with the median steady p95 (each run: its engine floor and figures)."""
+    floor, run = sorted(runs, key=lambda fr: fr[1]["bursts"]["steady"]["exec_ms"]["p95"])[len(runs) // 2]
     first, steady, sdk = run["bursts"]["first"], run["bursts"]["steady"], run["bursts"]["sdk floor"]
     server = run["server"]
     idle, peak, after = server["idle"], server["peak"], server["after"]
@@ -433,12 +435,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("clients and execs are bounded to 1..200 (a load test, not a stress tool)")
     if not 1 <= args.runs <= 5:
         parser.error("runs are bounded to 1..5")
-    runs = []
-    for _ in range(args.runs):
-        floor = floor_ms()
-        runs.append((floor, asyncio.run(measure(args.clients, args.execs))))
-    floor, run = sorted(runs, key=lambda fr: fr[1]["bursts"]["steady"]["exec_ms"]["p95"])[len(runs) // 2]
-    section = report(run, floor, runs)
+    runs = [(floor_ms(), asyncio.run(measure(args.clients, args.execs))) for _ in range(args.runs)]
+    section = report(runs)
     print(section)
     if args.json is not None:
         args.json.write_text(json.dumps([{"floor_ms": f, **r} for f, r in runs], indent=2))

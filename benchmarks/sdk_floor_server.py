@@ -9,11 +9,13 @@ Usage: python benchmarks/sdk_floor_server.py   (prints "listening on URL" to std
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+
+from codemode._loop import run
+from codemode.mcp_server import _listening_socket
 
 server = MCPServer("sdk-floor")
 
@@ -25,10 +27,7 @@ def echo(message: str) -> str:
 
 
 async def serve() -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as codemode's
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
+    sock = _listening_socket("127.0.0.1", 0)  # as codemode's: Nagle off on its connections
     config = uvicorn.Config(server.streamable_http_app(json_response=True), log_level="warning", lifespan="on")
     served = uvicorn.Server(config)
     async with asyncio.TaskGroup() as group:
@@ -37,10 +36,6 @@ async def serve() -> None:
             await asyncio.sleep(0.02)
         print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
 
+
 if __name__ == "__main__":
-    try:  # the loop uvicorn's own runner picks ("auto"), as codemode's server runs on it
-        import uvloop
-    except ImportError:
-        asyncio.run(serve())
-    else:
-        uvloop.run(serve())
+    run(serve())  # on uvloop, as codemode's server and uvicorn's own runner ("auto")
