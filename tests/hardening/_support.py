@@ -50,9 +50,18 @@ async def engines_settled(timeout: float = 30.0) -> None:
     await asyncio.sleep(0.3)  # pools refill in the background
 
 
-async def spinning_engine_threads(samples: int = 20) -> int:
-    """Threads of the engine workers found running in nearly every sample (a script still
-    spinning); thread states rather than CPU time, so a loaded machine does not matter."""
+async def spinning_engine_threads(samples: int = 20, gap_s: float = 2.0) -> int:
+    """Threads of the engine workers found running in nearly every sample of two windows `gap_s`
+    apart (a script still spinning runs on; pools refilling after a burst stop); thread states
+    rather than CPU time, so a loaded machine does not matter."""
+    first = await _running_threads(samples)
+    if not first:
+        return 0
+    await asyncio.sleep(gap_s)
+    return len(first & await _running_threads(samples))
+
+
+async def _running_threads(samples: int) -> set[str]:
     from collections import Counter
 
     running: Counter[str] = Counter()
@@ -66,7 +75,7 @@ async def spinning_engine_threads(samples: int = 20) -> int:
             except OSError:
                 continue  # it ended meanwhile
         await asyncio.sleep(0.025)
-    return sum(1 for count in running.values() if count >= samples * 0.8)
+    return {thread for thread, count in running.items() if count >= samples * 0.8}
 
 
 def thread_count() -> int:

@@ -123,7 +123,10 @@ async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[
         assert (await cm.exec(source, yield_time_ms=0)).status == "running"
     assert len(cm.running_cells) == len(STATES)
     observer = asyncio.ensure_future(cm.wait("2", yield_time_ms=60_000))  # someone is watching one
-    await asyncio.sleep(0.1)
+    # The three hanging calls are in flight (a liveness bound: a slow machine takes longer than 0.1 s).
+    async with asyncio.timeout(20):
+        while hang.started < 3:
+            await asyncio.sleep(0.05)
     started = time.monotonic()
     await cm.close()
     assert time.monotonic() - started < 1
