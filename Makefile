@@ -1,4 +1,5 @@
-# `make demo` sets up and runs the example agent; `make test` sets up and runs every test.
+# `make demo` sets up and runs the example agent; `make test` sets up and runs every test,
+# `make test-quick` the inner-loop subset.
 # Both install what they need (a virtualenv in .venv, npm test servers in tests/mcp_servers and tests/openapi_servers).
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := tests/mcp_servers/node_modules/.installed
 OPENAPI_STAMP := tests/openapi_servers/node_modules/.installed
 
-.PHONY: demo test bench soak setup clean
+.PHONY: demo test test-quick bench soak setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -37,6 +38,11 @@ IN_PROCESS_SUITES := tests/spec tests/hardening tests/test_agent_loops.py tests/
 test: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP)
 	$(PY) -m pytest -q
 	CODEMODE_TEST_ISOLATION=in-process $(PY) -m pytest -q $(IN_PROCESS_SUITES)
+
+# The inner loop: no external servers or processes (`integration`), nothing over about a second
+# (`slow`); `make test` runs those too.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not integration and not slow"
 
 bench: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP)
 	$(PY) -m pip install --quiet pydeno || echo "pydeno did not install; its peer rows will say so"

@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/exec_overhead.py [--samples N] [--warm-iterations N] [--tool-counts 0,32,128]
-                                       [--isolations process,in-process]
+                                       [--isolations process,in-process] [--smoke]
 
 Two scenarios per isolation mode and tool count, each sample in a fresh process (this script
 re-executes itself with --worker):
@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tool-counts", type=parse_tool_counts, default=list(DEFAULT_TOOL_COUNTS))
     parser.add_argument("--isolations", default=",".join(ISOLATIONS),
                         help="comma-separated isolation modes (process, in-process)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="1 sample of 12 warm execs, 0 tools, no settling: does it still run?")
     parser.add_argument("--json", help="also write the summary rows to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
@@ -279,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
                                            args.isolation))
         print(json.dumps(report))
         return
+    if args.smoke:
+        procstats.enter_smoke_mode()  # inherited by the sample processes
+        args.samples, args.warm_iterations, args.tool_counts = 1, 12, [0]
     if args.samples <= 0 or args.warm_iterations <= 0:
         parser.error("--samples and --warm-iterations must be greater than 0")
     isolations = [i for i in args.isolations.split(",") if i]

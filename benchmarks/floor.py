@@ -1,7 +1,7 @@
 """The raw engine floor: a bare mini-racer context created, `1+1` evaluated, the context closed.
 
 Usage:
-    python benchmarks/floor.py [--samples 3] [--iterations 40] [--json out.json]
+    python benchmarks/floor.py [--samples 3] [--iterations 40] [--smoke] [--json out.json]
 
 Every figure in RESULTS.md is also given as a ratio to this floor, measured in the same run,
 because machine speed varies 2x between the machines these benchmarks run on. It is the least
@@ -107,9 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--smoke", action="store_true", help="1 sample of 3 iterations: does it still run?")
     parser.add_argument("--json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.samples, args.iterations = 1, 3
     if args.worker:
         print(json.dumps(asyncio.run(run_worker(args.iterations))))
         return

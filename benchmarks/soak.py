@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from codemode import CodeMode, Tool
+from codemode import CodeMode, Limits, Tool, to_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procstats  # noqa: E402
@@ -176,7 +176,7 @@ class _Workload:
                 result = await self.cm.wait(result.cell_id)
             expected = "completed"
         self._check(result.status == expected, f"exec {i}: {result.status} {result.error}")
-        result.model_items()
+        to_model(result)
         self.report.execs += 1
         self._tick()
 
@@ -295,7 +295,7 @@ async def soak(
     tools = [Tool("echo", "Echo.", echo), Tool("hang", "Never returns.", hang), Tool("gate", "Wait.", wait_gate)]
     report = SoakReport(isolation=isolation)
     async with CodeMode(
-        tools=tools, max_concurrent_cells=max(64, concurrent + 8), isolation=isolation  # type: ignore[arg-type]
+        tools=tools, limits=Limits(max_concurrent_cells=max(64, concurrent + 8)), isolation=isolation  # type: ignore[arg-type]
     ) as cm:
         warm = _Workload(cm, SoakReport(isolation=isolation))
         await warm.run(

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from openapi_servers.prism import GITHUB_SPEC, prism  # noqa: E402
 
-from codemode import CodeMode, Tool  # noqa: E402
+from codemode import CodeMode, Tool, to_model  # noqa: E402
 from codemode._session.tool_calls import call_tool  # noqa: E402
 from codemode.tools.mcp import McpToolset  # noqa: E402
 from codemode.tools.openapi import OpenApiToolset  # noqa: E402
@@ -252,8 +252,8 @@ async def run_task(cm: CodeMode, by_name: dict[str, Tool], task: Task) -> dict[s
     result = await cm.exec(task.script)
     if result.status != "completed":
         raise RuntimeError(f"task {task.name!r}: {result.error}")
-    output = result.to_model("chat")
-    output_text = output if isinstance(output, str) else "".join(part.get("text", "") for part in output)
+    output = to_model(result, "chat")
+    output_text = "".join(part.get("text", "") for part in output)
     return {"name": task.name, "prompt": task.prompt, "rounds": run.rounds, "script": task.script,
             "output": output_text}  # fmt: skip
 

@@ -1,12 +1,14 @@
 """Execs after a pause, nested tool calls, concurrent cells, sustained execs, and where the time goes.
 
 Usage:
-    python benchmarks/tool_calls.py [--isolation process|in-process] [--quick] [--execs 1000] [--json out.json]
+    python benchmarks/tool_calls.py [--isolation process|in-process] [--quick | --smoke] [--execs 1000]
+                                    [--json out.json]
 
 One isolation mode per run (run_all.py runs this once per mode, each in a fresh process),
-through the public API (`CodeMode`, `Tool`); before every timed group the host *and the engine
-worker processes* are left to go quiet (`procstats.settle`: isolate pools full, the spare
-worker started), so each group meets the steady state:
+through the public API only (`CodeMode`, `Tool`, `Limits`, `codemode.engines`); before every
+timed group the host *and the engine worker processes* are left to go quiet
+(`procstats.settle`: isolate pools full, the spare worker started), so each group meets the
+steady state:
 
 1. Back to back and after a pause: 12 execs of `text("bench")` back to back, and 20 execs
    each after a 30 ms `asyncio.sleep` (as agents' turns arrive: the threads and processes
@@ -18,34 +20,41 @@ worker started), so each group meets the steady state:
    median exec without, of the same pairs) / calls.
 3. Concurrent cells started at once (`asyncio.gather`), in a fresh session each time: 1 and
    200 cells awaiting the 50 ms tool, 200 awaiting a 50 ms `setTimeout`, and 200 awaiting the
-   timer in sessions with `heap_limit_bytes=32 MiB` (process mode admits cells to a worker
-   while their heap limits fit its `heap_per_worker`: 8 of the default 256 MiB).
+   timer in sessions with `Limits(heap_limit_bytes=32 MiB)` (process mode admits cells to a
+   worker while their heap limits fit its `heap_per_worker`: 8 of the default 256 MiB). Each
+   script calls `notify` first, so `on_notify` counts the cells running at once (started on an
+   engine, not yet returned).
 4. Sustained: `--execs` execs back to back in one session: wall time per exec, and CPU per exec
    of the host plus every engine worker (until all is quiet again afterwards), split host /
    workers; RSS and threads of host + workers at the start, end and maximum.
-5. Where the time goes: timestamps of each phase of a warm exec, taken by wrapping engine
-   methods in this process (nothing in codemode is changed); a no-op round trip over the
-   worker pipe (process) or into a prepared isolate (in-process); a raw pipe round trip to a
-   trivial echo process; each back to back and after a 30 ms pause.
+5. Where the time goes, as far as the public API sees it: a warm exec split at the moment its
+   events reach the host's event loop (`on_notify` of the script's `notify`); a raw pipe round
+   trip to a trivial echo process; each back to back and after a 30 ms pause. With 1-4, the
+   reference loop (1 warm-up + 25 execs) on a `ProcessEngine` with another isolate pool size.
+   (Finer phases, the bare worker-pipe and isolate round trips, needed the engine's private
+   classes and were dropped: a refactor broke them silently.)
+
+`--smoke` runs every part at a tiny size without settling (`make bench-smoke`): it checks that
+the benchmark still runs, not its figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procstats  # noqa: E402
 
-from codemode import CodeMode, Tool  # noqa: E402
+from codemode import CodeMode, Limits, Tool, engines  # noqa: E402
 
 PAUSE_S = 0.03
 MIB = 1024 * 1024
@@ -78,7 +87,9 @@ SCRIPTS = {
     "Promise.all 100": 'await Promise.all(Array.from({{length: 100}}, (_, i) => tools.{t}({{i}}))); text("x");',
 }
 CALLS = {"one call": 1, "100 sequential": 100, "Promise.all 100": 100}
-TIMER_50MS = 'await new Promise((r) => setTimeout(r, 50)); text("x");'
+TIMER_50MS = 'notify("in"); await new Promise((r) => setTimeout(r, 50)); text("x");'
+TOOL_50MS = 'notify("in"); await tools.slow({}); text("x");'
+NOTIFIED = 'notify("in"); text("bench");'
 
 
 def fmt_ms(seconds: float) -> str:
@@ -100,13 +111,30 @@ async def timed_exec(cm: CodeMode, code: str) -> float:
     return elapsed
 
 
-class Bench:
-    def __init__(self, isolation: str, quick: bool) -> None:
-        self.isolation = isolation
-        self.quick = quick
+class Sizes:
+    """How much of each part to run: the full run, `--quick`, or `--smoke` (does it still run?)."""
 
-    def session(self, **kwargs: Any) -> CodeMode:
-        return CodeMode(tools=TOOLS, isolation=self.isolation, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, quick: bool, smoke: bool) -> None:
+        self.back_to_back = 3 if smoke else 12
+        self.after_pause = 3 if smoke else 10 if quick else 20
+        self.fast_pairs = 1 if smoke else 5 if quick else 10
+        self.pairs = 1 if smoke else 3
+        self.concurrent_cells = 8 if smoke else 200
+        self.concurrent_repeats = 1 if smoke else 2 if quick else 3
+        self.phase_execs = 3 if smoke else 10
+        self.raw_pipe = (10, 3) if smoke else (100, 20) if quick else (200, 20)
+        self.pool_loop = 12 if smoke else 25  # the reference loop; run_all splits it at exec 11
+        self.pool_rounds = 1 if smoke else 2
+
+
+class Bench:
+    def __init__(self, isolation: str, sizes: Sizes) -> None:
+        self.isolation = isolation
+        self.sizes = sizes
+
+    def session(self, limits: Limits | None = None, on_notify: Any = None) -> CodeMode:
+        return CodeMode(tools=TOOLS, isolation=self.isolation, limits=limits or Limits(),  # type: ignore[arg-type]
+                        on_notify=on_notify)
 
     async def settle(self) -> None:
         await procstats.settle(self.isolation)
@@ -124,8 +152,8 @@ class Bench:
 
     # -- part 1 ------------------------------------------------------------------------------
     async def pause(self, cm: CodeMode) -> dict[str, Any]:
-        back_to_back = await self.group(cm, BENCH, 12)
-        paused = await self.group(cm, BENCH, 10 if self.quick else 20, pause=PAUSE_S)
+        back_to_back = await self.group(cm, BENCH, self.sizes.back_to_back)
+        paused = await self.group(cm, BENCH, self.sizes.after_pause, pause=PAUSE_S)
         return {"back_to_back": stats(back_to_back), "after_pause": stats(paused), "pause_s": PAUSE_S}
 
     # -- part 2 ------------------------------------------------------------------------------
@@ -143,10 +171,10 @@ class Bench:
         return base, calls
 
     async def round_trips(self, cm: CodeMode) -> list[dict[str, Any]]:
-        fast_pairs = 5 if self.quick else 10
-        plan = [("fast", "one call", fast_pairs), ("fast", "100 sequential", 3), ("fast", "Promise.all 100", 3),
-                ("fast_sync", "one call", fast_pairs), ("fast_sync", "100 sequential", 3),
-                ("slow", "one call", 3), ("slow", "Promise.all 100", 3)]
+        fast_pairs, pairs = self.sizes.fast_pairs, self.sizes.pairs
+        plan = [("fast", "one call", fast_pairs), ("fast", "100 sequential", pairs), ("fast", "Promise.all 100", pairs),
+                ("fast_sync", "one call", fast_pairs), ("fast_sync", "100 sequential", pairs),
+                ("slow", "one call", pairs), ("slow", "Promise.all 100", pairs)]
         rows: list[dict[str, Any]] = []
         bases: list[float] = []
         for tool, scenario, pairs in plan:
@@ -167,46 +195,34 @@ class Bench:
 
     # -- part 3 ------------------------------------------------------------------------------
     async def concurrent(self) -> list[dict[str, Any]]:
-        repeats = 2 if self.quick else 3
-        plan = [("50 ms tool", 1, 'await tools.slow({}); text("x");', {}),
-                ("50 ms tool", 200, 'await tools.slow({}); text("x");', {}),
-                ("50 ms timer", 200, TIMER_50MS, {}),
-                ("50 ms timer, heap_limit_bytes=32 MiB", 200, TIMER_50MS, {"heap_limit_bytes": 32 * MIB})]
+        repeats, many = self.sizes.concurrent_repeats, self.sizes.concurrent_cells
+        plan = [("50 ms tool", 1, TOOL_50MS, {}),
+                ("50 ms tool", many, TOOL_50MS, {}),
+                ("50 ms timer", many, TIMER_50MS, {}),
+                ("50 ms timer, heap_limit_bytes=32 MiB", many, TIMER_50MS, {"heap_limit_bytes": 32 * MIB})]
         rows = []
         for what, count, code, options in plan:
-            walls, cpus, admitted = [], [], []
+            walls, cpus, peaks = [], [], []
             for _ in range(repeats):
-                async with self.session(max_concurrent_cells=max(64, 2 * count), **options) as cm:
+                running = Running()
+                limits = Limits(max_concurrent_cells=max(64, 2 * count), **options)
+                async with self.session(limits, on_notify=running.started) as cm:
                     await cm.start(fill_pool=True)
                     await self.settle()
                     meter = procstats.CpuMeter(self.isolation)
-                    peak = [0]
-                    watch = asyncio.ensure_future(self._watch_admitted(peak))
                     started = time.perf_counter()
-                    results = await asyncio.gather(*(cm.exec(code) for _ in range(count)))
+                    results = await asyncio.gather(*(running.exec(cm, code) for _ in range(count)))
                     walls.append(time.perf_counter() - started)
                     cpus.append(meter.total())
-                    watch.cancel()
-                    admitted.append(peak[0])
+                    peaks.append(running.peak)
                     bad = [r for r in results if r.status != "completed" or len(r.items) != 1]
                     if bad:
                         raise RuntimeError(f"{len(bad)} concurrent execs did not complete: {bad[0]!r}")
             rows.append({"what": what, "cells": count, "wall_s": statistics.mean(walls), "wall_max_s": max(walls),
                          "wall_min_s": min(walls), "execs_per_s": count / statistics.mean(walls), "repeats": repeats,
                          "cpu_s": statistics.mean(cpus), "workers": len(procstats.engine_pids(self.isolation)),
-                         "max_on_workers": max(admitted) if self.isolation == "process" else None})
+                         "max_running": max(peaks)})
         return rows
-
-    async def _watch_admitted(self, peak: list[int]) -> None:
-        """Process mode: the most cells placed on engine workers at once (the supervisor's count)."""
-        if self.isolation != "process":
-            return
-        from codemode import engines
-
-        pool = engines.shared("process").pool  # type: ignore[attr-defined]
-        while True:
-            peak[0] = max(peak[0], sum(len(w.cells) for w in pool.workers()))
-            await asyncio.sleep(0.002)
 
     # -- part 4 ------------------------------------------------------------------------------
     async def sustained(self, cm: CodeMode, count: int) -> dict[str, Any]:
@@ -237,219 +253,85 @@ class Bench:
         }
 
     # -- part 5 ------------------------------------------------------------------------------
-    async def breakdown(self, cm: CodeMode) -> dict[str, Any]:
+    async def breakdown(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        probes: list[tuple[str, Callable[[CodeMode], Awaitable[dict[str, Any]]]]] = [
-            ("phases", self.phases), ("noop", self.noop_round_trip)]
+        out["phases"] = await self.phases()
         if self.isolation == "process":
-            probes.append(("pool_size", self.pool_size))
-        for name, probe in probes:
-            try:
-                out[name] = await probe(cm)
-            except Exception as exc:  # noqa: BLE001 - a probe on engine internals that moved
-                out[name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
-        out["raw_pipe"] = await raw_pipe_round_trip(100 if self.quick else 200, 20)
+            out["pool_size"] = await self.pool_size()
+        out["raw_pipe"] = await raw_pipe_round_trip(*self.sizes.raw_pipe)
         return out
 
-    async def phases(self, cm: CodeMode) -> dict[str, Any]:
-        """Timestamps of a warm exec's phases, back to back and after a pause (medians)."""
-        marks: dict[str, list[float]] = {}
-        clock = time.perf_counter
-
-        def mark(name: str) -> None:
-            marks.setdefault(name, []).append(clock())
-
-        undo: list[Callable[[], None]] = []
-
-        def wrap(cls: Any, attr: str, before: Callable[..., None]) -> None:
-            original = getattr(cls, attr)
-
-            def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-                before(*args)
-                return original(self, *args, **kwargs)
-
-            setattr(cls, attr, wrapper)
-            undo.append(lambda: setattr(cls, attr, original))
-
-        if self.isolation == "process":
-            from codemode._engine.process import ProcessCell
-            from codemode._engine.process import _protocol as wire
-            from codemode._engine.process._supervisor import Worker
-
-            def on_send(message: list[Any]) -> None:
-                if message[0] == wire.START:
-                    mark("sent")
-                elif message[0] == wire.RELEASE:
-                    mark("released")
-
-            def on_dispatch(message: list[Any]) -> None:
-                if message[0] == wire.EVENTS:
-                    mark("read")
-
-            wrap(Worker, "send", on_send)
-            wrap(Worker, "_dispatch", on_dispatch)
-            wrap(ProcessCell, "_deliver", lambda *_: mark("delivered"))
-            names = [("exec() called → START written to the pipe (host: parse, cell, program)", "called", "sent"),
-                     ("START written → first EVENTS read by the host's reader thread (pipe, worker, V8)",
-                      "sent", "read"),
-                     ("first → last EVENTS read (when the finish comes in a second message)", "read", "read_last"),
-                     ("last EVENTS read → delivered on the event loop (reader thread → loop wake-up)", "read_last",
-                      "delivered_last"),
-                     ("delivered → exec() returns (finish the cell, the result)", "delivered_last", "returned")]
-        else:
-            from codemode._engine.miniracer._cell import MiniRacerCell
-
-            wrap(MiniRacerCell, "launch", lambda *_: mark("launched"))
-            wrap(MiniRacerCell, "_pump", lambda *_: mark("pumped"))
-            names = [("exec() called → script submitted to its isolate (host: parse, cell, program)", "called",
-                      "launched"),
-                     ("submitted → first ring read on the event loop (isolate thread, V8, callback)", "launched",
-                      "pumped"),
-                     ("first ring read → exec() returns (events, finish the cell, the result)", "pumped", "returned")]
-        result: dict[str, Any] = {"phases": [n for n, _, _ in names]}
-        try:
+    async def phases(self) -> dict[str, Any]:
+        """A warm exec of `notify("in"); text("bench")` split where its events reach the host's
+        event loop (`on_notify` runs there as they are delivered), back to back and after a
+        pause (medians); in a session of its own, on the same shared engine."""
+        delivered: list[float] = []
+        names = ["exec() called → the script's events delivered on the host's event loop (host: parse, cell, "
+                 "program; the engine: " + ("worker pipe, worker, V8" if self.isolation == "process" else
+                                            "isolate thread, V8") + ")",
+                 "events delivered → exec() returns (finish the cell, the result)"]
+        result: dict[str, Any] = {"phases": names}
+        async with self.session(on_notify=lambda _cell, _text: delivered.append(time.perf_counter())) as cm:
+            await cm.start(fill_pool=True)
             for label, pause in (("back_to_back", 0.0), ("after_pause", PAUSE_S)):
                 await self.settle()
-                await timed_exec(cm, BENCH)
-                per_exec: list[dict[str, float]] = []
-                for _ in range(10):
+                await timed_exec(cm, NOTIFIED)
+                splits: list[tuple[float, float]] = []
+                for _ in range(self.sizes.phase_execs):
                     if pause:
                         await asyncio.sleep(pause)
-                    marks.clear()
-                    called = clock()
-                    await cm.exec(BENCH)
-                    returned = clock()
-                    point = {"called": called, "returned": returned}
-                    for key, values in marks.items():
-                        point[key], point[key + "_last"] = values[0], values[-1]
-                    per_exec.append(point)
+                    delivered.clear()
+                    called = time.perf_counter()
+                    await timed_exec(cm, NOTIFIED)
+                    returned = time.perf_counter()
+                    splits.append((delivered[0] - called, returned - delivered[0]))
                 result[label] = {
-                    "total_s": statistics.median(p["returned"] - p["called"] for p in per_exec),
-                    "phase_s": [statistics.median(p[b] - p[a] for p in per_exec) for _, a, b in names],
+                    "total_s": statistics.median(a + b for a, b in splits),
+                    "phase_s": [statistics.median(split[k] for split in splits) for k in range(len(names))],
                 }
-        finally:
-            for restore in reversed(undo):
-                restore()
         return result
 
-    async def pool_size(self, _cm: CodeMode) -> dict[str, Any]:
+    async def pool_size(self) -> dict[str, Any]:
         """The reference loop (1 warm-up + 25 execs back to back, after a settle) on the shared
         process engine and on one whose workers keep another number of prepared isolates (16 if
         the default holds enough for the loop, else 32): what the pool size does to it."""
-        from codemode import engines
-
         default_size = engines.shared("process").config.isolate_pool_size  # type: ignore[attr-defined]
         other_size = 16 if default_size >= 26 else 32
-        other = engines.ProcessEngine(isolate_pool_size=other_size)
+        loop, rounds = self.sizes.pool_loop, self.sizes.pool_rounds
         out: dict[str, Any] = {}
-        try:
+        async with engines.ProcessEngine(isolate_pool_size=other_size) as other:
             for label, engine, size in (("default", None, default_size), ("other", other, other_size)):
                 extra = () if engine is None else (engine,)
-                by_position = [0.0] * 25
-                rounds = 2
+                by_position = [0.0] * loop
                 for _ in range(rounds):
                     async with CodeMode(tools=TOOLS, isolation="process", engine=engine) as cm:
                         await cm.start(fill_pool=True)
                         await procstats.settle("process", extra=extra)
                         await timed_exec(cm, BENCH)
-                        for k in range(25):
+                        for k in range(loop):
                             by_position[k] += await timed_exec(cm, BENCH) / rounds
                 out[label] = {"by_position_s": by_position, "first_11_s": statistics.mean(by_position[:11]),
                               "rest_s": statistics.mean(by_position[11:]), "mean_s": statistics.mean(by_position),
                               "isolate_pool_size": size}
-        finally:
-            other.close()
         return out
 
-    async def noop_round_trip(self, cm: CodeMode) -> dict[str, Any]:
-        """The engine path's own round trip, without a script: over the worker pipe (process), or
-        into a prepared isolate (in-process)."""
-        run, label, close, fresh = await (self._noop_pipe() if self.isolation == "process"
-                                          else self._noop_isolate(cm))
-        try:
-            out: dict[str, Any] = {"what": label}
-            # A fresh isolate per round trip (in-process) drains the pool: stay within it.
-            for key, pause, n in (("back_to_back", 0.0, 12 if fresh else 200), ("after_pause", PAUSE_S, 20)):
-                await self.settle()
-                await run()
-                times = []
-                for _ in range(n):
-                    if pause:
-                        await asyncio.sleep(pause)
-                    t = time.perf_counter()
-                    await run()
-                    times.append(time.perf_counter() - t)
-                out[key] = stats(times)
-            if self.isolation != "process":
-                out["same_isolate"] = await self._same_isolate(cm)
-            return out
-        finally:
-            await close()
 
-    async def _noop_pipe(self) -> tuple[Callable[[], Awaitable[None]], str, Callable[[], Awaitable[None]], bool]:
-        from codemode import engines
-        from codemode._engine.process import _protocol as wire
+class Running:
+    """Cells whose scripts have started on an engine (their `notify` arrived) and whose exec has
+    not returned yet: the most at once is how many the engine ran side by side."""
 
-        pool = engines.shared("process").pool  # type: ignore[attr-defined]
-        worker = next(w for w in pool.workers() if w.ready and not w.dead)
-        loop = asyncio.get_running_loop()
-        waiting: list[asyncio.Future[None]] = []
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
 
-        class Echo:  # stands in for a cell: the worker answers TERMINATE of an unknown cell at once
-            id = -1
-            heap = 0
+    def started(self, _cell_id: str, _text: str) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
 
-            def deliver_threadsafe(self, events: Any) -> None: ...
-            def died_threadsafe(self, error: str) -> None: ...
-
-            def terminated_threadsafe(self) -> None:
-                loop.call_soon_threadsafe(lambda: waiting.pop().set_result(None))
-
-        worker.cells[Echo.id] = Echo()
-
-        async def run() -> None:
-            future = loop.create_future()
-            waiting.append(future)
-            worker.send([wire.TERMINATE, Echo.id])
-            await future
-
-        async def close() -> None:
-            worker.cells.pop(Echo.id, None)
-
-        return (run, "TERMINATE of an unknown cell and its TERMINATED reply: host loop → pipe → worker's loop → "
-                     "pipe → host reader thread → host loop; no V8", close, False)
-
-    async def _noop_isolate(self, cm: CodeMode) -> tuple[Callable[[], Awaitable[None]], str,
-                                                         Callable[[], Awaitable[None]], bool]:
-        pool = cm._engine_session._pool  # type: ignore[attr-defined,union-attr]
-
-        async def run() -> None:
-            isolate = pool.take_nowait() or await pool.take()
-            await isolate.submit("1")
-            pool.release(isolate)
-
-        async def close() -> None:
-            return None
-
-        return (run, "eval of `1` in a prepared, never-used isolate from the pool (as every exec gets one): "
-                     "event loop → isolate thread → V8 → completion callback → event loop", close, True)
-
-    async def _same_isolate(self, cm: CodeMode) -> dict[str, Any]:
-        """The same eval again and again in one isolate (its thread warm), back to back."""
-        pool = cm._engine_session._pool  # type: ignore[attr-defined,union-attr]
-        await self.settle()
-        isolate = pool.take_nowait() or await pool.take()
-        try:
-            for _ in range(10):
-                await isolate.submit("1")
-            times = []
-            for _ in range(100):
-                t = time.perf_counter()
-                await isolate.submit("1")
-                times.append(time.perf_counter() - t)
-        finally:
-            pool.release(isolate)
-        return stats(times)
+    async def exec(self, cm: CodeMode, code: str) -> Any:
+        result = await cm.exec(code)
+        self.now -= 1
+        return result
 
 
 # -- a raw pipe round trip to a trivial echo process (the OS's and Python's share) -------------
@@ -506,46 +388,47 @@ def report_lines(data: dict[str, Any]) -> list[str]:
                   f"RSS {s['rss_start'] / MIB:.1f} → {s['rss_end'] / MIB:.1f} MiB, threads {s['threads_start']} → "
                   f"{s['threads_end']}"]
     b = data["breakdown"]
-    if "phases" in b and "phase_s" in b["phases"].get("back_to_back", {}):
-        lines += ["", "phases of a warm exec (median): back to back | after a pause"]
-        for i, name in enumerate(b["phases"]["phases"]):
-            lines.append(f"  {name}: {fmt_ms(b['phases']['back_to_back']['phase_s'][i])} | "
-                         f"{fmt_ms(b['phases']['after_pause']['phase_s'][i])}")
-    for key in ("noop", "raw_pipe"):
-        probe = b.get(key, {})
-        if "back_to_back" in probe:
-            lines.append(f"{key}: {fmt_ms(probe['back_to_back']['median_s'])} back to back, "
-                         f"{fmt_ms(probe['after_pause']['median_s'])} after a pause ({probe['what']})")
-        elif probe:
-            lines.append(f"{key}: {probe.get('unavailable')}")
+    lines += ["", "phases of a warm exec (median): back to back | after a pause"]
+    for i, name in enumerate(b["phases"]["phases"]):
+        lines.append(f"  {name}: {fmt_ms(b['phases']['back_to_back']['phase_s'][i])} | "
+                     f"{fmt_ms(b['phases']['after_pause']['phase_s'][i])}")
+    raw = b["raw_pipe"]
+    lines.append(f"raw pipe: {fmt_ms(raw['back_to_back']['median_s'])} back to back, "
+                 f"{fmt_ms(raw['after_pause']['median_s'])} after a pause ({raw['what']})")
     return lines
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    bench = Bench(args.isolation, args.quick)
+    bench = Bench(args.isolation, Sizes(args.quick, args.smoke))
     data: dict[str, Any] = {"isolation": args.isolation}
     async with bench.session() as cm:
         await cm.start(fill_pool=True)
         data["pause"] = await bench.pause(cm)
         data["round_trips"] = await bench.round_trips(cm)
-        data["breakdown"] = await bench.breakdown(cm)
+        data["breakdown"] = await bench.breakdown()
         data["sustained"] = await bench.sustained(cm, args.execs)
     data["concurrent"] = await bench.concurrent()
     data["workers_end"] = len(procstats.engine_pids(args.isolation))
-    if args.isolation == "process":
-        from codemode import engines
-
-        data["engine_config"] = vars(engines.shared("process").config)  # type: ignore[attr-defined]
+    engine = engines.shared(args.isolation)
+    if isinstance(engine, engines.ProcessEngine):
+        data["engine_config"] = dataclasses.asdict(engine.config)
+    else:
+        data["engine_config"] = {"pool_size": engine.pool_size}  # type: ignore[attr-defined]
     return data
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--isolation", choices=("process", "in-process"), default="process")
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="fewer repetitions")
+    sizes.add_argument("--smoke", action="store_true", help="every part at a tiny size, no settling: does it run?")
     parser.add_argument("--execs", type=int, default=1000, help="execs for the sustained run")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
+    if args.smoke:
+        procstats.enter_smoke_mode()
+        args.execs = min(args.execs, 5)
     data = asyncio.run(main_async(args))
     print("\n".join(report_lines(data)))
     if args.json:

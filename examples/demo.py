@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from example_tools import TOOLS  # noqa: E402
 
-from codemode import CodeMode, ExecResult  # noqa: E402
+from codemode import CodeMode, ExecResult, to_model  # noqa: E402
 
 RULE = "─" * 78
 
@@ -27,12 +27,9 @@ def show_call(tool: str, payload: str) -> None:
 
 
 def show_result(result: ExecResult) -> None:
-    output = result.to_model("responses")
+    output = to_model(result, "responses")
     print("model ←")
-    if isinstance(output, str):
-        print("\n".join("    " + line for line in output.splitlines()))
-    else:
-        print("\n".join("    " + line for line in json.dumps(output, indent=2, ensure_ascii=False).splitlines()))
+    print("\n".join("    " + line for line in json.dumps(output, indent=2, ensure_ascii=False).splitlines()))
 
 
 async def main() -> None:

@@ -8,6 +8,7 @@ official SDK types); the loop runs them through a real session and sends back wh
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from anthropic.types import Message, ToolResultBlockParam
@@ -17,7 +18,7 @@ from openai.types.responses import ResponseCustomToolCallOutputParam
 from openai.types.responses.response_input_param import FunctionCallOutput
 from pydantic import TypeAdapter
 
-from codemode import CodeMode
+from codemode import CodeMode, to_model
 
 SCRIPT = """// @exec: {"yield_time_ms": 200}
 text(await tools.add({ a: 2, b: 3 }));
@@ -48,18 +49,18 @@ async def test_responses_api_loop() -> None:
         for call in scripted:
             if isinstance(call, ResponseCustomToolCall):
                 result = await cm.exec(call.input)
-                item: Any = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": result.to_model()}
+                item: Any = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": to_model(result)}
                 TypeAdapter(ResponseCustomToolCallOutputParam).validate_python(item)
             else:
                 result = await cm.wait(**json.loads(call.arguments))
-                item = {"type": "function_call_output", "call_id": call.call_id, "output": result.to_model()}
+                item = {"type": "function_call_output", "call_id": call.call_id, "output": to_model(result)}
                 TypeAdapter(FunctionCallOutput).validate_python(item)
             outputs.append(item["output"])
     first, second = outputs
-    assert first == [
-        {"type": "input_text", "text": "Script running with cell ID 1\nWall time 0.0 seconds\nOutput:\n"},
-        {"type": "input_text", "text": "5"},
-    ]
+    header, *rest = first
+    assert header.keys() == {"type", "text"} and header["type"] == "input_text"
+    assert re.fullmatch(r"Script running with cell ID 1\nWall time \d+\.\d seconds\nOutput:\n", header["text"])
+    assert rest == [{"type": "input_text", "text": "5"}]
     assert second[1:] == [
         {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"},
         {"type": "input_text", "text": "done"},
@@ -89,7 +90,7 @@ async def test_chat_completions_loop() -> None:
         for call in assistant.tool_calls:
             assert call.type == "function"
             result = await cm.exec(json.loads(call.function.arguments)["code"])
-            message = {"role": "tool", "tool_call_id": call.id, "content": result.to_model("chat")}
+            message = {"role": "tool", "tool_call_id": call.id, "content": to_model(result, "chat")}
             TypeAdapter(ChatCompletionToolMessageParam).validate_python(message)
             messages.append(message)
     assert "Script completed" in json.dumps(messages[0]["content"])
@@ -121,8 +122,8 @@ async def test_anthropic_messages_loop() -> None:
             tool_result = {
                 "type": "tool_result",
                 "tool_use_id": block.id,
-                "content": result.to_model("anthropic"),
-                "is_error": not result.success,
+                "content": to_model(result, "anthropic"),
+                "is_error": result.status == "failed",
             }
             TypeAdapter(ToolResultBlockParam).validate_python(tool_result)
             results.append(tool_result)

@@ -19,12 +19,13 @@ import mcp_types
 import pytest
 from mcp import Client
 
-from codemode import CodeMode, ExecResult, TextItem, Tool, ToolError, UsageError
+from codemode import CodeMode, ExecResult, Limits, TextItem, Tool, ToolError, UsageError, to_model
 from codemode import ApprovalDecision, ToolCall
 from codemode.formats import Api
 from codemode.mcp_server import create_server
-from fake_engine import FakeEngine
+from codemode.testing import FakeEngine
 from mcp_support import STOPPED_CLEANLY, start_http_server, stop
+from codemode._output import model_items
 from codemode._session.tool_calls import approve_running_call
 from codemode.tools import requires_approval
 from codemode.tools.mcp import load_mcp_config
@@ -45,7 +46,7 @@ def texts(result: ExecResult) -> list[str]:
 
 
 def model_texts(result: ExecResult) -> list[str]:
-    return [item.text for item in result.model_items() if isinstance(item, TextItem)]
+    return [item.text for item in model_items(result) if isinstance(item, TextItem)]
 
 
 class Files:
@@ -342,7 +343,7 @@ async def test_close_with_pending_approvals_cancels_them(files: Files) -> None:
     cm = CodeMode(tools=files.tools())
     result = await within(cm.exec(DELETE, yield_time_ms=LONG_YIELD_MS))
     assert result.cell_id is not None and result.pending_approvals
-    await within(cm.close())
+    await within(cm.aclose())
     assert [r.outcome for r in cm.tool_calls(result.cell_id)] == ["ok", "cancelled"]
     with pytest.raises(UsageError, match="has ended"):
         await cm.approve(result.cell_id, result.pending_approvals[0].call_id)
@@ -351,7 +352,7 @@ async def test_close_with_pending_approvals_cancels_them(files: Files) -> None:
 
 async def test_an_approval_that_never_comes_times_out_with_a_clear_rejection(files: Files) -> None:
     code = 'try { await tools.delete_file({ path: "/x" }); } catch (e) { text(e); }'
-    async with CodeMode(tools=files.tools(), approval_timeout_s=0.2) as cm:
+    async with CodeMode(tools=files.tools(), limits=Limits(approval_timeout_s=0.2)) as cm:
         result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
         assert result.cell_id is not None and result.pending_approvals
         call_id = result.pending_approvals[0].call_id
@@ -370,7 +371,7 @@ async def test_a_late_approval_of_a_timed_out_call_in_a_live_cell_says_so(files:
     yield_control();
     await new Promise(() => {});
     """
-    async with CodeMode(tools=files.tools(), approval_timeout_s=0.2) as cm:
+    async with CodeMode(tools=files.tools(), limits=Limits(approval_timeout_s=0.2)) as cm:
         result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
         assert result.cell_id is not None
         call_id = result.pending_approvals[0].call_id
@@ -407,7 +408,7 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(UsageError, match="`approve` must be a callable"):
         CodeMode(approve="yes")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="`approval_timeout_s` must be a positive number"):
-        CodeMode(approval_timeout_s=0)
+        CodeMode(limits=Limits(approval_timeout_s=0))
 
 
 async def test_the_pending_call_appears_in_every_model_format(cm: CodeMode) -> None:
@@ -415,7 +416,7 @@ async def test_the_pending_call_appears_in_every_model_format(cm: CodeMode) -> N
     line = 'Waiting for approval: call 1 tools.delete_file({"path":"/a"})'
     apis: tuple[Api, ...] = ("responses", "chat", "anthropic", "mcp")
     for api in apis:
-        assert line in repr(result.to_model(api))
+        assert line in repr(to_model(result, api))
 
 
 # -- MCP servers: per server or per tool ------------------------------------------------------------
@@ -426,6 +427,7 @@ def py_server(**settings: Any) -> dict[str, Any]:
     return {"command": sys.executable, "args": [str(PY_SERVER)], **settings}
 
 
+@pytest.mark.integration
 async def test_an_mcp_server_config_names_the_tools_that_require_approval() -> None:
     servers = {"py": py_server(requires_approval=["add"]), "all": py_server(requiresApproval=True)}
     config = {"mcpServers": servers}
@@ -479,6 +481,7 @@ def mcp_text(result: mcp_types.CallToolResult) -> str:
 MCP_DELETE = {"code": 'text(await tools.delete_file({ path: "/tmp/x" }))'}
 
 
+@pytest.mark.integration
 async def test_over_mcp_the_client_is_asked_with_elicitation_and_an_accept_runs_the_call(
     files: Files,
 ) -> None:
@@ -493,6 +496,7 @@ async def test_over_mcp_the_client_is_asked_with_elicitation_and_an_accept_runs_
     assert files.deleted == ["/tmp/x"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("action", "approve"), [("decline", True), ("cancel", True), ("accept", False)])
 async def test_over_mcp_anything_but_an_accepted_approval_rejects_the_call(
     files: Files, action: Literal["accept", "decline", "cancel"], approve: bool
@@ -506,6 +510,7 @@ async def test_over_mcp_anything_but_an_accepted_approval_rejects_the_call(
     assert files.deleted == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("mode", "callback", "why"),
     [
@@ -528,6 +533,7 @@ async def test_over_mcp_without_a_way_to_ask_the_call_is_rejected_never_run(
     assert files.deleted == [] and answers.asked == []
 
 
+@pytest.mark.integration
 async def test_over_mcp_the_host_policy_decides_first_and_leaves_only_ask_to_the_client(files: Files) -> None:
     def policy(call: ToolCall) -> ApprovalDecision:
         return "ask" if call.arguments["path"] == "/ask" else call.arguments["path"] == "/ok"
@@ -610,6 +616,7 @@ async def test_approve_running_call_outside_a_nested_call_is_a_usage_error() -> 
         await approve_running_call()
 
 
+@pytest.mark.integration
 def test_over_mcp_http_the_client_approves_a_downstream_servers_call(tmp_path: Path) -> None:
     """`codemode mcp --transport http` in a subprocess; its downstream server's `add` needs approval."""
     config = tmp_path / "mcp.json"

@@ -1,7 +1,7 @@
 """The cell logic (`CodeMode` + `Cell`) against a scripted engine, so that every interleaving of
 script events and host commands is reached on purpose rather than by timing.
 
-The engine is `tests/fake_engine.py`: the test plays the script (`emit_text`, `call_tool`,
+The engine is `codemode.testing.FakeEngine`: the test plays the script (`emit_text`, `call_tool`,
 `yield_`, `finish`, `memory_limit`, `die`) and reads what the cell layer told the engine.
 Only generous liveness bounds (`within`), no timing assertions.
 """
@@ -15,10 +15,10 @@ from typing import TypeVar
 
 import pytest
 
-from codemode import CodeMode, ExecResult
+from codemode import CodeMode, ExecResult, Limits, to_model
 from codemode._session.limits import memory_limit_error, time_limit_error
-from codemode._types import TextItem
-from fake_engine import FakeCell, FakeEngine
+from codemode._protocol.types import TextItem
+from codemode.testing import FakeCell, FakeEngine
 
 T = TypeVar("T")
 
@@ -69,11 +69,8 @@ def texts(result: ExecResult) -> list[str]:
 
 
 def model_text(result: ExecResult) -> str:
-    """The model-facing text (`to_model()`: a string, or a list of content items), joined."""
-    rendered = result.to_model()
-    if isinstance(rendered, str):
-        return rendered
-    return "\n".join(str(part.get("text", "")) for part in rendered if isinstance(part, dict))
+    """The model-facing text (`to_model(result)`: a list of content items), joined."""
+    return "\n".join(str(part.get("text", "")) for part in to_model(result))
 
 
 @pytest.fixture
@@ -485,7 +482,7 @@ async def test_engine_dying_during_terminate_ends_the_terminate(cm: CodeMode, en
 # -- limits that stop a cell while host callbacks are pending --------------------------------------
 async def test_time_limit_stops_a_silent_cell(engine: FakeEngine) -> None:
     """A script that never reports anything is stopped by the wall-clock budget and fails."""
-    async with CodeMode(engine=engine, cell_time_limit_ms=50) as cm:
+    async with CodeMode(engine=engine, limits=Limits(cell_time_limit_ms=50)) as cm:
         run, cell = await start_exec(cm, engine)
         result = await within(run)
         assert (result.status, result.error) == ("failed", time_limit_error(50))
@@ -519,7 +516,7 @@ async def test_time_limit_with_a_pending_async_notify_callback_fails_promptly(en
     async def on_notify(cell_id: str, text: str) -> None:
         await never.wait()
 
-    async with CodeMode(engine=engine, on_notify=on_notify, cell_time_limit_ms=50) as cm:
+    async with CodeMode(engine=engine, on_notify=on_notify, limits=Limits(cell_time_limit_ms=50)) as cm:
         run, cell = await start_exec(cm, engine)
         cell.notify("working")
         result = await within(run)

@@ -20,6 +20,7 @@ from codemode._describe import (
     wait_description,
     wait_parameters,
 )
+from codemode._protocol.config import Defaults
 from codemode.tools._tool import Tool, ToolKind
 
 EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
@@ -54,12 +55,8 @@ def only(tool: Tool) -> NestedTool:
     return nested
 
 
-def describe(tools: list[Tool], *, code_mode_only: bool = True, default_yield_time_ms: int = 30_000) -> str:
-    return exec_description(
-        nested_tool_table(tools),
-        code_mode_only=code_mode_only,
-        default_yield_time_ms=default_yield_time_ms,
-    )
+def describe(tools: list[Tool], *, code_mode_only: bool = True, defaults: Defaults = Defaults(30_000)) -> str:
+    return exec_description(nested_tool_table(tools), code_mode_only=code_mode_only, defaults=defaults)
 
 
 def mcp_tool(name: str, description: str, structured: dict[str, Any] | None, **kwargs: Any) -> Tool:
@@ -440,8 +437,12 @@ def test_mixed_mode_does_not_list_tools() -> None:
 
 def test_default_yield_time_is_configurable() -> None:
     assert "yield early if the script is still running. Defaults to 30000 ms." in describe([])
-    assert "Defaults to 10000 ms." in describe([], default_yield_time_ms=10_000)
+    assert "Defaults to 10000 ms." in describe([], defaults=Defaults(exec_yield_time_ms=10_000))
     assert "Defaults to 10000 tokens." in describe([])
+
+
+def test_default_output_budget_is_configurable() -> None:
+    assert "returns directly. Defaults to 500 tokens." in describe([], defaults=Defaults(max_output_tokens=500))
 
 
 def test_helper_signatures() -> None:
@@ -453,6 +454,7 @@ def test_helper_signatures() -> None:
         f"`image(imageUrlOrItem: string | {{ image_url: string; detail?: {detail} }} | ImageContent, "
         f"detail?: {detail})`",
         "`audio(audioUrlOrItem: string | { audio_url: string } | AudioContent)`",
+        "`generatedImage(result: { image_url: string; output_hint?: string })`",
         "`forward_output(...outputs)`",
         "`store(key: string, value: any)`",
         "`load(key: string)`",
@@ -463,13 +465,12 @@ def test_helper_signatures() -> None:
         "`yield_control()`",
     ]:
         assert f"\n- {signature}: " in description
-    assert "generatedImage" not in description
     assert '`// @exec: {"yield_time_ms": 10000, "max_output_tokens": 1000}`' in description
 
 
 def test_json_input_variant_talks_about_code() -> None:
     description = exec_description(
-        [], code_mode_only=False, default_yield_time_ms=30_000, input_format="json"
+        [], code_mode_only=False, defaults=Defaults(30_000), input_format="json"
     )
     assert "- `code` holds raw JavaScript source text: not JSON" in description
     assert "Send raw JavaScript source text" not in description
@@ -483,7 +484,7 @@ def test_exec_description_starts_with_the_title() -> None:
 
 
 def test_wait_description() -> None:
-    description = wait_description()
+    description = wait_description(Defaults())
     assert description.startswith(
         "Waits on a yielded `exec` cell and returns new output or completion.\n- Use `wait` only after "
         "`exec` returned `Script running with cell ID ...`."
@@ -493,8 +494,18 @@ def test_wait_description() -> None:
     assert "`terminate: true` stops the running cell; false or omitted waits for output." in description
 
 
+def test_wait_texts_quote_the_given_defaults() -> None:
+    defaults = Defaults(wait_yield_time_ms=2000, max_output_tokens=500)
+    description = wait_description(defaults)
+    assert "again. Defaults to 2000 ms." in description
+    assert "returns. Defaults to 500 tokens." in description
+    properties = wait_parameters(defaults)["properties"]
+    assert properties["yield_time_ms"]["description"].endswith("Defaults to 2000 ms.")
+    assert properties["max_tokens"]["description"].endswith("Defaults to 500 tokens.")
+
+
 def test_wait_parameters() -> None:
-    assert wait_parameters() == {
+    assert wait_parameters(Defaults()) == {
         "type": "object",
         "properties": {
             "cell_id": {"type": "string", "description": "Identifier of the running exec cell."},
@@ -514,8 +525,8 @@ def test_wait_parameters() -> None:
         "required": ["cell_id"],
         "additionalProperties": False,
     }
-    wait_parameters()["properties"].clear()
-    assert "cell_id" in wait_parameters()["properties"]
+    wait_parameters(Defaults())["properties"].clear()
+    assert "cell_id" in wait_parameters(Defaults())["properties"]
 
 
 # --- ALL_TOOLS (1.8) ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import MakeCodeMode
 
-from codemode import ExecResult, SyncCodeMode, TextItem
+from codemode import Defaults, ExecResult, SyncCodeMode, TextItem
 from codemode._describe import exec_description, nested_tool_table
 from codemode._output import approx_tokens
 from codemode.formats import tool_specs
@@ -60,11 +60,11 @@ async def test_below_the_budget_the_description_is_exactly_the_declaring_one(mak
     cm = await make_cm(tools=[add, shout])
     await cm.start()
     tools = [entry.tool for entry in cm.tools]
-    declaring = exec_description(nested_tool_table(tools), code_mode_only=True, default_yield_time_ms=10_000)
+    declaring = exec_description(nested_tool_table(tools), code_mode_only=True, defaults=Defaults())
     assert cm.exec_description() == declaring
     assert "### `add`" in declaring and "Finding tools" not in declaring
     for api in ("responses", "chat", "anthropic", "mcp"):
-        assert cm.tool_specs(api) == tool_specs(tools, api, code_mode_only=True, default_yield_time_ms=10_000)
+        assert cm.tool_specs(api) == tool_specs(tools, api, code_mode_only=True, defaults=Defaults())
     out = texts(
         await cm.exec("text(typeof tools_search); text(typeof tools_describe); text(typeof tools.nope)")
     )
@@ -115,8 +115,9 @@ async def test_no_budget_always_declares(make_cm: MakeCodeMode) -> None:
     assert "### `add`" in cm.exec_description()
 
 
+@pytest.mark.slow
 def test_a_thousand_operations_exceed_the_default_budget(github: SyncCodeMode) -> None:
-    session = github.session
+    session = github
     description = session.exec_description()
     count = len(session.tools)
     assert count > 1000
@@ -129,10 +130,11 @@ def test_a_thousand_operations_exceed_the_default_budget(github: SyncCodeMode) -
     assert "- `add`: Add two integers.\n" in description  # a tool of no server comes first, without a header
     assert "exec tool declaration" not in description
     declaring = exec_description(nested_tool_table([t.tool for t in session.tools]), code_mode_only=True,
-                                 default_yield_time_ms=session.default_yield_time_ms)  # fmt: skip
+                                 defaults=session.defaults)  # fmt: skip
     assert approx_tokens(description) * 10 < approx_tokens(declaring)
 
 
+@pytest.mark.integration
 async def test_mcp_tools_are_grouped_by_server(make_cm: MakeCodeMode) -> None:
     config = {"mcpServers": {"everything": {"command": str(EVERYTHING_BIN), "args": ["stdio"]}}}
     cm = await make_cm(tools=[add], mcp_servers=config, description_budget_tokens=0)
@@ -153,6 +155,7 @@ async def test_mcp_tools_are_grouped_by_server(make_cm: MakeCodeMode) -> None:
 # -- search ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_ranks_issues_create_first_three_for_create_an_issue(github: SyncCodeMode) -> None:
     out = run(github, 'text(JSON.stringify(await tools_search("create an issue", { limit: 3 })))')
     hits = json.loads(out[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
@@ -11,8 +12,11 @@ import pytest
 from anthropic.types import ToolParam as AnthropicToolParam
 from anthropic.types import ToolResultBlockParam
 from anthropic.types.tool_result_block_param import Content as AnthropicContent
-from openai.types.chat import ChatCompletionContentPartTextParam, ChatCompletionToolMessageParam
-from openai.types.chat import ChatCompletionToolUnionParam
+from openai.types.chat import (
+    ChatCompletionContentPartTextParam,
+    ChatCompletionToolMessageParam,
+    ChatCompletionToolUnionParam,
+)
 from openai.types.responses import (
     ResponseCustomToolCallOutputParam,
     ResponseInputAudioParam,
@@ -28,8 +32,8 @@ from openai.types.responses.response_input_param import FunctionCallOutput
 from pydantic import TypeAdapter
 
 from codemode._describe import exec_description, nested_tool_table, wait_description, wait_parameters
-from codemode._result import ExecResult
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._protocol.config import Defaults
+from codemode._protocol.types import AudioItem, ExecResult, ImageItem, OutputItem, TextItem
 from codemode.errors import UsageError
 from codemode.formats import Api, to_model, tool_specs
 from codemode.formats._data_url import DataUrl, parse_data_url
@@ -41,6 +45,7 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
 WAV = "data:audio/wav;base64,YXVkaW8="
 TOOLS = [Tool(name="foo", description="bar", handler=lambda arguments: arguments)]
 APIS: list[Api] = ["responses", "chat", "anthropic", "mcp"]
+DEFAULTS = Defaults(exec_yield_time_ms=30_000)
 
 
 def check(type_: Any, value: Any) -> None:
@@ -62,7 +67,7 @@ def completed(*items: OutputItem) -> ExecResult:
 
 
 def specs(api: Api, *, code_mode_only: bool = True) -> list[dict[str, Any]]:
-    return tool_specs(TOOLS, api, code_mode_only=code_mode_only, default_yield_time_ms=30_000)
+    return tool_specs(TOOLS, api, code_mode_only=code_mode_only, defaults=DEFAULTS)
 
 
 MIXED = completed(TextItem("a"), ImageItem(PNG), ImageItem(PNG, detail="original"), AudioItem(WAV))
@@ -81,11 +86,11 @@ def test_unknown_api_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown api 'gemini'; use one of: responses, chat"):
         to_model(completed(), "gemini")  # type: ignore[arg-type]
     with pytest.raises(UsageError):
-        tool_specs(TOOLS, "gemini", code_mode_only=True, default_yield_time_ms=1)  # type: ignore[arg-type]
+        tool_specs(TOOLS, "gemini", code_mode_only=True)  # type: ignore[arg-type]
 
 
-def test_result_to_model_defaults_to_responses() -> None:
-    assert completed(TextItem("a")).to_model() == to_model(completed(TextItem("a")), "responses")
+def test_to_model_defaults_to_responses() -> None:
+    assert to_model(completed(TextItem("a"))) == to_model(completed(TextItem("a")), "responses")
 
 
 # --- Responses API -----------------------------------------------------------------------------
@@ -98,7 +103,7 @@ def test_responses_tool_specs() -> None:
         "type": "custom",
         "name": "exec",
         "description": exec_description(
-            nested_tool_table(TOOLS), code_mode_only=True, default_yield_time_ms=30_000
+            nested_tool_table(TOOLS), code_mode_only=True, defaults=DEFAULTS
         ),
         "format": {"type": "grammar", "syntax": "lark", "definition": EXEC_GRAMMAR},
     }
@@ -106,9 +111,9 @@ def test_responses_tool_specs() -> None:
     assert wait_spec == {
         "type": "function",
         "name": "wait",
-        "description": wait_description(),
+        "description": wait_description(DEFAULTS),
         "strict": False,
-        "parameters": wait_parameters(),
+        "parameters": wait_parameters(DEFAULTS),
     }
 
 
@@ -127,8 +132,8 @@ def test_exec_grammar_terminals() -> None:
     assert not pragma.fullmatch("text(1)")
 
 
-def test_responses_single_text_is_a_plain_string() -> None:
-    assert to_model(completed(), "responses") == HEADER
+def test_responses_single_text_is_a_list_too() -> None:
+    assert to_model(completed(), "responses") == [{"type": "input_text", "text": HEADER}]
     check(
         ResponseCustomToolCallOutputParam,
         {"type": "custom_tool_call_output", "call_id": "c1", "output": to_model(completed(), "responses")},
@@ -136,8 +141,10 @@ def test_responses_single_text_is_a_plain_string() -> None:
 
 
 def test_responses_rejected_input_is_its_message() -> None:
-    rejected = ExecResult(status="failed", cell_id=None, error="exec pragma must be followed by JavaScript")
-    assert to_model(rejected, "responses") == "exec pragma must be followed by JavaScript"
+    rejected = ExecResult(status="rejected", cell_id=None, error="exec pragma must be followed by JavaScript")
+    assert to_model(rejected, "responses") == [
+        {"type": "input_text", "text": "exec pragma must be followed by JavaScript"}
+    ]
 
 
 def test_responses_content_items() -> None:
@@ -208,21 +215,21 @@ def test_chat_tool_specs() -> None:
         "additionalProperties": False,
     }
     assert exec_spec["function"]["description"] == exec_description(
-        nested_tool_table(TOOLS), code_mode_only=True, default_yield_time_ms=30_000, input_format="json"
+        nested_tool_table(TOOLS), code_mode_only=True, defaults=DEFAULTS, input_format="json"
     )
     assert wait_spec == {
         "type": "function",
         "function": {
             "name": "wait",
-            "description": wait_description(),
-            "parameters": wait_parameters(),
+            "description": wait_description(DEFAULTS),
+            "parameters": wait_parameters(DEFAULTS),
             "strict": False,
         },
     }
 
 
 def test_chat_output() -> None:
-    assert to_model(completed(), "chat") == HEADER
+    assert to_model(completed(), "chat") == [{"type": "text", "text": HEADER}]
     output = to_model(MIXED, "chat")
     assert output == [
         {"type": "text", "text": HEADER},
@@ -232,7 +239,7 @@ def test_chat_output() -> None:
         {"type": "text", "text": "[audio omitted: Chat Completions tool messages carry text only]"},
     ]
     check(list[ChatCompletionContentPartTextParam], output)
-    for content in (output, HEADER):
+    for content in (output, to_model(completed(), "chat")):
         check(ChatCompletionToolMessageParam, {"role": "tool", "tool_call_id": "c1", "content": content})
 
 
@@ -243,7 +250,7 @@ def test_anthropic_tool_specs() -> None:
     exec_spec, wait_spec = specs("anthropic")
     check(list[AnthropicToolParam], [exec_spec, wait_spec])
     assert exec_spec["input_schema"]["required"] == ["code"]
-    assert wait_spec == {"name": "wait", "description": wait_description(), "input_schema": wait_parameters()}
+    assert wait_spec == {"name": "wait", "description": wait_description(DEFAULTS), "input_schema": wait_parameters(DEFAULTS)}
 
 
 def test_anthropic_output() -> None:
@@ -307,7 +314,7 @@ def test_mcp_tool_specs() -> None:
         "required": ["code"],
         "additionalProperties": False,
     }
-    assert wait_spec == {"name": "wait", "description": wait_description(), "inputSchema": wait_parameters()}
+    assert wait_spec == {"name": "wait", "description": wait_description(DEFAULTS), "inputSchema": wait_parameters(DEFAULTS)}
 
 
 def test_mcp_output() -> None:
@@ -350,6 +357,27 @@ def test_mcp_output_marks_failures() -> None:
 def test_mcp_unreadable_data_url_becomes_a_note() -> None:
     output = to_model(completed(ImageItem("data:image/png;base64")), "mcp")
     assert output["content"][1] == {"type": "text", "text": "[image omitted: not a readable data URL]"}
+
+
+def test_mcp_output_marks_rejected_input() -> None:
+    rejected = ExecResult(status="rejected", cell_id=None, error="exec source is too large")
+    assert to_model(rejected, "mcp") == {
+        "content": [{"type": "text", "text": "exec source is too large"}],
+        "isError": True,
+    }
+
+
+# --- the defaults every spec quotes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_specs_quote_the_given_defaults(api: Api) -> None:
+    defaults = Defaults(exec_yield_time_ms=3000, wait_yield_time_ms=2000, max_output_tokens=500)
+    text = json.dumps(tool_specs(TOOLS, api, code_mode_only=True, defaults=defaults))
+    assert "Defaults to 3000 ms" in text
+    assert "Defaults to 2000 ms" in text
+    assert "Defaults to 500 tokens" in text
+    assert "10000" not in text.replace('\\"yield_time_ms\\": 10000', "")  # only the pragma example
 
 
 # --- data URLs ---------------------------------------------------------------------------------

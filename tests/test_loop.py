@@ -36,4 +36,4 @@ async def test_engine_workers_run_on_uvloop_and_the_caller_keeps_its_loop() -> N
             for pid in pids:
                 assert "uvloop" in Path(f"/proc/{pid}/maps").read_text(), pid
     finally:
-        engine.close()
+        await engine.aclose()

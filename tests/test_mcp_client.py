@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from codemode._protocol.lifecycle import State
 from codemode.errors import ToolError, UsageError
 from codemode.tools import Tool
 from codemode.tools.mcp import (
@@ -33,6 +34,10 @@ from codemode.tools.mcp import (
     McpToolset,
     load_mcp_config,
 )
+
+from waiting import wait_until
+
+pytestmark = pytest.mark.integration
 
 SERVERS = Path(__file__).parent / "mcp_servers"
 PY_SERVER = SERVERS / "py_server.py"
@@ -79,6 +84,20 @@ def http_url() -> Iterator[str]:
 
 def by_name(toolset: McpToolset) -> dict[str, Tool]:
     return {tool.name: tool for tool in toolset.tools}
+
+
+class HangsBegun:
+    """An `on_progress` hook counting the `hang` calls the server began (each reports progress first)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, event: McpProgress) -> None:
+        if event.tool == "hang":
+            self.count += 1
+
+    async def reach(self, count: int) -> None:
+        await wait_until(lambda: self.count >= count, f"the server began {count} `hang` call(s)")
 
 
 async def call(toolset: McpToolset, name: str, arguments: dict[str, Any] | None = None) -> Any:
@@ -321,7 +340,8 @@ async def test_protocol_error_rejects_naming_server_and_tool() -> None:
 
 
 async def test_crash_rejects_the_call_and_the_next_call_restarts() -> None:
-    async with McpToolset({"mcpServers": {"py": py_server()}}) as toolset:
+    begun = HangsBegun()
+    async with McpToolset({"mcpServers": {"py": py_server()}}, on_progress=begun) as toolset:
         first_pid = (await call(toolset, "mcp__py__pid"))["structuredContent"]["result"]
         with pytest.raises(ToolError) as info:
             await call(toolset, "mcp__py__crash")
@@ -336,7 +356,7 @@ async def test_crash_rejects_the_call_and_the_next_call_restarts() -> None:
 
         # Calls in flight when the server dies are all rejected; the next ones restart it once.
         hanging = [asyncio.create_task(call(toolset, "mcp__py__hang")) for _ in range(3)]
-        await asyncio.sleep(0.2)
+        await begun.reach(3)
         with pytest.raises(ToolError):
             await call(toolset, "mcp__py__crash")
         for task in hanging:
@@ -346,7 +366,8 @@ async def test_crash_rejects_the_call_and_the_next_call_restarts() -> None:
         assert len({p["structuredContent"]["result"] for p in pids} - {first_pid, second_pid}) == 1
 
 
-async def test_server_killed_between_calls_is_restarted_transparently() -> None:
+async def test_server_killed_between_calls_is_restarted_transparently(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="codemode.tools.mcp")
     async with McpToolset({"mcpServers": {"py": py_server()}}) as toolset:
         first_pid = (await call(toolset, "mcp__py__pid"))["structuredContent"]["result"]
         os.kill(first_pid, signal.SIGKILL)
@@ -354,7 +375,7 @@ async def test_server_killed_between_calls_is_restarted_transparently() -> None:
             if not Path(f"/proc/{first_pid}").exists():
                 break
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)  # and its stdout EOF
+        await wait_until(lambda: "closed the connection" in caplog.text, "the connection saw its stdout EOF")
         second_pid = (await call(toolset, "mcp__py__pid"))["structuredContent"]["result"]
         assert second_pid != first_pid
 
@@ -370,9 +391,10 @@ async def test_hanging_call_times_out_and_the_server_stays_up() -> None:
 
 
 async def test_cancelled_call_leaves_the_connection_usable() -> None:
-    async with McpToolset({"mcpServers": {"py": py_server()}}) as toolset:
+    begun = HangsBegun()
+    async with McpToolset({"mcpServers": {"py": py_server()}}, on_progress=begun) as toolset:
         task = asyncio.create_task(call(toolset, "mcp__py__hang"))
-        await asyncio.sleep(0.2)
+        await begun.reach(1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -464,6 +486,14 @@ async def test_required_server_failure_fails_start() -> None:
     with pytest.raises(McpServerError, match="MCP server `broken` exited"):
         await toolset.start()
     assert child_pids() <= before
+    assert toolset.state is State.FAILED
+    failed = "this McpToolset failed to start: McpServerError: MCP server `broken`"
+    with pytest.raises(UsageError, match=failed):
+        await toolset.start()
+    with pytest.raises(UsageError, match=failed):
+        toolset.tools
+    await toolset.aclose()
+    assert toolset.state is State.CLOSED
     with pytest.raises(UsageError, match="was closed"):
         await toolset.start()
 
@@ -488,10 +518,11 @@ async def test_lifecycle_errors_and_calls_after_close() -> None:
 
 
 async def test_close_during_a_call_rejects_it() -> None:
-    toolset = McpToolset({"mcpServers": {"py": py_server()}})
+    begun = HangsBegun()
+    toolset = McpToolset({"mcpServers": {"py": py_server()}}, on_progress=begun)
     await toolset.start()
     task = asyncio.create_task(call(toolset, "mcp__py__hang"))
-    await asyncio.sleep(0.2)
+    await begun.reach(1)
     await toolset.aclose()
     with pytest.raises(ToolError, match="MCP server `py` was shut down"):
         await task

@@ -24,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import ImageContent, LoggingMessageNotificationParams
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from codemode import CodeMode
+from codemode import CodeMode, to_model
 from codemode.mcp_server import CELL_ID_META_KEY, LOGGER_NAME, create_server
 from fixtures_tools import TOOLS
 from mcp_support import (
@@ -45,6 +45,8 @@ from mcp_support import (
     texts,
     write_config,
 )
+
+pytestmark = pytest.mark.integration
 
 class Logs:
     """A logging callback that keeps the `notifications/message` a client receives."""
@@ -83,7 +85,7 @@ async def test_in_memory_tools_and_results_match_the_public_api() -> None:
     code = f'text(await tools.add({{a: 1, b: 2}})); image("{TINY_PNG}", "low")'
     async with CodeMode(TOOLS) as cm:
         specs = cm.tool_specs("mcp")
-        expected = (await cm.exec(code)).to_model("mcp")
+        expected = to_model(await cm.exec(code), "mcp")
     for mode in ("auto", "legacy"):
         async with Client(create_server(TOOLS), mode=mode) as client:
             listed = await client.list_tools()

@@ -44,6 +44,8 @@ from mcp_support import (
     texts,
 )
 
+pytestmark = pytest.mark.integration
+
 PY_SERVER = TESTS / "mcp_servers" / "py_server.py"
 LIVENESS_S = 20.0  # generous bound for "within a few seconds" on a slow, loaded machine
 PROTOCOL = "2025-11-25"

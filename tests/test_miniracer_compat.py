@@ -77,11 +77,17 @@ def test_only_the_compat_module_imports_mini_racer() -> None:
 async def test_a_context_evaluates_pings_limits_and_frees_without_blocking_the_loop() -> None:
     loop = asyncio.get_running_loop()
     pings: list[int] = []
-    context = await loop.run_in_executor(None, lambda: _compat.V8Context(loop, lambda: pings.append(1)))
+    pinged = asyncio.Event()
+
+    def ping() -> None:
+        pings.append(1)
+        pinged.set()
+
+    context = await loop.run_in_executor(None, lambda: _compat.V8Context(loop, ping))
     try:
         assert await loop.run_in_executor(None, context.eval_blocking, "6 * 7") == 42
         assert await context.submit("globalThis.__codemode_ping__(); 'queued'") == "queued"
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(pinged.wait(), 30)
         assert pings == [1]  # the native callback reached the loop
         context.set_heap_limit(16 * 1024 * 1024)
         with pytest.raises(_compat.JSOOMException):
@@ -96,8 +102,9 @@ async def test_a_context_evaluates_pings_limits_and_frees_without_blocking_the_l
 
 async def test_freeing_stops_a_script_that_never_goes_idle() -> None:
     loop = asyncio.get_running_loop()
-    context = await loop.run_in_executor(None, lambda: _compat.V8Context(loop, lambda: None))
-    running = context.submit("for (;;) {}")
-    await asyncio.sleep(0.05)
+    started = asyncio.Event()
+    context = await loop.run_in_executor(None, lambda: _compat.V8Context(loop, started.set))
+    running = context.submit("globalThis.__codemode_ping__(); for (;;) {}")
+    await asyncio.wait_for(started.wait(), 30)  # the script runs
     await asyncio.wait_for(loop.run_in_executor(None, context.free), 10)
     running.cancel()

@@ -20,8 +20,11 @@ from openapi_servers.prism import GITHUB_SPEC, PrismError
 from openapi_servers.prism import prism as serve
 
 from codemode import ExecResult, SyncCodeMode, TextItem
-from codemode.errors import UsageError
+from codemode._protocol.lifecycle import State
+from codemode.errors import ToolError, UsageError
 from codemode.tools.openapi import OpenApiToolset, operations
+
+pytestmark = pytest.mark.integration
 
 SECRET = "Bearer test-credential-7d1f"
 # The path templates the tests below send requests to: Prism serves only these (in seconds, not
@@ -119,7 +122,7 @@ def test_arguments_are_checked_before_any_request(github: SyncCodeMode) -> None:
 
 
 def test_credentials_stay_in_the_host(github: SyncCodeMode) -> None:
-    session = github.session
+    session = github
     out = run(
         github,
         "text(JSON.stringify(ALL_TOOLS).length);\n"
@@ -187,3 +190,36 @@ def test_a_bad_source_is_refused_with_the_reason(tmp_path: Path) -> None:
         OpenApiToolset({"api": {"spec": str(tmp_path / "missing.json")}})
     with pytest.raises(UsageError, match="needs a `base_url`"):
         OpenApiToolset({"api": {"spec": {"openapi": "3.1.0", "paths": {}}}})
+
+
+TINY_SPEC = {"openapi": "3.1.0", "info": {"title": "Tiny"}, "paths": {"/ping": {"get": {"operationId": "ping"}}}}
+
+
+async def test_toolset_lifecycle_one_way_with_a_failed_start() -> None:
+    good = OpenApiToolset({"api": {"spec": TINY_SPEC, "base_url": "http://127.0.0.1:9"}})
+    assert good.state is State.NEW
+    assert [tool.name for tool in await good.start()] == ["ping"]
+    assert good.state is State.OPEN
+    with pytest.raises(UsageError, match="can be started only once"):
+        await good.start()
+    await good.aclose()
+    await good.aclose()  # idempotent
+    assert good.state is State.CLOSED
+    with pytest.raises(UsageError, match="it was closed"):
+        await good.start()
+
+    broken = OpenApiToolset(
+        {"api": {"spec": TINY_SPEC, "base_url": "http://127.0.0.1:9"}, "bad": {"spec": TINY_SPEC, "base_url": "http://[::1"}}
+    )
+    with pytest.raises(httpx.InvalidURL):
+        await broken.start()
+    assert broken.state is State.FAILED
+    with pytest.raises(UsageError, match="this OpenApiToolset failed to start: InvalidURL") as raised:
+        await broken.start()
+    assert isinstance(raised.value.__cause__, httpx.InvalidURL)
+    ping = broken.tools[0]
+    assert ping.namespace == "api"
+    with pytest.raises(ToolError, match="the `api` API is not open"):  # its client was closed again
+        await ping.handler({})
+    await broken.aclose()
+    assert broken.state is State.CLOSED

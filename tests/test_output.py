@@ -14,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codemode._output import approx_tokens, header_text, model_items, truncate_items
-from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
-from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
-from codemode.formats import Api
+from codemode._protocol.calls import PendingApproval
+from codemode._protocol.config import DEFAULT_MAX_OUTPUT_TOKENS
+from codemode._protocol.types import AudioItem, ErrorKind, ExecResult, ImageItem, OutputItem, Status, TextItem
+from codemode.formats import Api, to_model
 
 DIGITS40 = "0123456789" * 4
 AUDIO_100 = AudioItem("data:audio/wav;base64," + "A" * 100)  # 122 bytes -> 31 tokens
@@ -146,13 +147,53 @@ def test_terminated_keeps_items() -> None:
 
 def test_rejected_before_a_cell_is_just_the_message() -> None:
     message = "exec pragma must be followed by JavaScript source on subsequent lines"
-    result = ExecResult("failed", None, error=message, wall_time_s=3.0)
+    result = ExecResult("rejected", None, error=message, wall_time_s=3.0)
     assert model_items(result) == [TextItem(message)]
 
 
 def test_rejected_message_is_not_truncated() -> None:
-    result = ExecResult("failed", None, error="z" * 100, max_output_tokens=1)
+    result = ExecResult("rejected", None, error="z" * 100, max_output_tokens=1)
     assert model_items(result) == [TextItem("z" * 100)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("busy", "exec cell 1 already has an active observer"),
+        ("terminating", "exec cell 1 is already terminating"),
+        ("shutting_down", "code mode session is shutting down"),
+    ],
+)
+def test_wait_refused_for_the_cell_state_is_just_the_message(kind: ErrorKind, message: str) -> None:
+    result = ExecResult("failed", "1", error=message, error_kind=kind, wall_time_s=1.0)
+    assert model_items(result) == [TextItem(message)]
+
+
+def test_missing_cell_keeps_the_failed_header() -> None:
+    result = ExecResult("failed", "7", error="exec cell 7 not found", error_kind="not_found")
+    assert texts(model_items(result)) == [
+        "Script failed\nWall time 0.0 seconds\nOutput:\n",
+        "Script error:\nexec cell 7 not found",
+    ]
+
+
+def test_pending_approvals_follow_the_truncated_items() -> None:
+    pending = PendingApproval("1", "3", "delete_file", {"path": "/tmp/x"})
+    result = ExecResult("running", "1", (TextItem("x" * 100),), max_output_tokens=1, pending_approvals=(pending,))
+    *_, last = texts(model_items(result))
+    assert last == 'Waiting for approval: call 3 tools.delete_file({"path":"/tmp/x"})'
+
+
+@pytest.mark.parametrize("status", get_args(Status))
+def test_ok_only_for_completed(status: Status) -> None:
+    result = ExecResult(status, None if status == "rejected" else "1")
+    assert result.ok is (status == "completed")
+
+
+@pytest.mark.parametrize("status", get_args(Status))
+def test_only_rejected_results_have_no_cell(status: Status) -> None:
+    with pytest.raises(ValueError, match="cell"):
+        ExecResult(status, "1" if status == "rejected" else None)
 
 
 # --- all-text truncation (spec 2.4) -------------------------------------------------------
@@ -381,6 +422,7 @@ _items = st.lists(
 )
 
 
+@pytest.mark.slow
 @given(
     _items.filter(lambda items: not all(isinstance(item, TextItem) for item in items)),
     st.integers(min_value=0, max_value=40),
@@ -456,8 +498,9 @@ def blocks(api: Api, output: Any) -> list[dict[str, Any]]:
     return output["content"] if api == "mcp" else output
 
 
+@pytest.mark.slow
 def test_million_texts_collapse_into_one_truncated_item(million_texts: ExecResult) -> None:
-    header, body = timed(million_texts.model_items)
+    header, body = timed(lambda: model_items(million_texts))
     joined = "\n".join(f"line {i}" for i in range(1_000_000))  # ASCII: bytes are characters
     budget = DEFAULT_MAX_OUTPUT_TOKENS * 4
     assert header == TextItem(HEADER)
@@ -474,8 +517,8 @@ def test_million_texts_collapse_into_one_truncated_item(million_texts: ExecResul
 
 @pytest.mark.parametrize("api", APIS)
 def test_million_texts_to_model(million_texts: ExecResult, api: Api) -> None:
-    output = timed(lambda: million_texts.to_model(api))
-    header, body = million_texts.model_items()
+    output = timed(lambda: to_model(million_texts, api))
+    header, body = model_items(million_texts)
     assert isinstance(header, TextItem) and isinstance(body, TextItem)
     assert blocks(api, output) == [
         {"type": TEXT_BLOCK[api], "text": header.text},
@@ -485,7 +528,7 @@ def test_million_texts_to_model(million_texts: ExecResult, api: Api) -> None:
 
 
 def test_mixed_100k_keeps_images_in_place_and_fits_the_budget(mixed_100k: ExecResult) -> None:
-    out = timed(mixed_100k.model_items)
+    out = timed(lambda: model_items(mixed_100k))
     items = mixed_100k.items
     texts_in = [item for item in items if isinstance(item, TextItem)]
     kept = [item for item in out[1:-1] if isinstance(item, TextItem)]
@@ -508,8 +551,8 @@ def test_mixed_100k_keeps_images_in_place_and_fits_the_budget(mixed_100k: ExecRe
 
 @pytest.mark.parametrize("api", APIS)
 def test_mixed_100k_to_model(mixed_100k: ExecResult, api: Api) -> None:
-    output = timed(lambda: mixed_100k.to_model(api))
-    items = mixed_100k.model_items()
+    output = timed(lambda: to_model(mixed_100k, api))
+    items = model_items(mixed_100k)
     got = blocks(api, output)
     assert [block["type"] for block in got] == [
         IMAGE_BLOCK[api] if isinstance(item, ImageItem) else TEXT_BLOCK[api] for item in items
@@ -530,13 +573,14 @@ def best_render_time(result: ExecResult) -> float:
         try:
             start = time.perf_counter()
             for api in APIS:
-                result.to_model(api)
+                to_model(result, api)
             times.append(time.perf_counter() - start)
         finally:
             gc.enable()
     return min(times)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [many_texts, many_mixed], ids=["text", "mixed"])
 def test_rendering_time_grows_linearly(make: Callable[[int], tuple[OutputItem, ...]]) -> None:
     # Four times the items: about 4x the time if linear, 16x if quadratic.

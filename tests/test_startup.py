@@ -69,6 +69,7 @@ def run_once(code: str) -> Failure | None:
     return Failure(f"{', '.join(problems)}: {last_line[0]}", f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-6000:]}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolation", [None, "in-process"], ids=["default", "in-process"])
 def test_readme_quick_start_in_fresh_processes(isolation: str | None) -> None:
     code = quick_start(isolation)

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from codemode import CodeMode, ToolError, UsageError
-from codemode._calls import TRACED_ARGUMENT_CHARS
+from codemode import CodeMode, Limits, ToolError, UsageError
+from codemode._protocol.calls import TRACED_ARGUMENT_CHARS
 from codemode.tools import requires_approval
 
 T = TypeVar("T")
@@ -140,7 +140,7 @@ async def test_long_arguments_are_shortened_in_records(cm: CodeMode) -> None:
 
 
 async def test_calls_over_the_limit_and_unknown_tools_are_recorded_too() -> None:
-    async with CodeMode(tools=TOOLS, max_tool_calls_per_cell=1) as cm:
+    async with CodeMode(tools=TOOLS, limits=Limits(max_tool_calls_per_cell=1)) as cm:
         code = "await tools.add({ a: 1, b: 1 });\n"
         code += "try { await tools.add({ a: 1, b: 1 }); } catch (e) { text(e); }"
         result = await within(cm.exec(code))
@@ -218,6 +218,7 @@ async def test_a_failed_script_and_a_rejected_call_are_error_spans(
     assert (wait_span.status.status_code, wait_span.status.description) == (StatusCode.ERROR, "denied")
 
 
+@pytest.mark.slow
 def test_without_opentelemetry_nothing_is_imported_and_execs_work() -> None:
     script = """
 import asyncio, sys

@@ -424,6 +424,7 @@ _JSON = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_JSON)
 def test_rendering_never_fails_and_stays_bounded(schema: object) -> None:

@@ -21,30 +21,14 @@ from functools import cache
 import tree_sitter
 import tree_sitter_javascript
 
+from codemode._protocol.helpers import MODULE_EXPORTS
+
 MODULE_LOADER = "__codemode_module__"
 DYNAMIC_IMPORT = "__codemode_import__"
 # Replaces the 6-character `import` keyword of `import(...)`, so columns do not move.
 DYNAMIC_IMPORT_ALIAS = "__imp$"
 assert len(DYNAMIC_IMPORT_ALIAS) == len("import")
 CODE_MODE_MODULES = ("@openai/code_mode", "openai/code_mode")
-CODE_MODE_EXPORTS = frozenset(
-    {
-        "audio",
-        "clearTimeout",
-        "exit",
-        "forward_output",
-        "generatedImage",
-        "image",
-        "load",
-        "notify",
-        "output_image",
-        "output_text",
-        "setTimeout",
-        "store",
-        "text",
-        "yield_control",
-    }
-)
 TOOLS_MODULE = "tools.js"
 
 
@@ -61,7 +45,7 @@ class RewrittenSource:
 
 def module_exports(tool_names: Set[str]) -> dict[str, frozenset[str]]:
     """What each synthesized module exports, given the session's tool global names."""
-    exports = {spec: CODE_MODE_EXPORTS for spec in CODE_MODE_MODULES}
+    exports = {spec: MODULE_EXPORTS for spec in CODE_MODE_MODULES}
     exports[TOOLS_MODULE] = frozenset(tool_names) | {"ALL_TOOLS"}
     return exports
 
@@ -140,7 +124,7 @@ def _binding_statement(node: tree_sitter.Node, source: bytes, exports: Mapping[s
     clause = next((c for c in node.children if c.type == "import_clause"), None)
     if clause is None:
         return f"{module};"
-    statements = []
+    statements: list[str] = []
     for part in clause.children:
         if part.type == "identifier":
             statements.append(f"const {_text(part, source)} = {module}.default;")
@@ -148,7 +132,7 @@ def _binding_statement(node: tree_sitter.Node, source: bytes, exports: Mapping[s
             name = next(c for c in part.children if c.type == "identifier")
             statements.append(f"const {_text(name, source)} = {module};")
         elif part.type == "named_imports":
-            pairs = []
+            pairs: list[str] = []
             for specifier in (c for c in part.children if c.type == "import_specifier"):
                 imported = specifier.child_by_field_name("name")
                 alias = specifier.child_by_field_name("alias")
@@ -179,7 +163,7 @@ def _export_edit(
 
 
 def _dynamic_imports(root: tree_sitter.Node) -> list[tree_sitter.Node]:
-    found = []
+    found: list[tree_sitter.Node] = []
     stack = [root]
     while stack:
         node = stack.pop()

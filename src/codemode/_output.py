@@ -3,15 +3,18 @@
 Rendering follows the reference adapter (spec 2.2, 2.4, LATEST):
 1. a failed result's error becomes a trailing `Script error:\\n<error>` text item;
 2. the items are truncated to the token budget (the header is never counted);
-3. the `<status>\\nWall time <s.s> seconds\\nOutput:\\n` header item is prepended.
-Input rejected before a cell existed (`cell_id is None`) is just its message, with no header.
+3. the `<status>\\nWall time <s.s> seconds\\nOutput:\\n` header item is prepended;
+4. one `Waiting for approval: ...` line per call waiting for the host follows (never truncated).
+Rejected input, and a wait refused for the cell's state (another observer, already terminating)
+or because the session is shutting down, is just its message, with no header (plain error text,
+as the reference sends it). A missing cell is a failed result with a header.
 
 Invariants:
 * Tokens are estimated as ceil(UTF-8 bytes / 4) everywhere; a byte budget is tokens * 4.
 * Text is measured and cut as UTF-8, always at character boundaries. Lone surrogates (which
   JavaScript strings may carry) count 3 bytes, like the U+FFFD the reference would see,
   and survive truncation unchanged.
-* Pure: no I/O; the only codemode import at run time is `codemode._types`.
+* Pure: no I/O; the only codemode imports at run time are from `codemode._protocol`.
 """
 
 from __future__ import annotations
@@ -20,28 +23,31 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
+from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 
 if TYPE_CHECKING:
-    from codemode._result import ExecResult
+    from codemode._protocol.types import ExecResult
 
 __all__ = ["approx_tokens", "header_text", "model_items", "truncate_items"]
 
 _BYTES_PER_TOKEN = 4
+_PLAIN_ERROR_KINDS: frozenset[ErrorKind] = frozenset({"busy", "terminating", "shutting_down"})
 
 
 def model_items(result: ExecResult) -> list[OutputItem]:
-    """The items the model receives for `result`, in order (spec 2.2 steps 1-3).
-
-    A result without a cell is a rejected input: the model gets only its message.
-    """
-    if result.cell_id is None:
+    """The items the model receives for `result`, in order (spec 2.2 steps 1-3), then the
+    calls waiting for approval, if any."""
+    if result.cell_id is None or result.error_kind in _PLAIN_ERROR_KINDS:
         return [TextItem(result.error or "")]
     items = list(result.items)
     if result.status == "failed" and result.error is not None:
         items.append(TextItem(f"Script error:\n{result.error}"))
     header = TextItem(header_text(result.status, result.cell_id, result.wall_time_s))
-    return [header, *truncate_items(items, result.max_output_tokens)]
+    shown: list[OutputItem] = [header, *truncate_items(items, result.max_output_tokens)]
+    if result.pending_approvals:
+        lines = (f"Waiting for approval: {pending.describe()}" for pending in result.pending_approvals)
+        shown.append(TextItem("\n".join(lines)))
+    return shown
 
 
 def header_text(status: Status, cell_id: str, wall_time_s: float) -> str:
@@ -57,7 +63,7 @@ def header_text(status: Status, cell_id: str, wall_time_s: float) -> str:
             line = "Script terminated"
         case "completed":
             line = "Script completed"
-        case "failed":
+        case "failed" | "rejected":
             line = "Script failed"
     tenths = math.floor(max(wall_time_s, 0.0) * 10 + 0.5)
     return f"{line}\nWall time {tenths // 10}.{tenths % 10} seconds\nOutput:\n"

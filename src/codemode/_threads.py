@@ -15,9 +15,10 @@ import contextvars
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DEFAULT_MAX_THREADS = 16
 IDLE_EXIT_S = 10.0  # an idle thread ends after this long
@@ -38,7 +39,7 @@ class ToolThreads:
         self._queued = 0  # jobs no thread has taken yet
         self._closed = False
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` on one of these threads (in the caller's context)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -107,7 +108,7 @@ def use_tool_threads(threads: ToolThreads) -> None:
     _current.set(threads)
 
 
-async def run_sync(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking tool function off the event loop, on the calling session's threads."""
     threads = _current.get()
     if threads is None:

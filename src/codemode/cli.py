@@ -11,19 +11,23 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from codemode._result import ExecResult
+from codemode._loop import run as run_loop
+from codemode._output import model_items
+from codemode._protocol.calls import ToolCall
+from codemode._protocol.config import DEFAULT_LIMITS
+from codemode._protocol.types import AudioItem, ExecResult, ImageItem, OutputItem, TextItem
+from codemode._session.options import CodeModeOptions
 from codemode._session.session import CodeMode
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode.errors import ToolError, UsageError
+from codemode.formats import to_model
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._text import wire_text
-from codemode._calls import ToolCall
-from codemode._loop import run as run_loop
-from codemode.errors import ToolError, UsageError
 from codemode.mcp_server._http import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
 from codemode.tools import Tool
 from codemode.tools.mcp import McpServerError
@@ -107,11 +111,12 @@ def session_options(
     cell_time_limit_ms: int | None,
     heap_limit_bytes: int | None,
     max_concurrent_cells: int | None,
-) -> dict[str, Any]:
-    """`CodeMode` keyword arguments from the engine options (only those given)."""
+) -> CodeModeOptions:
+    """`CodeMode` keyword arguments from the engine options: the engine, and `Limits` with the
+    limits given (the others keep their defaults)."""
     from codemode import engines
 
-    options: dict[str, Any] = {"isolation": isolation}
+    options = CodeModeOptions(isolation="in-process" if isolation == "in-process" else "process")
     if isolation == "process" and (engine_workers is not None or isolate_pool_size is not None):
         sizes = {} if isolate_pool_size is None else {"isolate_pool_size": isolate_pool_size}
         options["engine"] = engines.ProcessEngine(engine_workers, **sizes)
@@ -124,7 +129,10 @@ def session_options(
         "heap_limit_bytes": heap_limit_bytes,
         "max_concurrent_cells": max_concurrent_cells,
     }
-    return options | {key: value for key, value in given.items() if value is not None}
+    limits = {key: value for key, value in given.items() if value is not None}
+    if limits:
+        options["limits"] = replace(DEFAULT_LIMITS, **limits)
+    return options
 
 
 def checked_config(path: str | None) -> str | None:
@@ -171,11 +179,12 @@ def exec_command(
     for spec in tool_specs:
         tools.extend(load_tools(spec))
     source = script.read()
-    options = session_options(**engine)
-    mcp_config = checked_config(mcp_config)
+    options = session_options(**engine) | CodeModeOptions(
+        mcp_servers=checked_config(mcp_config), approve=_no_one_to_ask
+    )
 
     async def run() -> ExecResult:
-        async with CodeMode(tools, mcp_servers=mcp_config, approve=_no_one_to_ask, **options) as cm:
+        async with CodeMode(tools, **options) as cm:
             result = await cm.exec(source, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
             _print(result, as_json)
             while result.status == "running" and result.cell_id is not None:
@@ -189,7 +198,7 @@ def exec_command(
         raise click.ClickException(f"code mode failed to start: {exc.summary}") from None
     except UsageError as exc:
         raise click.ClickException(str(exc)) from None
-    sys.exit(0 if result.success else 1)
+    sys.exit(0 if result.status not in ("failed", "rejected") else 1)
 
 
 def _no_one_to_ask(call: ToolCall) -> bool:
@@ -201,9 +210,9 @@ def _no_one_to_ask(call: ToolCall) -> bool:
 
 def _print(result: ExecResult, as_json: bool) -> None:
     if as_json:
-        click.echo(wire_text(json.dumps(result.to_model("responses"), ensure_ascii=False)))
+        click.echo(wire_text(json.dumps(to_model(result, "responses"), ensure_ascii=False)))
     else:
-        click.echo(wire_text(render_items(result.model_items())))
+        click.echo(wire_text(render_items(model_items(result))))
 
 
 @main.command("mcp")
@@ -267,8 +276,7 @@ def mcp_command(
     tools: list[Tool | Callable[..., Any]] = []
     for spec in tool_specs:
         tools.extend(load_tools(spec))
-    options = session_options(**engine)
-    mcp_config = checked_config(mcp_config)
+    options = session_options(**engine) | CodeModeOptions(mcp_servers=checked_config(mcp_config))
     auth_token = None
     if auth_token_env is not None:
         auth_token = os.environ.get(auth_token_env)
@@ -281,11 +289,10 @@ def mcp_command(
     settle_for_serving()  # this process serves until it is stopped
     try:
         if transport == "stdio":
-            run_loop(mcp_server.serve_stdio(tools, mcp_servers=mcp_config, **options))
+            run_loop(mcp_server.serve_stdio(tools, **options))
         else:
             serving = mcp_server.serve_http(
                 tools,
-                mcp_servers=mcp_config,
                 host=host,
                 port=port,
                 auth_token=auth_token,

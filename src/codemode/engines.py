@@ -7,7 +7,10 @@
   little faster, but one fatal V8 error (some one-line scripts cause them) aborts the process.
 
 Sessions created without `engine=` share one engine per isolation mode; create your own engine
-object to give a group of sessions other settings (`ProcessEngine(workers=4)`).
+object to give a group of sessions other settings (`ProcessEngine(workers=4)`), and close it with
+`await engine.aclose()` or `async with ProcessEngine(...) as engine:`. The shared engines are
+never closed by a session: their workers are killed at interpreter exit (as are those of an
+engine nobody closed). An engine that cannot start raises `codemode.errors.EngineError`.
 """
 
 from __future__ import annotations

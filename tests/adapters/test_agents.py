@@ -37,6 +37,8 @@ from openai.types.responses import (
 from codemode import CodeMode, UsageError
 from codemode.adapters.agents import CodeModeTools
 
+pytestmark = pytest.mark.integration
+
 Reply = Callable[[list[Any]], Any]
 NO_TRACING = RunConfig(tracing_disabled=True)
 

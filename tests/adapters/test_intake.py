@@ -9,7 +9,9 @@ import pytest
 from pydantic_ai import FunctionToolset, Tool
 
 from codemode import UsageError
-from codemode.tools import as_tool
+from codemode.adapters import as_tool
+
+pytestmark = pytest.mark.integration
 
 FRAMEWORKS = ("agents", "pydantic_ai", "langchain_core")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -20,6 +21,8 @@ from pydantic import PrivateAttr
 
 from codemode import CodeMode
 from codemode.adapters.langchain import code_mode_tools
+
+pytestmark = pytest.mark.integration
 
 
 class ScriptedChatModel(BaseChatModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from pydantic_ai import (
     Agent,
     ApprovalRequired,
@@ -27,6 +28,8 @@ from pydantic_ai.toolsets import WrapperToolset
 
 from codemode import CodeMode, ToolCall
 from codemode.adapters.pydantic_ai import CodeModeToolset
+
+pytestmark = pytest.mark.integration
 
 
 def add(a: int, b: int) -> int:

@@ -22,6 +22,8 @@ from mcp_support import children
 
 from .test_pydantic_ai import returns, scripted
 
+pytestmark = pytest.mark.integration
+
 SERVERS = Path(__file__).parent.parent / "mcp_servers"
 EVERYTHING_BIN = SERVERS / "node_modules" / ".bin" / "mcp-server-everything"
 PY_SERVER = SERVERS / "py_server.py"

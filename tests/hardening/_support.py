@@ -13,7 +13,8 @@ from typing import Any, TypeVar, get_args
 
 import pytest
 
-from codemode import CodeMode, ExecResult, TextItem
+from codemode import CodeMode, ExecResult, TextItem, to_model
+from codemode._output import model_items
 from codemode.formats import Api
 
 T = TypeVar("T")
@@ -119,9 +120,9 @@ def texts(result: ExecResult) -> list[str]:
 
 def check_rendering(result: ExecResult) -> None:
     """What the model would receive can be built, in every API format."""
-    result.model_items()
+    model_items(result)
     for api in get_args(Api):
-        json.dumps(result.to_model(api))
+        json.dumps(to_model(result, api))
 
 
 class Host:
@@ -169,7 +170,7 @@ class Host:
 
     def close(self) -> None:
         try:
-            self.call(self.cm.close())
+            self.call(self.cm.aclose())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)

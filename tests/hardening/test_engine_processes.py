@@ -10,6 +10,7 @@ Time bounds are liveness bounds (seconds), not performance targets.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -24,12 +25,17 @@ from typing import Any
 
 import pytest
 
-from codemode import CodeMode
+from codemode import CodeMode, Limits
+from codemode._engine.base import CellProgram, FinishedEvent, SessionSetup
+from codemode._engine.process import _protocol as wire
+from codemode._engine.process._supervisor import BOOTSTRAP
 from codemode.engines import ProcessEngine
+from codemode.errors import EngineError, UsageError
 from tests.conftest import MakeCodeMode, process_only
 from tests.hardening._support import linux_only, rss_bytes, texts
+from waiting import Checkpoint
 
-pytestmark = [process_only, linux_only]
+pytestmark = [process_only, linux_only, pytest.mark.slow]
 
 MIB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[2]
@@ -116,9 +122,9 @@ async def private() -> AsyncIterator[Callable[..., tuple[ProcessEngine, Callable
 
     yield make
     for cm in sessions:
-        await cm.close()
+        await cm.aclose()
     for engine in engines:
-        engine.close()
+        await engine.aclose()
 
 
 # Child processes: a fresh host each, driven by a small script that prints one JSON line last.
@@ -192,7 +198,7 @@ async def main():
     second = await cm.exec('text("alive")')
     print("second", second.status, flush=True)
     report(first=[first.status, texts(first), first.error], second=[second.status, texts(second), second.error])
-    await cm.close()
+    await cm.aclose()
 
 asyncio.run(main())
 """
@@ -226,16 +232,17 @@ def test_fatal_one_liner_costs_only_its_worker(fatal_children: dict[str, subproc
 async def test_sigkill_of_a_worker_mid_cell_fails_only_its_cells(private: Any) -> None:
     # One cell per worker, so the two sessions' cells are on different workers.
     engine, session = private(workers=2, cells_per_worker=1)
-    victim, bystander = session(), session()
+    wrote = Checkpoint()
+    victim, bystander = session(tools=[wrote.tool]), session()
     await ok(victim, "warm")
-    killed_cell = asyncio.ensure_future(victim.exec(LONG_YIELD + f'text("before"); {PARKED}'))
+    killed_cell = asyncio.ensure_future(victim.exec(LONG_YIELD + f'text("before"); tools.checkpoint(); {PARKED}'))
     assert await eventually(lambda: len(busy_workers(engine)) == 1, 30)
     [victim_worker] = busy_workers(engine)
     calm = asyncio.ensure_future(
         bystander.exec(LONG_YIELD + 'await new Promise((r) => setTimeout(r, 1500)); text("calm done")')
     )
     assert await eventually(lambda: len(busy_workers(engine)) == 2, 30)
-    await asyncio.sleep(0.3)  # "before" reaches the host
+    await wrote.reached()  # "before" reached the host
     assert victim_worker in busy_workers(engine)
     started = time.monotonic()
     os.kill(victim_worker.pid, signal.SIGKILL)
@@ -307,7 +314,7 @@ async def test_exec_right_after_idle_workers_were_killed(private: Any) -> None:
 
 async def test_200_concurrent_cells_over_several_workers(private: Any) -> None:
     engine, session = private(workers=2)
-    sessions = [session(max_concurrent_cells=64) for _ in range(4)]
+    sessions = [session(limits=Limits(max_concurrent_cells=64)) for _ in range(4)]
     await asyncio.gather(*(ok(cm, "warm") for cm in sessions))
     ran_cells: set[int] = set()
     most_on_one = 0
@@ -343,7 +350,7 @@ PUSH_30M = "const a = []; for (let i = 0; i < 3e7; i++) a.push(i); text(a.length
 
 async def test_greedy_cells_are_admitted_by_heap_budget_and_all_complete(private: Any) -> None:
     engine, session = private()  # the default settings
-    sessions = [session(max_concurrent_cells=64) for _ in range(4)]
+    sessions = [session(limits=Limits(max_concurrent_cells=64)) for _ in range(4)]
     await ok(sessions[0], "warm")
     seen: dict[int, Any] = {}
     most_heap = 0
@@ -368,7 +375,7 @@ async def test_greedy_cells_are_admitted_by_heap_budget_and_all_complete(private
 
 async def test_cells_that_together_exhaust_a_worker_fail_cleanly(private: Any) -> None:
     engine, session = private()
-    cm, other = session(max_concurrent_cells=64), session()
+    cm, other = session(limits=Limits(max_concurrent_cells=64)), session()
     await ok(cm, "warm")
     results = await asyncio.gather(*(
         cm.exec(LONG_YIELD + 'text("a".repeat(2**27).split("").length)') for _ in range(7)
@@ -450,7 +457,7 @@ async def test_exhausting_a_young_worker_costs_only_that_cell(private: Any) -> N
     cells after it must not be lost with that worker (creating an isolate while the failed cell's
     memory is not yet freed must not abort the worker)."""
     engine, session = private(workers=2, memory_cap_bytes=1 << 30)
-    cm = session(max_concurrent_cells=64)
+    cm = session(limits=Limits(max_concurrent_cells=64))
     await ok(cm, "warm")
     result = await cm.exec(LONG_YIELD + "const a = []; for (;;) a.push(new Uint8Array(2**26))")
     assert result.status == "failed"
@@ -481,7 +488,7 @@ async def test_time_limit_stops_an_uninterruptible_builtin(private: Any) -> None
     engine, session = private(workers=2)
     await ok(session(), "warm")  # a worker up first: waiting for one counts against the cell's time
     await settled_pool(engine)
-    cm = session(cell_time_limit_ms=500)
+    cm = session(limits=Limits(cell_time_limit_ms=500))
     started = time.monotonic()
     result = await cm.exec(LONG_YIELD + f'text("before"); {COPY_WITHIN}')
     assert time.monotonic() - started < 10
@@ -499,7 +506,7 @@ async def test_close_stops_an_uninterruptible_builtin(private: Any) -> None:
     assert result.status == "running"
     [worker] = busy_workers(engine)
     started = time.monotonic()
-    await cm.close()
+    await cm.aclose()
     assert time.monotonic() - started < 10
     assert await eventually(lambda: not pid_alive(worker.pid), 10)  # no spinning engine left behind
     await ok(session(), "another session")
@@ -567,7 +574,7 @@ async def main():
     assert result.status == "completed", result
     report(pids=engines.shared("process").worker_pids())
     if CLOSE:
-        await cm.close()
+        await cm.aclose()
 
 asyncio.run(main())
 """
@@ -600,7 +607,7 @@ async def test_host_exit_leaves_no_worker_scratch_directories(tmp_path: Path) ->
     outcome = await finish_child_async(start_child(SCRATCH_CHILD, env=dict(os.environ, TMPDIR=str(tmp_path))), 60)
     assert outcome["status"] == "completed"
     assert await eventually(lambda: not any(pid_alive(p) for p in outcome["pids"]), 10)
-    await asyncio.sleep(0.5)
+    assert await eventually(lambda: not any(tmp_path.iterdir()), 10)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -771,7 +778,7 @@ async def main():
     assert got == [["completed", [f"session {i}", str(1 + i)]] for i in range(3)], got
     again = await asyncio.gather(*(cm.exec(f'text("again {i}")') for i, cm in enumerate(sessions)))
     assert [texts(r) for r in again] == [[f"again {i}"] for i in range(3)], again
-    await asyncio.gather(*(cm.close() for cm in sessions))
+    await asyncio.gather(*(cm.aclose() for cm in sessions))
     report(ok=True)
 
 asyncio.run(main())
@@ -808,3 +815,92 @@ async def test_workers_a_burst_started_stop_once_idle(private: Any) -> None:
     assert len(in_service) == 1  # the first stays; the spare stays too
     assert engine.pool._spare is not None
     assert texts(await cm.exec('text("after")')) == ["after"]
+
+
+# -- the engine's lifecycle and its wire ------------------------------------------------------------
+async def start_cell(engine: ProcessEngine, code: str) -> list[Any]:
+    """Start `code` on `engine` through the engine interface; the list its events arrive in."""
+    session = await engine.open_session(SessionSetup((), 0))
+    events: list[Any] = []
+    session.start(CellProgram(code, ""), events.append)
+    return events
+
+
+async def finished_error(events: list[Any], within_s: float = 30) -> str | None:
+    assert await eventually(lambda: any(isinstance(e, FinishedEvent) for e in events), within_s), events
+    return next(e for e in events if isinstance(e, FinishedEvent)).error
+
+
+async def test_worker_of_another_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker is a fresh process speaking this checkout's version; the host expects another.
+    monkeypatch.setattr(wire, "PROTOCOL_VERSION", wire.PROTOCOL_VERSION + 1000)
+    async with ProcessEngine(workers=1) as engine:
+        session = await engine.open_session(SessionSetup((), 0))
+        with pytest.raises(EngineError, match=r"protocol version 1\b.*needs 1001") as refused:
+            await asyncio.wait_for(session.ready(), 60)
+        assert isinstance(refused.value.__cause__, wire.VersionMismatch)
+        assert not session.is_alive()
+        error = await finished_error(await start_cell(engine, 'text("never")'))
+        assert error is not None and "protocol version" in error
+        assert await eventually(lambda: not engine.worker_pids(), 10)  # the refused worker was killed
+
+
+async def test_engine_that_cannot_start_raises_engine_error_with_the_cause() -> None:
+    # 8 MiB of memory is not enough for Python and V8: every worker dies before READY.
+    async with ProcessEngine(workers=1, memory_cap_bytes=8 * MIB) as engine:
+        session = await engine.open_session(SessionSetup((), 0))
+        with pytest.raises(EngineError, match="could not start") as failed:
+            await asyncio.wait_for(session.ready(), 120)
+        assert isinstance(failed.value.__cause__, ChildProcessError)
+        assert not session.is_alive()
+
+
+async def test_an_oversized_message_fails_only_its_cell(private: Any) -> None:
+    engine, session = private(workers=1)
+    engine.config = dataclasses.replace(engine.config, max_frame_bytes=MIB)  # before its first worker
+
+    def big() -> str:
+        """Returns two MiB of text."""
+        return "y" * (2 * MIB)
+
+    cm = session(tools=[big])
+    await ok(cm, "warm")  # the worker is up, so the parked cell prints before it yields
+    parked = await running_after_before(cm, PARKED)
+    oversized = await cm.exec('text("before"); text("x".repeat(2 * 1024 * 1024)); text("after")', yield_time_ms=30_000)
+    assert oversized.status == "failed"
+    assert "at most 1 MiB can leave the JavaScript engine" in (oversized.error or "")
+    assert texts(oversized) == ["before"]
+    # A tool result over the cap fails only that call, which the script can catch.
+    caught = await cm.exec('try { await tools.big({}) } catch (e) { text(String(e.message ?? e)) }', yield_time_ms=30_000)
+    assert caught.status == "completed", caught.error
+    assert "more than the 1 MiB that can pass into the JavaScript engine" in texts(caught)[0]
+    # Several events together over the cap arrive in several frames: nothing fails.
+    many = await cm.exec('for (let i = 0; i < 4; i++) text("z".repeat(400 * 1024)); text("done")', yield_time_ms=30_000)
+    assert (many.status, len(many.items), texts(many)[-1]) == ("completed", 5, "done")
+    assert len(engine.worker_pids()) >= 1 and (await cm.wait(parked, yield_time_ms=100)).status == "running"
+    await ok(cm)
+
+
+async def test_closed_engine_kills_its_workers_and_refuses_sessions() -> None:
+    async with ProcessEngine(workers=1) as engine:
+        session = await engine.open_session(SessionSetup((), 0))
+        await asyncio.wait_for(session.ready(), 60)
+        assert session.is_alive()
+        pids = engine.worker_pids()
+        assert pids
+    assert not any(pid_alive(pid) for pid in pids)  # aclose returned once they were gone
+    assert not session.is_alive()
+    with pytest.raises(UsageError, match="closed"):
+        await engine.open_session(SessionSetup((), 0))
+
+
+def test_the_worker_does_not_load_the_session_layer() -> None:
+    probe = BOOTSTRAP.split("from codemode._engine.process._worker import main")[0] + (
+        "import codemode._engine.process._worker; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('codemode'))))"
+    )
+    config = json.dumps({"path": [str(REPO / "src"), *sys.path]})
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, config], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert not [m for m in loaded if m.startswith(("codemode._session", "codemode.tools", "codemode.formats"))], loaded

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codemode import Tool
+from codemode import Limits, Tool
 from codemode._source import SourceError, parse_exec_source
 from tests.hardening._support import Host, texts
+
+pytestmark = pytest.mark.slow  # property-based: each test runs a hundred examples
 
 SETTINGS = settings(
     max_examples=150,
@@ -170,7 +172,7 @@ def host() -> Iterator[Host]:
             Tool("give", "Return the prepared value.", give),
             Tool("raw", "Return the input.", raw, kind="freeform"),
         ],
-        heap_limit_bytes=64 * 1024 * 1024,
+        limits=Limits(heap_limit_bytes=64 * 1024 * 1024),
     )
     yield host
     host.close()

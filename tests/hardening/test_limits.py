@@ -8,15 +8,13 @@ from typing import Any
 
 import pytest
 
-from codemode import CodeMode, Tool, UsageError
-from codemode._session.limits import (
-    DEFAULT_LIMITS,
-    Limits,
-    memory_limit_error,
-    time_limit_error,
-)
+from codemode import CodeMode, Limits, Tool, UsageError
+from codemode._output import model_items
+from codemode._protocol.config import DEFAULT_LIMITS
+from codemode._session.limits import memory_limit_error, time_limit_error
 from tests.conftest import MakeCodeMode
 from tests.hardening._support import texts
+from waiting import Checkpoint, SpiedEngine
 
 MIB = 1024 * 1024
 SMALL_HEAP = 32 * MIB
@@ -60,7 +58,7 @@ def test_defaults() -> None:
 )
 def test_bad_configuration_is_a_usage_error(config: dict[str, Any]) -> None:
     with pytest.raises(UsageError, match=next(iter(config))):
-        CodeMode(**config)
+        Limits(**config)
 
 
 # --- heap -------------------------------------------------------------------------------------
@@ -83,32 +81,35 @@ def test_bad_configuration_is_a_usage_error(config: dict[str, Any]) -> None:
     ],
 )
 async def test_heap_limit_fails_the_cell_and_names_the_limit(make_cm: MakeCodeMode, source: str) -> None:
-    cm = await make_cm(tools=[ECHO], heap_limit_bytes=SMALL_HEAP)
+    cm = await make_cm(tools=[ECHO], limits=Limits(heap_limit_bytes=SMALL_HEAP))
     started = time.monotonic()
     result = await cm.exec('store("k", 1);' + source, yield_time_ms=20_000)
     assert time.monotonic() - started < 10
     assert result.status == "failed"
     assert texts(result) == ["before"]  # output produced before the overflow is kept
     assert result.error == memory_limit_error(SMALL_HEAP)
-    assert "heap limit 32 MiB per cell" in result.model_items()[-1].text  # type: ignore[union-attr]
+    assert "heap limit 32 MiB per cell" in model_items(result)[-1].text  # type: ignore[union-attr]
     assert cm.stored_values == {}  # a stopped cell commits nothing... unless the script finished it
     after = await cm.exec('text("still usable")')
     assert (after.status, texts(after)) == ("completed", ["still usable"])
 
 
-async def test_heap_limit_of_a_yielded_cell_is_reported_to_the_next_wait(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(heap_limit_bytes=SMALL_HEAP)
+async def test_heap_limit_of_a_yielded_cell_is_reported_to_the_next_wait(
+    make_cm: MakeCodeMode, spied_engine: SpiedEngine
+) -> None:
+    cm = await make_cm(limits=Limits(heap_limit_bytes=SMALL_HEAP), engine=spied_engine)
     result = await cm.exec(f'text("a"); yield_control(); await null; {GROW}', yield_time_ms=20_000)
     assert (result.status, texts(result)) == ("running", ["a"])
     assert result.cell_id is not None
-    await asyncio.sleep(1.0)  # nobody observes; the watchdog stops the cell meanwhile
+    await spied_engine.stopped()  # nobody observes; the watchdog stops the cell meanwhile
     assert cm.running_cells == [result.cell_id]
     final = await cm.wait(result.cell_id, yield_time_ms=100)
     assert (final.status, final.error) == ("failed", memory_limit_error(SMALL_HEAP))
 
 
+@pytest.mark.slow
 async def test_heap_limit_in_one_cell_leaves_a_concurrent_cell_alone(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(heap_limit_bytes=SMALL_HEAP)
+    cm = await make_cm(limits=Limits(heap_limit_bytes=SMALL_HEAP))
     calm = await cm.exec("await new Promise((r) => setTimeout(r, 1500)); text('calm done')", yield_time_ms=0)
     assert calm.cell_id is not None
     hog = await cm.exec(f"await null; {GROW}", yield_time_ms=20_000)
@@ -130,7 +131,7 @@ async def test_heap_limit_in_one_cell_leaves_a_concurrent_cell_alone(make_cm: Ma
     ],
 )
 async def test_time_limit_stops_the_cell_and_says_why(make_cm: MakeCodeMode, source: str) -> None:
-    cm = await make_cm(cell_time_limit_ms=300)
+    cm = await make_cm(limits=Limits(cell_time_limit_ms=300))
     started = time.monotonic()
     result = await cm.exec(f'text("before"); store("k", 1); {source}', yield_time_ms=20_000)
     elapsed = time.monotonic() - started
@@ -152,27 +153,29 @@ async def test_time_limit_cancels_a_pending_tool(make_cm: MakeCodeMode) -> None:
             seen.append("cancelled")
             raise
 
-    cm = await make_cm(tools=[Tool("hang", "Never returns.", hang)], cell_time_limit_ms=200)
+    cm = await make_cm(tools=[Tool("hang", "Never returns.", hang)], limits=Limits(cell_time_limit_ms=200))
     result = await cm.exec("await tools.hang({})", yield_time_ms=20_000)
     assert (result.status, result.error) == ("failed", time_limit_error(200))
     await asyncio.sleep(0)
     assert seen == ["cancelled"]
 
 
-async def test_time_limit_reaches_a_yielded_cell_and_a_fast_cell_is_untouched(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(cell_time_limit_ms=400)
+async def test_time_limit_reaches_a_yielded_cell_and_a_fast_cell_is_untouched(
+    make_cm: MakeCodeMode, spied_engine: SpiedEngine
+) -> None:
+    cm = await make_cm(limits=Limits(cell_time_limit_ms=400), engine=spied_engine)
     fast = await cm.exec('await new Promise((r) => setTimeout(r, 50)); text("fast")')
     assert (fast.status, texts(fast)) == ("completed", ["fast"])
     slow = await cm.exec('text("1"); yield_control(); while (true) {}', yield_time_ms=20_000)
     assert (slow.status, texts(slow)) == ("running", ["1"])
     assert slow.cell_id is not None
-    await asyncio.sleep(0.8)
+    await spied_engine.stopped()  # the limit struck, with nobody observing
     final = await cm.wait(slow.cell_id)
     assert (final.status, final.error) == ("failed", time_limit_error(400))
     # terminate after the limit struck: the failure is the outcome (completion wins).
     again = await cm.exec("while (true) {}", yield_time_ms=0)
     assert again.cell_id is not None
-    await asyncio.sleep(0.6)
+    await spied_engine.stopped()
     terminated = await cm.wait(again.cell_id, terminate=True)
     assert (terminated.status, terminated.error) == ("failed", time_limit_error(400))
 
@@ -181,17 +184,17 @@ async def test_time_limit_reaches_a_yielded_cell_and_a_fast_cell_is_untouched(ma
 
 
 async def test_concurrent_cell_limit_refuses_exec_until_a_cell_is_collected(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(max_concurrent_cells=2)
+    cm = await make_cm(limits=Limits(max_concurrent_cells=2))
     first = await cm.exec("await new Promise(() => {})", yield_time_ms=0)
     second = await cm.exec('yield_control(); text("finished")', yield_time_ms=10_000)  # done, unobserved
     assert (first.cell_id, second.cell_id) == ("1", "2")
     refused = await cm.exec('text("nope")')
-    assert refused.status == "failed"
+    assert refused.status == "rejected"
     assert refused.cell_id is None  # no cell was created
     assert refused.error is not None
     assert refused.error.startswith("Too many open exec cells (limit 2 per session; open: 1, 2).")
     assert "terminate: true" in refused.error
-    assert [item.text for item in refused.model_items()] == [refused.error]  # type: ignore[union-attr]
+    assert [item.text for item in model_items(refused)] == [refused.error]  # type: ignore[union-attr]
     collected = await cm.wait("2")
     assert (collected.status, texts(collected)) == ("completed", ["finished"])
     third = await cm.exec('text("yes")')
@@ -210,7 +213,7 @@ async def test_tool_call_limit_rejects_calls_over_the_budget(make_cm: MakeCodeMo
         calls.append(args)
         return len(calls)
 
-    cm = await make_cm(tools=[Tool("count", "Count calls.", count)], max_tool_calls_per_cell=3)
+    cm = await make_cm(tools=[Tool("count", "Count calls.", count)], limits=Limits(max_tool_calls_per_cell=3))
     result = await cm.exec(
         """
         for (let i = 0; i < 5; i++) {
@@ -236,20 +239,20 @@ async def test_tool_call_limit_rejects_calls_over_the_budget(make_cm: MakeCodeMo
 
 
 async def test_source_size_limit(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(max_source_bytes=1000)
+    cm = await make_cm(limits=Limits(max_source_bytes=1000))
     fits = "text(1);" + " " * 992
     assert len(fits.encode()) == 1000
     assert (await cm.exec(fits)).status == "completed"
     too_big = await cm.exec(fits + " ")
-    assert (too_big.status, too_big.cell_id) == ("failed", None)
+    assert (too_big.status, too_big.cell_id) == ("rejected", None)
     assert too_big.error == (
         "exec source is too large: 1001 bytes (limit 1000 bytes per exec). "
         "Send a shorter script; keep large data in tools or `store`, not in the source."
     )
     multibyte = await cm.exec("text('" + "é" * 500 + "')")  # 1000 bytes of é alone
-    assert multibyte.status == "failed" and "limit 1000 bytes" in (multibyte.error or "")
+    assert multibyte.status == "rejected" and "limit 1000 bytes" in (multibyte.error or "")
     with_pragma = await cm.exec('// @exec: {"yield_time_ms": 10}\n' + fits)
-    assert with_pragma.status == "failed"  # the whole input counts
+    assert with_pragma.status == "rejected"  # the whole input counts
     assert (await cm.exec('text("ok")')).cell_id == "2"  # refusals consume no cell id
 
 
@@ -257,7 +260,7 @@ async def test_default_source_limit_refuses_a_huge_source_quickly(cm: CodeMode) 
     started = time.monotonic()
     result = await cm.exec("text(1);//" + "x" * (2 * MIB))
     assert time.monotonic() - started < 1
-    assert result.status == "failed"
+    assert result.status == "rejected"
     assert "(limit 1 MiB per exec)" in (result.error or "")
 
 
@@ -265,7 +268,7 @@ async def test_default_source_limit_refuses_a_huge_source_quickly(cm: CodeMode) 
 
 
 async def test_output_over_the_buffer_is_dropped_with_a_notice(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(max_buffered_output_chars=100)
+    cm = await make_cm(limits=Limits(max_buffered_output_chars=100))
     result = await cm.exec('for (let i = 0; i < 30; i++) text("0123456789");')
     assert result.status == "completed"
     assert texts(result)[:10] == ["0123456789"] * 10
@@ -283,7 +286,7 @@ async def test_output_over_the_buffer_is_dropped_with_a_notice(make_cm: MakeCode
 
 
 async def test_output_buffer_is_per_observation(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(max_buffered_output_chars=100)
+    cm = await make_cm(limits=Limits(max_buffered_output_chars=100))
     result = await cm.exec(
         'const pause = () => new Promise((r) => setTimeout(r, 300));'
         'text("a".repeat(80)); yield_control(); await pause(); text("b".repeat(80)); text("c".repeat(80));'
@@ -300,12 +303,14 @@ async def test_output_buffer_is_per_observation(make_cm: MakeCodeMode) -> None:
 
 
 async def test_unobserved_output_stays_bounded(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(max_buffered_output_chars=10_000)
+    produced = Checkpoint()
+    cm = await make_cm(tools=[produced.tool], limits=Limits(max_buffered_output_chars=10_000))
     result = await cm.exec(
-        'yield_control(); while (true) { text("z".repeat(1000)); await null; }', yield_time_ms=10_000
+        'yield_control(); for (let i = 1; ; i++) { text("z".repeat(1000)); await null; if (i === 30) tools.checkpoint(); }',
+        yield_time_ms=10_000,
     )
     assert result.cell_id is not None
-    await asyncio.sleep(0.5)  # produces far more than 10 000 characters meanwhile
+    await produced.reached()  # 30 000 characters, far more than 10 000, were produced meanwhile
     final = await cm.wait(result.cell_id, terminate=True)
     assert final.status == "terminated"
     kept = [t for t in texts(final) if not t.startswith("[output limit reached")]

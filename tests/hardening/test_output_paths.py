@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from codemode import CodeMode
+import pytest
+
+from codemode import CodeMode, Limits
 from codemode._engine.miniracer import CHANNEL_ERROR
 from codemode._session.limits import store_limit_error
 from codemode._session.session import KEPT_NOTIFICATION_CHARS
@@ -25,7 +27,7 @@ async def test_kept_notifications_are_bounded_by_size_but_the_callback_sees_ever
 
 
 async def test_a_store_over_the_size_limit_throws_and_keeps_what_fits(make_cm: MakeCodeMode) -> None:
-    cm = await make_cm(max_stored_bytes=1000)
+    cm = await make_cm(limits=Limits(max_stored_bytes=1000))
     over = await cm.exec(
         'store("small", "x".repeat(100));'
         'try { store("big", "x".repeat(2000)) } catch (e) { text(e) }'
@@ -41,6 +43,7 @@ async def test_a_store_over_the_size_limit_throws_and_keeps_what_fits(make_cm: M
     assert cm.stored_values == {"more": "z" * 500}
 
 
+@pytest.mark.slow
 async def test_many_stored_keys_do_not_slow_later_execs_down(make_cm: MakeCodeMode) -> None:
     cm = await make_cm()
     filled = await cm.exec("for (let i = 0; i < 200000; i++) store('k' + i, i); text('stored')")
@@ -97,6 +100,7 @@ def lambda_tool() -> object:
     return echo
 
 
+@pytest.mark.slow
 async def test_a_flood_of_output_does_not_stall_other_sessions(make_cm: MakeCodeMode) -> None:
     flooding, other = await make_cm(), await make_cm()
     await other.exec("1")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from codemode import Tool
+from codemode import Limits, Tool
 from codemode._engine.miniracer import CHANNEL_ERROR
 from tests.hardening._support import Host, texts
 
@@ -40,6 +40,7 @@ class Case:
     status: str = "completed"
     texts: list[str] | None = None
     error_has: str | None = None
+    slow: bool = False  # takes seconds (marked `slow`, left out of `make test-quick`)
 
 
 CASES = [
@@ -166,12 +167,12 @@ CASES = [
     Case("surrogate-error", 'throw new Error("\\ud800\\u0000")', "failed", error_has="Error: \ud800\x00"),
     Case("nul-image", 'image("data:image/png;base64,\\u0000")', texts=["image"]),
     Case("huge-string-limit", 'text("x".repeat(2 ** 30))', "failed", error_has="RangeError: Invalid string length"),
-    Case("huge-text", 'text("x".repeat(2 ** 29 - 24))', "failed"),
+    Case("huge-text", 'text("x".repeat(2 ** 29 - 24))', "failed", slow=True),
     Case("string-bomb", 'let s = "x"; for (let i = 0; i < 40; i++) s += s; text(s.length)', "failed", error_has="RangeError"),
     # --- recursion and floods -------------------------------------------------------------------
     Case("deep-recursion", "function f() { return f() } f()", "failed", error_has="RangeError: Maximum call stack size exceeded"),
     Case("deep-recursion-caught", 'function f() { return f() } try { f() } catch (e) { text(e.constructor.name) }', texts=["RangeError"]),
-    Case("deep-json", "let a = []; for (let i = 0; i < 1e6; i++) a = [a]; text(a)"),  # V8 copes
+    Case("deep-json", "let a = []; for (let i = 0; i < 1e6; i++) a = [a]; text(a)", slow=True),  # V8 copes
     Case(
         "deep-tool-args",  # Python cannot parse it: a rejection, not a crash
         "let a = {}; for (let i = 0; i < 100000; i++) a = { a }; await tools.echo(a)",
@@ -215,7 +216,7 @@ def host() -> Iterator[Host]:
         Tool("never", "Never returns.", never),
         Tool("raw", "Return the input.", raw, kind="freeform"),
     ]
-    host = Host(tools=tools, heap_limit_bytes=128 * 1024 * 1024)
+    host = Host(tools=tools, limits=Limits(heap_limit_bytes=128 * 1024 * 1024))
     yield host
     host.close()
 
@@ -231,7 +232,9 @@ def test_the_corpus_is_large_enough() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, id=case.id, marks=[pytest.mark.slow] if case.slow else []) for case in CASES]
+)
 def test_escape_attempt(healthy: Host, case: Case) -> None:
     result = healthy.exec(case.source, yield_time_ms=300 if case.status == "terminated" else 20_000)
     assert result.status == case.status, (result.status, result.error)

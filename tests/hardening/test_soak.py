@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from tests.conftest import ISOLATION
 from tests.hardening._support import linux_only
 
-pytestmark = linux_only
+pytestmark = [linux_only, pytest.mark.slow]
 
 SOAK_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 

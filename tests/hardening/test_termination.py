@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from codemode._output import model_items
 from codemode import CodeMode, Tool
 from tests.conftest import MakeCodeMode
 from tests.conftest import ISOLATION
 from tests.hardening._support import engines_settled, linux_only, spinning_engine_threads, settle_threads, texts, thread_count
+from waiting import wait_until
 
 pytestmark = linux_only
 
@@ -69,7 +71,7 @@ async def test_terminate_in_every_state(make_cm: MakeCodeMode, loop_errors: list
     final = await cm.wait(result.cell_id, terminate=True)
     assert time.monotonic() - started < 1
     assert (final.status, final.items) == ("terminated", ())
-    assert final.model_items()[0].text.startswith("Script terminated")  # type: ignore[union-attr]
+    assert model_items(final)[0].text.startswith("Script terminated")  # type: ignore[union-attr]
     await asyncio.sleep(0)
     assert hang.cancelled == hang.started  # every pending tool call saw CancelledError
     assert await settle_threads(baseline) <= baseline  # the isolate's thread is gone
@@ -86,7 +88,7 @@ async def test_pending_tool_sees_cancelled_error_when_the_cell_completes(make_cm
         'tools.hang({}); tools.hang({}); await new Promise((r) => setTimeout(r, 50)); text("done")'
     )
     assert (result.status, texts(result)) == ("completed", ["done"])
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: hang.cancelled == 2, "both pending calls saw CancelledError")
     assert hang.started == hang.cancelled == 2
 
 
@@ -112,6 +114,7 @@ async def test_second_terminate_while_the_first_runs(make_cm: MakeCodeMode) -> N
     assert (await first).status == "terminated"
 
 
+@pytest.mark.slow
 async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[Any]) -> None:
     hang = Hang()
     cm = CodeMode(tools=[hang.tool()])
@@ -128,7 +131,7 @@ async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[
         while hang.started < 3:
             await asyncio.sleep(0.05)
     started = time.monotonic()
-    await cm.close()
+    await cm.aclose()
     assert time.monotonic() - started < 1
     assert (await asyncio.wait_for(observer, 1)).status == "terminated"
     assert hang.cancelled == hang.started > 0
@@ -140,7 +143,7 @@ async def test_session_close_stops_every_cell_within_a_second(loop_errors: list[
         # heap budget): what matters is that no stopped script still runs
         assert await spinning_engine_threads() == 0
     after = await cm.exec('text("x")')
-    assert (after.status, after.error) == ("failed", "code mode session is shutting down")
+    assert (after.status, after.error) == ("rejected", "code mode session is shutting down")
 
 
 async def test_close_with_cpu_bound_cells_only(make_cm: MakeCodeMode) -> None:
@@ -148,11 +151,12 @@ async def test_close_with_cpu_bound_cells_only(make_cm: MakeCodeMode) -> None:
     for _ in range(8):
         await cm.exec("for (;;) {}", yield_time_ms=0)
     started = time.monotonic()
-    await cm.close()
+    await cm.aclose()
     assert time.monotonic() - started < 1
     assert cm.running_cells == []
 
 
+@pytest.mark.slow
 async def test_terminating_a_busy_script_accounts_for_output_it_could_not_deliver(make_cm: MakeCodeMode) -> None:
     """More output than the ring holds, then a CPU loop: what was delivered arrives, the rest is
     announced as lost instead of vanishing.

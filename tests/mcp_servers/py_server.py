@@ -9,7 +9,8 @@ Tools:
     fail            returns an `isError` result
     reject          answers with a JSON-RPC error (a protocol-level failure)
     crash           kills the whole server process (os._exit) while the call is open
-    hang            never answers (until cancelled), for per-call timeouts
+    hang            never answers (until cancelled), for per-call timeouts; reports progress
+                    once when it begins, so a test can tell the call reached the server
     work            reports progress and logs while it runs
     header          one HTTP request header, to check configured `headers`
     pid             the server's process id, to tell a restarted server from the old one
@@ -67,8 +68,9 @@ def crash() -> str:
 
 
 @server.tool()
-async def hang(seconds: float = 3600.0) -> str:
+async def hang(ctx: Context, seconds: float = 3600.0) -> str:
     """Sleep for a long time before answering."""
+    await ctx.report_progress(0, None, "hanging")
     await anyio.sleep(seconds)
     return "woke up"
 

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from codemode import AudioItem, CodeMode, ExecResult, ImageItem, TextItem, Tool
-from codemode._types import OutputItem
+from codemode._output import model_items
+from codemode._protocol.types import OutputItem
 
 MakeCodeMode = Callable[..., Awaitable[CodeMode]]
 """The type of the `make_cm` fixture (tests/conftest.py)."""
@@ -21,7 +22,7 @@ def texts(result: ExecResult) -> list[str]:
 
 def model_texts(result: ExecResult) -> list[str]:
     """What the model reads (header, items, error item), media described like `texts`."""
-    return [describe(item) for item in result.model_items()]
+    return [describe(item) for item in model_items(result)]
 
 
 def describe(item: OutputItem) -> str:
@@ -35,7 +36,7 @@ def describe(item: OutputItem) -> str:
 
 def header(result: ExecResult) -> str:
     """The first line of the model-visible header (`Script completed`, ...)."""
-    first = result.model_items()[0]
+    first = model_items(result)[0]
     assert isinstance(first, TextItem)
     return first.text.split("\n", 1)[0]
 

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 import codemode._source
-from codemode import CodeMode, Notification, SyncCodeMode, TextItem, Tool
+from codemode._output import model_items
+from codemode import CodeMode, Defaults, Notification, SyncCodeMode, TextItem, Tool, UsageError, to_model
+
+from waiting import Checkpoint, wait_until
 
 from ._support import Blocker, MakeCodeMode, header, model_texts, texts
 
@@ -28,10 +31,12 @@ class Gate:
 
     def __init__(self) -> None:
         self.opened = asyncio.Event()
+        self.entered = asyncio.Event()
         self.calls = 0
 
     async def handler(self, arguments: object) -> str:
         self.calls += 1
+        self.entered.set()
         await self.opened.wait()
         return "open"
 
@@ -45,7 +50,7 @@ class Gate:
 async def test_case40_yield_control_then_wait(cm: CodeMode) -> None:
     first = await cm.exec('// @exec: {"yield_time_ms": 60000}\ntext("before"); yield_control(); text("after");')
     assert (first.status, first.cell_id, texts(first)) == ("running", "1", ["before"])
-    assert first.success
+    assert to_model(first, "mcp")["isError"] is False  # the reference's success flag
     assert model_texts(first)[0].startswith("Script running with cell ID 1\nWall time ")
     assert model_texts(first)[0].endswith(" seconds\nOutput:\n")
     second = await cm.wait("1")
@@ -62,17 +67,19 @@ async def test_yield_before_await_keeps_later_output_for_the_next_observation(cm
     assert (final.status, texts(final)) == ("completed", ["b", "c"])
 
 
-async def test_yield_control_without_an_observer_has_no_effect(cm: CodeMode) -> None:
+async def test_yield_control_without_an_observer_has_no_effect(make_cm: MakeCodeMode) -> None:
+    yielded = Checkpoint()
+    cm = await make_cm(tools=[yielded.tool])
     code = (
         '// @exec: {"yield_time_ms": 30}\n'
         "await new Promise((r) => setTimeout(r, 150));\n"
-        'yield_control(); text("x");\n'
+        'yield_control(); tools.checkpoint(); text("x");\n'
         "await new Promise((r) => setTimeout(r, 150));\n"
         'text("y");'
     )
     first = await cm.exec(code)
     assert (first.status, texts(first)) == ("running", [])
-    await asyncio.sleep(0.25)  # the yield happens now, with nobody observing
+    await yielded.reached()  # the yield happened, with nobody observing
     final = await cm.wait("1", yield_time_ms=5000)
     assert (final.status, texts(final)) == ("completed", ["x", "y"])
 
@@ -98,7 +105,7 @@ async def test_case42_two_cells_run_and_are_waited_independently(cm: CodeMode) -
 
 async def test_case43_wait_on_unknown_cell(cm: CodeMode) -> None:
     result = await cm.wait("999999", yield_time_ms=1000)
-    assert not result.success
+    assert (result.status, result.cell_id, result.error_kind) == ("failed", "999999", "not_found")
     assert result.status == "failed"
     model = model_texts(result)
     assert len(model) == 2
@@ -139,9 +146,11 @@ async def test_yield_timer_then_repeated_waits(cm: CodeMode) -> None:
 
 
 async def test_completion_is_buffered_until_observed(cm: CodeMode) -> None:
-    first = await cm.exec('// @exec: {"yield_time_ms": 0}\nawait new Promise((r) => setTimeout(r, 20)); text("done");')
+    first = await cm.exec(
+        '// @exec: {"yield_time_ms": 0}\nawait new Promise((r) => setTimeout(r, 20)); text("done"); store("done", true);'
+    )
     assert first.status == "running"
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: cm.stored_values == {"done": True}, "the cell completed (its store is committed)")
     assert cm.running_cells == ["1"]  # finished, not yet observed
     started = time.monotonic()
     final = await cm.wait("1", yield_time_ms=60_000)
@@ -163,9 +172,11 @@ async def test_cancelled_observer_loses_no_output(make_cm: MakeCodeMode) -> None
     session = await make_cm(tools=[gate.tool()])
     first = await session.exec('// @exec: {"yield_time_ms": 0}\ntext("a"); await tools.gate(); text("b");')
     assert (first.status, texts(first)) == ("running", [])
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(gate.entered.wait(), 30)  # "a" was written before the call
     observer = asyncio.create_task(session.wait("1", yield_time_ms=60_000))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # the observer starts observing
+    busy = await session.wait("1", yield_time_ms=0)
+    assert busy.error == "exec cell 1 already has an active observer"
     observer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await observer
@@ -185,7 +196,7 @@ async def test_case41_terminate_a_busy_loop(cm: CodeMode) -> None:
     assert model_texts(first)[1:] == ["phase 1"]
     async with asyncio.timeout(5):
         stopped = await cm.wait("1", terminate=True)
-    assert stopped.status == "terminated" and stopped.success
+    assert stopped.status == "terminated" and to_model(stopped, "mcp")["isError"] is False
     model = model_texts(stopped)
     assert len(model) == 1 and model[0].startswith("Script terminated\nWall time ")
     assert cm.running_cells == []
@@ -242,7 +253,7 @@ async def test_case46_second_terminate_while_terminating(cm: CodeMode) -> None:
     one, two = await asyncio.gather(cm.wait("1", terminate=True), cm.wait("1", terminate=True))
     assert (one.status, one.items) == ("terminated", ())
     assert (two.status, two.error) == ("failed", "exec cell 1 is already terminating")
-    assert [item.text for item in two.model_items() if isinstance(item, TextItem)] == [
+    assert [item.text for item in model_items(two) if isinstance(item, TextItem)] == [
         "exec cell 1 is already terminating"
     ]
 
@@ -251,10 +262,11 @@ async def test_case47_one_observer_at_a_time(cm: CodeMode) -> None:
     first = await cm.exec(f'// @exec: {{"yield_time_ms": 10}}\n{FOREVER}')
     assert first.status == "running"
     pending = asyncio.create_task(cm.wait("1", yield_time_ms=60_000))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # the first observer starts observing
     second = await cm.wait("1", yield_time_ms=60_000)
     assert (second.status, second.error) == ("failed", "exec cell 1 already has an active observer")
-    assert second.model_items() == [TextItem("exec cell 1 already has an active observer")]
+    assert model_items(second) == [TextItem("exec cell 1 already has an active observer")]
+    assert (second.status, second.cell_id, second.error_kind) == ("failed", "1", "busy")
     assert not pending.done()
     stopped = await cm.wait("1", terminate=True)
     async with asyncio.timeout(5):
@@ -271,24 +283,28 @@ async def test_terminated_cell_commits_no_stored_values(cm: CodeMode) -> None:
     assert cm.stored_values == {"a": 1}
 
 
-async def test_case53_queued_output_is_reported_by_terminate(cm: CodeMode) -> None:
-    first = await cm.exec('// @exec: {"yield_time_ms": 0}\ntext("queued output");\nwhile (true) {}')
+async def test_case53_queued_output_is_reported_by_terminate(make_cm: MakeCodeMode) -> None:
+    written = Checkpoint()
+    cm = await make_cm(tools=[written.tool])
+    first = await cm.exec('// @exec: {"yield_time_ms": 0}\ntext("queued output"); tools.checkpoint();\nwhile (true) {}')
     assert (first.status, texts(first)) == ("running", [])
-    await asyncio.sleep(1)  # time for the script to start and write it, even on a slow machine
+    await written.reached()  # the script started and wrote it
     stopped = await cm.wait("1", terminate=True)
     assert (stopped.status, texts(stopped)) == ("terminated", ["queued output"])
 
 
-async def test_case54_terminate_is_not_starved_by_an_output_backlog(cm: CodeMode) -> None:
+async def test_case54_terminate_is_not_starved_by_an_output_backlog(make_cm: MakeCodeMode) -> None:
+    written = Checkpoint()
+    cm = await make_cm(tools=[written.tool])
     code = (
         '// @exec: {"yield_time_ms": 0, "max_output_tokens": 16}\n'
         'for (let i = 0; i < 256; i++) text(`line ${i} ${"x".repeat(40)}`);\n'
-        "while (true) {}"
+        "tools.checkpoint(); while (true) {}"
     )
     first = await cm.exec(code)
     assert first.status == "running"
-    assert len(first.model_items()) == 1
-    await asyncio.sleep(0.1)
+    assert len(model_items(first)) == 1
+    await written.reached()  # the backlog is there
     async with asyncio.timeout(5):
         stopped = await cm.wait("1", terminate=True, max_tokens=16)
     assert header(stopped) == "Script terminated"
@@ -338,15 +354,16 @@ async def test_case49_close_stops_a_busy_loop_quickly() -> None:
     assert (first.status, first.items) == ("running", ())
     started = time.monotonic()
     async with asyncio.timeout(5):
-        await session.close()
+        await session.aclose()
     assert time.monotonic() - started < 1.0
     assert session.running_cells == []
     late = await session.exec('text("x");')
-    assert (late.status, late.error, late.cell_id) == ("failed", "code mode session is shutting down", None)
-    assert late.model_items() == [TextItem("code mode session is shutting down")]
+    assert (late.status, late.error, late.cell_id) == ("rejected", "code mode session is shutting down", None)
+    assert model_items(late) == [TextItem("code mode session is shutting down")]
+    assert late.error_kind == "shutting_down"
     waited = await session.wait("1")
     assert (waited.status, waited.error) == ("failed", "code mode session is shutting down")
-    await session.close()  # idempotent
+    await session.aclose()  # idempotent
 
 
 async def test_close_stops_many_cells_and_cancels_their_tools() -> None:
@@ -357,11 +374,12 @@ async def test_close_stops_many_cells_and_cancels_their_tools() -> None:
             result = await session.exec(f'// @exec: {{"yield_time_ms": 30}}\n{code}')
             assert result.status == "running"
         assert len(session.running_cells) == 4
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(blocking.started.wait(), 30)
     assert session.running_cells == []
     assert blocking.cancellations == 1
 
 
+@pytest.mark.slow
 async def test_close_while_cells_wait_for_isolates() -> None:
     # More cells than the engine has prepared isolates: some are still waiting for one when the
     # session closes. Each exec still answers (no exception), and no script outlives close().
@@ -371,7 +389,7 @@ async def test_close_while_cells_wait_for_isolates() -> None:
     execs = [asyncio.create_task(session.exec(code)) for _ in range(40)]
     await asyncio.sleep(0)
     async with asyncio.timeout(10):
-        await session.close()
+        await session.aclose()
         results = await asyncio.gather(*execs)
     assert {r.status for r in results} == {"terminated"}
     cpu = time.process_time()
@@ -414,6 +432,7 @@ async def test_exec_cancelled_at_once_leaves_its_cell_to_wait_on(cm: CodeMode) -
     assert texts(await cm.exec("text(2);")) == ["2"]
 
 
+@pytest.mark.integration
 async def test_concurrent_first_execs_share_one_start() -> None:
     # Starting takes a while with an MCP server; a second exec meanwhile waits for the start.
     server = {"command": sys.executable, "args": [str(PY_MCP_SERVER)]}
@@ -423,24 +442,25 @@ async def test_concurrent_first_execs_share_one_start() -> None:
         assert (first.status, texts(first)) == ("completed", ["function"])
         assert (second.status, texts(second)) == ("completed", ["2"])
     finally:
-        await session.close()
+        await session.aclose()
 
 
+@pytest.mark.integration
 async def test_close_during_start_closes_what_started() -> None:
     server = {"command": sys.executable, "args": [str(PY_MCP_SERVER)]}
     session = CodeMode(mcp_servers={"mcpServers": {"py": server}})
     starting = asyncio.create_task(session.start())
-    await asyncio.sleep(0.01)
-    await session.close()
+    await asyncio.sleep(0)  # the start begins (the MCP server takes a while)
+    await session.aclose()
     await starting
     assert (await session.exec("text(1);")).error == "code mode session is shutting down"
 
 
 async def test_exec_after_close_without_start() -> None:
     session = CodeMode()
-    await session.close()
+    await session.aclose()
     result = await session.exec("text(1)")
-    assert (result.status, result.error) == ("failed", "code mode session is shutting down")
+    assert (result.status, result.error) == ("rejected", "code mode session is shutting down")
 
 
 # -- yield time caps and grace (cases 50, 51) ----------------------------------------------------
@@ -462,7 +482,7 @@ async def test_case50_grace_and_cap(make_cm: MakeCodeMode, monkeypatch: pytest.M
     graced = await uncapped.exec('// @exec: {"yield_time_ms": 200}\nawait tools.slow({}); text("done");')
     assert (graced.status, texts(graced)) == ("completed", ["done"])
 
-    capped = await make_cm(tools=tools, max_yield_time_ms=200)
+    capped = await make_cm(tools=tools, defaults=Defaults(max_yield_time_ms=200))
     first = await capped.exec('// @exec: {"yield_time_ms": 200}\nawait tools.gate({}); text("done");')
     assert first.status == "running"
     assert 0.15 <= first.wall_time_s < 1.1
@@ -475,8 +495,8 @@ async def test_case50_grace_and_cap(make_cm: MakeCodeMode, monkeypatch: pytest.M
 
 
 async def test_case51_session_caps_are_independent(make_cm: MakeCodeMode) -> None:
-    cap0 = await make_cm(max_yield_time_ms=0)
-    cap10 = await make_cm(max_yield_time_ms=10)
+    cap0 = await make_cm(defaults=Defaults(max_yield_time_ms=0))
+    cap10 = await make_cm(defaults=Defaults(max_yield_time_ms=10))
     code = f'// @exec: {{"yield_time_ms": 60000}}\n{FOREVER}'
     started = time.monotonic()
     r0, r10 = await asyncio.gather(cap0.exec(code), cap10.exec(code))
@@ -503,7 +523,7 @@ async def test_many_cells_at_once(cm: CodeMode) -> None:
 
 
 async def test_default_yield_time_is_used(make_cm: MakeCodeMode) -> None:
-    session = await make_cm(default_yield_time_ms=50, default_wait_yield_time_ms=50)
+    session = await make_cm(defaults=Defaults(exec_yield_time_ms=50, wait_yield_time_ms=50))
     first = await session.exec(FOREVER)
     assert first.status == "running" and first.wall_time_s < 5
     assert (await session.wait("1")).status == "running"
@@ -534,7 +554,7 @@ async def test_case52_concurrent_stores_merge_by_key(make_cm: MakeCodeMode) -> N
 async def test_cell_ids_count_up_and_rejected_input_creates_no_cell(cm: CodeMode) -> None:
     assert (await cm.exec("text(1)")).cell_id == "1"
     rejected = await cm.exec("   \n  ")
-    assert rejected.cell_id is None and rejected.status == "failed"
+    assert rejected.cell_id is None and rejected.status == "rejected"
     assert rejected.error is not None and rejected.error.startswith("exec expects raw JavaScript source text (non-empty)")
     assert (await cm.exec("text(2)")).cell_id == "2"
 
@@ -567,7 +587,7 @@ def test_sync_code_mode_without_an_event_loop() -> None:
         assert busy.status == "running"
         started = time.monotonic()
     assert time.monotonic() - started < 5
-    with pytest.raises(RuntimeError):
+    with pytest.raises(UsageError, match="this SyncCodeMode was closed"):
         session.exec("text(1)")
     session.close()  # idempotent
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from codemode._output import model_items
 from codemode import CodeMode, SyncCodeMode, Tool
 
 from ._support import MakeCodeMode, texts
@@ -193,7 +194,7 @@ async def test_top_level_return_is_a_syntax_error_like_in_a_module(cm: CodeMode)
         'import { text, exit } from "@openai/code_mode";\ntext("hi"); exit(); text("no");',
         "import { text, exit } from 'openai/code_mode';\ntext('hi'); exit(); text('no');",
         'import * as cm from "@openai/code_mode";\ncm.text("hi");',
-        'import { output_text as say } from "@openai/code_mode";\nsay("hi");',
+        'import { text as say } from "@openai/code_mode";\nsay("hi");',
         'const { text: t } = await import("@openai/code_mode");\nt("hi");',
         'import {text as t} from "@openai/code_mode"\nconst text = 1;\nt("hi");',
     ],
@@ -205,10 +206,8 @@ def test_code_mode_module_imports(shared: SyncCodeMode, code: str) -> None:
 async def test_code_mode_module_exports(cm: CodeMode) -> None:
     code = 'import * as cm from "@openai/code_mode";\ntext(JSON.stringify(Object.keys(cm).sort()));'
     exports = json.loads((await run(cm, code))[0])
-    assert set(exports) >= {
-        "exit", "image", "load", "notify", "output_image", "output_text", "store", "text", "yield_control",
-    }  # fmt: skip
-    assert set(exports) <= ALLOWED_GLOBALS | {"output_image", "output_text"}
+    assert set(exports) >= {"exit", "image", "load", "notify", "store", "text", "yield_control"}
+    assert set(exports) <= ALLOWED_GLOBALS
 
 
 @pytest.mark.parametrize(
@@ -241,7 +240,7 @@ def test_tools_module_imports(shared: SyncCodeMode, code: str) -> None:
 def test_unsupported_static_import_fails_before_any_output(shared: SyncCodeMode, code: str, spec: str) -> None:
     result = shared.exec(code)
     assert (result.status, result.items, result.error) == ("failed", (), f"Unsupported import in exec: {spec}")
-    assert [getattr(item, "text", None) for item in result.model_items()][1] == (
+    assert [getattr(item, "text", None) for item in model_items(result)][1] == (
         f"Script error:\nUnsupported import in exec: {spec}"
     )
 

@@ -229,7 +229,7 @@ async def test_case59_failing_tool_is_caught(make_cm: MakeCodeMode) -> None:
     result = await session.exec(
         "try { await tools.exec_command({}); text('no-exception'); } catch (e) { text(`caught:${e?.message ?? String(e)}`); }"
     )
-    assert result.success
+    assert result.ok
     out = texts(result)
     assert len(out) == 1 and out[0].startswith("caught:") and "cmd" in out[0]
 
@@ -259,12 +259,12 @@ async def test_uncaught_tool_rejection_fails_the_cell_with_the_message(make_cm: 
 async def test_case65_sync_tool_calls_run_in_parallel(make_cm: MakeCodeMode) -> None:
     barrier = threading.Barrier(2)
 
-    def test_sync_tool(arguments: Any) -> str:
+    def sync_work(arguments: Any) -> str:
         barrier.wait(timeout=5)  # both calls must be running at once
         time.sleep(0.3)
         return "ok"
 
-    session = await make_cm(tools=[tool("test_sync_tool", test_sync_tool)])
+    session = await make_cm(tools=[tool("test_sync_tool", sync_work)])
     started = time.monotonic()
     out = await run(session, "text(JSON.stringify(await Promise.all([tools.test_sync_tool({}), tools.test_sync_tool({})])));")
     assert out == ['["ok","ok"]']

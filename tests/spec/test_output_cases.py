@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from codemode._output import model_items
 from codemode import AudioItem, CodeMode, ImageItem, SyncCodeMode, TextItem
 
 from ._support import model_texts, texts
@@ -39,7 +40,7 @@ async def test_completed_text_output(cm: CodeMode) -> None:
 
 async def test_no_output_is_just_the_header(cm: CodeMode) -> None:
     result = await cm.exec("const x = 1;")
-    model = result.model_items()
+    model = model_items(result)
     assert len(model) == 1 and isinstance(model[0], TextItem)
     assert status_line(model[0].text) == "Script completed"
 
@@ -53,7 +54,7 @@ async def test_case23_model_items_keep_media(cm: CodeMode) -> None:
     result = await cm.exec(
         'text("first"); image("data:image/png;base64,AAA"); audio("data:audio/wav;base64,YXVkaW8="); notify("ping");'
     )
-    model = result.model_items()
+    model = model_items(result)
     assert [type(item) for item in model] == [TextItem, TextItem, ImageItem, AudioItem]
     assert model[2] == ImageItem("data:image/png;base64,AAA", "high")
     assert model[3] == AudioItem("data:audio/wav;base64,YXVkaW8=")
@@ -68,7 +69,7 @@ async def test_case25_model_output(cm: CodeMode) -> None:
 
 async def test_case57_output_before_a_crash_is_kept(cm: CodeMode) -> None:
     result = await cm.exec('text("before crash");\ntext("still before crash");\nthrow new Error("boom");')
-    assert not result.success
+    assert result.status == "failed"
     model = model_texts(result)
     assert len(model) == 4
     assert status_line(model[0]) == "Script failed"

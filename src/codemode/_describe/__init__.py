@@ -7,9 +7,7 @@ Nothing here touches the engine or does I/O; everything is a function of the too
 from codemode._describe.catalog import ToolCatalog
 from codemode._describe.declaration import augmented_description, tool_declaration
 from codemode._describe.descriptions import (
-    DEFAULT_DESCRIPTION_BUDGET_TOKENS,
     DEFAULT_SEARCH_LIMIT,
-    DEFAULT_WAIT_YIELD_TIME_MS,
     ExecInput,
     all_tools_entries,
     exceeds_budget,
@@ -37,9 +35,7 @@ from codemode._describe.names import (
 from codemode._describe.typescript import render_schema
 
 __all__ = [
-    "DEFAULT_DESCRIPTION_BUDGET_TOKENS",
     "DEFAULT_SEARCH_LIMIT",
-    "DEFAULT_WAIT_YIELD_TIME_MS",
     "DESCRIBE_HELPER_NAME",
     "EXEC_TOOL_NAME",
     "MCP_TYPES_PREAMBLE",

@@ -39,6 +39,7 @@ from codemode.errors import ToolError
 
 if TYPE_CHECKING:
     from codemode._describe.search import ToolIndex
+    from codemode._protocol.config import Defaults
 
 __all__ = ["MAX_SEARCH_LIMIT", "ToolCatalog"]
 
@@ -65,7 +66,7 @@ class ToolCatalog:
         self._entries = all_tools_entries(self.table)
         self._entry_texts = {entry["name"]: entry["description"] for entry in self._entries}
         self._by_name = {nested.global_name: nested for nested in self.table}
-        self._descriptions: dict[tuple[bool, int, ExecInput, tuple[str, ...]], str] = {}
+        self._descriptions: dict[tuple[bool, Defaults, ExecInput, tuple[str, ...]], str] = {}
         self._index: ToolIndex | None = None
         self._index_lock = asyncio.Lock()
 
@@ -73,18 +74,18 @@ class ToolCatalog:
         self,
         *,
         code_mode_only: bool,
-        default_yield_time_ms: int,
+        defaults: Defaults,
         input_format: ExecInput = "freeform",
         notes: Sequence[str] = (),
     ) -> str:
         """The `exec` description (see `descriptions.exec_description`), built once per arguments."""
-        key = (code_mode_only, default_yield_time_ms, input_format, tuple(notes))
+        key = (code_mode_only, defaults, input_format, tuple(notes))
         text = self._descriptions.get(key)
         if text is None:
             text = exec_description(
                 self.table,
                 code_mode_only=code_mode_only,
-                default_yield_time_ms=default_yield_time_ms,
+                defaults=defaults,
                 input_format=input_format,
                 notes=notes,
                 budget_tokens=self.budget_tokens,

@@ -1,7 +1,7 @@
 """What the model reads about `exec` and `wait`, and the script's `ALL_TOOLS` (spec 1.2-1.5, 1.8).
 
 The `exec` description is sections joined by blank lines:
-1. the usage text and the list of global helpers;
+1. the usage text and the list of global helpers (generated from `_protocol/helpers.py`);
 2. guidance on deferred tools, when any nested tool is deferred;
 and, only in code-mode-only mode (where nested tools are not offered to the model directly):
 3. `Shared MCP Types:`, once, when any nested tool (deferred ones included) returns an MCP result;
@@ -22,12 +22,11 @@ from typing import Any, Literal, TypeAlias
 from codemode._describe.mcp_types import is_mcp_output_schema, shared_mcp_types_section
 from codemode._describe.names import DESCRIBE_HELPER_NAME, SEARCH_HELPER_NAME, NestedTool, script_namespace
 from codemode._output import approx_tokens
-from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS
+from codemode._protocol.config import Defaults
+from codemode._protocol.helpers import HELPERS
 
 __all__ = [
-    "DEFAULT_DESCRIPTION_BUDGET_TOKENS",
     "DEFAULT_SEARCH_LIMIT",
-    "DEFAULT_WAIT_YIELD_TIME_MS",
     "ExecInput",
     "all_tools_entries",
     "exceeds_budget",
@@ -40,14 +39,11 @@ __all__ = [
 ExecInput: TypeAlias = Literal["freeform", "json"]
 """How `exec` receives the script: raw source text, or a JSON `code` argument."""
 
-DEFAULT_WAIT_YIELD_TIME_MS = 10_000
-DEFAULT_DESCRIPTION_BUDGET_TOKENS = 2_000  # estimated tokens of tool declarations, at most
 DEFAULT_SEARCH_LIMIT = 8
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _MAX_SENTENCE_CHARS = 120
 
 _PRAGMA_EXAMPLE = '`// @exec: {"yield_time_ms": 10000, "max_output_tokens": 1000}`'
-_DETAIL = '"auto" | "low" | "high" | "original" | null'
 
 _INPUT_BULLETS: dict[ExecInput, str] = {
     "freeform": (
@@ -61,20 +57,7 @@ _INPUT_BULLETS: dict[ExecInput, str] = {
     ),
 }
 
-_HELPERS = f"""\
-Global helpers:
-- `exit()`: Ends the script right away, successfully (like an early return from the top level).
-- `text(value: string | number | boolean | undefined | null)`: Appends a text item. A non-string value is stringified with `JSON.stringify(...)` when possible.
-- `image(imageUrlOrItem: string | {{ image_url: string; detail?: {_DETAIL} }} | ImageContent, detail?: {_DETAIL})`: Appends an image item. `image_url` should be a base64 `data:` URL. To forward an image from an MCP tool, pass one `ImageContent` block of `result.content`, for example `image(result.content[0])`. An MCP image block may ask for a detail level with `_meta: {{ "codex/imageDetail": "original" }}`. A second `detail` argument overrides any detail given by the first.
-- `audio(audioUrlOrItem: string | {{ audio_url: string }} | AudioContent)`: Appends an audio item. The URL must be a base64 `data:` URL; an MCP `AudioContent` block can be passed as it is.
-- `forward_output(...outputs)`: Appends the direct outputs of nested tools as items, all or nothing. A string becomes a text item. For an object, each block of its MCP `content` array (or of its `content_items` array) is appended; so is a single text, image or audio content item, an `{{ image_url }}` object, or an `output` string. Throws, appending nothing, for arrays, other objects, and unsupported blocks.
-- `store(key: string, value: any)`: Keeps a serializable value under a string key for later `exec` calls in this session.
-- `load(key: string)`: Returns the value stored under a string key, or `undefined` when there is none.
-- `notify(value: string | number | boolean | undefined | null)`: Immediately delivers an extra output for the current `exec` call, stringified like `text(...)`.
-- `setTimeout(callback: () => void, delayMs?: number)`: Schedules a callback and returns a timeout id. A pending timeout does not keep `exec` alive; await an explicit promise when you need to wait for one.
-- `clearTimeout(timeoutId?: number)`: Cancels a timeout created by `setTimeout`.
-- `ALL_TOOLS`: Metadata of the enabled nested tools, as `{{ name, description }}` entries.
-- `yield_control()`: Hands the output gathered so far to the model immediately, while the script keeps running."""
+_HELPERS = "Global helpers:\n" + "\n".join(f"- `{helper.signature}`: {helper.description}" for helper in HELPERS)
 
 _DEFERRED_GUIDANCE = (
     "Some deferred nested tools may be omitted from this description. They are still "
@@ -82,23 +65,13 @@ _DEFERRED_GUIDANCE = (
     "To find one, filter `ALL_TOOLS` by `name` and `description`."
 )
 
-_WAIT_DESCRIPTION = f"""\
-Waits on a yielded `exec` cell and returns new output or completion.
-- Use `wait` only after `exec` returned `Script running with cell ID ...`.
-- `cell_id` names the running `exec` cell to resume.
-- `yield_time_ms` is how long to wait for more output before yielding again. Defaults to {DEFAULT_WAIT_YIELD_TIME_MS} ms.
-- `max_tokens` bounds the new output this call returns. Defaults to {DEFAULT_MAX_OUTPUT_TOKENS} tokens.
-- `terminate: true` stops the running cell; false or omitted waits for output.
-- `wait` returns only the output produced since the last yield, or the cell's final completion or termination result.
-- A cell that is still running may yield again with the same `cell_id`.
-- A cell that has already finished returns its completed result, and the cell is closed."""
 
 
 def exec_description(
     table: Sequence[NestedTool],
     *,
     code_mode_only: bool,
-    default_yield_time_ms: int,
+    defaults: Defaults,
     input_format: ExecInput = "freeform",
     notes: Sequence[str] = (),
     budget_tokens: int | None = None,
@@ -109,13 +82,13 @@ def exec_description(
         table: the nested tools, from `nested_tool_table`.
         code_mode_only: True when nested tools are reachable only through `exec`, so the
             description must list them; False when they are also offered directly.
-        default_yield_time_ms: the session's default `yield_time_ms`, quoted in the text.
+        defaults: the session's defaults, quoted in the text (exec yield time, output budget).
         input_format: "freeform" for a raw-source custom tool, "json" for a `code` argument.
         notes: host paragraphs appended last (e.g. MCP servers that failed to start).
         budget_tokens: estimated tokens the tool reference may take; over it, tools are listed
             one line each with the discovery helpers described instead. None: no budget.
     """
-    sections = [_usage(default_yield_time_ms, input_format), _HELPERS]
+    sections = [_usage(defaults, input_format), _HELPERS]
     if any(nested.tool.deferred for nested in table):
         sections.append(_DEFERRED_GUIDANCE)
     listed = _listed(table)
@@ -152,13 +125,22 @@ def first_sentence(text: str) -> str:
     return line
 
 
-def wait_description() -> str:
-    """The `wait` tool description."""
-    return _WAIT_DESCRIPTION
+def wait_description(defaults: Defaults) -> str:
+    """The `wait` tool description, quoting the session's wait defaults."""
+    return f"""\
+Waits on a yielded `exec` cell and returns new output or completion.
+- Use `wait` only after `exec` returned `Script running with cell ID ...`.
+- `cell_id` names the running `exec` cell to resume.
+- `yield_time_ms` is how long to wait for more output before yielding again. Defaults to {defaults.wait_yield_time_ms} ms.
+- `max_tokens` bounds the new output this call returns. Defaults to {defaults.max_output_tokens} tokens.
+- `terminate: true` stops the running cell; false or omitted waits for output.
+- `wait` returns only the output produced since the last yield, or the cell's final completion or termination result.
+- A cell that is still running may yield again with the same `cell_id`.
+- A cell that has already finished returns its completed result, and the cell is closed."""
 
 
-def wait_parameters() -> dict[str, Any]:
-    """The JSON Schema of `wait`'s arguments (a fresh dict each call)."""
+def wait_parameters(defaults: Defaults) -> dict[str, Any]:
+    """The JSON Schema of `wait`'s arguments, quoting the session's defaults (a fresh dict each call)."""
     return {
         "type": "object",
         "properties": {
@@ -166,7 +148,7 @@ def wait_parameters() -> dict[str, Any]:
             "max_tokens": {
                 "type": "number",
                 "description": "Output token budget for this wait call. Defaults to "
-                f"{DEFAULT_MAX_OUTPUT_TOKENS} tokens.",
+                f"{defaults.max_output_tokens} tokens.",
             },
             "terminate": {
                 "type": "boolean",
@@ -175,7 +157,7 @@ def wait_parameters() -> dict[str, Any]:
             "yield_time_ms": {
                 "type": "number",
                 "description": "Wait before yielding more output. Defaults to "
-                f"{DEFAULT_WAIT_YIELD_TIME_MS} ms.",
+                f"{defaults.wait_yield_time_ms} ms.",
             },
         },
         "required": ["cell_id"],
@@ -245,7 +227,7 @@ def _server(nested: NestedTool) -> str:
     return qualifier if separator and qualifier else ""
 
 
-def _usage(default_yield_time_ms: int, input_format: ExecInput) -> str:
+def _usage(defaults: Defaults, input_format: ExecInput) -> str:
     return f"""\
 Run JavaScript code to orchestrate and compose tool calls.
 - Evaluates the code as an async module in a fresh V8 isolate.
@@ -254,8 +236,8 @@ Run JavaScript code to orchestrate and compose tool calls.
 - A nested tool returns either an object or a string, as its description says.
 - Runs plain JavaScript: no Node, no file system, no network access, no console.
 {_INPUT_BULLETS[input_format]}
-- `yield_time_ms` makes `exec` yield early if the script is still running. Defaults to {default_yield_time_ms} ms.
-- `max_output_tokens` is the token budget for what `exec` returns directly. Defaults to {DEFAULT_MAX_OUTPUT_TOKENS} tokens.
+- `yield_time_ms` makes `exec` yield early if the script is still running. Defaults to {defaults.exec_yield_time_ms} ms.
+- `max_output_tokens` is the token budget for what `exec` returns directly. Defaults to {defaults.max_output_tokens} tokens.
 - Once the code has been evaluated the isolate is discarded, and promises that were not awaited are silently dropped."""
 
 

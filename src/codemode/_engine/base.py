@@ -5,15 +5,21 @@ the script does, and everything that happens to the engine under it (a heap limi
 engine process that died), comes out as `EngineEvent`s through one callback, in order. The
 session/cell layer imports only this module, so engines (in-process V8, V8 in supervised worker
 processes, a scripted fake in tests) are interchangeable.
+
+Lifecycle: an `Engine` is an async context manager; `aclose()` stops what it runs (its worker
+processes, its isolates). An engine that cannot start, or stops under a session, raises
+`codemode.errors.EngineError` from `open_session`/`ready` (cause chained); a cell whose engine
+died gets an `EngineDiedEvent` instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from types import TracebackType
+from typing import Protocol, Self, TypeAlias
 
-from codemode._types import OutputItem
+from codemode._protocol.types import OutputItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +63,7 @@ class FinishedEvent:
     """
 
     error: str | None
-    stored_writes: Mapping[str, str] = field(default_factory=dict)
+    stored_writes: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +130,18 @@ class EngineCell(Protocol):
 
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
         """Settle a pending tool call: `payload` is JSON text when ok, else the error message."""
+        ...
 
     async def terminate(self) -> None:
         """Stop the script wherever it is; returns once the isolate has really stopped.
 
         Every event the script produced before it stopped is delivered first.
         """
+        ...
 
     def release(self) -> None:
         """The cell finished: free its isolate in the background."""
+        ...
 
 
 class EngineSession(Protocol):
@@ -145,17 +154,44 @@ class EngineSession(Protocol):
         worker with capacity), the cell waits inside the engine, so the caller can observe it
         and yield on time, and `terminate` stops it wherever it is.
         """
+        ...
 
     async def ready(self, isolates: int | None = None) -> None:
         """Wait until the engine is up and `isolates` prepared isolates (default: all it keeps
-        ready) wait for cells, so the next execs do not pay for their creation."""
+        ready) wait for cells, so the next execs do not pay for their creation.
+
+        Raises `EngineError` when the engine cannot start."""
+        ...
+
+    def is_alive(self) -> bool:
+        """Whether new cells can run: the session is open and its engine has not failed or closed."""
+        ...
 
     async def aclose(self) -> None:
         """Leave the engine (running cells are the caller's job); shared resources stay."""
+        ...
 
 
 class Engine(Protocol):
-    """A JavaScript engine able to run cells."""
+    """A JavaScript engine able to run cells.
+
+    Implementations subclass it to inherit `async with` (which closes the engine on exit)."""
 
     async def open_session(self, setup: SessionSetup) -> EngineSession:
-        """Register a new session (its events arrive on the running event loop)."""
+        """Register a new session (its events arrive on the running event loop).
+
+        Raises `UsageError` once the engine is closed, `EngineError` when it cannot start."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop everything this engine runs; its sessions' cells end with `EngineDiedEvent`s
+        (or are dropped, on an engine in this process). The engine cannot be used again."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,8 +1,8 @@
 // codemode prelude: evaluated once in every fresh isolate before the script runs.
 //
-// It installs the model-facing globals (text, image, audio, generatedImage, notify, store, load,
-// exit, yield_control, setTimeout, clearTimeout, forward_output, tools, ALL_TOOLS), removes the ones the
-// sandbox forbids, and opens the channel to the host:
+// It installs the model-facing globals (the helpers of codemode/_protocol/helpers.py, whose
+// names the host passes in `setup.helpers`, then `tools` and `ALL_TOOLS` with each run), removes
+// the ones the sandbox forbids, and opens the channel to the host:
 //   * script -> host: JSON messages written into a SharedArrayBuffer ring that Python reads
 //     directly, so output is never stuck inside an isolate that is busy in a loop; a ping
 //     (one-way native callback) tells the host to look. Messages that do not fit wait in an
@@ -56,6 +56,7 @@ const __codemode_host__ = (function (setup) {
   for (const name of ["console", "Atomics", "SharedArrayBuffer", "WebAssembly"]) {
     delete g[name];
   }
+  const builtinGlobals = Object.getOwnPropertyNames(g);
 
   // Stack traces show only the script's frames: the prelude's frames (and the native calls it
   // made) and the wrapper's call into the script are left out, in V8's default format.
@@ -492,6 +493,9 @@ const __codemode_host__ = (function (setup) {
   for (const name of Object.keys(helpers)) {
     defineProperty(g, name, { value: helpers[name], writable: true, configurable: true, enumerable: false });
   }
+  const codeModeModule = { __proto__: null };
+  for (const name of setup.module_exports) codeModeModule[name] = helpers[name];
+  freeze(codeModeModule);
 
   // The session's tools, installed by `run` (the script cannot have run before). ALL_TOOLS
   // arrives as JSON text and is parsed on first read: most scripts never read it.
@@ -556,25 +560,7 @@ const __codemode_host__ = (function (setup) {
 
   // ---- modules -------------------------------------------------------------------------------
   function moduleFor(specifier) {
-    if (specifier === "@openai/code_mode" || specifier === "openai/code_mode") {
-      return freeze({
-        __proto__: null,
-        audio: helpers.audio,
-        exit: helpers.exit,
-        forward_output: helpers.forward_output,
-        generatedImage: helpers.generatedImage,
-        image: helpers.image,
-        load: helpers.load,
-        notify: helpers.notify,
-        output_image: helpers.image,
-        output_text: helpers.text,
-        setTimeout: helpers.setTimeout,
-        clearTimeout: helpers.clearTimeout,
-        store: helpers.store,
-        text: helpers.text,
-        yield_control: helpers.yield_control,
-      });
-    }
+    if (specifier === "@openai/code_mode" || specifier === "openai/code_mode") return codeModeModule;
     if (specifier === "tools.js") {
       return freeze({ __proto__: null, ...tools, ALL_TOOLS: allToolsValue(), default: tools });
     }
@@ -633,6 +619,23 @@ const __codemode_host__ = (function (setup) {
       return "[" + reflectApply(arrayJoin, batch, [","]) + "]";
     },
   });
+
+  // ---- the helper table ----------------------------------------------------------------------
+  // The host lists the globals this prelude installs and the module's exports (both from
+  // codemode/_protocol/helpers.py, which also writes the model's description of them). A
+  // difference is a codemode bug: the isolate refuses to start rather than run scripts with a
+  // helper the model is not told about, or without one it is told about.
+  const installed = Object.getOwnPropertyNames(g).filter((name) => !builtinGlobals.includes(name));
+  const missing = setup.helpers.filter((name) => !installed.includes(name));
+  const unlisted = installed.filter((name) => !setup.helpers.includes(name));
+  const strayExports = setup.module_exports.filter((name) => !setup.helpers.includes(name));
+  if (missing.length > 0 || unlisted.length > 0 || strayExports.length > 0) {
+    throw new Error(
+      "codemode prelude does not match the helper table (codemode/_protocol/helpers.py): " +
+        `listed but not installed ${stringify(missing)}, installed but not listed ${stringify(unlisted)}, ` +
+        `exported but not installed ${stringify(strayExports)}`,
+    );
+  }
   return host;
 })(__CODEMODE_SETUP__);
 __codemode_host__.ring;

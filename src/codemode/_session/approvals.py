@@ -18,19 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from codemode._calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall
+from codemode._protocol.calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall
+from codemode._protocol.config import DEFAULT_APPROVAL_TIMEOUT_S
 from codemode.errors import ToolError, UsageError
 
 __all__ = [
-    "DEFAULT_APPROVAL_TIMEOUT_S",
     "NO_APPROVAL_POLICY",
     "ApprovalSettings",
     "Approvals",
     "ToolCallRejected",
 ]
-
-DEFAULT_APPROVAL_TIMEOUT_S = 600.0
-"""Seconds a call may wait for its approval (the policy's answer included) before it is rejected."""
 
 _Answer: TypeAlias = Literal["approved", "rejected", "timed out", "cancelled"]
 
@@ -41,7 +38,8 @@ class ToolCallRejected(Exception):
 
 @dataclass(frozen=True)
 class ApprovalSettings:
-    """A session's approval policy (None: ask the host for every call) and its timeout."""
+    """A session's approval policy (None: ask the host for every call) and its timeout
+    (validated by `Limits.approval_timeout_s`)."""
 
     policy: ApprovalPolicy | None = None
     timeout_s: float | None = DEFAULT_APPROVAL_TIMEOUT_S
@@ -49,10 +47,6 @@ class ApprovalSettings:
     def __post_init__(self) -> None:
         if self.policy is not None and not callable(self.policy):
             raise UsageError(f"`approve` must be a callable taking the call, got {self.policy!r}")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise UsageError(
-                f"`approval_timeout_s` must be a positive number of seconds (or None), got {self.timeout_s!r}"
-            )
 
 
 NO_APPROVAL_POLICY = ApprovalSettings()

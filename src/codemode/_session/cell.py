@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from codemode._calls import PendingApproval, ToolCallOutcome, ToolCallRecord
+from codemode._protocol.calls import PendingApproval, ToolCallOutcome, ToolCallRecord
 from codemode._engine.base import (
     EngineCell,
     EngineDiedEvent,
@@ -41,10 +41,12 @@ from codemode._engine.base import (
     YieldEvent,
 )
 from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalSettings, ToolCallRejected
-from codemode._session.limits import DEFAULT_LIMITS, Limits, memory_limit_error, output_dropped_notice
+from codemode._protocol.config import DEFAULT_LIMITS, Limits
+from codemode._session.limits import memory_limit_error, output_dropped_notice
 from codemode._session.limits import tool_call_limit_error
 from codemode._session.trace import CallTrace, Spans
-from codemode._types import AudioItem, ImageItem, OutputItem, Status, TextItem
+from codemode._tasks import TaskSet
+from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 from codemode.errors import UsageError
 
 
@@ -68,7 +70,11 @@ class Observation:
 
 
 class CellBusyError(Exception):
-    """A second observer or terminate was refused; the message is model-facing."""
+    """A second observer or terminate was refused; the message is model-facing, `kind` says why."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ class Cell:
         self._dropped_chars = 0
         self._tool_call_count = 0
         self._time_limit: asyncio.TimerHandle | None = None
-        self._aborting: asyncio.Future[None] | None = None
+        self._aborting: asyncio.Task[None] | None = None
         self._engine: EngineCell | None = None
         self.state = CellState.RUNNING
         self._items: list[OutputItem] = []
@@ -127,10 +133,11 @@ class Cell:
         self.approvals = Approvals(cell_id, approvals, self._changed.set)
         # Over-limit calls are traced too, up to as many again.
         self.trace = CallTrace(cell_id, spans, max_records=2 * limits.max_tool_calls_per_cell + 100)
-        self._tool_calls: set[asyncio.Task[None]] = set()
-        self._notifications: set[asyncio.Task[None]] = set()
+        # The cell's tasks: its tool calls, its async notify callbacks and a limit's stop.
+        self._tool_calls = TaskSet(f"exec cell {cell_id}")
+        self._notifications = TaskSet(f"exec cell {cell_id}", on_done=self._notification_done)
+        self._stopping = TaskSet(f"exec cell {cell_id}")
         self._terminated = asyncio.Event()
-        self._finalizer: asyncio.Future[Any] | None = None
 
     def attach(self, engine: EngineCell) -> None:
         self._engine = engine
@@ -153,21 +160,17 @@ class Cell:
                 if self._engine is not None:
                     self._engine.resolve_tool_call(event.call_id, False, error)
                 return
-            task = asyncio.ensure_future(self._run_tool(event))
-            self._tool_calls.add(task)
-            task.add_done_callback(self._tool_calls.discard)
+            self._tool_calls.spawn(self._run_tool(event), name=f"codemode-cell-{self.id}-call-{event.call_id}")
         elif isinstance(event, NotifyEvent):
             try:
                 pending = self._hooks.notify(event.text)
-            except Exception as exc:  # noqa: BLE001 - a failing host callback must not cost events
+            except Exception as exc:  # a failing host callback must not cost events
                 asyncio.get_running_loop().call_exception_handler(
                     {"message": f"codemode: the notify callback failed for cell {self.id}", "exception": exc}
                 )
                 pending = None
             if pending is not None:
-                task = asyncio.ensure_future(pending)
-                self._notifications.add(task)
-                task.add_done_callback(self._notification_done)
+                self._notifications.spawn(pending, name=f"codemode-cell-{self.id}-notify")
         elif isinstance(event, YieldEvent):
             # Only an observer waiting now (or the exec call about to observe) is answered; a
             # later yield before that observer woke up has nobody left to answer.
@@ -190,11 +193,9 @@ class Cell:
         self._cancel_tool_calls()
         if release and self._engine is not None:
             self._engine.release()
-        if self._notifications:
-            # Notifications of a cell that completes are delivered before its result.
-            self._finalizer = asyncio.ensure_future(asyncio.wait(list(self._notifications)))
-            self._finalizer.add_done_callback(lambda _: self._changed.set())
-        else:
+        if not self._notifications:
+            # Else notifications of a cell that completes are delivered before its result: the
+            # last one to end wakes the observer.
             self._changed.set()
 
     async def _run_tool(self, event: ToolCallEvent) -> None:
@@ -229,7 +230,7 @@ class Cell:
     async def observe(self, yield_time_ms: int) -> Observation:
         """Wait for completion, `yield_control()` or the yield deadline, whichever is first."""
         if self._observing:
-            raise CellBusyError(f"exec cell {self.id} already has an active observer")
+            raise CellBusyError("busy", f"exec cell {self.id} already has an active observer")
         self._observing = True
         self._observed = True
         self.trace.observed()
@@ -270,8 +271,7 @@ class Cell:
     ) -> Observation:
         return Observation(status, items, error, self.trace.take_new(), pending_approvals)
 
-    def _notification_done(self, task: asyncio.Task[None]) -> None:
-        self._notifications.discard(task)
+    def _notification_done(self, task: asyncio.Task[Any]) -> None:
         self._changed.set()  # an observer may be waiting for the last one
         if not task.cancelled() and task.exception() is not None:
             # Reported like a failing sync callback; the script never sees it.
@@ -284,7 +284,7 @@ class Cell:
             )
 
     def _notifications_pending(self) -> bool:
-        # A task leaves the set in its done callback, after its failure (if any) was reported.
+        # A task has left the set when its failure (if any) is reported.
         return bool(self._notifications)
 
     def _close_completed(self) -> Observation:
@@ -347,9 +347,9 @@ class Cell:
         self.state = CellState.TERMINATING
         self._cancel_time_limit()
         self._cancel_tool_calls()
-        for task in self._notifications:
-            task.cancel()
-        self._aborting = asyncio.ensure_future(self._stop_engine_then_fail(error))
+        self._notifications.cancel_all()
+        stop = self._stop_engine_then_fail(error)
+        self._aborting = self._stopping.spawn(stop, name=f"codemode-cell-{self.id}-stop")
 
     async def _stop_engine_then_fail(self, error: str) -> None:
         try:
@@ -368,19 +368,17 @@ class Cell:
             await asyncio.shield(self._aborting)
         if self.state is CellState.COMPLETED:
             # The completion wins, but notifications still being delivered end with the cell.
-            for task in self._notifications:
-                task.cancel()
+            self._notifications.cancel_all()
             return self._close_completed()
         if self.state is CellState.TERMINATING:
-            raise CellBusyError(f"exec cell {self.id} is already terminating")
+            raise CellBusyError("terminating", f"exec cell {self.id} is already terminating")
         if self.state is CellState.CLOSED:
-            raise CellBusyError(f"exec cell {self.id} not found")
+            raise CellBusyError("not_found", f"exec cell {self.id} not found")
         self.trace.observed()
         self.state = CellState.TERMINATING
         self._cancel_time_limit()
         self._cancel_tool_calls()
-        for task in self._notifications:
-            task.cancel()
+        self._notifications.cancel_all()
         if self._engine is not None:
             await self._engine.terminate()
         self.state = CellState.CLOSED
@@ -390,8 +388,7 @@ class Cell:
         return self._observation("terminated", self._drain())
 
     def _cancel_tool_calls(self) -> None:
-        for task in self._tool_calls:
-            task.cancel()
+        self._tool_calls.cancel_all()
         self.trace.cancel_active()
 
     # -- approvals --------------------------------------------------------------------------

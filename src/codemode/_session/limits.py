@@ -1,10 +1,11 @@
-"""Per-session limits on what model-written scripts may use, and what the model reads at a limit.
+"""What the model reads when a script reaches one of the session's limits.
 
-Model code is untrusted and often wrong. Each limit is a `CodeMode(...)` keyword argument with a
-default meant to be invisible to reasonable scripts; hitting one never harms the host or other
-cells, keeps the output already produced, and tells the model which limit it hit and what to do.
+The limits themselves are `codemode.Limits` (`_protocol/config.py`), one `CodeMode(limits=...)`
+argument; their defaults are meant to be invisible to reasonable scripts. Hitting one never
+harms the host or other cells, keeps the output already produced, and tells the model which
+limit it hit and what to do.
 
-| keyword                     | default   | when exceeded                                              |
+| `Limits` field              | default   | when exceeded                                              |
 |-----------------------------|-----------|------------------------------------------------------------|
 | `heap_limit_bytes`          | 256 MiB   | the cell fails: `memory_limit_error`                       |
 | `cell_time_limit_ms`        | None      | the cell is stopped and fails: `time_limit_error`          |
@@ -14,22 +15,20 @@ cells, keeps the output already produced, and tells the model which limit it hit
 | `max_buffered_output_chars` | 32 Mi     | later items are dropped until observed: `output_dropped_notice` |
 | `max_stored_bytes`          | 16 MiB    | that `store` throws (catchable): `store_limit_error`       |
 | `max_tool_threads`          | 16        | further sync tool calls wait for a thread of the session   |
+| `approval_timeout_s`        | 600       | the call waiting for approval is rejected                  |
 
 Invariants:
-* Pure: no I/O, imports nothing from codemode but `errors`.
+* Pure: no I/O, imports nothing from codemode but the data leaf.
 * Every text names the limit and its value, so the model can adapt instead of retrying blindly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 
-from codemode.errors import UsageError
+from codemode._protocol.config import MIB
 
 __all__ = [
-    "DEFAULT_LIMITS",
-    "Limits",
     "concurrency_error",
     "memory_limit_error",
     "output_dropped_notice",
@@ -38,53 +37,6 @@ __all__ = [
     "time_limit_error",
     "tool_call_limit_error",
 ]
-
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The per-session limits (see the module docstring for defaults and behaviour).
-
-    Attributes:
-        heap_limit_bytes: V8 heap limit of each cell; 0 disables it (not recommended).
-        cell_time_limit_ms: wall-clock budget of each cell from its start; None = unlimited.
-        max_concurrent_cells: cells that may be open at once (running, or finished but not yet
-            observed); further execs are refused until one is collected or terminated.
-        max_tool_calls_per_cell: nested tool calls one cell may make in total.
-        max_source_bytes: UTF-8 size of one exec's source, pragma line included.
-        max_buffered_output_chars: characters of output (text, image and audio URLs) a cell
-            may buffer between two observations; further items are dropped with a notice.
-        max_stored_bytes: characters of keys plus JSON texts of every stored value together
-            (every cell gets them, so they must stay small).
-        max_tool_threads: threads the session's sync tools may use at once.
-    """
-
-    heap_limit_bytes: int = 256 * MIB
-    cell_time_limit_ms: int | None = None
-    max_concurrent_cells: int = 64
-    max_tool_calls_per_cell: int = 10_000
-    max_source_bytes: int = 1 * MIB
-    max_buffered_output_chars: int = 32 * MIB
-    max_stored_bytes: int = 16 * MIB
-    max_tool_threads: int = 16
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name == "cell_time_limit_ms":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise UsageError(f"`{f.name}` must be a non-negative integer, got {value!r}")
-        if self.max_concurrent_cells < 1:
-            raise UsageError("`max_concurrent_cells` must be at least 1")
-        if self.max_tool_threads < 1:
-            raise UsageError("`max_tool_threads` must be at least 1")
-        if self.cell_time_limit_ms is not None and self.cell_time_limit_ms < 1:
-            raise UsageError("`cell_time_limit_ms` must be at least 1 (or None for no limit)")
-
-
-DEFAULT_LIMITS = Limits()
 
 
 def _size(n: int) -> str:

@@ -13,12 +13,10 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from codemode._describe.catalog import ToolCatalog
-from codemode._describe.descriptions import DEFAULT_DESCRIPTION_BUDGET_TOKENS
 from codemode._describe.names import NestedTool, nested_tool_table, shadowed_tools
 from codemode._engine.base import (
     CellProgram,
@@ -27,9 +25,20 @@ from codemode._engine.base import (
     SessionSetup,
     ToolBinding,
 )
-from codemode._calls import ApprovalPolicy, PendingApproval, ToolCallRecord
 from codemode._imports import ImportError_, module_exports, rewrite_modules
-from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS, ExecResult
+from codemode._protocol.calls import ApprovalPolicy, PendingApproval, ToolCallRecord
+from codemode._protocol.config import (
+    DEFAULT_DEFAULTS,
+    DEFAULT_DESCRIPTION_BUDGET_TOKENS,
+    DEFAULT_ISOLATION,
+    DEFAULT_LIMITS,
+    Defaults,
+    Isolation,
+    Limits,
+)
+from codemode._protocol.lifecycle import State, start_refusal, use_refusal
+from codemode._protocol.types import ErrorKind, ExecResult, Notification
+from codemode._session.approvals import ApprovalSettings
 from codemode._session.cell import (
     Cell,
     CellBusyError,
@@ -37,45 +46,29 @@ from codemode._session.cell import (
     Observation,
     ToolCallRequest,
 )
-from codemode._session.approvals import DEFAULT_APPROVAL_TIMEOUT_S, ApprovalSettings
+from codemode._session.intake import ToolIntake
 from codemode._session.limits import (
-    DEFAULT_LIMITS,
-    Limits,
     concurrency_error,
     source_size_error,
     store_limit_error,
     time_limit_error,
 )
+from codemode._session.options import NotifyCallback
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._session.trace import Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
 from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import ToolError, UsageError
 from codemode.formats import Api, described_tool_specs, exec_input
-from codemode.adapters._intake import ToolIntake
 from codemode.tools import Tool
 
-DEFAULT_EXEC_YIELD_TIME_MS = 10_000
-DEFAULT_WAIT_YIELD_TIME_MS = 10_000
-DEFAULT_HEAP_LIMIT_BYTES = DEFAULT_LIMITS.heap_limit_bytes
 KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_notify sees all)...
 KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
 KEPT_CLOSED_TRACES = 100  # closed cells whose call records `tool_calls(cell_id)` still returns
 SHUTTING_DOWN = "code mode session is shutting down"
 
-NotifyCallback = Callable[[str, str], Awaitable[None] | None]
-Isolation = Literal["process", "in-process"]
-DEFAULT_ISOLATION: Isolation = "process"
 
 logger = logging.getLogger("codemode")
-
-
-@dataclass(frozen=True)
-class Notification:
-    """A `notify(...)` text, with the cell that sent it."""
-
-    cell_id: str
-    text: str
 
 
 class CodeMode:
@@ -92,27 +85,14 @@ class CodeMode:
         openapi: HTTP APIs whose operations become `tools.<api>__<operation>`, called by this
             process: `{name: {"spec": path_or_dict, "base_url": ..., "headers": {...}}}`
             (see `codemode.tools.openapi.OpenApiToolset`); headers never reach the sandbox.
+        limits: what scripts may use (`codemode.Limits`: heap, time, open cells, tool calls,
+            source, output and stored sizes, tool threads, approval timeout).
+        defaults: what exec and wait use when the model does not say (`codemode.Defaults`:
+            yield times, output token budget, yield cap); every model-facing text quotes them.
         description_budget_tokens: estimated tokens the nested tools' declarations may take in
             the exec description (default 2,000). Over it, each tool is listed in one line and
             scripts get `tools_search(query)` and `tools_describe(name)`; None: no budget.
         on_notify: called with (cell_id, text) for every `notify(...)`; may be async.
-        default_yield_time_ms: how long `exec` waits before yielding (pragma may override).
-        default_max_output_tokens: the token budget of an exec's output.
-        default_wait_yield_time_ms: how long `wait` waits before yielding again.
-        max_yield_time_ms: optional cap on every yield time (the cell keeps running).
-        heap_limit_bytes: V8 heap limit per cell (default 256 MiB); a cell over it fails with
-            a script error naming the limit, and the session stays usable.
-        cell_time_limit_ms: optional wall-clock budget per cell; a cell still running then is
-            stopped and fails with a script error saying why. None (default): no budget.
-        max_concurrent_cells: open cells per session (default 64); beyond it exec is refused.
-        max_tool_calls_per_cell: nested tool calls per cell (default 10000); beyond it each
-            call rejects with an explanation.
-        max_source_bytes: size of one exec's source in UTF-8 (default 1 MiB).
-        max_buffered_output_chars: output characters a cell may buffer between observations
-            (default 32 Mi); later items are dropped and a notice says so.
-        max_stored_bytes: size of everything saved with `store` (JSON text, default 16 MiB);
-            a `store` beyond it throws in the script.
-        max_tool_threads: threads this session's sync tools may use at once (default 16).
         isolation: where scripts run. "process" (default): in engine worker processes shared
             by every session of this process and supervised by it, so no script can crash or
             hang the host. "in-process": V8 inside this process (faster start of each exec,
@@ -123,8 +103,6 @@ class CodeMode:
             `ToolCall` (tool name, validated arguments), sync or async; True runs the call, False
             rejects it, "ask" (and no policy at all) pauses that call until `approve`/`reject`.
             Raising `ToolError` rejects the call with its message.
-        approval_timeout_s: seconds a call may wait for approval before it is rejected
-            (default 600; None: no limit).
         tracer_provider: the OpenTelemetry `TracerProvider` for the exec/wait and nested-call
             spans (default: the global one; spans need `opentelemetry-api` installed).
     """
@@ -135,60 +113,35 @@ class CodeMode:
         *,
         mcp_servers: Mapping[str, Any] | str | Path | None = None,
         openapi: Mapping[str, Any] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        defaults: Defaults = DEFAULT_DEFAULTS,
         description_budget_tokens: int | None = DEFAULT_DESCRIPTION_BUDGET_TOKENS,
         on_notify: NotifyCallback | None = None,
-        default_yield_time_ms: int = DEFAULT_EXEC_YIELD_TIME_MS,
-        default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
-        default_wait_yield_time_ms: int = DEFAULT_WAIT_YIELD_TIME_MS,
-        max_yield_time_ms: int | None = None,
-        heap_limit_bytes: int = DEFAULT_HEAP_LIMIT_BYTES,
-        cell_time_limit_ms: int | None = DEFAULT_LIMITS.cell_time_limit_ms,
-        max_concurrent_cells: int = DEFAULT_LIMITS.max_concurrent_cells,
-        max_tool_calls_per_cell: int = DEFAULT_LIMITS.max_tool_calls_per_cell,
-        max_source_bytes: int = DEFAULT_LIMITS.max_source_bytes,
-        max_buffered_output_chars: int = DEFAULT_LIMITS.max_buffered_output_chars,
-        max_stored_bytes: int = DEFAULT_LIMITS.max_stored_bytes,
-        max_tool_threads: int = DEFAULT_LIMITS.max_tool_threads,
         isolation: Isolation | None = None,
         engine: Engine | None = None,
         approve: ApprovalPolicy | None = None,
-        approval_timeout_s: float | None = DEFAULT_APPROVAL_TIMEOUT_S,
         tracer_provider: Any = None,
     ) -> None:
-        self.limits = Limits(
-            heap_limit_bytes=heap_limit_bytes,
-            cell_time_limit_ms=cell_time_limit_ms,
-            max_concurrent_cells=max_concurrent_cells,
-            max_tool_calls_per_cell=max_tool_calls_per_cell,
-            max_source_bytes=max_source_bytes,
-            max_buffered_output_chars=max_buffered_output_chars,
-            max_stored_bytes=max_stored_bytes,
-            max_tool_threads=max_tool_threads,
-        )
+        if not isinstance(limits, Limits):
+            raise UsageError(f"`limits` must be a codemode.Limits, got {limits!r}")
+        if not isinstance(defaults, Defaults):
+            raise UsageError(f"`defaults` must be a codemode.Defaults, got {defaults!r}")
+        self._limits = limits
+        self._defaults = defaults
         if isolation is None:
             isolation = DEFAULT_ISOLATION
         if isolation not in ("process", "in-process"):
             raise UsageError(f'`isolation` must be "process" or "in-process", got {isolation!r}')
-        self.isolation = isolation
-        self._tool_intake = ToolIntake(tools)  # toolsets list their tools once started
-        self._own_tools: list[Tool] = []
-        self._mcp_config = mcp_servers
-        self._openapi_config = openapi
+        self._isolation: Isolation = isolation
+        self._tool_intake = ToolIntake(tools, mcp_servers=mcp_servers, openapi=openapi)
         self._description_budget_tokens = description_budget_tokens
         self._on_notify = on_notify
-        self.default_yield_time_ms = default_yield_time_ms
-        self.default_max_output_tokens = default_max_output_tokens
-        self.default_wait_yield_time_ms = default_wait_yield_time_ms
-        self.max_yield_time_ms = max_yield_time_ms
-        self.heap_limit_bytes = heap_limit_bytes
         self._engine = engine
-        self._approvals = ApprovalSettings(approve, approval_timeout_s)
+        self._approvals = ApprovalSettings(approve, limits.approval_timeout_s)
         self._spans = Spans(tracer_provider)
         self._closed_traces: dict[str, tuple[ToolCallRecord, ...]] = {}
-        self._tool_threads = ToolThreads(max_tool_threads)
+        self._tool_threads = ToolThreads(limits.max_tool_threads)
         self._engine_session: EngineSession | None = None
-        self._mcp: Any = None
-        self._openapi: Any = None
         self._catalog = ToolCatalog((), budget_tokens=None)
         self._table: list[NestedTool] = []
         self._collision_notice: str | None = None
@@ -201,8 +154,9 @@ class CodeMode:
         self._stored_json: str | None = "{}"  # `_stored` as one JSON object, until it changes
         self._notifications: deque[Notification] = deque()
         self._notification_chars = 0
-        self._state = "new"
-        self._opened = asyncio.Event()  # set when a start attempt ended ("open", or failed)
+        self._state = State.NEW
+        self._start_error: BaseException | None = None  # why the start failed (state FAILED)
+        self._start_ended = asyncio.Event()  # the current start attempt's end (OPEN, FAILED, or NEW again)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> CodeMode:
@@ -210,48 +164,62 @@ class CodeMode:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
+
+    @property
+    def state(self) -> State:
+        """Where the session is in its one-way lifecycle (NEW, STARTING, OPEN, FAILED, CLOSING,
+        CLOSED)."""
+        return self._state
 
     async def start(self, *, fill_pool: bool = False) -> None:
-        """Start MCP servers and the engine (done implicitly by the first exec).
+        """Start the tool sources (MCP servers among them) and the engine (done implicitly by
+        the first exec); a concurrent call waits for the first one's start.
 
         Returns once V8 is up and the first isolate is prepared, so the first exec is fast; the
         rest of the isolate pool fills in the background. `fill_pool=True` waits for the whole
         pool, so a burst of execs right after start never waits for an isolate.
+
+        Raises:
+            UsageError: the session was closed, or an earlier start failed (its error chained).
+            Exception: what failed this start (a tool source, a `required` MCP server, the
+                engine); the session is then FAILED and has closed what the start opened.
         """
-        if self._state not in ("new", "starting", "open"):
-            return
         await self._open()
-        if self._engine_session is not None:
+        if self._state is not State.OPEN:
+            raise UsageError(start_refusal(self._state, "this CodeMode", self._start_error)) from self._start_error
+        assert self._engine_session is not None
+        try:
             await self._engine_session.ready(None if fill_pool else 1)
+        except Exception as exc:  # the engine could not come up
+            await self._fail(exc)
+            raise
 
     async def _open(self) -> None:
-        if self._state == "starting":
-            await self._opened.wait()  # a concurrent start (MCP servers take a while)
-            return
-        if self._state != "new":
-            return
-        self._state = "starting"
-        try:
-            self._own_tools = await self._tool_intake.start()
-            await self._open_now()
-        finally:
-            self._opened.set()
+        """Start once: NEW -> STARTING -> OPEN or FAILED. Callers that come meanwhile wait for
+        that attempt; a cancelled attempt (its caller was cancelled) goes back to NEW, released,
+        so the next caller starts afresh."""
+        while self._state in (State.NEW, State.STARTING):
+            if self._state is State.STARTING:
+                await self._start_ended.wait()  # a concurrent start (MCP servers take a while)
+                continue
+            self._state = State.STARTING
+            self._start_ended = ended = asyncio.Event()
+            try:
+                await self._open_now()
+                self._state = State.OPEN
+            except asyncio.CancelledError:
+                await self._release()
+                self._state = State.NEW
+                raise
+            except BaseException as exc:
+                await self._fail(exc)  # nobody will `aclose` a session whose `__aenter__` raised
+                raise
+            finally:
+                ended.set()
 
     async def _open_now(self) -> None:
-        tools = list(self._own_tools)
-        if self._mcp_config is not None:
-            from codemode.tools.mcp import McpToolset
-
-            self._mcp = McpToolset(self._mcp_config)
-            await self._mcp.start()
-            tools.extend(self._mcp.tools)
-        if self._openapi_config is not None:
-            from codemode.tools.openapi import OpenApiToolset
-
-            self._openapi = await asyncio.to_thread(OpenApiToolset, self._openapi_config)  # reads the specs
-            await self._openapi.start()
-            tools.extend(self._openapi.tools)
+        tools = await self._tool_intake.start()
         self._table = nested_tool_table(tools)
         self._by_global_name = {entry.global_name: entry for entry in self._table}
         self._catalog = ToolCatalog(self._table, budget_tokens=self._description_budget_tokens)
@@ -262,29 +230,51 @@ class CodeMode:
         if self._engine is None:
             from codemode import engines
 
-            self._engine = engines.shared(self.isolation)
+            self._engine = engines.shared(self._isolation)
         bindings = [ToolBinding(name, description) for name, description in self._catalog.sandbox_bindings()]
-        self._engine_session = await self._engine.open_session(SessionSetup(bindings, self.heap_limit_bytes))
-        self._state = "open"
+        self._engine_session = await self._engine.open_session(SessionSetup(bindings, self._limits.heap_limit_bytes))
 
-    async def close(self) -> None:
-        """Terminate every cell (CPU-bound ones too), free isolates, stop MCP servers."""
-        if self._state == "starting":
-            await self._opened.wait()  # then close what the start opened
-        if self._state in ("closing", "closed"):
+    async def _fail(self, error: BaseException) -> None:
+        """FAILED: remember why, stop any cell, close what the start opened."""
+        self._state, self._start_error = State.FAILED, error
+        await asyncio.gather(*(self._terminate_quietly(cell) for cell in list(self._cells.values())))
+        await self._release()
+
+    async def _usable(self) -> bool:
+        """Start if not started yet; False once closing (the model is told it is shutting down).
+
+        Raises:
+            UsageError: the start failed (now or earlier), naming why; the error is chained.
+        """
+        try:
+            await self._open()
+        except Exception:  # kept as the start error: raised below as a UsageError
+            pass
+        if self._state is State.FAILED:
+            raise UsageError(use_refusal(self._state, "this CodeMode", self._start_error)) from self._start_error
+        return self._state is State.OPEN
+
+    async def aclose(self) -> None:
+        """Terminate every cell (CPU-bound ones too), free isolates, close the tool sources (MCP
+        servers stop); idempotent. After it, `exec` and `wait` tell the model the session is
+        shutting down and `start()` raises `UsageError`."""
+        if self._state is State.STARTING:
+            await self._start_ended.wait()  # then close what the start opened
+        if self._state in (State.CLOSING, State.CLOSED):
             return
-        self._state = "closing"
+        self._state = State.CLOSING
         cells = list(self._cells.values())
         await asyncio.gather(*(self._terminate_quietly(cell) for cell in cells))
-        if self._engine_session is not None:
-            await self._engine_session.aclose()
-        if self._mcp is not None:
-            await self._mcp.aclose()
-        if self._openapi is not None:
-            await self._openapi.aclose()
-        await self._tool_intake.aclose()
+        await self._release()
         self._tool_threads.close()
-        self._state = "closed"
+        self._state = State.CLOSED
+
+    async def _release(self) -> None:
+        """Close what a start opened: the engine session, then the tool sources."""
+        engine_session, self._engine_session = self._engine_session, None
+        if engine_session is not None:
+            await engine_session.aclose()
+        await self._tool_intake.aclose()
 
     @staticmethod
     async def _terminate_quietly(cell: Cell) -> None:
@@ -316,19 +306,18 @@ class CodeMode:
     ) -> ExecResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._state in ("new", "starting"):
-            await self._open()
-        if self._state != "open":
-            return ExecResult("failed", None, error=SHUTTING_DOWN)
+        if not await self._usable():
+            return ExecResult("rejected", None, error=SHUTTING_DOWN, error_kind="shutting_down")
         refusal = self._refusal(source)
         if refusal is not None:
-            return ExecResult("failed", None, error=refusal, wall_time_s=loop.time() - started)
+            return ExecResult("rejected", None, error=refusal, wall_time_s=loop.time() - started)
         try:
             request = parse_exec_source(source)
         except SourceError as exc:
-            return ExecResult("failed", None, error=str(exc), wall_time_s=loop.time() - started)
-        requested_yield = _first(request.yield_time_ms, yield_time_ms, self.default_yield_time_ms)
-        max_tokens = _first(request.max_output_tokens, max_output_tokens, self.default_max_output_tokens)
+            return ExecResult("rejected", None, error=str(exc), wall_time_s=loop.time() - started)
+        defaults = self._defaults
+        requested_yield = _first(request.yield_time_ms, yield_time_ms, defaults.exec_yield_time_ms)
+        max_tokens = _first(request.max_output_tokens, max_output_tokens, defaults.max_output_tokens)
         cell_id = str(next(self._cell_ids))
         try:
             rewritten = rewrite_modules(request.code, self._exports)
@@ -336,7 +325,7 @@ class CodeMode:
             return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
                               max_output_tokens=max_tokens)
         cell = Cell(
-            cell_id, self._hooks_for(cell_id), self.limits, approvals=self._approvals, spans=self._spans
+            cell_id, self._hooks_for(cell_id), self._limits, approvals=self._approvals, spans=self._spans
         )
         self._cells[cell_id] = cell
         assert self._engine_session is not None
@@ -344,14 +333,14 @@ class CodeMode:
             rewritten.code,
             rewritten.hoisted,
             stored_json=self._stored_snapshot(),
-            store_budget_bytes=max(0, self.limits.max_stored_bytes - self._stored_bytes),
-            store_limit_error=store_limit_error(self.limits.max_stored_bytes),
+            store_budget_bytes=max(0, self._limits.max_stored_bytes - self._stored_bytes),
+            store_limit_error=store_limit_error(self._limits.max_stored_bytes),
         )
         cell.attach(self._engine_session.start(program, cell.on_event))
-        if self.limits.cell_time_limit_ms is not None:
-            limit_ms = self.limits.cell_time_limit_ms
+        if self._limits.cell_time_limit_ms is not None:
+            limit_ms = self._limits.cell_time_limit_ms
             cell.start_time_limit(limit_ms / 1000, time_limit_error(limit_ms))
-        observation = await cell.observe(effective_yield_time_ms(requested_yield, self.max_yield_time_ms))
+        observation = await cell.observe(effective_yield_time_ms(requested_yield, defaults.max_yield_time_ms))
         return self._result(cell_id, observation, started, max_tokens)
 
     async def wait(
@@ -372,21 +361,28 @@ class CodeMode:
     ) -> ExecResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        budget = self.default_max_output_tokens if max_tokens is None else max_tokens
-        if self._state not in ("open", "new"):
-            return ExecResult("failed", None, error=SHUTTING_DOWN)
+        defaults = self._defaults
+        budget = defaults.max_output_tokens if max_tokens is None else max_tokens
+
+        def refused(error: str, kind: ErrorKind) -> ExecResult:
+            return ExecResult("failed", str(cell_id), error=error, error_kind=kind,
+                              wall_time_s=loop.time() - started, max_output_tokens=budget)
+
+        if self._state is State.FAILED:
+            raise UsageError(use_refusal(self._state, "this CodeMode", self._start_error)) from self._start_error
+        if self._state in (State.CLOSING, State.CLOSED):
+            return refused(SHUTTING_DOWN, "shutting_down")
         cell = self._cells.get(str(cell_id))
         if cell is None:
-            return ExecResult("failed", str(cell_id), error=f"exec cell {cell_id} not found",
-                              wall_time_s=loop.time() - started, max_output_tokens=budget)
+            return refused(f"exec cell {cell_id} not found", "not_found")
         try:
             if terminate:
                 observation = await cell.terminate()
             else:
-                requested = self.default_wait_yield_time_ms if yield_time_ms is None else yield_time_ms
-                observation = await cell.observe(effective_yield_time_ms(requested, self.max_yield_time_ms))
+                requested = defaults.wait_yield_time_ms if yield_time_ms is None else yield_time_ms
+                observation = await cell.observe(effective_yield_time_ms(requested, defaults.max_yield_time_ms))
         except CellBusyError as exc:
-            return ExecResult("failed", None, error=str(exc), wall_time_s=loop.time() - started)
+            return refused(str(exc), exc.kind)
         return self._result(cell.id, observation, started, budget)
 
     # -- approvals and the trace -------------------------------------------------------------
@@ -440,6 +436,21 @@ class CodeMode:
 
     # -- what the host can read --------------------------------------------------------------
     @property
+    def limits(self) -> Limits:
+        """What scripts of this session may use (`CodeMode(limits=...)`)."""
+        return self._limits
+
+    @property
+    def defaults(self) -> Defaults:
+        """What exec and wait use when the model does not say (`CodeMode(defaults=...)`)."""
+        return self._defaults
+
+    @property
+    def isolation(self) -> Isolation:
+        """Where scripts run: "process" or "in-process" (`CodeMode(isolation=...)`)."""
+        return self._isolation
+
+    @property
     def notifications(self) -> list[Notification]:
         """The newest `notify(...)` texts (up to 1,000 and 4 Mi characters), oldest first."""
         return list(self._notifications)
@@ -467,28 +478,27 @@ class CodeMode:
         self._require_started()
         description = self._catalog.exec_description(
             code_mode_only=code_mode_only,
-            default_yield_time_ms=self.default_yield_time_ms,
+            defaults=self._defaults,
             input_format=exec_input(api),
             notes=self._notes(),
         )
-        return described_tool_specs(description, api, default_yield_time_ms=self.default_yield_time_ms)
+        return described_tool_specs(description, api, self._defaults)
 
     def exec_description(self, *, code_mode_only: bool = True) -> str:
         """The `exec` tool's description as the model reads it."""
         self._require_started()
         return self._catalog.exec_description(
             code_mode_only=code_mode_only,
-            default_yield_time_ms=self.default_yield_time_ms,
+            defaults=self._defaults,
             notes=self._notes(),
         )
 
     def _notes(self) -> list[str]:
-        notices = [self._mcp.notice if self._mcp is not None else None, self._collision_notice]
-        return [notice for notice in notices if notice]
+        return [*self._tool_intake.notices, *([self._collision_notice] if self._collision_notice else [])]
 
     def _require_started(self) -> None:
-        if self._state == "new":
-            raise UsageError("start the session first (`async with CodeMode(...)` or `await cm.start()`)")
+        if self._state in (State.NEW, State.STARTING, State.FAILED):
+            raise UsageError(use_refusal(self._state, "this CodeMode", self._start_error)) from self._start_error
 
     @property
     def tools(self) -> Sequence[NestedTool]:
@@ -503,13 +513,13 @@ class CodeMode:
     # -- internals --------------------------------------------------------------------------
     def _refusal(self, source: str) -> str | None:
         """Why an exec must not start a cell (source too large, too many open cells), if so."""
-        limit = self.limits.max_source_bytes
+        limit = self._limits.max_source_bytes
         if len(source) * 3 > limit:  # 3 bytes per UTF-16 unit at most, so shorter ones always fit
             size = len(source.encode("utf-8", "surrogatepass"))
             if size > limit:
                 return source_size_error(size, limit)
-        if len(self._cells) >= self.limits.max_concurrent_cells:
-            return concurrency_error(self.limits.max_concurrent_cells, list(self._cells))
+        if len(self._cells) >= self._limits.max_concurrent_cells:
+            return concurrency_error(self._limits.max_concurrent_cells, list(self._cells))
         return None
 
     def _stored_snapshot(self) -> str:
@@ -579,7 +589,7 @@ class CodeMode:
 
 def _collision_notice(tools: Sequence[Tool], table: Sequence[NestedTool]) -> str | None:
     """Which tools lost their script name to an earlier tool (e.g. servers `a-b` and `a_b`)."""
-    lost = []
+    lost: list[str] = []
     for raw, winner in shadowed_tools(tools, table):
         if winner is None:
             lost.append(f"- `{raw}`: `{raw}` is the name of a code-mode tool itself")

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
-from codemode._calls import TRACED_ARGUMENT_CHARS, ToolCallOutcome, ToolCallRecord, shorten
+from codemode._protocol.calls import TRACED_ARGUMENT_CHARS, ToolCallOutcome, ToolCallRecord, shorten
 
 if TYPE_CHECKING:
-    from codemode._result import ExecResult
+    from codemode._protocol.types import ExecResult
 
 __all__ = ["ActiveCall", "CallTrace", "ObservationSpan", "Spans"]
 

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from codemode._session.options import CodeModeOptions, check_options
 from codemode._session.session import CodeMode
 
 __all__ = ["SharedSession"]
@@ -14,9 +15,14 @@ __all__ = ["SharedSession"]
 
 class SharedSession:
     """A counted session: `enter()` opens it if nobody holds it, `leave()` closes it after the
-    last holder; `current` is the open one (None between uses)."""
+    last holder; `current` is the open one (None between uses).
 
-    def __init__(self, tools: Sequence[Any], options: dict[str, Any]) -> None:
+    Raises:
+        UsageError: an option is no `CodeMode` keyword (checked now, not at the first run).
+    """
+
+    def __init__(self, tools: Sequence[Any], options: CodeModeOptions) -> None:
+        check_options(options)
         self._tools = tools
         self._options = options
         self.current: CodeMode | None = None
@@ -32,7 +38,7 @@ class SharedSession:
                 try:
                     await session.start()
                 except BaseException:
-                    await session.close()
+                    await session.aclose()
                     raise
                 self.current = session
             self._holders += 1
@@ -44,4 +50,4 @@ class SharedSession:
             self._holders -= 1
             if self._holders == 0 and self.current is not None:
                 session, self.current = self.current, None
-                await session.close()
+                await session.aclose()

@@ -2,21 +2,24 @@
 
 One pure module per API: `responses` (OpenAI Responses, what Codex sends), `chat` (OpenAI Chat
 Completions), `anthropic` (Anthropic Messages) and `mcp` (Model Context Protocol). Each has
-`tool_specs(description)` and `output(result)`; this module picks one by `Api` name.
+`tool_specs(description, defaults)` and `output(result)`; this module picks one by `Api` name.
+Rendering a result is a job of this layer, so `ExecResult` stays plain data:
+`to_model(result, api)` (also `codemode.to_model`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args, overload
 
 from codemode._describe.descriptions import ExecInput, exec_description
 from codemode._describe.names import nested_tool_table
+from codemode._protocol.config import DEFAULT_DEFAULTS, Defaults
 from codemode.errors import UsageError
 from codemode.formats import anthropic, chat, mcp, responses
 
 if TYPE_CHECKING:
-    from codemode._result import ExecResult
+    from codemode._protocol.types import ExecResult
     from codemode.tools._tool import Tool
 
 __all__ = ["Api", "described_tool_specs", "exec_input", "to_model", "tool_specs"]
@@ -29,7 +32,7 @@ def tool_specs(
     api: Api = "responses",
     *,
     code_mode_only: bool,
-    default_yield_time_ms: int,
+    defaults: Defaults = DEFAULT_DEFAULTS,
     notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The `exec` and `wait` tool definitions for `api`, describing `tools` to the model.
@@ -39,7 +42,7 @@ def tool_specs(
         api: the provider format.
         code_mode_only: True when the tools are reachable only through `exec` (the exec
             description then lists them); False when the host also offers them directly.
-        default_yield_time_ms: the session's default `yield_time_ms`, quoted to the model.
+        defaults: the session's defaults (yield times, output budget), quoted to the model.
         notes: extra paragraphs for the end of the exec description (e.g. servers that failed).
 
     Raises:
@@ -48,11 +51,11 @@ def tool_specs(
     description = exec_description(
         nested_tool_table(tools),
         code_mode_only=code_mode_only,
-        default_yield_time_ms=default_yield_time_ms,
+        defaults=defaults,
         notes=notes,
         input_format=exec_input(api),
     )
-    return described_tool_specs(description, api, default_yield_time_ms=default_yield_time_ms)
+    return described_tool_specs(description, api, defaults)
 
 
 def exec_input(api: Api) -> ExecInput:
@@ -60,30 +63,39 @@ def exec_input(api: Api) -> ExecInput:
     return "freeform" if api == "responses" else "json"
 
 
-def described_tool_specs(description: str, api: Api, *, default_yield_time_ms: int) -> list[dict[str, Any]]:
+def described_tool_specs(description: str, api: Api, defaults: Defaults) -> list[dict[str, Any]]:
     """The `exec` and `wait` definitions for `api` around an exec description built already
-    (a session builds it once per tool set).
+    (a session builds it once per tool set), quoting `defaults` in the wait (and MCP exec) text.
 
     Raises:
         UsageError: `api` is not a supported format.
     """
     match _check(api):
         case "responses":
-            return responses.tool_specs(description)
+            return responses.tool_specs(description, defaults)
         case "chat":
-            return chat.tool_specs(description)
+            return chat.tool_specs(description, defaults)
         case "anthropic":
-            return anthropic.tool_specs(description)
+            return anthropic.tool_specs(description, defaults)
         case "mcp":
-            return mcp.tool_specs(description, default_yield_time_ms)
+            return mcp.tool_specs(description, defaults)
 
 
-def to_model(result: ExecResult, api: Api = "responses") -> Any:
-    """`result` as the tool-call output for `api`.
+@overload
+def to_model(result: ExecResult, api: Literal["responses", "chat", "anthropic"] = "responses") -> list[dict[str, Any]]: ...
+@overload
+def to_model(result: ExecResult, api: Literal["mcp"]) -> dict[str, Any]: ...
+def to_model(result: ExecResult, api: Api = "responses") -> list[dict[str, Any]] | dict[str, Any]:
+    """`result` as the tool-call output for `api`; one shape per API, whatever the result:
 
-    responses: a string, or a list of `input_text`/`input_image`/`input_audio` items;
-    chat: the tool message `content` (string or text parts); anthropic: the `tool_result`
-    `content` blocks; mcp: a `CallToolResult` dict with wire keys.
+    * responses: the `output` of the `custom_tool_call_output` (exec) or `function_call_output`
+      (wait): a list of `input_text` / `input_image` / `input_audio` items;
+    * chat: the `content` of the `role: "tool"` message: a list of `text` parts;
+    * anthropic: the `content` of the `tool_result` block: a list of `text` / `image` blocks;
+    * mcp: a `CallToolResult` as a dict with wire keys (`content`, `isError`).
+
+    The texts are the reference's (header, output, error, truncation); only the container
+    differs from it (it sends a lone text item as a plain string).
 
     Raises:
         UsageError: `api` is not a supported format.

@@ -6,7 +6,7 @@ was dropped rather than never produced.
 
 from __future__ import annotations
 
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
 
 __all__ = ["item_text", "omitted_note"]
 

@@ -2,8 +2,8 @@
 
 `exec` and `wait` are client tools with an `input_schema` (`exec` takes `{code}`; the pragma
 line may still start the code). The output is the `content` list of the `tool_result` block
-answering the call: text blocks and base64 image blocks. Pass `is_error=not result.success`
-on the block yourself.
+answering the call: text blocks and base64 image blocks. Pass
+`is_error=result.status in ("failed", "rejected")` on the block yourself.
 
 Left out, each replaced by a text note: audio (tool results cannot carry it) and images whose
 MIME type is not one the API takes (JPEG, PNG, GIF, WebP). Empty text items are dropped,
@@ -18,27 +18,29 @@ from typing import TYPE_CHECKING, Any
 
 from codemode._describe.descriptions import wait_description, wait_parameters
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._output import model_items
+from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._exec_args import exec_parameters
 from codemode.formats._notes import omitted_note
 
 if TYPE_CHECKING:
-    from codemode._result import ExecResult
+    from codemode._protocol.config import Defaults
+    from codemode._protocol.types import ExecResult
 
 __all__ = ["output", "tool_specs"]
 
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
-def tool_specs(description: str) -> list[dict[str, Any]]:
+def tool_specs(description: str, defaults: Defaults) -> list[dict[str, Any]]:
     """`exec` and `wait` as Messages API `tools` entries.
 
     `description` is the exec tool's text, built once by `codemode.formats.tool_specs`.
     """
     return [
         {"name": EXEC_TOOL_NAME, "description": description, "input_schema": exec_parameters()},
-        {"name": WAIT_TOOL_NAME, "description": wait_description(), "input_schema": wait_parameters()},
+        {"name": WAIT_TOOL_NAME, "description": wait_description(defaults), "input_schema": wait_parameters(defaults)},
     ]
 
 
@@ -46,7 +48,7 @@ def output(result: ExecResult) -> list[dict[str, Any]]:
     """The `content` of the `tool_result` block."""
     return [
         _block(item)
-        for item in result.model_items()
+        for item in model_items(result)
         if not (isinstance(item, TextItem) and not item.text)
     ]
 

@@ -2,7 +2,8 @@
 
 MCP tools take JSON arguments, so `exec` takes `{code, yield_time_ms?, max_output_tokens?}`.
 Outputs use the wire (camelCase) keys: `content` holds text, image and audio blocks (media as
-base64 `data` plus `mimeType`), and `isError` is true when the cell failed. An image detail
+base64 `data` plus `mimeType`), and `isError` is true when the cell failed or the input was
+rejected. An image detail
 other than the default `high` travels in `_meta["codex/imageDetail"]`, the key `image(...)`
 reads back from MCP image blocks.
 
@@ -15,22 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 from codemode._describe.descriptions import wait_description, wait_parameters
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
-from codemode._result import DEFAULT_MAX_OUTPUT_TOKENS
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._output import model_items
+from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._exec_args import exec_parameters
 from codemode.formats._notes import omitted_note
 from codemode.formats._text import wire_text
 
 if TYPE_CHECKING:
-    from codemode._result import ExecResult
+    from codemode._protocol.config import Defaults
+    from codemode._protocol.types import ExecResult
 
 __all__ = ["IMAGE_DETAIL_META_KEY", "output", "tool_specs"]
 
 IMAGE_DETAIL_META_KEY = "codex/imageDetail"
 
 
-def tool_specs(description: str, default_yield_time_ms: int) -> list[dict[str, Any]]:
+def tool_specs(description: str, defaults: Defaults) -> list[dict[str, Any]]:
     """`exec` and `wait` as MCP `Tool` objects (wire keys).
 
     `description` is the exec tool's text, built once by `codemode.formats.tool_specs`.
@@ -41,26 +43,26 @@ def tool_specs(description: str, default_yield_time_ms: int) -> list[dict[str, A
             "type": "integer",
             "minimum": 0,
             "description": "Output token budget for this exec call. Defaults to "
-            f"{DEFAULT_MAX_OUTPUT_TOKENS} tokens.",
+            f"{defaults.max_output_tokens} tokens.",
         },
         "yield_time_ms": {
             "type": "integer",
             "minimum": 0,
             "description": "Yield if the script is still running after this many milliseconds. "
-            f"Defaults to {default_yield_time_ms} ms.",
+            f"Defaults to {defaults.exec_yield_time_ms} ms.",
         },
     }
     return [
         {"name": EXEC_TOOL_NAME, "description": description, "inputSchema": parameters},
-        {"name": WAIT_TOOL_NAME, "description": wait_description(), "inputSchema": wait_parameters()},
+        {"name": WAIT_TOOL_NAME, "description": wait_description(defaults), "inputSchema": wait_parameters(defaults)},
     ]
 
 
 def output(result: ExecResult) -> dict[str, Any]:
     """A `CallToolResult` as JSON."""
     return {
-        "content": [_block(item) for item in result.model_items()],
-        "isError": not result.success,
+        "content": [_block(item) for item in model_items(result)],
+        "isError": result.status in ("failed", "rejected"),
     }
 
 

@@ -2,8 +2,9 @@
 
 `exec` is a custom (freeform) tool whose input is constrained by a Lark grammar to raw source
 with an optional pragma line; `wait` is a non-strict function tool. A cell's output is a plain
-string when it is exactly one text item, else a list of `input_text` / `input_image` /
-`input_audio` content items; it goes in a `custom_tool_call_output` for `exec` and a
+list of `input_text` / `input_image` / `input_audio` content items (the reference sends a lone
+text item as a plain string; the API takes both, and one shape is simpler to handle); it goes in
+a `custom_tool_call_output` for `exec` and a
 `function_call_output` for `wait`.
 
 Audio uses the SDK's `ResponseInputAudioParam` shape (`input_audio: {data, format}`), which only
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from codemode._describe.descriptions import wait_description, wait_parameters
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
-from codemode._types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._output import model_items
+from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._notes import omitted_note
 
 if TYPE_CHECKING:
-    from codemode._result import ExecResult
+    from codemode._protocol.config import Defaults
+    from codemode._protocol.types import ExecResult
 
 __all__ = ["EXEC_GRAMMAR", "output", "tool_specs"]
 
@@ -50,7 +53,7 @@ _AUDIO_FORMATS = {
 }
 
 
-def tool_specs(description: str) -> list[dict[str, Any]]:
+def tool_specs(description: str, defaults: Defaults) -> list[dict[str, Any]]:
     """The `exec` custom tool and the `wait` function tool, as Responses API `tools` entries.
 
     `description` is the exec tool's text, built once by `codemode.formats.tool_specs`.
@@ -65,19 +68,16 @@ def tool_specs(description: str) -> list[dict[str, Any]]:
         {
             "type": "function",
             "name": WAIT_TOOL_NAME,
-            "description": wait_description(),
+            "description": wait_description(defaults),
             "strict": False,
-            "parameters": wait_parameters(),
+            "parameters": wait_parameters(defaults),
         },
     ]
 
 
-def output(result: ExecResult) -> str | list[dict[str, Any]]:
-    """The `output` of the tool call's output item."""
-    items = result.model_items()
-    if len(items) == 1 and isinstance(items[0], TextItem):
-        return items[0].text
-    return [_content_item(item) for item in items]
+def output(result: ExecResult) -> list[dict[str, Any]]:
+    """The `output` of the tool call's output item: always a list of content items."""
+    return [_content_item(item) for item in model_items(result)]
 
 
 def _content_item(item: OutputItem) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 A thin adapter over `CodeMode` on the `mcp` SDK's low-level `Server`. Clients list the two tools
 exactly as `CodeMode.tool_specs("mcp")` describes them and get every observation as the
-`CallToolResult` that `ExecResult.to_model("mcp")` renders.
+`CallToolResult` that `codemode.to_model(result, "mcp")` renders.
 
 Invariants:
 
@@ -26,10 +26,10 @@ import ipaddress
 import os
 import signal
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import anyio
 import mcp_types as types
@@ -38,6 +38,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from starlette.types import ASGIApp
 
+from codemode._session.options import CodeModeOptions, check_options
 from codemode._session.session import CodeMode
 from codemode.errors import UsageError
 from codemode.mcp_server._answers import JsonWhenAlone
@@ -45,8 +46,8 @@ from codemode.mcp_server._handlers import (
     CELL_ID_META_KEY,
     LOGGER_NAME,
     AskClient,
-    ConnectionSession,
     Clients,
+    ConnectionSession,
     NewSession,
     NotifyCallback,
     OneClient,
@@ -63,6 +64,9 @@ from codemode.mcp_server._http import (
     SessionWatch,
 )
 from codemode.tools import Tool
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = [
     "CELL_ID_META_KEY",
@@ -83,9 +87,7 @@ McpServers = Mapping[str, Any] | str | Path | None
 
 
 # -- public entry points ---------------------------------------------------------------------
-def create_server(
-    tools: Iterable[ToolLike] = (), *, mcp_servers: McpServers = None, **options: Any
-) -> Server[Any]:
+def create_server(tools: Iterable[ToolLike] = (), **options: Unpack[CodeModeOptions]) -> Server[Any]:
     """An MCP server for stream connections (stdio, in-memory test clients).
 
     Every `Server.run` (one connection) gets its own `CodeMode`, started before the connection
@@ -93,10 +95,13 @@ def create_server(
 
     Args:
         tools: Python functions or `codemode.Tool`s, as for `CodeMode`.
-        mcp_servers: downstream MCP servers, as for `CodeMode`.
-        **options: further `CodeMode` keyword arguments (yield times, limits, engine, ...).
+        **options: `CodeMode` keyword arguments (`mcp_servers`, `limits`, `defaults`, `engine`,
+            ...) but `on_notify`: notify texts go to the client as log messages.
+
+    Raises:
+        UsageError: an option that is no `CodeMode` keyword, or `on_notify`.
     """
-    new_session = _session_factory(tools, mcp_servers, options)
+    new_session = _session_factory(tools, options)
 
     @asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncGenerator[Clients]:
@@ -115,13 +120,12 @@ def create_server(
 def http_app(
     tools: Iterable[ToolLike] = (),
     *,
-    mcp_servers: McpServers = None,
     host: str = "127.0.0.1",
     path: str = "/mcp",
     session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT_S,
     max_sessions: int | None = DEFAULT_MAX_SESSIONS,
     auth_token: str | None = None,
-    **options: Any,
+    **options: Unpack[CodeModeOptions],
 ) -> ASGIApp:
     """A streamable-HTTP ASGI app serving code mode at `path`, one `CodeMode` per MCP session.
 
@@ -132,13 +136,14 @@ def http_app(
             ended (its cells terminated); sessions of clients that went away end sooner.
         max_sessions: open sessions before new ones are refused (None: no limit).
         auth_token: if set, every request needs `Authorization: Bearer <auth_token>` (else 401).
-        **options: further `CodeMode` keyword arguments.
+        **options: `CodeMode` keyword arguments, as for `create_server`.
     """
     if not session_idle_timeout > 0:
         raise UsageError(f"session_idle_timeout must be a positive number of seconds, got {session_idle_timeout!r}")
     if max_sessions is not None and max_sessions < 1:
         raise UsageError(f"max_sessions must be at least 1 (or None), got {max_sessions!r}")
-    new_session = _session_factory(tools, mcp_servers, options)
+    new_session = _session_factory(tools, options)
+    mcp_servers = options.get("mcp_servers")
 
     @asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncGenerator[Clients]:
@@ -165,15 +170,13 @@ def http_app(
     return app
 
 
-async def serve_stdio(
-    tools: Iterable[ToolLike] = (), *, mcp_servers: McpServers = None, **options: Any
-) -> None:
+async def serve_stdio(tools: Iterable[ToolLike] = (), **options: Unpack[CodeModeOptions]) -> None:
     """Serve code mode over this process's stdin/stdout until the client closes stdin.
 
     SIGINT or SIGTERM closes the session too, then ends the process by that signal: the SDK
     reads stdin in a thread that only input or EOF can stop.
     """
-    server = create_server(tools, mcp_servers=mcp_servers, **options)
+    server = create_server(tools, **options)
     received: list[int] = []
     async with stdio_server() as (read_stream, write_stream):
         async with anyio.create_task_group() as serving:
@@ -196,13 +199,14 @@ async def _stop_on_signals(scope: anyio.CancelScope, received: list[int]) -> Non
 async def serve_http(
     tools: Iterable[ToolLike] = (),
     *,
-    mcp_servers: McpServers = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     path: str = "/mcp",
     auth_token: str | None = None,
     on_listening: Callable[[str], None] | None = None,
-    **options: Any,
+    session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT_S,
+    max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+    **options: Unpack[CodeModeOptions],
 ) -> None:
     """Serve code mode over streamable HTTP at `http://host:port/path` until SIGINT/SIGTERM.
 
@@ -211,40 +215,60 @@ async def serve_http(
         port: the port; 0 picks a free one.
         auth_token: the bearer token every request must carry.
         on_listening: called with the endpoint URL once the server is ready for requests.
-        **options: `http_app` and `CodeMode` keyword arguments.
+        session_idle_timeout, max_sessions: as for `http_app`.
+        **options: `CodeMode` keyword arguments, as for `create_server`.
 
     Raises:
         UsageError: a non-loopback `host` without `auth_token`.
     """
-    import uvicorn
-
     if auth_token is None and not _is_loopback(host):
         raise UsageError(
             f"refusing to serve on {host}, which is not a loopback address, without a bearer token: "
             "set one (codemode mcp --auth-token-env NAME) or listen on 127.0.0.1"
         )
-    app = http_app(tools, mcp_servers=mcp_servers, host=host, path=path, auth_token=auth_token, **options)
+    app = http_app(
+        tools,
+        host=host,
+        path=path,
+        session_idle_timeout=session_idle_timeout,
+        max_sessions=max_sessions,
+        auth_token=auth_token,
+        **options,
+    )
     sock = _listening_socket(host, port)
     try:
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S
-        )
-        server = uvicorn.Server(config)
+        server, startup_done = _uvicorn_server(app)
         bound_port = sock.getsockname()[1]
         url_host = f"[{host}]" if sock.family == socket.AF_INET6 else host
         async with anyio.create_task_group() as serving:
             serving.start_soon(server.serve, [sock])
-            while not server.started:  # its lifespan has run: downstream servers are up
-                if server.should_exit:
-                    return
-                await anyio.sleep(0.02)
-            if on_listening is not None:
+            await startup_done.wait()
+            if server.started and on_listening is not None:  # its lifespan ran: downstream servers are up
                 on_listening(f"http://{url_host}:{bound_port}{path}")
     finally:
         sock.close()
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _uvicorn_server(app: ASGIApp) -> tuple[uvicorn.Server, anyio.Event]:
+    """A uvicorn server for `app`, and an event set when its startup has ended (started or not)."""
+    import uvicorn
+
+    startup_done = anyio.Event()
+
+    class ReportingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                await super().startup(sockets)
+            finally:
+                startup_done.set()
+
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S
+    )
+    return ReportingServer(config), startup_done
+
+
 def _listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening TCP socket whose connections have Nagle's algorithm off.
 
@@ -273,7 +297,7 @@ def _is_loopback(host: str) -> bool:
 
 
 @asynccontextmanager
-async def _shared_servers(mcp_servers: McpServers) -> AsyncIterator[None]:
+async def _shared_servers(mcp_servers: McpServers) -> AsyncGenerator[None]:
     """The downstream servers started with the server and kept up between its sessions."""
     if mcp_servers is None:
         yield
@@ -284,15 +308,17 @@ async def _shared_servers(mcp_servers: McpServers) -> AsyncIterator[None]:
         yield
 
 
-def _session_factory(
-    tools: Iterable[ToolLike], mcp_servers: McpServers, options: Mapping[str, Any]
-) -> NewSession:
+def _session_factory(tools: Iterable[ToolLike], options: CodeModeOptions) -> NewSession:
+    """Each connection's `CodeMode`: `options`, checked now, with the client as notify target
+    and as the approver of last resort."""
+    check_options(options)
+    if "on_notify" in options:
+        raise UsageError("the MCP server sends notify() texts to its client as log messages; drop `on_notify`")
     tool_list = list(tools)
-    options = dict(options)
-    policy = options.pop("approve", None)
+    policy = options.get("approve")
 
     def new_session(on_notify: NotifyCallback, ask_client: AskClient) -> CodeMode:
-        approve = ask_client_after(policy, ask_client)
-        return CodeMode(tool_list, mcp_servers=mcp_servers, on_notify=on_notify, approve=approve, **options)
+        connection = CodeModeOptions(on_notify=on_notify, approve=ask_client_after(policy, ask_client))
+        return CodeMode(tool_list, **(options | connection))
 
     return new_session

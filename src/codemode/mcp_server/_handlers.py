@@ -16,7 +16,6 @@ text saying approvals are not available; it never runs unasked.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import math
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Protocol, get_args
 
+import anyio
 import mcp_types as types
 from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
@@ -34,11 +34,12 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from codemode._calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
-from codemode._result import ExecResult
+from codemode._protocol.calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall
+from codemode._protocol.types import ExecResult
 from codemode._session.session import CodeMode
 from codemode.errors import ToolError
+from codemode.formats import to_model
 from codemode.formats._text import wire_text
 from codemode.tools.mcp import McpServerError
 
@@ -106,7 +107,7 @@ def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
         except _BadArguments as exc:
             text = f"failed to parse function arguments: {exc}"
             return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
-        return types.CallToolResult.model_validate(result.to_model("mcp"))
+        return types.CallToolResult.model_validate(to_model(result, "mcp"))
 
     async def set_logging_level(
         ctx: ServerRequestContext[Clients], params: types.SetLevelRequestParams
@@ -209,7 +210,7 @@ class ConnectionSession:
         self._waits: dict[str, list[_Observer]] = {}
         self._channel: ServerSession | None = None
         self._held: deque[tuple[str, str]] = deque(maxlen=MAX_HELD_NOTIFICATIONS)
-        self._start_lock = asyncio.Lock()
+        self._start_lock = anyio.Lock()
         self._start_error: BaseException | None = None
         self._started = False
         self.cm = new_session(self._on_notify, self._ask_client)
@@ -235,7 +236,7 @@ class ConnectionSession:
             raise MCPError(code=types.INTERNAL_ERROR, message=message) from self._start_error
 
     async def aclose(self) -> None:
-        await self.cm.close()
+        await self.cm.aclose()
 
     async def exec(
         self,

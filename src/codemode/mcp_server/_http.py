@@ -15,11 +15,12 @@ Invariants:
   timeout: between requests it cannot be told from a client that is thinking.
 * At the session limit a request that would open another session is refused with a JSON-RPC
   error naming the limit; open sessions are unaffected.
+* The grace timers run in a task group `SessionWatch` holds open for the app's lifespan (the SDK
+  app needs its lifespan anyway); a request that comes in cancels its session's timer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -99,13 +100,15 @@ class HttpSessions:
     async def aclose(self) -> None:
         """Close every session still open (server shutdown)."""
         clients, self._open = list(self._open), set()
-        await asyncio.gather(*(client.aclose() for client in clients))
+        async with anyio.create_task_group() as closing:
+            for client in clients:
+                closing.start_soon(_close, client)
 
 
 async def _close(client: ConnectionSession) -> None:
     try:
         await client.aclose()
-    except Exception:  # noqa: BLE001 - one session's teardown must not end the server
+    except Exception:  # one session's teardown must not end the server
         logger.exception("closing a code-mode session failed")
 
 
@@ -116,7 +119,7 @@ class _Liveness:
     open_requests: int = 0
     listened: bool = False  # it held a GET stream
     dropped: bool = False  # a request of it ended before any of its answer was sent
-    check: asyncio.TimerHandle | None = None
+    check: anyio.CancelScope | None = None  # the grace timer running now
 
 
 class SessionWatch:
@@ -128,8 +131,18 @@ class SessionWatch:
         self._max_sessions = max_sessions
         self._grace_s = grace_s
         self._sessions: dict[str, _Liveness] = {}
+        self._timers: anyio.abc.TaskGroup | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            async with anyio.create_task_group() as timers:
+                self._timers = timers
+                try:
+                    await self._app(scope, receive, send)
+                finally:
+                    self._timers = None
+                    timers.cancel_scope.cancel()
+            return
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
@@ -165,9 +178,9 @@ class SessionWatch:
                 self._sessions.pop(session_id, None)
             else:
                 live.dropped = live.dropped or not answered
-                if live.open_requests == 0 and (live.listened or live.dropped):
-                    loop = asyncio.get_running_loop()
-                    live.check = loop.call_later(self._grace_s, self._end_if_gone, session_id)
+                if live.open_requests == 0 and (live.listened or live.dropped) and self._timers is not None:
+                    live.check = anyio.CancelScope()
+                    self._timers.start_soon(self._end_if_gone_after_grace, session_id, live.check)
 
     def _at_limit(self) -> bool:
         """Whether a new session would be one too many; forgets sessions that ended meanwhile."""
@@ -179,13 +192,20 @@ class SessionWatch:
                     live.check.cancel()
         return self._max_sessions is not None and len(alive) >= self._max_sessions
 
-    def _end_if_gone(self, session_id: str) -> None:
-        live = self._sessions.get(session_id)
-        if live is None or live.open_requests:
-            return
-        del self._sessions[session_id]
-        if end_session(self._server, session_id):
-            logger.info("MCP session %s: its client went away; ending the session", session_id[:12])
+    async def _end_if_gone_after_grace(self, session_id: str, timer: anyio.CancelScope) -> None:
+        with timer:
+            await anyio.sleep(self._grace_s)
+            live = self._sessions.get(session_id)
+            if live is None or live.open_requests:
+                return
+            del self._sessions[session_id]
+            try:
+                ended = end_session(self._server, session_id)
+            except Exception:  # one session's end must not stop the timers of others
+                logger.exception("ending MCP session %s failed", session_id[:12])
+                return
+            if ended:
+                logger.info("MCP session %s: its client went away; ending the session", session_id[:12])
 
 
 class BearerAuth:

@@ -1,5 +1,11 @@
-"""Nested tools: the `Tool` type, Python functions as tools, and (in `mcp`) MCP servers as tools."""
+"""Nested tools: the `Tool` type and Python functions as tools, `ToolSource` (tools that exist
+once started), and the built-in sources: MCP servers (`mcp`) and OpenAPI documents (`openapi`).
 
-from codemode.tools._tool import ApprovalRequirement, Tool, ToolKind, as_tool, requires_approval
+Framework objects (agents, pydantic-ai, LangChain) are recognised by the session's intake,
+never here: `tools` imports no adapter.
+"""
 
-__all__ = ["ApprovalRequirement", "Tool", "ToolKind", "as_tool", "requires_approval"]
+from codemode.tools._source import ToolSource
+from codemode.tools._tool import ApprovalRequirement, Tool, ToolKind, requires_approval
+
+__all__ = ["ApprovalRequirement", "Tool", "ToolKind", "ToolSource", "requires_approval"]

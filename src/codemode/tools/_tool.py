@@ -65,7 +65,7 @@ class Tool:
         if self.kind not in ("function", "freeform"):
             raise UsageError(f"tool `{self.name}`: kind must be 'function' or 'freeform'")
         if self._validator is None and self.input_schema is not None and self.kind == "function":
-            object.__setattr__(self, "_validator", _schema_validator(self.name, self.input_schema))
+            object.__setattr__(self, "_validator", schema_validator(self.name, self.input_schema))
 
     def validate(self, arguments: Any) -> None:
         """Raise `ToolError` naming the offending field if the arguments break the schema."""
@@ -118,21 +118,12 @@ def requires_approval(fn: F) -> F:
     return fn
 
 
-def as_tool(obj: Tool | Callable[..., Any] | object) -> Tool:
-    """Accept a ready `Tool`, a plain function, or an agent framework's tool (`codemode.adapters`)."""
-    if isinstance(obj, Tool):
-        return obj
-    from codemode.adapters._intake import single_tool  # recognises frameworks without importing them
+def schema_validator(tool_name: str, schema: dict[str, Any]) -> Callable[[Any], None]:
+    """A check of arguments against a JSON Schema that raises `ToolError` naming the field.
 
-    framework_tool = single_tool(obj)
-    if framework_tool is not None:
-        return framework_tool
-    if callable(obj):
-        return Tool.from_function(obj)
-    raise UsageError(f"not a tool: {obj!r}; pass a function or a codemode.Tool")
-
-
-def _schema_validator(tool_name: str, schema: dict[str, Any]) -> Callable[[Any], None]:
+    Raises:
+        UsageError: the schema itself is invalid.
+    """
     import jsonschema
 
     try:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from codemode._engine.base import CellProgram, EventSink, SessionSetup
+from codemode._engine.base import CellProgram, Engine, EventSink, SessionSetup
 from codemode._engine.miniracer._cell import MiniRacerCell, tools_source
 from codemode._engine.miniracer._compat import init_v8
 from codemode._engine.miniracer._isolate import CHANNEL_ERROR, Isolate
 from codemode._engine.miniracer._pool import POOL_SIZE, CreateLater, IsolatePool
+from codemode.errors import EngineError, UsageError
 
 CREATE_HEADROOM_BYTES = 128 * 1024 * 1024  # memory a new isolate may need, below the cap
 
@@ -53,8 +54,17 @@ class MiniRacerSession:
         self._closed = False
 
     async def ready(self, isolates: int | None = None) -> None:
-        """Wait until `isolates` (default: the whole pool) are prepared."""
+        """Wait until `isolates` (default: the whole pool) are prepared; raises `EngineError`
+        when V8 cannot create one."""
         await self._pool.filled(self._pool.size if isolates is None else isolates)
+        if self._pool.error is not None:
+            raise EngineError(f"the JavaScript engine could not create an isolate: {self._pool.error}") from (
+                self._pool.error
+            )
+
+    def is_alive(self) -> bool:
+        """Whether new cells can run: the session is open and its isolates can be created."""
+        return not self._closed and self._pool.error is None and not self._engine.closed
 
     def start(self, program: CellProgram, on_event: EventSink) -> MiniRacerCell:
         cell = MiniRacerCell(on_event, self._pool.release)
@@ -62,7 +72,7 @@ class MiniRacerSession:
         if isolate is not None:
             cell.launch(isolate, self._setup, self._tools, program)
         else:
-            cell.launch_when_ready(self._pool.take, self._setup, self._tools, program)
+            cell.launch_when_ready(self._pool.reserve(), self._pool.give_back, self._setup, self._tools, program)
         return cell
 
     async def aclose(self) -> None:
@@ -71,14 +81,17 @@ class MiniRacerSession:
             await self._engine._leave(self._pool)
 
 
-class MiniRacerEngine:
-    """V8 through mini-racer in this process; implements `Engine`.
+class MiniRacerEngine(Engine):
+    """V8 through mini-racer in this process.
 
     Sessions on the same event loop share one pool of `pool_size` prepared isolates (0: each
     is created on demand); the pool is freed when its last session closes. `memory_cap_bytes`
     is the process's own memory cap, if it has one (an engine worker): no isolate is created
     while the process is close to it, since V8 aborts the process when an isolate cannot be
     set up (a cell that just filled memory is freed first).
+
+    `aclose()` (or leaving `async with`) frees the pool of the calling event loop and refuses new
+    sessions; pools of other loops are freed as their last session closes.
     """
 
     def __init__(self, pool_size: int = POOL_SIZE, memory_cap_bytes: int = 0) -> None:
@@ -86,12 +99,15 @@ class MiniRacerEngine:
         self.pool_size = pool_size
         self._memory_cap = memory_cap_bytes
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self.closed = False
 
     async def open_session(self, setup: SessionSetup) -> MiniRacerSession:
         return self.session(setup)
 
     def session(self, setup: SessionSetup) -> MiniRacerSession:
         """`open_session` for callers that cannot await (must run on the event loop)."""
+        if self.closed:
+            raise UsageError("this InProcessEngine is closed: create a new one")
         loop = asyncio.get_running_loop()
         entry = self._pools.get(loop)
         if entry is None:
@@ -104,6 +120,12 @@ class MiniRacerEngine:
         if self._memory_cap and _data_bytes() > self._memory_cap - CREATE_HEADROOM_BYTES:
             raise CreateLater
         return Isolate(loop)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        entry = self._pools.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry.pool.aclose()
 
     async def _leave(self, pool: IsolatePool) -> None:
         loop = asyncio.get_running_loop()

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from codemode._engine.base import (
@@ -38,14 +37,16 @@ from codemode._engine.miniracer._isolate import (
     Isolate,
     isolate_executor,
 )
-from codemode._types import AudioItem, ImageItem, TextItem
+from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
 PROGRAM_PREFIX = (
     HOST + ".run({tools}, {snapshot}, {budget}, {limit_error}, "
     'async function (__codemode_module__, __codemode_import__) {{"use strict";{hoisted}'
 )
 PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
-MEMORY_CHECK_S = 0.1  # how often a running cell's isolate is checked for a reached heap limit
+# How often a running cell's isolate is checked for a reached heap limit. A poll, and the only
+# way: V8 reports an overflow in a timer or after an `await` to no callback mini-racer exposes.
+MEMORY_CHECK_S = 0.1
 
 
 def tools_source(setup: SessionSetup) -> str:
@@ -66,8 +67,10 @@ _IMAGE_DETAILS = frozenset({"auto", "low", "high", "original"})
 class MiniRacerCell:
     """One script in one isolate; implements `EngineCell`.
 
-    The isolate is taken from the pool by `start` (at once when one is prepared); a terminate
-    before that gives it back unused.
+    The isolate is taken from the pool by `start` (at once when one is prepared), else reserved
+    (`launch_when_ready`); a terminate before it arrives withdraws the reservation or gives the
+    isolate back unused. The cell starts no tasks: the ones it waits on are V8's evaluations
+    (`_watch`) and the reservation, both futures it holds and cancels when it stops.
     """
 
     def __init__(
@@ -80,7 +83,7 @@ class MiniRacerCell:
         self._on_event = on_event
         self._prefix_length = 0
         self._memory_check: asyncio.TimerHandle | None = None
-        self._waiting: asyncio.Task[None] | None = None  # for an isolate, when none was ready
+        self._reservation: asyncio.Future[Isolate] | None = None  # for an isolate, when none was ready
         self._finished = False
         self._freed = False
         self._draining = False
@@ -108,24 +111,32 @@ class MiniRacerCell:
         self._watch(isolate.submit(prefix + program.code + PROGRAM_SUFFIX))
 
     def launch_when_ready(
-        self, take: Callable[[], Awaitable[Isolate]], setup: SessionSetup, tools: str, program: CellProgram
+        self,
+        reservation: asyncio.Future[Isolate],
+        give_back: Callable[[Isolate], None],
+        setup: SessionSetup,
+        tools: str,
+        program: CellProgram,
     ) -> None:
-        """`launch` once the pool hands out an isolate (`terminate` meanwhile cancels the wait)."""
+        """`launch` once the pool fills `reservation` (`terminate` meanwhile withdraws it, or
+        gives back an isolate that arrived unused)."""
+        self._reservation = reservation
 
-        async def wait_and_launch() -> None:
-            isolate = await take()
-            self._waiting = None
-            self.launch(isolate, setup, tools, program)
+        def arrived(future: asyncio.Future[Isolate]) -> None:
+            self._reservation = None
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if exc is not None:
+                if not self._freed:
+                    self._fail(f"the JavaScript engine could not start an isolate: {type(exc).__name__}: {exc}")
+                return
+            if self._freed:
+                give_back(future.result())
+                return
+            self.launch(future.result(), setup, tools, program)
 
-        self._waiting = asyncio.ensure_future(wait_and_launch())
-        self._waiting.add_done_callback(self._launch_failed)
-
-    def _launch_failed(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._freed:
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._fail(f"the JavaScript engine could not start an isolate: {type(exc).__name__}: {exc}")
+        reservation.add_done_callback(arrived)
 
     def _check_memory(self) -> None:
         """Push the heap limit when V8 reached it: an overflow in a timer or after an `await`
@@ -163,10 +174,8 @@ class MiniRacerCell:
             return
         if self._isolate is None:
             self._freed = True  # never launched: nothing runs
-            if self._waiting is not None:
-                self._waiting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._waiting
+            if self._reservation is not None:
+                self._reservation.cancel()  # or, if it was filled meanwhile, `arrived` gives it back
             return
         self._pump()
         stranded = self._isolate.overflow_count()
@@ -316,8 +325,8 @@ class MiniRacerCell:
         if self._memory_check is not None:
             self._memory_check.cancel()
             self._memory_check = None
-        if self._waiting is not None:
-            self._waiting.cancel()
+        if self._reservation is not None:
+            self._reservation.cancel()
         if self._isolate is not None:
             self._isolate.ring = None
             self._isolate.on_ping = lambda: None

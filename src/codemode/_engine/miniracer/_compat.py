@@ -180,7 +180,7 @@ class V8Context:
                 return
             try:
                 future.set_result(ctx._value_handle_to_python(value_handle))
-            except Exception as exc:  # noqa: BLE001 - e.g. a BigInt result cannot be converted
+            except Exception as exc:
                 future.set_exception(exc)
 
         ctx._active_cancelable_mr_task_callbacks[callback_id] = done

@@ -14,12 +14,14 @@ import json
 import secrets
 import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from collections.abc import Callable
 from typing import Any
 
 from codemode._engine.miniracer._compat import V8Context
+from codemode._protocol.helpers import MODULE_EXPORTS, PRELUDE_HELPERS
+from codemode.errors import EngineError
 
 SCRIPT_NAME = "exec_main.mjs"
 PRELUDE_NAME = "codemode_prelude.js"
@@ -40,7 +42,14 @@ PRELUDE = (
     .replace("__codemode_host__", HOST)
     .replace(
         "__CODEMODE_SETUP__",
-        json.dumps({"ring_bytes": RING_BYTES, "max_buffered_chars": MAX_BUFFERED_CHARS}),
+        json.dumps(
+            {
+                "ring_bytes": RING_BYTES,
+                "max_buffered_chars": MAX_BUFFERED_CHARS,
+                "helpers": PRELUDE_HELPERS,  # the prelude checks it installs exactly these
+                "module_exports": sorted(MODULE_EXPORTS),
+            }
+        ),
     )
 )
 CHANNEL_ERROR = (
@@ -82,7 +91,7 @@ class Isolate:
         self.v8 = V8Context(loop, lambda: self.on_ping())
         ring = self.v8.eval_blocking(PRELUDE)
         if not isinstance(ring, memoryview) or len(ring) != _HEADER + RING_BYTES:
-            raise RuntimeError("codemode prelude did not return its output ring")
+            raise EngineError("the codemode prelude did not return its output ring")
         self.ring: memoryview | None = ring
 
     def submit(self, code: str) -> asyncio.Future[Any]:

@@ -69,23 +69,34 @@ class IsolatePool:
         self._kick()
         return isolate
 
-    async def take(self) -> Isolate:
-        """A prepared, never-used isolate: from the pool, or the next one created."""
+    def reserve(self) -> asyncio.Future[Isolate]:
+        """A future of a prepared, never-used isolate (from the pool, or the next one created),
+        served in the order asked. Cancel it to withdraw; one that arrived unused goes back
+        through `give_back`."""
         self._last_take = self._last_use = self._loop.time()
         self._trimmed = False
+        reservation: asyncio.Future[Isolate] = self._loop.create_future()
         if self.ready:
-            isolate = self.ready.popleft()
-            self._kick()
-            return isolate
-        waiter: asyncio.Future[Isolate] = self._loop.create_future()
-        self._waiting.append(waiter)
+            reservation.set_result(self.ready.popleft())
+        else:
+            self._waiting.append(reservation)
         self._kick()
+        return reservation
+
+    async def take(self) -> Isolate:
+        """`reserve`, awaited (an isolate that arrives for a cancelled caller is kept)."""
+        reservation = self.reserve()
         try:
-            return await waiter
+            return await reservation
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.ready.appendleft(waiter.result())  # created for us, never used: keep it
+            if reservation.done() and not reservation.cancelled() and reservation.exception() is None:
+                self.give_back(reservation.result())
             raise
+
+    def give_back(self, isolate: Isolate) -> None:
+        """A reserved isolate that was never used: ready for the next cell."""
+        self.ready.appendleft(isolate)
+        self._changed.set()
 
     def release(self, isolate: Isolate) -> None:
         """A finished cell's isolate: freed soon, off the critical path."""

@@ -1,7 +1,8 @@
 """V8 in supervised engine worker processes: the default engine (`isolation="process"`).
 
 The host never loads V8. Cells run in a small pool of worker processes (`_worker`) shared by
-every session of this process, which speak a msgpack protocol over pipes (`_protocol`); the
+every session of this process, which speak a typed, versioned msgpack protocol over pipes
+(`_protocol`); the
 supervisor (`_supervisor`) admits cells to workers, reads their events, kills workers whose
 isolates do not stop, and turns a worker's death into a clear failure of its cells only.
 This module adapts all that to the `Engine` interface.
@@ -17,6 +18,7 @@ import os
 
 from codemode._engine.base import (
     CellProgram,
+    Engine,
     EngineDiedEvent,
     EngineEvent,
     EventSink,
@@ -25,6 +27,7 @@ from codemode._engine.base import (
 )
 from codemode._engine.process import _protocol as wire
 from codemode._engine.process._supervisor import MIB, TERMINATE_GRACE_S, Worker, WorkerConfig, WorkerPool
+from codemode.errors import UsageError
 
 __all__ = ["ProcessEngine"]
 
@@ -88,22 +91,32 @@ class ProcessCell:
         self._worker = worker
         self._placements += 1
         program = self._program
-        self._session.install_on(worker)
-        worker.send([
-            wire.START,
-            self.id,
-            self._session.setup_id,
-            program.code,
-            program.hoisted,
-            program.stored_json,
-            program.store_budget_bytes,
-            program.store_limit_error,
-        ])
+        try:
+            self._session.install_on(worker)
+            worker.send(
+                wire.Start(
+                    cell_id=self.id,
+                    setup_id=self._session.setup_id,
+                    code=program.code,
+                    hoisted=program.hoisted,
+                    stored_json=program.stored_json,
+                    store_budget_bytes=program.store_budget_bytes,
+                    store_limit_error=program.store_limit_error,
+                )
+            )
+        except wire.FrameTooLarge as exc:
+            self._finished = True
+            self._leave()
+            self._on_event(FinishedEvent(_too_large("The script and its stored values", exc)))
 
     # -- commands ------------------------------------------------------------------------------
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
-        if self._worker is not None and not self._finished:
-            self._worker.send([wire.RESOLVE, self.id, call_id, ok, payload])
+        if self._worker is None or self._finished:
+            return
+        try:
+            self._worker.send(wire.Resolve(self.id, call_id, ok, payload))
+        except wire.FrameTooLarge as exc:  # the script sees a failed call instead
+            self._worker.send(wire.Resolve(self.id, call_id, False, _too_large("The tool's result", exc)))
 
     async def terminate(self) -> None:
         if self._finished or self._left:
@@ -115,7 +128,7 @@ class ProcessCell:
                 self._admission.cancel()  # or, if it was placed meanwhile, `_admitted` discharges it
             return
         self._stopped = self._loop.create_future()
-        worker.send([wire.TERMINATE, self.id])
+        worker.send(wire.Terminate(self.id))
         try:
             await asyncio.wait_for(asyncio.shield(self._stopped), TERMINATE_GRACE_S)
         except TimeoutError:
@@ -128,7 +141,7 @@ class ProcessCell:
     def release(self) -> None:
         self._finished = True
         if self._worker is not None and not self._left:
-            self._worker.send([wire.RELEASE, self.id])
+            self._worker.send(wire.Release(self.id))
             self._leave()
 
     def _leave(self) -> None:
@@ -162,8 +175,10 @@ class ProcessCell:
         self._left = True  # the supervisor dropped it with its worker
         self._settle_stop()
         worker = self._worker
+        with self._session.pool.lock:
+            started = self.started
         if (
-            not self.started
+            not started
             and not self._finished
             and self._stopped is None
             and self._placements < MAX_PLACEMENTS
@@ -183,6 +198,13 @@ class ProcessCell:
             self._on_event(EngineDiedEvent(error))
 
 
+def _too_large(what: str, exc: wire.FrameTooLarge) -> str:
+    return (
+        f"{what} is {exc.size / MIB:.0f} MiB: more than the {exc.limit / MIB:.0f} MiB that can pass "
+        "into the JavaScript engine at once. Pass less at once."
+    )
+
+
 class ProcessSession:
     """One session's handle on the worker pool; implements `EngineSession`."""
 
@@ -194,13 +216,16 @@ class ProcessSession:
         self.admission_heap = setup.heap_limit_bytes or 256 * MIB
         self._tools_json = wire.encode_tools(setup.tools)
         self._installed: list[Worker] = []
+        self._closed = False
 
     def install_on(self, worker: Worker) -> None:
         """Send this session's setup to `worker` before its first cell there."""
-        if self.setup_id not in worker.setups:
+        with self.pool.lock:
+            if self.setup_id in worker.setups:
+                return
             worker.setups.add(self.setup_id)
-            self._installed.append(worker)
-            worker.send([wire.SETUP, self.setup_id, self._tools_json, self.heap_limit])
+        self._installed.append(worker)
+        worker.send(wire.Setup(self.setup_id, self._tools_json, self.heap_limit))
 
     def start(self, program: CellProgram, on_event: EventSink) -> ProcessCell:
         cell = ProcessCell(self, program, on_event)
@@ -208,24 +233,33 @@ class ProcessSession:
         return cell
 
     async def ready(self, isolates: int | None = None) -> None:
-        """Wait until a worker is up (it keeps its own pool of prepared isolates)."""
+        """Wait until a worker is up (it keeps its own pool of prepared isolates); raises the
+        pool's `EngineError` when no worker can start."""
         del isolates
         self.pool.start()
-        while not self.pool.wait_ready(0):
-            error = self.pool.start_error
-            if error is not None:
-                raise RuntimeError(error)
-            await asyncio.sleep(0.005)
+        await asyncio.wrap_future(self.pool.when_ready())
+        if self.pool.failure is not None:
+            raise self.pool.failure
+
+    def is_alive(self) -> bool:
+        """Whether new cells can run: the session is open and the pool has not failed or closed."""
+        return not self._closed and self.pool.failure is None and not self.pool.closed
 
     async def aclose(self) -> None:
-        for worker in self._installed:
-            worker.setups.discard(self.setup_id)
-            worker.send([wire.FORGET, self.setup_id])
-        self._installed.clear()
+        self._closed = True
+        installed, self._installed = self._installed, []
+        for worker in installed:
+            with self.pool.lock:
+                worker.setups.discard(self.setup_id)
+            worker.send(wire.Forget(self.setup_id))
 
 
-class ProcessEngine:
-    """V8 in a pool of supervised engine worker processes; implements `Engine`.
+class ProcessEngine(Engine):
+    """V8 in a pool of supervised engine worker processes.
+
+    Close an engine you create with `aclose()` (or use it as `async with ProcessEngine() as
+    engine:`): that kills its workers. The shared engines (`codemode.engines.shared`) stop at
+    interpreter exit; so does one you forget to close.
 
     Args:
         workers: engine processes in service at most (default: the number of CPU cores, at
@@ -260,6 +294,7 @@ class ProcessEngine:
             idle_worker_s=idle_worker_s,
         )
         self._pool: WorkerPool | None = None
+        self._closed = False
 
     @property
     def pool(self) -> WorkerPool:
@@ -268,6 +303,8 @@ class ProcessEngine:
         return self._pool
 
     async def open_session(self, setup: SessionSetup) -> ProcessSession:
+        if self._closed:
+            raise UsageError("this ProcessEngine is closed: create a new one")
         pool = self.pool
         pool.start()
         return ProcessSession(pool, setup)
@@ -276,11 +313,16 @@ class ProcessEngine:
         """Process ids of the engine workers (in service and spare)."""
         return [worker.pid for worker in self.pool.workers() if not worker.dead]
 
-    def close(self) -> None:
-        """Kill every worker: for an engine you created; the shared ones stop at exit."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+    async def aclose(self) -> None:
+        """Kill every worker and wait until they are gone; the engine cannot be used again."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        workers = pool.workers()
+        pool.shutdown()
+        for worker in workers:
+            await asyncio.wrap_future(worker.exited)
 
     def __repr__(self) -> str:
         return f"ProcessEngine({self.config})"

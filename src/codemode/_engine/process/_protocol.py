@@ -1,32 +1,31 @@
-"""The framed protocol between the host and an engine worker: msgpack arrays over a pipe.
+"""The wire between the host and an engine worker: typed messages, packed by field name.
 
-Every message is one msgpack array whose first element names it. msgpack frames itself, so a
-stream of them needs no length prefix; strings are packed with `surrogatepass`, because
-JavaScript strings may hold lone surrogates (`text("a\\ud800b")`) and must arrive unchanged.
+Each message is one frozen dataclass below, sent as one msgpack map: `{"k": <tag>, <field>: <value>,
+...}`. msgpack frames itself, so a stream of maps needs no length prefix; strings are packed with
+`surrogatepass`, because JavaScript strings may hold lone surrogates (`text("a\\ud800b")`) and
+must arrive unchanged. Unknown tags, missing or extra fields are a `ProtocolError`.
 
-Host -> worker:
-    [SETUP, setup_id, tools_json, heap_limit_bytes]     a session's setup, sent before its first cell
-    [FORGET, setup_id]                                  the session closed
-    [START, cell_id, setup_id, code, hoisted, stored_json, store_budget, store_limit_error]
-    [RESOLVE, cell_id, call_id, ok, payload]
-    [TERMINATE, cell_id]                                answered by TERMINATED once the isolate stopped
-    [RELEASE, cell_id]                                  the cell finished: free its isolate
-Worker -> host:
-    [READY, pid]                                        V8 is up and the first isolate prepared
-    [STARTED, [cell_id, ...]]                           these cells' scripts were handed to V8
-    [EVENTS, cell_id, [event, ...]]                     what the script did, in order
-    [TERMINATED, cell_id]
-    [STUCK, seconds]                                    an isolate has not stopped for this long
+Host -> worker: `Setup` (before a session's first cell on that worker), `Forget`, `Start`,
+`Resolve`, `Terminate` (answered by `Terminated` once the isolate stopped), `Release`.
+Worker -> host: `Ready` (first, always: V8 is up, and which `PROTOCOL_VERSION` it speaks),
+`Started`, `Events` (what scripts did, in order, batched per cell and loop iteration), `Terminated`,
+`Stuck` (an isolate has not stopped for `seconds`).
 
-Events are short arrays (`encode_event`/`decode_event`), so a burst of `text()` costs one
-array each, batched per cell and per loop iteration into one EVENTS message.
+Versioning: the host refuses a worker whose `Ready.protocol` is not its own `PROTOCOL_VERSION`
+(`read_ready` checks it before anything else of the message, so any later layout is refused
+cleanly). Bump it with any change to a message's tag or fields.
+
+Frame cap: no message may exceed `MAX_FRAME_BYTES` packed (`pack` raises `FrameTooLarge`).
+Senders check before sending and fail only the cell the message belongs to; each side's reader
+refuses more as a safety net.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final, TypeAlias
 
 import msgpack
 
@@ -40,32 +39,215 @@ from codemode._engine.base import (
     ToolCallEvent,
     YieldEvent,
 )
-from codemode._types import AudioItem, ImageItem, TextItem
+from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
-SETUP, FORGET, START, RESOLVE, TERMINATE, RELEASE = range(6)
-READY, EVENTS, TERMINATED, STUCK, STARTED = range(100, 105)
+PROTOCOL_VERSION: Final = 1
+MIB: Final = 1024 * 1024
+MAX_FRAME_BYTES: Final = 128 * MIB  # as the reference's host wire; a 64 MiB text of 2-byte characters fits
+READ_CHUNK_BYTES: Final = 1 << 18  # what a reader takes from its pipe at once
 
-_YIELD = YieldEvent()
-_MEMORY = MemoryLimitEvent()
+
+class ProtocolError(Exception):
+    """A message that is not one of this module's, or a frame over the cap: the peer is broken."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A message packs to more than the frame cap; `size` is its packed size in bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a {size / MIB:.1f} MiB message is over the {limit / MIB:.0f} MiB frame cap")
+        self.size = size
+        self.limit = limit
+
+
+class VersionMismatch(ProtocolError):
+    """The worker speaks another protocol version (`theirs`; None when its READY has none)."""
+
+    def __init__(self, theirs: object) -> None:
+        super().__init__(f"the engine worker speaks protocol version {theirs!r}, this host {PROTOCOL_VERSION}")
+        self.theirs = theirs
+
+
+# -- host -> worker ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """A session's tools (`encode_tools`) and heap limit, sent before its first cell on a worker."""
+
+    setup_id: int
+    tools_json: str
+    heap_limit_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """The session closed: drop its setup."""
+
+    setup_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Run one cell's program (see `CellProgram`) with a setup the worker already has."""
+
+    cell_id: int
+    setup_id: int
+    code: str
+    hoisted: str
+    stored_json: str
+    store_budget_bytes: int
+    store_limit_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Settle a tool call: `payload` is JSON text when `ok`, else the error message."""
+
+    cell_id: int
+    call_id: int
+    ok: bool
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    """Stop the cell wherever it is; answered by `Terminated`."""
+
+    cell_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The cell finished: free its isolate."""
+
+    cell_id: int
+
+
+# -- worker -> host ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker's first message: V8 is up and an isolate prepared."""
+
+    protocol: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """These cells' scripts were handed to V8."""
+
+    cell_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """What one cell's script did, in order."""
+
+    cell_id: int
+    events: Sequence[EngineEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """The cell's isolate stopped (after `Terminate`)."""
+
+    cell_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """A freed isolate has not stopped for `seconds`."""
+
+    seconds: float
+
+
+HostMessage: TypeAlias = Setup | Forget | Start | Resolve | Terminate | Release
+WorkerMessage: TypeAlias = Ready | Started | Events | Terminated | Stuck
+Message: TypeAlias = HostMessage | WorkerMessage
+
+_TAGS: Final[dict[type[Any], str]] = {
+    Setup: "setup",
+    Forget: "forget",
+    Start: "start",
+    Resolve: "resolve",
+    Terminate: "terminate",
+    Release: "release",
+    Ready: "ready",
+    Started: "started",
+    Events: "events",
+    Terminated: "terminated",
+    Stuck: "stuck",
+}
+_TYPES: Final[dict[str, type[Any]]] = {tag: kind for kind, tag in _TAGS.items()}
+_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {kind: tuple(f.name for f in fields(kind)) for kind in _TAGS}
+
+
+# -- packing ----------------------------------------------------------------------------------
 def packer() -> msgpack.Packer:
     """A packer for one thread (a Packer reuses its buffer)."""
     return msgpack.Packer(unicode_errors="surrogatepass")
 
 
-def pack(message: list[Any]) -> bytes:
-    """One message, from any thread."""
-    return msgpack.packb(message, unicode_errors="surrogatepass")  # type: ignore[no-any-return]
+def pack(message: Message, limit: int = MAX_FRAME_BYTES, using: msgpack.Packer | None = None) -> bytes:
+    """One message as a frame (from any thread; pass a thread's own `packer` to reuse it).
+
+    Raises `FrameTooLarge` when it packs to more than `limit` bytes."""
+    data: bytes = (using or packer()).pack(to_wire(message))
+    if len(data) > limit:
+        raise FrameTooLarge(len(data), limit)
+    return data
 
 
-def unpacker() -> msgpack.Unpacker:
-    # No size caps beyond the defaults' (which are the buffer size): a 64 MiB text is legal.
-    return msgpack.Unpacker(unicode_errors="surrogatepass", max_buffer_size=1 << 31)
+def unpacker(limit: int = MAX_FRAME_BYTES) -> msgpack.Unpacker:
+    """A reader of frames of at most `limit` bytes (fed at most `READ_CHUNK_BYTES` at a time);
+    feeding it more raises `msgpack.BufferFull`."""
+    return msgpack.Unpacker(unicode_errors="surrogatepass", max_buffer_size=limit + READ_CHUNK_BYTES)
 
 
+def to_wire(message: Message) -> dict[str, Any]:
+    """The msgpack map of `message`: its tag under "k", then its fields by name."""
+    kind = type(message)
+    if kind is Events:
+        return {"k": "events", "cell_id": message.cell_id, "events": [_event_to_wire(e) for e in message.events]}  # type: ignore[union-attr]
+    data: dict[str, Any] = {"k": _TAGS[kind]}
+    for name in _FIELDS[kind]:
+        data[name] = getattr(message, name)
+    return data
+
+
+def from_wire(data: object) -> Message:
+    """The message a msgpack map holds; `ProtocolError` if it is not one of this module's."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"not a message: {data!r:.200}")
+    kind = _TYPES.get(data.get("k"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ProtocolError(f"unknown message: {data!r:.200}")
+    names = _FIELDS[kind]
+    if len(data) != len(names) + 1:
+        raise ProtocolError(f"malformed message (fields {sorted(data)}, expected {names}): {data!r:.200}")
+    try:
+        if kind is Events:
+            return Events(data["cell_id"], [_event_from_wire(event) for event in data["events"]])
+        message: Message = kind(*[data[name] for name in names])
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed message ({exc!r}): {data!r:.200}") from exc
+    return message
+
+
+def read_ready(data: object) -> Ready:
+    """The worker's first message, refused unless it is a `Ready` of this `PROTOCOL_VERSION`
+    (the version is checked before any other field, whatever the layout)."""
+    if not isinstance(data, dict) or data.get("k") != "ready":
+        raise ProtocolError(f"the engine worker's first message is not READY: {data!r:.200}")
+    if data.get("protocol") != PROTOCOL_VERSION:
+        raise VersionMismatch(data.get("protocol"))
+    message = from_wire(data)
+    assert isinstance(message, Ready)
+    return message
+
+
+# -- what Setup and Events carry --------------------------------------------------------------
 def encode_tools(tools: Sequence[ToolBinding]) -> str:
-    """A session's tool table as SETUP carries it (built once per session)."""
+    """A session's tool table as `Setup` carries it (built once per session)."""
     return json.dumps([{"name": t.global_name, "description": t.description} for t in tools])
 
 
@@ -73,43 +255,43 @@ def decode_tools(text: str) -> list[ToolBinding]:
     return [ToolBinding(t["name"], t["description"]) for t in json.loads(text)]
 
 
-def encode_event(event: EngineEvent) -> list[Any]:
-    match event:
-        case OutputEvent(item=TextItem(text=text)):
-            return ["t", text]
-        case OutputEvent(item=ImageItem(image_url=url, detail=detail)):
-            return ["i", url, detail]
-        case OutputEvent(item=AudioItem(audio_url=url)):
-            return ["a", url]
-        case NotifyEvent(text=text):
-            return ["n", text]
-        case ToolCallEvent(call_id=call_id, tool_name=name, arguments_json=arguments):
-            return ["c", call_id, name, arguments]
-        case YieldEvent():
-            return ["y"]
-        case FinishedEvent(error=error, stored_writes=writes):
-            return ["f", error, dict(writes)]
-        case MemoryLimitEvent():
-            return ["m"]
-    raise TypeError(f"no wire form for engine event {event!r}")  # pragma: no cover - EngineDiedEvent is host-side
+_YIELD = YieldEvent()
+_MEMORY = MemoryLimitEvent()
+
+# Dispatch tables rather than `match`: a burst of `text()` crosses the wire as one map per event.
+_ITEM_TO_WIRE: Final[dict[type[Any], Callable[[Any], dict[str, Any]]]] = {
+    TextItem: lambda item: {"k": "text", "text": item.text},
+    ImageItem: lambda item: {"k": "image", "image_url": item.image_url, "detail": item.detail},
+    AudioItem: lambda item: {"k": "audio", "audio_url": item.audio_url},
+}
+_EVENT_TO_WIRE: Final[dict[type[Any], Callable[[Any], dict[str, Any]]]] = {
+    OutputEvent: lambda event: _ITEM_TO_WIRE[type(event.item)](event.item),
+    NotifyEvent: lambda event: {"k": "notify", "text": event.text},
+    ToolCallEvent: lambda event: {
+        "k": "call",
+        "call_id": event.call_id,
+        "tool_name": event.tool_name,
+        "arguments_json": event.arguments_json,
+    },
+    YieldEvent: lambda event: {"k": "yield"},
+    FinishedEvent: lambda event: {"k": "finished", "error": event.error, "stored_writes": dict(event.stored_writes)},
+    MemoryLimitEvent: lambda event: {"k": "memory"},
+}  # EngineDiedEvent has no wire form: the host makes it when a worker dies
+_EVENT_FROM_WIRE: Final[dict[str, Callable[[Mapping[str, Any]], EngineEvent]]] = {
+    "text": lambda data: OutputEvent(TextItem(data["text"])),
+    "image": lambda data: OutputEvent(ImageItem(data["image_url"], data["detail"])),
+    "audio": lambda data: OutputEvent(AudioItem(data["audio_url"])),
+    "notify": lambda data: NotifyEvent(data["text"]),
+    "call": lambda data: ToolCallEvent(data["call_id"], data["tool_name"], data["arguments_json"]),
+    "yield": lambda data: _YIELD,
+    "finished": lambda data: FinishedEvent(data["error"], data["stored_writes"]),
+    "memory": lambda data: _MEMORY,
+}
 
 
-def decode_event(data: list[Any]) -> EngineEvent:
-    match data:
-        case ["t", text]:
-            return OutputEvent(TextItem(text))
-        case ["i", url, detail]:
-            return OutputEvent(ImageItem(url, detail))
-        case ["a", url]:
-            return OutputEvent(AudioItem(url))
-        case ["n", text]:
-            return NotifyEvent(text)
-        case ["c", call_id, name, arguments]:
-            return ToolCallEvent(call_id, name, arguments)
-        case ["y"]:
-            return _YIELD
-        case ["f", error, writes]:
-            return FinishedEvent(error, writes)
-        case ["m"]:
-            return _MEMORY
-    raise ValueError(f"malformed engine event from the worker: {data!r:.200}")
+def _event_to_wire(event: EngineEvent) -> dict[str, Any]:
+    return _EVENT_TO_WIRE[type(event)](event)
+
+
+def _event_from_wire(data: Mapping[str, Any]) -> EngineEvent:
+    return _EVENT_FROM_WIRE[data["k"]](data)

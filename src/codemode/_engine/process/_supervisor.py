@@ -1,8 +1,16 @@
 """The supervisor: engine worker processes, which cells they run, and what happens when one dies.
 
-One `WorkerPool` serves every session of the host process, whatever event loop each runs on:
-all bookkeeping sits behind one lock, each worker has a reader thread, and events reach a cell
-through its own loop's `call_soon_threadsafe`.
+One `WorkerPool` serves every session of the host process, whatever event loop each runs on.
+
+Thread rules (the one contract between reader threads and event loops):
+* The pool lock guards all shared bookkeeping: the pool's lists, and each worker's `cells`,
+  `heap_admitted`, `setups`, `ready`, `retiring` and `idle_since`, and each cell's `started`. Any
+  thread reads or writes them only while holding it (`WorkerPool.lock`).
+* A worker's `dead` flag and its command pipe are guarded by the worker's own send lock, so
+  writing a command never waits for the pool lock.
+* Nothing else crosses threads: a reader thread hands a cell its events, its termination or its
+  death through the cell's `*_threadsafe` methods (the cell's own loop's `call_soon_threadsafe`),
+  and a loop waits for the pool through `concurrent.futures.Future`s the pool resolves.
 
 * Admission: a worker runs at most `cells_per_worker` cells whose heap limits add up to at most
   `heap_per_worker` (all isolates of a process share V8's one pointer-compression cage of about
@@ -16,6 +24,9 @@ through its own loop's `call_soon_threadsafe`.
 * Kills: a terminate the worker does not confirm within `TERMINATE_GRACE_S` (a builtin V8 cannot
   interrupt) kills the worker. A worker whose finished cell's isolate will not stop (it reports
   STUCK) takes no new cells and is killed once its other cells are done.
+* Failure: a worker that speaks another protocol version, or several in a row that die before
+  they are ready, make the pool `failed` with an `EngineError` (cause chained): sessions' `ready`
+  raise it and waiting cells fail with it.
 * Exit: reader threads are daemons, workers die with the host (parent-death signal, EOF on
   their pipe, and an atexit kill), so neither a hung script nor a hung worker keeps the
   interpreter from exiting.
@@ -41,18 +52,21 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgpack
+
 from codemode._engine.base import EngineEvent
 from codemode._engine.process import _protocol as wire
+from codemode.errors import EngineError
 
 TERMINATE_GRACE_S = 2.0  # a terminated isolate that has not stopped by then is killed with its worker
 WORKER_ENV = {"TZ": "UTC", "LANG": "en_US.UTF-8"}  # all a worker inherits: no secrets, one locale
-_BOOTSTRAP = (
+BOOTSTRAP = (
     "import sys, json; config = json.loads(sys.argv[1]); sys.path[:0] = config['path']; "
     "from codemode._engine.process._worker import main; main(config)"
 )
 _STDERR_TAIL = 16 * 1024
 MAX_FAILED_STARTS = 3
-MIB = 1024 * 1024
+MIB = wire.MIB
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class WorkerConfig:
     memory_cap_bytes: int
     isolate_pool_size: int
     idle_worker_s: float = 60.0  # a worker beyond the first that ran no cell this long is stopped
+    max_frame_bytes: int = wire.MAX_FRAME_BYTES  # the wire's frame cap, both ways (smaller in tests)
 
 
 class Tenant(Protocol):
@@ -72,7 +87,7 @@ class Tenant(Protocol):
 
     id: int
     heap: int
-    started: bool  # the worker confirmed it handed the script to V8
+    started: bool  # the worker confirmed it handed the script to V8 (under the pool lock)
 
     def deliver_threadsafe(self, events: list[EngineEvent]) -> None: ...
     def terminated_threadsafe(self) -> None: ...
@@ -92,6 +107,8 @@ class Worker:
         self.retiring = False  # takes no new cells; killed when its last cell is done
         self.idle_since = time.monotonic()  # when its last cell left (or it started)
         self.kill_reason: str | None = None
+        self.max_frame_bytes = config.max_frame_bytes
+        self.exited: concurrent.futures.Future[None] = concurrent.futures.Future()  # its reader is done
         self._send_lock = threading.Lock()
         self._stderr = bytearray()
         self._scratch = tempfile.mkdtemp(prefix="codemode-engine-")
@@ -100,18 +117,21 @@ class Worker:
             "host_pid": os.getpid(),
             "memory_cap_bytes": config.memory_cap_bytes,
             "isolate_pool_size": config.isolate_pool_size,
+            "max_frame_bytes": config.max_frame_bytes,
         }
         self.proc = _spawner.spawn(
-            [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, json.dumps(arguments)], cwd=self._scratch
+            [sys.executable, "-I", "-S", "-c", BOOTSTRAP, json.dumps(arguments)], cwd=self._scratch
         )
         self.pid = self.proc.pid
         self._commands = self.proc.stdin.fileno()  # type: ignore[union-attr]
         threading.Thread(target=self._read, name=f"codemode-engine-{self.pid}", daemon=True).start()
 
     # -- host -> worker -----------------------------------------------------------------------
-    def send(self, message: list[Any]) -> None:
-        """Write one command (from any thread); a dead worker's commands are dropped."""
-        data = wire.pack(message)
+    def send(self, message: wire.HostMessage) -> None:
+        """Write one command (from any thread); a dead worker's commands are dropped.
+
+        Raises `wire.FrameTooLarge` (and sends nothing) when it is over the frame cap."""
+        data = wire.pack(message, self.max_frame_bytes)
         with self._send_lock:
             if self.dead:
                 return
@@ -135,7 +155,9 @@ class Worker:
     def _read(self) -> None:
         stdout, stderr = self.proc.stdout, self.proc.stderr
         assert stdout is not None and stderr is not None
-        unpacker = wire.unpacker()
+        unpacker = wire.unpacker(self.max_frame_bytes)
+        first = True  # the next message must be READY
+        broken = False  # it broke the protocol: it is being killed, the rest of its output is ignored
         with selectors.DefaultSelector() as selector:
             selector.register(stdout, selectors.EVENT_READ)
             selector.register(stderr, selectors.EVENT_READ)
@@ -153,10 +175,21 @@ class Worker:
                     elif key.fileobj is stderr:
                         self._stderr += data
                         del self._stderr[:-_STDERR_TAIL]
-                    else:
-                        unpacker.feed(data)
-                        for message in unpacker:
-                            self._dispatch(message)
+                    elif not broken:
+                        try:
+                            unpacker.feed(data)
+                            for message in unpacker:
+                                if first:
+                                    first = False
+                                    self._pool.worker_ready(self, wire.read_ready(message))
+                                else:
+                                    self._dispatch(wire.from_wire(message))
+                        except wire.VersionMismatch as exc:
+                            broken = True
+                            self._pool.worker_refused(self, exc)
+                        except (wire.ProtocolError, msgpack.BufferFull, msgpack.UnpackException) as exc:
+                            broken = True
+                            self.kill(f"because it broke the engine protocol ({type(exc).__name__}: {exc})")
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         if self.proc.returncode is None:
@@ -169,32 +202,38 @@ class Worker:
         for pipe in (stdout, stderr):
             pipe.close()
         self.remove_scratch()
-        self._pool.worker_died(self, self._death_text())
+        try:
+            self._pool.worker_died(self, self._death_text(), self._stderr.decode("utf-8", "replace"))
+        finally:
+            self.exited.set_result(None)
 
     def remove_scratch(self) -> None:
         shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def _dispatch(self, message: list[Any]) -> None:
-        kind = message[0]
-        if kind == wire.EVENTS:
-            cell = self.cells.get(message[1])
-            if cell is not None:
-                cell.deliver_threadsafe([wire.decode_event(event) for event in message[2]])
-        elif kind == wire.STARTED:
-            for cell_id in message[1]:
-                cell = self.cells.get(cell_id)
+    def _dispatch(self, message: wire.Message) -> None:
+        """One message after READY (reader thread; see the thread rules above)."""
+        match message:
+            case wire.Events(cell_id=cell_id, events=events):
+                with self._pool.lock:
+                    cell = self.cells.get(cell_id)
                 if cell is not None:
-                    cell.started = True
-        elif kind == wire.TERMINATED:
-            cell = self.cells.get(message[1])
-            if cell is not None:
-                cell.terminated_threadsafe()
-        elif kind == wire.READY:
-            self.ready = True
-            self._pool.worker_ready(self)
-        elif kind == wire.STUCK:
-            if message[1] > TERMINATE_GRACE_S:
-                self._pool.worker_stuck(self)
+                    cell.deliver_threadsafe(list(events))
+            case wire.Started(cell_ids=cell_ids):
+                with self._pool.lock:
+                    for cell_id in cell_ids:
+                        cell = self.cells.get(cell_id)
+                        if cell is not None:
+                            cell.started = True
+            case wire.Terminated(cell_id=cell_id):
+                with self._pool.lock:
+                    cell = self.cells.get(cell_id)
+                if cell is not None:
+                    cell.terminated_threadsafe()
+            case wire.Stuck(seconds=seconds):
+                if seconds > TERMINATE_GRACE_S:
+                    self._pool.worker_stuck(self)
+            case _:
+                raise wire.ProtocolError(f"the worker sent an unexpected message: {message!r:.200}")
 
     def _death_text(self) -> str:
         """What the cells that were running here read: what stopped, why, and what to do."""
@@ -255,7 +294,7 @@ class _Spawner:
                     cwd=cwd,
                     close_fds=True,
                 )
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:
                 future.set_exception(exc)
             else:
                 future.set_result(process)
@@ -283,28 +322,30 @@ class WorkerPool:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # see the thread rules in the module docstring
         self._active: list[Worker] = []
         self._spare: Worker | None = None
         self._waiters: deque[_Waiter] = deque()
-        self._first_ready = threading.Event()
+        self._up = False  # a first worker was ready
+        self._ready_waiters: list[concurrent.futures.Future[None]] = []
         self._failed_starts = 0  # workers in a row that died before they were ready
-        self.start_error: str | None = None  # why workers cannot start, after several tries
+        self.failure: EngineError | None = None  # why no worker can run cells (permanent)
         self._closed = False
+        self._idle_changed = threading.Condition(self.lock)  # wakes the janitor
         atexit.register(self.shutdown)
         threading.Thread(target=self._janitor, name="codemode-engine-janitor", daemon=True).start()
 
     # -- admission ----------------------------------------------------------------------------
     def start(self) -> None:
         """Make sure a worker is running or starting (an engine's first session calls this)."""
-        with self._lock:
-            if not self._closed and not self._active and self.start_error is None:
+        with self.lock:
+            if not self._closed and not self._active and self.failure is None:
                 self._grow()
 
     def try_admit(self, cell: Tenant) -> Worker | None:
         """A worker with room for `cell` now (the cell is placed on it), else None."""
-        with self._lock:
-            if self._waiters or self._closed or self.start_error is not None:
+        with self.lock:
+            if self._waiters or self._closed or self.failure is not None:
                 return None
             return self._place(cell)
 
@@ -314,9 +355,9 @@ class WorkerPool:
         Cancel the future to withdraw; a cell placed meanwhile must be `discharge`d.
         """
         future: concurrent.futures.Future[Worker] = concurrent.futures.Future()
-        with self._lock:
-            if self._closed or self.start_error is not None:
-                future.set_exception(RuntimeError(self.start_error or "the code mode engine is shut down"))
+        with self.lock:
+            if self._closed or self.failure is not None:
+                future.set_exception(self.failure or EngineError("the code mode engine is shut down"))
                 return future
             self._waiters.append(_Waiter(cell, future))
             self._serve_waiters()
@@ -324,12 +365,13 @@ class WorkerPool:
 
     def discharge(self, cell: Tenant, worker: Worker) -> None:
         """`cell` left `worker` (finished, terminated, or withdrawn): its room is free again."""
-        with self._lock:
+        with self.lock:
             if worker.cells.pop(cell.id, None) is None:
                 return
             worker.heap_admitted -= cell.heap
             if not worker.cells:
                 worker.idle_since = time.monotonic()
+                self._idle_changed.notify()
                 if worker.retiring and not worker.dead:
                     worker.kill("because an earlier script in it could not be stopped")
             self._serve_waiters()
@@ -367,11 +409,21 @@ class WorkerPool:
             worker.kill("because it was idle")
 
     def _janitor(self) -> None:
-        while not self._closed:
-            time.sleep(min(5.0, self.config.idle_worker_s / 2))
-            with self._lock:
-                if not self._closed:
-                    self._stop_idle_workers()
+        """Stop idle workers when they are due: it sleeps until the next one is (or a worker
+        becomes idle, or the pool closes), rather than polling."""
+        with self.lock:
+            while not self._closed:
+                self._stop_idle_workers()
+                self._idle_changed.wait(self._next_idle_stop())
+
+    def _next_idle_stop(self) -> float | None:
+        """Seconds until an idle worker is due to stop (None: none can be stopped now)."""
+        if len(self._active) <= 1:
+            return None
+        idle = [w.idle_since for w in self._active if w.ready and not w.cells and not w.retiring]
+        if not idle:
+            return None
+        return max(0.01, min(idle) + self.config.idle_worker_s - time.monotonic())
 
     def _grow(self) -> None:
         """Bring one more worker into service, unless one is starting or the pool is full."""
@@ -382,14 +434,35 @@ class WorkerPool:
         if self._spare is not None:
             worker, self._spare = self._spare, None
             self._active.append(worker)
+            self._idle_changed.notify()
             if worker.ready:
                 self._refill_spare()
         else:
-            self._active.append(Worker(self, self.config))
+            worker = self._spawn()
+            if worker is not None:
+                self._active.append(worker)
 
     def _refill_spare(self) -> None:
         if self._spare is None and not self._closed:
-            self._spare = Worker(self, self.config)
+            self._spare = self._spawn()
+
+    def _spawn(self) -> Worker | None:
+        """A new worker process, or None when none can be started (the pool has then failed)."""
+        try:
+            return Worker(self, self.config)
+        except OSError as exc:
+            self._fail(EngineError(f"could not start a JavaScript engine process: {exc}"), exc)
+            return None
+
+    def _fail(self, failure: EngineError, cause: BaseException) -> None:
+        """No worker will ever run cells: say why to everyone waiting, now and later."""
+        failure.__cause__ = cause
+        self.failure = failure
+        for waiter in self._waiters:
+            if waiter.future.set_running_or_notify_cancel():
+                waiter.future.set_exception(failure)
+        self._waiters.clear()
+        self._settle_ready_waiters()
 
     def _serve_waiters(self) -> None:
         while self._waiters:
@@ -407,16 +480,20 @@ class WorkerPool:
             waiter.future.set_result(worker)
 
     # -- what the reader threads report -------------------------------------------------------
-    def worker_ready(self, worker: Worker) -> None:
-        with self._lock:
+    def worker_ready(self, worker: Worker, ready: wire.Ready) -> None:
+        del ready  # checked by `wire.read_ready`: nothing else in it matters yet
+        with self.lock:
+            worker.ready = True
             self._failed_starts = 0
-            self._first_ready.set()
+            self._up = True
+            self._settle_ready_waiters()
+            self._idle_changed.notify()
             if worker in self._active:
                 self._refill_spare()
                 self._serve_waiters()
 
     def worker_stuck(self, worker: Worker) -> None:
-        with self._lock:
+        with self.lock:
             if worker.retiring or worker.dead:
                 return
             worker.retiring = True
@@ -425,8 +502,22 @@ class WorkerPool:
             self._grow()
             self._serve_waiters()
 
-    def worker_died(self, worker: Worker, error: str) -> None:
-        with self._lock:
+    def worker_refused(self, worker: Worker, mismatch: wire.VersionMismatch) -> None:
+        """`worker` speaks another protocol version: so would every other, so the pool fails."""
+        worker.kill("because it speaks another engine protocol version")
+        with self.lock:
+            if self.failure is None:
+                self._fail(
+                    EngineError(
+                        f"the JavaScript engine process speaks protocol version {mismatch.theirs!r}, but this "
+                        f"codemode needs {wire.PROTOCOL_VERSION}: the worker runs another codemode installation "
+                        f"than the host (reinstall codemode, or restart the host after an upgrade)"
+                    ),
+                    mismatch,
+                )
+
+    def worker_died(self, worker: Worker, error: str, stderr: str) -> None:
+        with self.lock:
             if worker in self._active:
                 self._active.remove(worker)
             was_spare = self._spare is worker
@@ -437,14 +528,16 @@ class WorkerPool:
             worker.heap_admitted = 0
             if not worker.ready and worker.kill_reason is None:
                 self._failed_starts += 1
-                if self._failed_starts >= MAX_FAILED_STARTS:
+                if self._failed_starts >= MAX_FAILED_STARTS and self.failure is None:
                     # Starting more would fail the same way: say why to everyone waiting.
-                    self.start_error = f"the JavaScript engine process could not start: {error}"
-                    for waiter in self._waiters:
-                        if waiter.future.set_running_or_notify_cancel():
-                            waiter.future.set_exception(RuntimeError(self.start_error))
-                    self._waiters.clear()
-            if not self._closed and self.start_error is None:
+                    self._fail(
+                        EngineError(f"the JavaScript engine process could not start: {error}"),
+                        ChildProcessError(
+                            f"engine worker {worker.pid} exited with {worker.proc.returncode} before it was "
+                            f"ready; the end of its stderr:\n{stderr[-4000:]}"
+                        ),
+                    )
+            if not self._closed and self.failure is None:
                 if self._waiters or not self._active:
                     self._grow()
                 if was_spare and any(w.ready for w in self._active):
@@ -454,23 +547,49 @@ class WorkerPool:
             cell.died_threadsafe(error)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until a first worker is up (for `ready()`, off the event loop)."""
-        return self._first_ready.wait(timeout)
+    def when_ready(self) -> concurrent.futures.Future[None]:
+        """A future (the caller's own: cancel it to stop waiting) resolved once a first worker is
+        up, or failed with the pool's `EngineError` when none can be."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self.lock:
+            self._ready_waiters.append(future)
+            self._settle_ready_waiters()
+        return future
+
+    def _settle_ready_waiters(self) -> None:
+        if not (self._up or self._closed or self.failure is not None):
+            return
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for future in waiters:
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller stopped waiting
+            if self._up and self.failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(self.failure or EngineError("the code mode engine is shut down"))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def workers(self) -> list[Worker]:
         """The workers in service and the spare (for diagnostics and tests)."""
-        with self._lock:
+        with self.lock:
             return [*self._active, *([self._spare] if self._spare is not None else [])]
 
     def shutdown(self) -> None:
         """Kill every worker (at interpreter exit, or when the engine is closed)."""
-        with self._lock:
+        with self.lock:
+            if self._closed:
+                return
             self._closed = True
+            self._idle_changed.notify()
             workers = self.workers()
             for waiter in self._waiters:
                 waiter.future.cancel()
             self._waiters.clear()
+            self._settle_ready_waiters()
+        atexit.unregister(self.shutdown)  # (atexit would otherwise keep every closed pool alive)
         for worker in workers:
             worker.kill("because the code mode engine shut down")
             worker.remove_scratch()  # at exit the reader threads may not get to it

@@ -19,7 +19,9 @@ import signal
 import sys
 from typing import Any
 
-from codemode._engine.base import CellProgram, EngineEvent, SessionSetup
+import msgpack
+
+from codemode._engine.base import CellProgram, EngineEvent, EventSink, FinishedEvent, SessionSetup
 from codemode._engine.miniracer import MiniRacerEngine, MiniRacerSession
 from codemode._engine.miniracer._cell import MiniRacerCell
 from codemode._engine.miniracer._compat import init_v8, longest_free_s
@@ -27,69 +29,95 @@ from codemode._engine.process import _protocol as wire
 from codemode._loop import run as run_loop
 
 STUCK_CHECK_S = 0.5  # how often the worker looks for isolates that do not stop
+OVERSIZED = (
+    "The script sent one output of {size:.0f} MiB at once (a text, image, tool call, notification or its "
+    "stored values); at most {limit:.0f} MiB can leave the JavaScript engine in one piece, so the script "
+    "was stopped. Send less at once: split it into smaller pieces, or across several execs."
+)
 
 
 class _Server:
-    """Applies the host's commands and batches the cells' events into EVENTS messages."""
+    """Applies the host's commands and batches the cells' events into `Events` messages.
 
-    def __init__(self, engine: MiniRacerEngine, keeper: MiniRacerSession, out: asyncio.WriteTransport) -> None:
+    Runs on the worker's one event loop; the tasks it starts (terminations, session closes, the
+    stuck-isolate watch) belong to the task group `_serve` holds open for the worker's lifetime,
+    so one that fails ends the worker (and the host reports that to its cells) instead of
+    vanishing.
+    """
+
+    def __init__(
+        self,
+        engine: MiniRacerEngine,
+        keeper: MiniRacerSession,
+        out: asyncio.WriteTransport,
+        tasks: asyncio.TaskGroup,
+        max_frame_bytes: int,
+    ) -> None:
         self._engine = engine
         self._keeper = keeper  # holds the pool open for the worker's lifetime
         self._out = out
+        self._tasks = tasks
+        self._max_frame = max_frame_bytes
         self._packer = wire.packer()
         self._setups: dict[int, MiniRacerSession] = {}
         self._cells: dict[int, MiniRacerCell] = {}
-        self._outbox: dict[int, list[list[Any]]] = {}
+        self._cut_off: set[int] = set()  # cells failed for an oversized message: their later events are dropped
+        self._outbox: dict[int, list[EngineEvent]] = {}
         self._started: list[int] = []  # cells to acknowledge with the next flush
         self._flush_scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
-    def send(self, message: list[Any]) -> None:
+    def send(self, message: wire.WorkerMessage) -> None:
+        """Everything queued first, then `message` (small: never over the frame cap)."""
         self._flush()
-        self._out.write(self._packer.pack(message))
+        self._out.write(wire.pack(message, self._max_frame, self._packer))
 
-    def handle(self, message: list[Any]) -> None:
-        kind = message[0]
-        if kind == wire.START:
-            _, cell_id, setup_id, code, hoisted, stored_json, budget, limit_error = message
-            program = CellProgram(code, hoisted, stored_json, budget, limit_error)
-            self._cells[cell_id] = self._setups[setup_id].start(program, self._sink(cell_id))
-            self._started.append(cell_id)
-            self._schedule_flush()
-        elif kind == wire.RESOLVE:
-            _, cell_id, call_id, ok, payload = message
-            cell = self._cells.get(cell_id)
-            if cell is not None:
-                cell.resolve_tool_call(call_id, ok, payload)
-        elif kind == wire.RELEASE:
-            cell = self._cells.pop(message[1], None)
-            if cell is not None:
-                cell.release()
-        elif kind == wire.TERMINATE:
-            self._spawn(self._terminate(message[1]))
-        elif kind == wire.SETUP:
-            _, setup_id, tools_json, heap_limit = message
-            self._setups[setup_id] = self._engine.session(SessionSetup(wire.decode_tools(tools_json), heap_limit))
-        elif kind == wire.FORGET:
-            session = self._setups.pop(message[1], None)
-            if session is not None:
-                self._spawn(session.aclose())
-        else:  # pragma: no cover - the host sends only the kinds above
-            raise ValueError(f"unknown command {kind!r}")
+    def handle(self, message: wire.Message) -> None:
+        match message:
+            case wire.Start():
+                program = CellProgram(
+                    message.code, message.hoisted, message.stored_json, message.store_budget_bytes, message.store_limit_error
+                )
+                setup = self._setups[message.setup_id]
+                self._cells[message.cell_id] = setup.start(program, self._sink(message.cell_id))
+                self._started.append(message.cell_id)
+                self._schedule_flush()
+            case wire.Resolve():
+                cell = self._cells.get(message.cell_id)
+                if cell is not None:
+                    cell.resolve_tool_call(message.call_id, message.ok, message.payload)
+            case wire.Release():
+                self._cut_off.discard(message.cell_id)
+                cell = self._cells.pop(message.cell_id, None)
+                if cell is not None:
+                    cell.release()
+            case wire.Terminate():
+                self._cut_off.discard(message.cell_id)
+                self._tasks.create_task(self._terminate(message.cell_id))
+            case wire.Setup():
+                tools = wire.decode_tools(message.tools_json)
+                self._setups[message.setup_id] = self._engine.session(SessionSetup(tools, message.heap_limit_bytes))
+            case wire.Forget():
+                session = self._setups.pop(message.setup_id, None)
+                if session is not None:
+                    self._tasks.create_task(session.aclose())
+            case _:
+                raise wire.ProtocolError(f"the host sent a worker's message: {message!r:.200}")
 
     async def _terminate(self, cell_id: int) -> None:
         cell = self._cells.pop(cell_id, None)
         if cell is not None:
             await cell.terminate()
-        self.send([wire.TERMINATED, cell_id])
+        self.send(wire.Terminated(cell_id))
 
-    def _sink(self, cell_id: int) -> Any:
+    def _sink(self, cell_id: int) -> EventSink:
         def on_event(event: EngineEvent) -> None:
+            if cell_id in self._cut_off:
+                return
             batch = self._outbox.get(cell_id)
             if batch is None:
                 batch = self._outbox[cell_id] = []
-            batch.append(wire.encode_event(event))
+            batch.append(event)
             self._schedule_flush()
 
         return on_event
@@ -102,40 +130,74 @@ class _Server:
     def _flush(self) -> None:
         """Everything queued this loop iteration, in one write."""
         self._flush_scheduled = False
-        pack = self._packer.pack
         parts = []
         if self._started:
-            parts.append(pack([wire.STARTED, self._started]))
+            parts.append(wire.pack(wire.Started(self._started), self._max_frame, self._packer))
             self._started = []
         if self._outbox:
             outbox, self._outbox = self._outbox, {}
-            parts.extend(pack([wire.EVENTS, cell_id, events]) for cell_id, events in outbox.items())
+            for cell_id, events in outbox.items():
+                try:
+                    parts.append(wire.pack(wire.Events(cell_id, events), self._max_frame, self._packer))
+                except wire.FrameTooLarge:
+                    parts.extend(self._split(cell_id, events))
         if parts:
             self._out.write(b"".join(parts))
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _split(self, cell_id: int, events: list[EngineEvent]) -> list[bytes]:
+        """A batch over the frame cap, as several frames; an event over the cap on its own fails
+        its cell (the host gets a `FinishedEvent` saying why) and stops the script."""
+        frames: list[bytes] = []
+        batch: list[EngineEvent] = []
+        size = 0
+        for event in events:
+            try:
+                event_size = len(wire.pack(wire.Events(cell_id, [event]), self._max_frame, self._packer))
+            except wire.FrameTooLarge as exc:
+                batch.append(FinishedEvent(OVERSIZED.format(size=exc.size / wire.MIB, limit=exc.limit / wire.MIB)))
+                self._cut_off.add(cell_id)
+                self._tasks.create_task(self._stop(cell_id))
+                break
+            if batch and size + event_size > self._max_frame:
+                frames.append(wire.pack(wire.Events(cell_id, batch), self._max_frame, self._packer))
+                batch, size = [], 0
+            batch.append(event)
+            size += event_size
+        if batch:
+            frames.append(wire.pack(wire.Events(cell_id, batch), self._max_frame, self._packer))
+        return frames
+
+    async def _stop(self, cell_id: int) -> None:
+        """Stop a cell the host already saw fail (no `Terminated`: the host did not ask)."""
+        cell = self._cells.pop(cell_id, None)
+        if cell is not None:
+            await cell.terminate()
 
     async def watch_stuck(self) -> None:
+        """Report isolates that do not stop. A poll, and the only way: mini-racer tells nobody
+        when a freed isolate's thread finally returns (`longest_free_s` reads its clock)."""
         while True:
             await asyncio.sleep(STUCK_CHECK_S)
             stuck_for = longest_free_s()
             if stuck_for > STUCK_CHECK_S:
-                self.send([wire.STUCK, stuck_for])
+                self.send(wire.Stuck(stuck_for))
 
 
 class _Commands(asyncio.Protocol):
-    def __init__(self, server: _Server, closed: asyncio.Future[None]) -> None:
+    def __init__(self, server: _Server, closed: asyncio.Future[None], max_frame_bytes: int) -> None:
         self._server = server
-        self._unpacker = wire.unpacker()
+        self._unpacker = wire.unpacker(max_frame_bytes)
         self._closed = closed
 
     def data_received(self, data: bytes) -> None:
-        self._unpacker.feed(data)
-        for message in self._unpacker:
-            self._server.handle(message)
+        try:
+            self._unpacker.feed(data)
+            for message in self._unpacker:
+                self._server.handle(wire.from_wire(message))
+        except (wire.ProtocolError, msgpack.BufferFull) as exc:
+            # The host broke the protocol: nothing it sends can be trusted any more.
+            print(f"codemode engine worker: {exc}", file=sys.stderr, flush=True)
+            os._exit(3)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._closed.done():
@@ -144,19 +206,22 @@ class _Commands(asyncio.Protocol):
 
 async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> None:
     loop = asyncio.get_running_loop()
+    max_frame = config["max_frame_bytes"]
     engine = MiniRacerEngine(pool_size=config["isolate_pool_size"], memory_cap_bytes=config["memory_cap_bytes"])
     keeper = engine.session(SessionSetup((), 0))
     await keeper.ready(1)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(events_fd, "wb", buffering=0))
-    server = _Server(engine, keeper, out)  # type: ignore[arg-type]
-    closed: asyncio.Future[None] = loop.create_future()
-    await loop.connect_read_pipe(lambda: _Commands(server, closed), os.fdopen(commands_fd, "rb", buffering=0))
-    server.send([wire.READY, os.getpid()])
-    watcher = asyncio.ensure_future(server.watch_stuck())
-    await closed  # the host closed its end: nothing more to do
-    watcher.cancel()
-    # At once: an isolate stuck in a builtin would keep a normal interpreter exit waiting.
-    os._exit(0)
+    async with asyncio.TaskGroup() as tasks:
+        server = _Server(engine, keeper, out, tasks, max_frame)  # type: ignore[arg-type]
+        closed: asyncio.Future[None] = loop.create_future()
+        await loop.connect_read_pipe(
+            lambda: _Commands(server, closed, max_frame), os.fdopen(commands_fd, "rb", buffering=0)
+        )
+        server.send(wire.Ready(wire.PROTOCOL_VERSION, os.getpid()))
+        tasks.create_task(server.watch_stuck())
+        await closed  # the host closed its end: nothing more to do
+        # At once: an isolate stuck in a builtin would keep a normal interpreter exit waiting.
+        os._exit(0)
 
 
 def _die_with_parent() -> None:

@@ -10,7 +10,7 @@ raises.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, Unpack
 
 from agents import (
     Agent,
@@ -27,18 +27,20 @@ from agents.items import TResponseInputItem
 from agents.tool_context import ToolContext
 
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
-from codemode._result import ExecResult
-from codemode._session.session import DEFAULT_EXEC_YIELD_TIME_MS, CodeMode
-from codemode._types import AudioItem, ImageDetail, ImageItem, TextItem
+from codemode._output import model_items
+from codemode._protocol.config import DEFAULT_DEFAULTS
+from codemode._protocol.types import AudioItem, ExecResult, ImageDetail, ImageItem, TextItem
+from codemode._session.intake import intake_entry
+from codemode._session.options import CodeModeOptions
+from codemode._session.session import CodeMode
 from codemode.adapters._arguments import checked_arguments
-from codemode.adapters._intake import ToolSource, intake_entry
 from codemode.adapters._shared_session import SharedSession
 from codemode.adapters._text import text_output
 from codemode.adapters.agents._nested import NestedFunctionTool
 from codemode.errors import ToolError, UsageError
 from codemode.formats import tool_specs
 from codemode.formats._notes import omitted_note
-from codemode.tools import Tool
+from codemode.tools import Tool, ToolSource
 
 __all__ = ["CodeModeTools", "ExecApi"]
 
@@ -69,13 +71,16 @@ class CodeModeTools:
         api: "responses" (OpenAI Responses models): `exec` is a `CustomTool` whose input is the
             raw script, constrained by the Lark grammar. "chat" (any other model): `exec` is a
             `FunctionTool` taking `{"code": ...}`.
-        **options: `CodeMode` keyword arguments (`mcp_servers`, limits, `isolation`, ...).
+        **options: `CodeMode` keyword arguments (`mcp_servers`, `limits`, `defaults`, ...).
 
     Raises:
-        UsageError: `api` is neither, or a tool is none of the kinds `CodeMode` takes.
+        UsageError: `api` is neither, a tool is none of the kinds `CodeMode` takes, or an
+            option is no `CodeMode` keyword.
     """
 
-    def __init__(self, tools: Iterable[Any] = (), *, api: ExecApi = "responses", **options: Any) -> None:
+    def __init__(
+        self, tools: Iterable[Any] = (), *, api: ExecApi = "responses", **options: Unpack[CodeModeOptions]
+    ) -> None:
         if api not in ("responses", "chat"):
             raise UsageError(f'`api` must be "responses" or "chat", got {api!r}')
         self._api: ExecApi = api
@@ -83,9 +88,9 @@ class CodeModeTools:
         self._own_tools = [self._nested_tool(obj) for obj in tools]
         self._shared = SharedSession(self._own_tools, options)
         ready = [tool for tool in self._own_tools if isinstance(tool, Tool)]
-        default_yield_time_ms = options.get("default_yield_time_ms", DEFAULT_EXEC_YIELD_TIME_MS)
+        defaults = options.get("defaults", DEFAULT_DEFAULTS)
         self._exec_tool, self._wait_tool = self._sdk_tools(
-            tool_specs(ready, api, code_mode_only=True, default_yield_time_ms=default_yield_time_ms)
+            tool_specs(ready, api, code_mode_only=True, defaults=defaults)
         )
         self.tools: list[AgentTool] = [self._exec_tool, self._wait_tool]
         """`exec` and `wait`, for `Agent(tools=[*code_mode.tools, ...])`."""
@@ -193,7 +198,7 @@ def _function_tool(name: str, description: str, parameters: dict[str, Any], invo
 
 def _function_output(result: ExecResult) -> FunctionOutput:
     """A function tool's output: one string, or text and image outputs in order."""
-    items = result.model_items()
+    items = model_items(result)
     if len(items) == 1 and isinstance(items[0], TextItem):
         return items[0].text
     outputs: list[ToolOutputText | ToolOutputImage] = []

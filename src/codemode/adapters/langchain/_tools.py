@@ -15,9 +15,9 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import StructuredTool, ToolException
 
 from codemode._describe.names import EXEC_TOOL_NAME
-from codemode._result import ExecResult
+from codemode._output import model_items
+from codemode._protocol.types import AudioItem, ExecResult, ImageItem, TextItem
 from codemode._session.session import CodeMode
-from codemode._types import AudioItem, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._text import text_output
 from codemode.adapters.langchain._nested import NestedLangChainTool
@@ -58,7 +58,7 @@ def _structured_tool(
         except ToolError as exc:
             raise ToolException(str(exc)) from None
         result = await (session.exec(checked["code"]) if name == EXEC_TOOL_NAME else session.wait(**checked))
-        if not result.success:
+        if result.status in ("failed", "rejected"):
             raise ToolException(text_output(result, _ERROR_TEXT_ONLY))
         return _content(result)
 
@@ -73,7 +73,7 @@ def _structured_tool(
 
 def _content(result: ExecResult) -> str | list[dict[str, Any]]:
     """The `ToolMessage` content: one string, or standard text, image and audio blocks in order."""
-    items = result.model_items()
+    items = model_items(result)
     if len(items) == 1 and isinstance(items[0], TextItem):
         return items[0].text
     blocks = []

@@ -36,9 +36,8 @@ from pydantic_ai.tool_manager import ToolManager
 from pydantic_ai.usage import RunUsage
 
 from codemode._session.tool_calls import approve_running_call
-from codemode.adapters._intake import ToolSource
 from codemode.errors import ToolError
-from codemode.tools import Tool as NestedTool
+from codemode.tools import Tool as NestedTool, ToolSource
 
 __all__ = ["NestedToolset", "nested_tools"]
 

@@ -8,7 +8,7 @@ model as a failed tool result (`ToolFailed`, `ModelRetry`), never as an exceptio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import pydantic_core
 from pydantic_ai import (
@@ -24,9 +24,10 @@ from pydantic_ai.toolsets import ToolsetTool
 from pydantic_core import core_schema
 
 from codemode._describe.names import EXEC_TOOL_NAME
-from codemode._result import ExecResult
+from codemode._output import model_items
+from codemode._protocol.types import AudioItem, ExecResult, ImageItem, TextItem
+from codemode._session.options import CodeModeOptions
 from codemode._session.session import CodeMode
-from codemode._types import AudioItem, ImageItem, TextItem
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._shared_session import SharedSession
 from codemode.adapters._text import text_output
@@ -49,11 +50,19 @@ class CodeModeToolset(AbstractToolset[Any]):
             toolsets (an `MCPServer` toolset included), called with the run's `RunContext`.
         id: the toolset's id, unique among the agent's toolsets (needed for durable execution).
         max_retries: how often the model may retry after arguments that break the schema.
-        **options: `CodeMode` keyword arguments (`mcp_servers`, limits, `isolation`, ...).
+        **options: `CodeMode` keyword arguments (`mcp_servers`, `limits`, `defaults`, ...).
+
+    Raises:
+        UsageError: an option is no `CodeMode` keyword, or a tool is none of the kinds it takes.
     """
 
     def __init__(
-        self, tools: Iterable[Any] = (), *, id: str | None = None, max_retries: int = 1, **options: Any
+        self,
+        tools: Iterable[Any] = (),
+        *,
+        id: str | None = None,
+        max_retries: int = 1,
+        **options: Unpack[CodeModeOptions],
     ) -> None:
         self._nested: list[NestedToolset] = []
         self._own_tools = [self._nested_tool(obj) for obj in tools]
@@ -115,7 +124,7 @@ class CodeModeToolset(AbstractToolset[Any]):
             result = await session.exec(arguments["code"])
         else:
             result = await session.wait(**arguments)
-        if not result.success:
+        if result.status in ("failed", "rejected"):
             raise ToolFailed(text_output(result, _FAILED_TEXT_ONLY))
         return _content(result)
 
@@ -134,7 +143,7 @@ class CodeModeToolset(AbstractToolset[Any]):
 
 def _content(result: ExecResult) -> str | list[str | BinaryContent]:
     """The tool's return: one string, or text and media (as `BinaryContent`) in order."""
-    items = result.model_items()
+    items = model_items(result)
     if len(items) == 1 and isinstance(items[0], TextItem):
         return items[0].text
     content: list[str | BinaryContent] = []

@@ -4,6 +4,10 @@ Invariants:
 * Every connection attempt ("generation") is owned by one runner task that enters and exits the
   SDK `Client` itself, because anyio task groups and cancel scopes must be exited by the task
   that entered them. Calls may come from any task; they only use the live client.
+* Runners are started with `TaskGroup.start` in the connection's task group, which one host task
+  (in the connection's `TaskSet`) keeps open until `aclose()`: a start returns once the runner
+  has the client and its tool list, raises `McpServerError` if it failed first, and takes the
+  runner down with it if the starter is cancelled.
 * At most one generation runs at a time: a new one starts only after the previous runner has
   finished (so no two server processes overlap), under `_lock`.
 * A generation is usable while its client is connected and nobody asked it to stop. When the
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import httpx2
 import mcp_types as types
@@ -39,6 +44,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from codemode._tasks import TaskSet
 from codemode.errors import CodeModeError, ToolError
 from codemode.tools.mcp._config import McpHttpServer, McpServerConfig, McpStdioServer
 from codemode.tools.mcp._stderr import StderrPipe, StderrTail
@@ -134,11 +140,15 @@ class Hooks:
     log_level: types.LoggingLevel = "info"
 
 
+_Started = tuple[Client, list[types.Tool]]
+
+
 @dataclass(eq=False)
 class _Generation:
     number: int
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    runner: asyncio.Task[None] | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # its runner has finished
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)  # its runner's work
     client: Client | None = None
     lost: bool = False  # the server closed the connection on its own
     stopping: bool = False  # we asked the runner to stop
@@ -155,6 +165,11 @@ class _Generation:
         self.stopping = True
         self.wake.set()
 
+    async def ended_within(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            await self.ended.wait()
+        return self.ended.is_set()
+
 
 class ServerConnection:
     """The live connection to one configured server (internal; see `McpToolset`)."""
@@ -169,6 +184,9 @@ class ServerConnection:
         self._generations = 0
         self._lock = asyncio.Lock()
         self._closed = False
+        self._tasks = TaskSet(f"MCP server `{name}`")  # the runners' host, hooks run in a context
+        self._runners: anyio.abc.TaskGroup | None = None
+        self._closing = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -188,80 +206,90 @@ class ServerConnection:
         generation = self._current
         if generation is not None:
             await self._retire(generation)
+        self._closing.set()
 
-    async def _connect(self) -> tuple[Client, list[types.Tool]]:
+    async def _connect(self) -> _Started:
         if self._closed:
             raise McpServerError(self.name, "was shut down")
+        runners = await self._runner_group()
         self._generations += 1
         generation = _Generation(self._generations)
-        ready: asyncio.Future[tuple[Client, list[types.Tool]]] = asyncio.get_running_loop().create_future()
-        generation.runner = asyncio.create_task(
-            self._run(generation, ready), name=f"codemode-mcp-{self.name}-{generation.number}"
-        )
         self._current = generation
-        try:
-            return await ready
-        except BaseException:
-            # Failed or cancelled while starting: make sure the runner is gone before returning.
-            await self._retire(generation)
-            raise
+        name = f"codemode-mcp-{self.name}-{generation.number}"
+        started: _Started = await runners.start(self._run, generation, name=name)
+        return started
+
+    async def _runner_group(self) -> anyio.abc.TaskGroup:
+        """The task group of this connection's runners, opened by its host task on first use."""
+        if self._runners is None:
+            opened = asyncio.Event()
+            self._tasks.spawn(self._host_runners(opened), name=f"codemode-mcp-{self.name}")
+            await opened.wait()
+        assert self._runners is not None
+        return self._runners
+
+    async def _host_runners(self, opened: asyncio.Event) -> None:
+        async with anyio.create_task_group() as runners:
+            self._runners = runners
+            opened.set()
+            await self._closing.wait()
+            runners.cancel_scope.cancel()  # a runner `_retire` gave up on
 
     async def _retire(self, generation: _Generation) -> None:
         """Ask a generation's runner to stop and wait until it has (bounded)."""
         generation.stop()
-        runner = generation.runner
-        if runner is None or runner.done():
+        if generation.ended.is_set():
             return
         if generation.client is None:
             # Still starting (maybe hung in the handshake): nothing to wind down gracefully.
-            runner.cancel()
-        done, _ = await asyncio.wait({runner}, timeout=_STOP_WAIT)
-        if not done:
+            generation.scope.cancel()
+        if not await generation.ended_within(_STOP_WAIT):
             self.logger.warning(
                 "MCP server `%s` did not stop within %s s; cancelling it", self.name, _STOP_WAIT
             )
-            runner.cancel()
-            await asyncio.wait({runner}, timeout=_STOP_WAIT)
+            generation.scope.cancel()
+            await generation.ended_within(_STOP_WAIT)
 
-    async def _run(
-        self, generation: _Generation, ready: asyncio.Future[tuple[Client, list[types.Tool]]]
-    ) -> None:
-        """Own one generation: open the transport and client, serve until woken, tear down."""
+    async def _run(self, generation: _Generation, *, task_status: anyio.abc.TaskStatus[_Started]) -> None:
+        """Own one generation: open the transport and client, serve until woken, tear down.
+
+        Raises:
+            McpServerError: the generation ended before its client was ready (to the starter).
+        """
         pipe: StderrPipe | None = None
         failure: BaseException | None = None
+        started = False
         try:
-            if isinstance(self.config, McpStdioServer) and sys.platform != "win32":
-                # (Windows: the server's stderr is passed through instead of captured.)
-                pipe = await StderrPipe.open(self._stderr)
-            async with contextlib.AsyncExitStack() as stack:
-                client, tools = await self._open(stack, generation, pipe)
-                generation.client = client
-                if ready.done():  # the starter was cancelled meanwhile
-                    return
-                ready.set_result((client, tools))
-                await generation.wake.wait()
-        except Exception as exc:
-            failure = exc
-        except asyncio.CancelledError as exc:
-            failure = exc
-            raise
+            with generation.scope:
+                try:
+                    if isinstance(self.config, McpStdioServer) and sys.platform != "win32":
+                        # (Windows: the server's stderr is passed through instead of captured.)
+                        pipe = await StderrPipe.open(self._stderr)
+                    async with contextlib.AsyncExitStack() as stack:
+                        client, tools = await self._open(stack, generation, pipe)
+                        generation.client = client
+                        task_status.started((client, tools))
+                        started = True
+                        await generation.wake.wait()
+                except Exception as exc:
+                    failure = exc
+                except asyncio.CancelledError as exc:
+                    failure = exc
+                    raise
         finally:
             generation.client = None
             try:
                 if pipe is not None:
-                    await pipe.finish()  # first, so that messages quote the complete stderr
+                    with anyio.CancelScope(shield=True):
+                        await pipe.finish()  # first, so that messages quote the complete stderr
             finally:
-                self._report_end(generation, ready, failure)
+                generation.ended.set()
+                if not started:
+                    raise self._startup_error(failure) from failure
+                self._report_end(generation, failure)
 
-    def _report_end(
-        self,
-        generation: _Generation,
-        ready: asyncio.Future[tuple[Client, list[types.Tool]]],
-        failure: BaseException | None,
-    ) -> None:
-        if not ready.done():
-            ready.set_exception(self._startup_error(failure))
-        elif failure is not None and not isinstance(failure, asyncio.CancelledError):
+    def _report_end(self, generation: _Generation, failure: BaseException | None) -> None:
+        if failure is not None and not isinstance(failure, asyncio.CancelledError):
             self.logger.warning("MCP server `%s` connection failed: %s", self.name, _describe_exception(failure))
         elif generation.lost and not generation.stopping:
             tail = self._stderr.tail(800)
@@ -408,10 +436,8 @@ class ServerConnection:
         if self._closed:
             return self._shut_down_message(tool)
         generation.mark_lost()  # (concurrent failed calls may have done so, or restarted it already)
-        runner = generation.runner
-        if runner is not None:
-            # Let the runner reap the server and drain its stderr, so the message can quote it.
-            await asyncio.wait({runner}, timeout=_CRASH_REPORT_WAIT)
+        # Let the runner reap the server and drain its stderr, so the message can quote it.
+        await generation.ended_within(_CRASH_REPORT_WAIT)
         stdio = isinstance(self.config, McpStdioServer)
         what = "closed the connection" if exc is None else f"failed ({_describe_exception(exc)})"
         why = " (its process probably exited)" if stdio and exc is None else ""
@@ -433,19 +459,35 @@ class ServerConnection:
         self.logger.debug(
             "progress %s/%s %s (tool `%s`)", event.progress, event.total, event.message or "", event.tool
         )
-        await _call_hook(self._hooks.on_progress, event, self.logger, context)
+        await self._call_hook(self._hooks.on_progress, event, context)
 
     async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
         level = _LOG_LEVELS.get(params.level, logging.INFO)
         source = f"{params.logger}: " if params.logger else ""
         self.logger.log(level, "%s%s", source, params.data)
         event = McpLogMessage(self.name, params.level, params.logger, params.data)
-        await _call_hook(self._hooks.on_log, event, self.logger)
+        await self._call_hook(self._hooks.on_log, event)
 
     async def _on_message(self, message: types.ServerNotification | Exception) -> None:
         if isinstance(message, Exception):
             self.logger.warning("MCP server `%s` sent something unreadable: %s", self.name, message)
         await anyio.lowlevel.checkpoint()
+
+    async def _call_hook(
+        self, hook: Callable[[_T], Awaitable[None] | None] | None, event: _T, context: contextvars.Context | None = None
+    ) -> None:
+        """Run a sync or async hook (in `context` if given); its exceptions are logged, not raised."""
+        if hook is None:
+            return
+        try:
+            outcome = hook(event) if context is None else context.run(hook, event)
+            if inspect.isawaitable(outcome):
+                if context is None:
+                    await outcome
+                else:  # its coroutine must run in `context` too: a task made in it runs it
+                    await self._tasks.spawn(_logged(outcome, self.logger), context=context)
+        except Exception:
+            self.logger.exception("MCP notification hook raised")
 
 
 def call_tool_result_json(result: types.CallToolResult) -> dict[str, Any]:
@@ -477,30 +519,11 @@ async def _list_tools(client: Client) -> list[types.Tool]:
     return tools
 
 
-async def _call_hook(
-    hook: Callable[[_T], Awaitable[None] | None] | None,
-    event: _T,
-    logger: logging.Logger,
-    context: contextvars.Context | None = None,
-) -> None:
-    """Run a sync or async hook (in `context` if given); its exceptions are logged, not raised."""
-    if hook is None:
-        return
+async def _logged(awaitable: Awaitable[None], logger: logging.Logger) -> None:
     try:
-        if context is None:
-            outcome = hook(event)
-            if inspect.isawaitable(outcome):
-                await outcome
-        else:
-            outcome = context.run(hook, event)
-            if inspect.isawaitable(outcome):
-                await asyncio.create_task(_awaited(outcome), context=context)
+        await awaitable
     except Exception:
         logger.exception("MCP notification hook raised")
-
-
-async def _awaited(awaitable: Awaitable[None]) -> None:
-    await awaitable
 
 
 class _StartupTimeout(Exception):

@@ -6,7 +6,8 @@ its event loop for a lease instead of starting its own connection.
 
 Invariants:
 * One `ServerConnection` per (server name, settings, hooks) and event loop; it is started once,
-  by a task of the pool's own, so a cancelled session never cancels a start others wait for.
+  by a task of the pool's own `TaskSet`, so a cancelled session never cancels a start others
+  wait for; the pool reads every start's outcome.
   What the toolsets build from its tool list (validated `Tool`s) is built once and shared too.
 * A lease counts as a user; the connection is stopped when its last lease is released.
 * A start that failed is remembered for `RETRY_FAILED_START_S`: sessions opened meanwhile get the
@@ -23,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import mcp_types as types
 
+from codemode._tasks import TaskSet
 from codemode.tools.mcp._config import McpServerConfig
 from codemode.tools.mcp._connection import Hooks, McpServerError, ServerConnection
 
@@ -59,7 +61,7 @@ class ServerLease(Generic[_Built]):
     async def release(self) -> None:
         if not self._released:
             self._released = True
-            await self._pool._release(self._key)
+            await self._pool.release(self._key)
 
 
 class SharedServers:
@@ -67,6 +69,7 @@ class SharedServers:
 
     def __init__(self) -> None:
         self._entries: dict[_Key, _Entry] = {}
+        self._starts = TaskSet("the shared MCP servers", on_done=self._note_outcome)
 
     async def acquire(
         self, name: str, config: McpServerConfig, hooks: Hooks, build: Build[_Built]
@@ -85,31 +88,31 @@ class SharedServers:
             entry = None
         if entry is None:
             connection = ServerConnection(name, config, hooks)
-            task = loop.create_task(_started(connection, build), name=f"codemode-mcp-start-{name}")
+            task = self._starts.spawn(_started(connection, build), name=f"codemode-mcp-start-{name}")
             entry = self._entries[key] = _Entry(connection, task)
-            task.add_done_callback(lambda done: self._note_outcome(key, done))
         entry.users += 1
         try:
             built = await asyncio.shield(entry.start)
         except BaseException:
-            await self._release(key, entry)
+            await self.release(key, entry)
             raise
         return ServerLease(entry.connection, built, self, key)
 
-    def _note_outcome(self, key: _Key, start: asyncio.Task[Any]) -> None:
-        entry = self._entries.get(key)
-        if entry is None or entry.start is not start:
-            return
+    def _note_outcome(self, start: asyncio.Task[Any]) -> None:
+        failure = None if start.cancelled() else start.exception()  # read even if nobody waits
+        key = next((key for key, entry in self._entries.items() if entry.start is start), None)
+        if key is None:
+            return  # retired meanwhile
         if start.cancelled():
             del self._entries[key]
             return
-        failure = start.exception()
         if isinstance(failure, McpServerError):
-            entry.failed_at = asyncio.get_running_loop().time()
+            self._entries[key].failed_at = asyncio.get_running_loop().time()
         elif failure is not None:
             del self._entries[key]  # not a verdict on the server: the next session tries again
 
-    async def _release(self, key: _Key, entry: _Entry | None = None) -> None:
+    async def release(self, key: _Key, entry: _Entry | None = None) -> None:
+        """One user fewer of the connection at `key`; the last one stops it."""
         entry = entry or self._entries.get(key)
         if entry is None:
             return

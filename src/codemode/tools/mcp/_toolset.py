@@ -1,8 +1,9 @@
 """`McpToolset`: the configured MCP servers of one session, their tools exposed as `Tool`s.
 
 Invariants:
-* Lifecycle is UNOPENED → OPEN → CLOSED, one way; `start()` runs once, `aclose()` is idempotent
-  and returns only when every server this toolset alone used has been stopped.
+* Lifecycle is `State` NEW → STARTING → OPEN (or FAILED) → CLOSING → CLOSED, one way; `start()`
+  runs once, `aclose()` is idempotent and returns only when every server this toolset alone used
+  has been stopped. A failed start has released every server before it raises.
 * Servers are shared with the other toolsets of the event loop (`_shared`), except those marked
   `per_session`, which this toolset starts and stops itself.
 * Tools that only run as MCP tasks (`execution.taskSupport: "required"`) are left out and named
@@ -18,17 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any, cast
 
 import mcp_types as types
 
+from codemode._protocol.lifecycle import State, start_refusal, use_refusal
 from codemode.errors import ToolError, UsageError
+from codemode.tools._source import ToolSource
 from codemode.tools._tool import Tool
 from codemode.tools.mcp._config import McpConfig, McpServerConfig, load_mcp_config
 from codemode.tools.mcp._connection import (
@@ -45,18 +46,12 @@ __all__ = ["McpToolset", "mcp_tool_name", "shared_servers_running"]
 _logger = logging.getLogger("codemode.tools.mcp")
 
 
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 def mcp_tool_name(server: str, tool: str) -> str:
     """The raw nested-tool name of MCP tool `tool` on server `server`: `mcp__<server>__<tool>`."""
     return f"mcp__{server}__{tool}"
 
 
-class McpToolset:
+class McpToolset(ToolSource):
     """MCP servers as nested tools: `await tools.mcp__<server>__<tool>(args)` in the script.
 
     Use it as an async context manager (or call `start()` and `aclose()` yourself)::
@@ -99,7 +94,8 @@ class McpToolset:
         self._hooks = Hooks(on_progress=on_progress, on_log=on_log, log_level=log_level)
         self._leases: list[ServerLease[_ServerTools]] = []
         self._own: list[ServerConnection] = []
-        self._state = _State.UNOPENED
+        self._state = State.NEW
+        self._start_error: BaseException | None = None
         self._tools: list[Tool] = []
         self._failures: dict[str, McpServerError] = {}
         self._task_only: list[str] = []
@@ -110,14 +106,21 @@ class McpToolset:
         return self._config
 
     @property
+    def state(self) -> State:
+        """Where this toolset is in its lifecycle."""
+        return self._state
+
+    @property
     def tools(self) -> list[Tool]:
         """The tools of every server that started, in config order, then server order.
 
         Raises:
-            UsageError: `start()` has not been called yet.
+            UsageError: `start()` has not been called yet, or it failed.
         """
-        if self._state is _State.UNOPENED:
+        if self._state in (State.NEW, State.STARTING):
             raise UsageError("McpToolset.tools is available after start() (or `async with McpToolset(...)`)")
+        if self._state is State.FAILED:
+            raise UsageError(use_refusal(self._state, "this McpToolset", self._start_error)) from self._start_error
         return list(self._tools)
 
     @property
@@ -146,30 +149,38 @@ class McpToolset:
             )
         return "\n".join(lines) or None
 
-    async def start(self) -> None:
-        """Start (or join) every enabled server concurrently and list its tools.
+    async def start(self) -> list[Tool]:
+        """Start (or join) every enabled server concurrently; return their tools (`tools`).
 
         Servers are shared with the other toolsets of this event loop that name the same
         settings, unless marked `per_session`. Servers that fail are recorded in `failures` and
         logged as warnings; the others stay usable.
 
         Raises:
-            UsageError: called twice, or after `aclose()`.
-            McpServerError: a server marked `required` failed (all servers are released first).
+            UsageError: called twice, after a failed start, or after `aclose()`.
+            McpServerError: a server marked `required` failed (all servers are released first;
+                the toolset is then FAILED).
         """
-        if self._state is not _State.UNOPENED:
-            raise UsageError(
-                "McpToolset.start() can be called only once"
-                if self._state is _State.OPEN
-                else "this McpToolset was closed; create a new one"
-            )
-        self._state = _State.OPEN
-        names = list(self._config.enabled)
+        refusal = start_refusal(self._state, "this McpToolset", self._start_error)
+        if refusal is not None:
+            raise UsageError(refusal) from self._start_error
+        self._state = State.STARTING
         try:
-            outcomes = await asyncio.gather(*(self._open(name) for name in names), return_exceptions=True)
-        except BaseException:
-            await self.aclose()
+            await self._start_servers()
+        except BaseException as exc:
+            await self._release()
+            if self._state is State.STARTING:  # (not closed meanwhile)
+                self._state, self._start_error = State.FAILED, exc
             raise
+        if self._state is not State.STARTING:  # closed while starting: what started goes too
+            await self._release()
+            raise UsageError(use_refusal(self._state, "this McpToolset"))
+        self._state = State.OPEN
+        return list(self._tools)
+
+    async def _start_servers(self) -> None:
+        names = list(self._config.enabled)
+        outcomes = await asyncio.gather(*(self._open(name) for name in names), return_exceptions=True)
         unexpected: BaseException | None = None
         for name, outcome in zip(names, outcomes, strict=True):
             if isinstance(outcome, McpServerError):
@@ -181,11 +192,10 @@ class McpToolset:
             else:
                 self._tools.extend(_with_approvals(name, self._config.servers[name], outcome.tools))
                 self._task_only.extend(outcome.task_only)
+        if unexpected is not None:
+            raise unexpected
         required = [name for name in self._failures if self._config.servers[name].required]
-        if unexpected is not None or required:
-            await self.aclose()
-            if unexpected is not None:
-                raise unexpected
+        if required:
             raise self._failures[required[0]]
 
     async def _open(self, name: str) -> _ServerTools:
@@ -203,29 +213,23 @@ class McpToolset:
         stdio process is terminated and reaped), and its calls still running are rejected with
         a "shut down" message.
         """
-        self._state = _State.CLOSED
+        if self._state is State.CLOSED:
+            return
+        self._state = State.CLOSING
+        await self._release()
+        self._state = State.CLOSED
+
+    async def _release(self) -> None:
         leases, self._leases = self._leases, []
         own, self._own = self._own, []
         await asyncio.gather(
             *(lease.release() for lease in leases), *(connection.aclose() for connection in own)
         )
 
-    async def __aenter__(self) -> McpToolset:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 @contextlib.asynccontextmanager
 async def shared_servers_running(
     config: McpConfig | Mapping[str, Any] | str | os.PathLike[str],
-) -> AsyncIterator[McpToolset]:
+) -> AsyncGenerator[McpToolset]:
     """Start the shared servers of `config` now and keep them running until exit, used or not.
 
     A server process (`codemode mcp`) wants its downstream servers up before the first client

@@ -5,10 +5,15 @@ Invariants:
   that is wrong, not on the first call.
 * Headers (credentials) live only here and in the HTTP client; nothing of them is described
   to the model or sent to the sandbox.
+* `base_url` is split into what requests are confined to (an http(s) origin and a path prefix,
+  `base_url`) and what is configured like a header (`base_query`, its query parameters). Its
+  credentials (`https://user:secret@host`) become an `Authorization: Basic` header and are
+  kept nowhere else, so no URL a script or the trace sees can carry them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Mapping
@@ -16,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
+
 from codemode.errors import UsageError
 
-__all__ = ["DEFAULT_TIMEOUT", "OpenApiSource", "load_openapi_sources"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_TIMEOUT", "OpenApiSource", "load_openapi_sources"]
 
 DEFAULT_TIMEOUT = 60.0  # seconds per request
-_KEYS = frozenset({"spec", "base_url", "headers", "timeout"})
+DEFAULT_MAX_RESPONSE_BYTES = 4 << 20  # of one response body, decoded: the host reads no more
+_KEYS = frozenset({"spec", "base_url", "headers", "timeout", "max_response_bytes"})
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,14 @@ class OpenApiSource:
     Attributes:
         name: the namespace of its tools (`tools.<name>__<operation>`).
         document: the OpenAPI 3.x document.
-        base_url: the server URL requests go to (default: the document's first server).
+        base_url: the origin and path prefix every request stays under (default: the document's
+            first server), without credentials, query or trailing `/`.
         headers: sent with every request (e.g. `Authorization`); never shown to the model.
         timeout: seconds per request.
+        base_query: the configured `base_url`'s query parameters, sent first with every request
+            and, like headers, shown nowhere.
+        max_response_bytes: the most of a response body (decoded) the host reads; a larger
+            answer rejects the call.
     """
 
     name: str
@@ -41,6 +54,8 @@ class OpenApiSource:
     base_url: str
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = DEFAULT_TIMEOUT
+    base_query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
 def load_openapi_sources(config: Mapping[str, Any]) -> list[OpenApiSource]:
@@ -76,12 +91,54 @@ def _source(name: str, entry: Any) -> OpenApiSource:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise UsageError(f"openapi source `{name}`: `headers` must map strings to strings")
+    headers = dict(cast(Mapping[str, str], headers))
     timeout = entry.get("timeout", DEFAULT_TIMEOUT)
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise UsageError(f"openapi source `{name}`: `timeout` must be a positive number of seconds")
+    max_response_bytes = entry.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+    if not isinstance(max_response_bytes, int) or isinstance(max_response_bytes, bool) or max_response_bytes <= 0:
+        raise UsageError(f"openapi source `{name}`: `max_response_bytes` must be a positive integer")
+    url = _base_url(name, base_url)
+    if url.userinfo:
+        headers = _with_basic_auth(name, headers, url)
+    prefix = httpx.URL(scheme=url.scheme, host=url.host, port=url.port, raw_path=_raw_path(url).rstrip(b"/"))
     return OpenApiSource(
-        name, document, base_url.rstrip("/"), dict(cast(Mapping[str, str], headers)), float(timeout)
+        name,
+        document,
+        str(prefix),
+        headers,
+        float(timeout),
+        tuple(url.params.multi_items()),
+        max_response_bytes,
     )
+
+
+def _base_url(name: str, base_url: str) -> httpx.URL:
+    """`base_url` parsed and checked; error texts never quote it (it may hold a password)."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"openapi source `{name}`: `base_url` is not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(f"openapi source `{name}`: `base_url` must be an absolute http:// or https:// URL")
+    if url.fragment:
+        raise UsageError(f"openapi source `{name}`: `base_url` must not have a `#fragment`")
+    return url
+
+
+def _raw_path(url: httpx.URL) -> bytes:
+    return url.raw_path.split(b"?", 1)[0]
+
+
+def _with_basic_auth(name: str, headers: dict[str, str], url: httpx.URL) -> dict[str, str]:
+    """`headers` plus the `base_url`'s `user:password` as HTTP Basic credentials."""
+    if any(key.lower() == "authorization" for key in headers):
+        raise UsageError(
+            f"openapi source `{name}`: `base_url` has credentials (`user:password@`) and `headers` "
+            "has an `Authorization`; keep one"
+        )
+    token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode("ascii")
+    return {**headers, "Authorization": f"Basic {token}"}
 
 
 def _document(name: str, spec: Any) -> dict[str, Any]:

@@ -146,13 +146,13 @@ def _body(
     content = cast(dict[str, Any], body.get("content") or {}) if isinstance(body, dict) else {}
     if not content:
         return "none", "", frozenset(), None
-    content_type = next((t for t in content if _is_json(t)), next(iter(content)))
+    content_type = next((t for t in content if is_json(t)), next(iter(content)))
     media = content[content_type]
     schema = resolver.schema(media.get("schema", {})) if isinstance(media, dict) else {}
     body_required = bool(cast(dict[str, Any], body).get("required"))
     fields = cast(dict[str, Any], schema.get("properties") or {}) if isinstance(schema, dict) else {}
     flat = (
-        _is_json(content_type)
+        is_json(content_type)
         and fields
         and schema.get("type", "object") == "object"
         and not any(key in schema for key in ("oneOf", "anyOf", "allOf"))
@@ -178,7 +178,7 @@ def _output_schema(resolver: SchemaResolver, operation: dict[str, Any]) -> dict[
         response = resolver.resolve(responses[status])
         content = cast(dict[str, Any], response.get("content") or {}) if isinstance(response, dict) else {}
         for media_type, media in content.items():
-            if _is_json(media_type) and isinstance(media, dict) and "schema" in media:
+            if is_json(media_type) and isinstance(media, dict) and "schema" in media:
                 shallow: dict[str, Any] = _shallow(
                     resolver.schema(cast(dict[str, Any], media)["schema"]), _OUTPUT_DEPTH
                 )
@@ -249,6 +249,6 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _is_json(media_type: str) -> bool:
+def is_json(media_type: str) -> bool:
     base = media_type.split(";", 1)[0].strip().lower()
     return base == "application/json" or base.endswith("+json")

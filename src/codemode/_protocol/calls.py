@@ -1,7 +1,7 @@
 """Plain data about nested tool calls: what an approval policy sees, the approvals a cell waits
 for, and the trace record of every call.
 
-Invariant: this module imports nothing from codemode, so any layer may depend on it.
+Invariant: imports nothing from codemode, so any layer may depend on it.
 """
 
 from __future__ import annotations

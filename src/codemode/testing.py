@@ -1,19 +1,43 @@
-"""A scripted engine for cell-logic tests: the test plays the script, the cell layer is real.
+"""A scripted engine for testing code that drives `CodeMode`, without V8 and without timing.
 
-`CodeMode(engine=FakeEngine())` runs every exec on a `FakeCell` that does nothing by itself.
-The test takes it (`await engine.next_cell()`) and says what the script does next
-(`emit_text`, `call_tool`, `yield_`, `finish`, `memory_limit`, `die`, ...); the cell reads back
-what the cell layer told the engine (`resolved`, `terminate_calls`, `terminated`, `released`,
-`commands` in order). `block_terminate()` makes `terminate` hang until `unblock_terminate()`,
-so a test can act while the cell layer waits for the isolate to stop.
+`FakeEngine` plays the part of the JavaScript engine the way httpx's `MockTransport` plays the
+network: the session, its cells, tool calls, approvals and limits are the real ones, and the
+test decides what "the script" does and when. Every interleaving of script events and host
+commands is reached on purpose, so tests need events, never sleeps.
 
-Delivery is synchronous: each scripting method calls the `on_event` sink given to `start`
-before it returns. The real engine does the same from event-loop callbacks, so call them from
-the event loop (a test coroutine), never from another thread.
+    import asyncio
+    from codemode import CodeMode
+    from codemode.testing import FakeEngine
+
+    def add(a: int, b: int) -> int:
+        "Add two integers."
+        return a + b
+
+    async def test_the_script_sees_the_tool_result() -> None:
+        engine = FakeEngine()
+        async with CodeMode(tools=[add], engine=engine) as cm:
+            run = asyncio.ensure_future(cm.exec("text(await tools.add({a: 1, b: 2}))"))
+            cell = await engine.next_cell()          # the cell the exec started
+            call_id = cell.call_tool("add", '{"a": 1, "b": 2}')
+            ok, payload = await cell.resolution(call_id)   # the session ran `add`
+            cell.emit_text(payload)
+            cell.finish()
+            result = await run
+        assert (ok, payload) == (True, "3") and result.status == "completed"
+
+The source given to `exec` is not run: it only reaches `cell.program`. The script is what the
+test calls on the `FakeCell` (`emit_text`, `call_tool`, `yield_`, `finish`, `memory_limit`,
+`die`, ...); the cell records what the session told the engine (`resolved`, `terminate_calls`,
+`terminated`, `released`, and `commands` in order). `block_terminate()` makes `terminate` hang
+until `unblock_terminate()`, so a test can act while the session waits for a script to stop.
+
+Delivery is synchronous: each scripting method calls the session's event sink before it
+returns, as the real engines do from event-loop callbacks. Call them from the event loop (a
+test coroutine), never from another thread.
 
 Misuse that would be an engine bug (an event after the script stopped) raises at once in the
-test; misuse by the cell layer (a second resolution of a call, a resolution of an unknown call)
-is recorded in `protocol_errors`, since raising would land in a tool task nobody awaits.
+test; misuse by the session (a second resolution of a call, a resolution of an unknown call) is
+recorded in `protocol_errors`, since raising would land in a tool task nobody awaits.
 """
 
 from __future__ import annotations
@@ -21,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from codemode._engine.base import (
     CellProgram,
@@ -36,13 +61,14 @@ from codemode._engine.base import (
     ToolCallEvent,
     YieldEvent,
 )
-from codemode._types import OutputItem, TextItem
+from codemode._protocol.types import OutputItem, TextItem
+from codemode.errors import UsageError
 
 __all__ = ["FakeCell", "FakeEngine", "FakeSession"]
 
 
 class FakeCell:
-    """One scripted "script"; implements `EngineCell`."""
+    """One scripted script: the test plays it, the session commands it (an `EngineCell`)."""
 
     def __init__(self, program: CellProgram, on_event: EventSink) -> None:
         self.program = program
@@ -50,7 +76,7 @@ class FakeCell:
         self._call_ids = itertools.count(1)
         self._calls: dict[int, asyncio.Future[tuple[bool, str]]] = {}
         self._terminate_gate: asyncio.Event | None = None
-        # What the cell layer told the engine.
+        # What the session told the engine.
         self.commands: list[str] = []  # "resolve <id>", "terminate", "release", in order
         self.resolved: dict[int, tuple[bool, str]] = {}
         self.terminate_calls = 0
@@ -75,12 +101,15 @@ class FakeCell:
         self._on_event(event)
 
     def emit_item(self, item: OutputItem) -> None:
+        """The script outputs `item` (`text`, `image`, `audio`, `forward_output`)."""
         self.emit(OutputEvent(item))
 
     def emit_text(self, text: str) -> None:
+        """The script calls `text(text)`."""
         self.emit(OutputEvent(TextItem(text)))
 
     def notify(self, text: str) -> None:
+        """The script calls `notify(text)`."""
         self.emit(NotifyEvent(text))
 
     def call_tool(self, tool_name: str, arguments_json: str | None = "{}") -> int:
@@ -91,10 +120,11 @@ class FakeCell:
         return call_id
 
     async def resolution(self, call_id: int) -> tuple[bool, str]:
-        """Wait until the cell layer settles the call: (ok, payload)."""
+        """Wait until the session settles the call: (ok, payload)."""
         return await asyncio.shield(self._calls[call_id])
 
     def yield_(self) -> None:
+        """The script calls `yield_control()`."""
         self.emit(YieldEvent())
 
     def finish(self, error: str | None = None, writes: Mapping[str, str] | None = None) -> None:
@@ -118,10 +148,11 @@ class FakeCell:
         self._terminate_gate = asyncio.Event()
 
     def unblock_terminate(self) -> None:
+        """Let a blocked `terminate` stop the script."""
         if self._terminate_gate is not None:
             self._terminate_gate.set()
 
-    # -- EngineCell (called by the cell layer) ------------------------------------------------
+    # -- EngineCell (called by the session) ---------------------------------------------------
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
         self.commands.append(f"resolve {call_id}")
         future = self._calls.get(call_id)
@@ -150,7 +181,7 @@ class FakeCell:
 
 
 class FakeSession:
-    """One session's handle on a `FakeEngine`; implements `EngineSession`."""
+    """One session's handle on a `FakeEngine` (an `EngineSession`): the cells it started."""
 
     def __init__(self, engine: FakeEngine, setup: SessionSetup) -> None:
         self._engine = engine
@@ -169,28 +200,37 @@ class FakeSession:
     async def ready(self, isolates: int | None = None) -> None:
         return None
 
+    def is_alive(self) -> bool:
+        return not self.closed and not self._engine.closed
+
     async def aclose(self) -> None:
         self.closed = True
 
 
-class FakeEngine:
-    """An engine whose scripts the test plays; implements `Engine`."""
+class FakeEngine(Engine):
+    """An engine whose scripts the test plays (an `Engine`); pass it as `CodeMode(engine=...)`."""
 
     def __init__(self) -> None:
         self.sessions: list[FakeSession] = []
+        self.closed = False
         self._started: asyncio.Queue[FakeCell] = asyncio.Queue()
 
     async def open_session(self, setup: SessionSetup) -> FakeSession:
+        if self.closed:
+            raise UsageError("this FakeEngine is closed")
         session = FakeSession(self, setup)
         self.sessions.append(session)
         return session
+
+    async def aclose(self) -> None:
+        self.closed = True
 
     async def next_cell(self) -> FakeCell:
         """The next cell any session started (in start order)."""
         return await self._started.get()
 
 
-def _conforms(engine: FakeEngine) -> Engine:
-    """Never called: a type checker confirms the fakes implement the base.py protocols
-    (checking `Engine` checks `FakeSession` against `EngineSession`, and so `FakeCell`)."""
-    return engine
+if TYPE_CHECKING:
+    # A type checker confirms the fakes implement the engine protocols (checking `Engine`
+    # checks `FakeSession` against `EngineSession`, and so `FakeCell` against `EngineCell`).
+    _conforms: Engine = FakeEngine()
