@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import procstats  # noqa: E402
+import procstats
 
 DEFAULT_SAMPLES = 5
 DEFAULT_WARM_ITERATIONS = 25

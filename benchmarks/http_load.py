@@ -8,13 +8,15 @@ errors and CPU per exec by process for each, and the server's RSS and threads wh
 peak and after the clients have left, with the raw engine floor of the same run for scale.
 
 Usage:
-    python benchmarks/http_load.py [--clients 50] [--execs 20] [--runs 3] [--json out.json] [--results RESULTS.md]
+    python benchmarks/http_load.py [--clients 50] [--execs 20] [--runs 3] [--smoke] [--json out.json]
+                                   [--results RESULTS.md]
 
 The machine's speed drifts within minutes, so it measures `--runs` times, each on a fresh server
 with its own engine floor, and reports the run with the median steady p95 (and lists them all).
 
 With `--results` it replaces the section between the http-load markers of that file (adding it
-at the end the first time) and leaves the rest alone.
+at the end the first time) and leaves the rest alone. `--smoke`: 2 clients of 2 execs, one run,
+no waiting for the server to go quiet (does it still run?).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -42,7 +44,7 @@ from mcp_types import TextContent
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from procstats import cpu_seconds, rss_bytes, thread_count  # noqa: E402
+from procstats import cpu_seconds, enter_smoke_mode, rss_bytes, smoke_mode, thread_count  # noqa: E402
 
 ROOT = HERE.parent
 EVERYTHING = ROOT / "tests" / "mcp_servers" / "node_modules" / ".bin" / "mcp-server-everything"
@@ -175,7 +177,7 @@ async def run_clients(url: str, clients: int, execs: int, call: Call = exec_call
                     latencies.append(time.perf_counter() - sent)
                     if failed or got[-len(expected):] != expected:
                         errors.append(f"client {number} call {i}: {got}")
-        except Exception as exc:  # noqa: BLE001 - counted and reported, not raised
+        except Exception as exc:
             errors.append(f"client {number}: {type(exc).__name__}: {exc}")
 
     async with asyncio.timeout(TIME_BOUND_S), asyncio.TaskGroup() as group:
@@ -206,7 +208,7 @@ async def settle(pid: int, idle: dict[str, int]) -> tuple[int, int, float]:
         close = threads - idle["threads"] <= TARGETS["threads_over_idle"] and (
             rss - idle["rss"] <= TARGETS["rss_over_idle_mib"] * MIB
         )
-        if (close and time.monotonic() - began > 2) or time.monotonic() - began > SETTLE_S:
+        if smoke_mode() or (close and time.monotonic() - began > 2) or time.monotonic() - began > SETTLE_S:
             return threads, rss, time.monotonic() - began
         await asyncio.sleep(0.25)
 
@@ -216,7 +218,9 @@ def floor_ms() -> float:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         path = tmp.name
     try:
-        subprocess.run([sys.executable, str(HERE / "floor.py"), "--json", path], check=True, stdout=subprocess.DEVNULL)
+        smoke = ["--smoke"] if smoke_mode() else []
+        subprocess.run([sys.executable, str(HERE / "floor.py"), *smoke, "--json", path], check=True,
+                       stdout=subprocess.DEVNULL)
         data = json.loads(Path(path).read_text())
     finally:
         os.unlink(path)
@@ -225,7 +229,7 @@ def floor_ms() -> float:
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def burst(
@@ -268,7 +272,7 @@ async def measure(clients: int, execs: int) -> dict[str, Any]:
         warm = await run_clients(url, 1, 3)  # the first session starts the first engine worker
         if warm["errors"]:
             raise SystemExit(f"warm-up failed: {warm['errors']}")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.0 if smoke_mode() else 1.0)  # let the warm-up's background work finish
         idle = {"rss": rss_bytes(process.pid), "threads": thread_count(process.pid), "tree_rss": tree_rss(process.pid)}
         peak = dict(idle)
         stop = asyncio.Event()
@@ -430,7 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh-server runs; the median one is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to put the section into")
+    parser.add_argument("--smoke", action="store_true", help="2 clients of 2 execs, one run: does it still run?")
     args = parser.parse_args(argv)
+    if args.smoke:
+        enter_smoke_mode()
+        args.clients, args.execs, args.runs = 2, 2, 1
     if not 1 <= args.clients <= 200 or not 1 <= args.execs <= 200:
         parser.error("clients and execs are bounded to 1..200 (a load test, not a stress tool)")
     if not 1 <= args.runs <= 5:

@@ -1,7 +1,7 @@
 """codemode next to other ways of running model-written JavaScript from Python.
 
 Usage:
-    python benchmarks/peers.py [--samples 3] [--iterations 25] [--peers a,b] [--json out.json]
+    python benchmarks/peers.py [--samples 3] [--iterations 25] [--peers a,b] [--smoke] [--json out.json]
 
 Every sample runs in a fresh process (this script re-executes itself with --worker). Peers:
 
@@ -26,7 +26,8 @@ work is done (codemode: host and engine workers quiet; others: 0.2 s); "tool cal
 (median exec with one nested call to a Python function that returns at once) - (warm median);
 "rssΔ" = max-RSS growth over the warm loop (for the node runner, the Node process's VmHWM
 growth; for codemode in process mode, the host's only).
-A peer that cannot run here (not installed) is listed with the reason.
+A peer that cannot run here (not installed) is listed with the reason. `--smoke`: 1 sample of 2
+execs per peer, without settling (does it still run?).
 """
 
 from __future__ import annotations
@@ -309,9 +310,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--smoke", action="store_true", help="1 sample of 2 execs, no settling: does it still run?")
     parser.add_argument("--json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        sys.path.insert(0, HERE)
+        import procstats
+
+        procstats.enter_smoke_mode()  # inherited by the sample processes
+        args.samples, args.iterations = 1, 2
     if args.worker:
         print(json.dumps(asyncio.run(run_worker(args.worker, args.iterations))))
         return

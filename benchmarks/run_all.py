@@ -40,7 +40,7 @@ RESULTS = os.path.join(HERE, "RESULTS.md")
 DROPPED = ("Dropped when the benchmarks moved to the public API only (issue 18): the finer phases of a warm exec "
            "(START written, EVENTS read, delivered) and the bare no-op round trips over the worker pipe and into "
            "a prepared isolate. They wrapped the engines' private classes, so every refactor of the engine broke "
-           "them silently; the split below is where the public API sees the events arrive (`on_notify`), and "
+           "them silently. The split above is where the public API sees the events arrive (`on_notify`), and "
            "the OS's own pipe round trip stands for the transport.")
 LABEL = {"process": 'process (default)', "in-process": "in-process"}
 

@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/soak.py [--isolation process|in-process|both] [--execs 10000] [--terminates 1000]
                               [--concurrent 200] [--batches 5] [--rss-tolerance-mib 5]
-                              [--engine-rss-tolerance-mib 3] [--thread-tolerance 3]
+                              [--engine-rss-tolerance-mib 3] [--thread-tolerance 3] [--smoke]
 
 One `CodeMode` session runs, after a warm-up (the same mix at a tenth of the size, with 8
 concurrent batches: RSS creeps up to a plateau over the first bursts of hundreds of threads, as
@@ -30,6 +30,8 @@ is quiet (freed isolates' threads gone, the isolate pools refilled: the thread c
 and workers unchanged, and the workers using no CPU, for half a second), after a GC and
 glibc's malloc_trim(0) in the host: bursts of concurrent isolates fragment glibc's heaps, and
 the memory it caches in free lists is not a leak.
+`--smoke`: a tiny mix, one warm-up round, no waiting for quiet, and growth reported but not
+judged (does it still run? only failed cells fail it).
 Linux only (reads /proc).
 """
 
@@ -49,8 +51,8 @@ from typing import Any
 from codemode import CodeMode, Limits, Tool, to_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import procstats  # noqa: E402
-from procstats import engine_pids, rss_bytes, thread_count  # noqa: E402
+import procstats
+from procstats import engine_pids, thread_count
 
 MIB = 1024 * 1024
 
@@ -229,7 +231,7 @@ class _Workload:
             done_batches += 1
 
 
-async def _settle(isolation: str, timeout: float = 15.0) -> None:
+async def _settle(isolation: str, limit_s: float = 15.0) -> None:
     """Let the session go quiet: freed isolates' threads exit, the isolate pools refill.
 
     Quiet = the thread count of host and engine workers has not changed, and the workers have
@@ -247,7 +249,7 @@ async def _settle(isolation: str, timeout: float = 15.0) -> None:
                 pass
         return threads, ticks
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (0.0 if procstats.smoke_mode() else limit_s)
     last, stable_since = state(), time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - stable_since < 0.5:
         await asyncio.sleep(0.05)
@@ -363,7 +365,11 @@ def main() -> int:
     parser.add_argument("--engine-rss-tolerance-mib", type=float, default=3.0,
                         help="RSS growth allowed per engine worker process, on top of --rss-tolerance-mib")
     parser.add_argument("--thread-tolerance", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="a tiny mix, growth not judged: does it still run?")
     args = parser.parse_args()
+    if args.smoke:
+        procstats.enter_smoke_mode()
+        args.execs, args.terminates, args.concurrent, args.batches = 20, 5, 4, 1
     if not sys.platform.startswith("linux"):
         print("soak reads /proc/self: Linux only", file=sys.stderr)
         return 2
@@ -376,12 +382,17 @@ def main() -> int:
                    "--terminates", str(args.terminates), "--concurrent", str(args.concurrent),
                    "--batches", str(args.batches), "--rss-tolerance-mib", str(args.rss_tolerance_mib),
                    "--engine-rss-tolerance-mib", str(args.engine_rss_tolerance_mib),
-                   "--thread-tolerance", str(args.thread_tolerance)]
+                   "--thread-tolerance", str(args.thread_tolerance), *(["--smoke"] if args.smoke else [])]
             failed = subprocess.run(cmd, check=False).returncode != 0 or failed
             continue
-        report = asyncio.run(soak(args.execs, args.terminates, args.concurrent, args.batches, isolation=mode))
+        rounds = {"warmup_batches": 1, "plateau_rounds": 1} if args.smoke else {}
+        report = asyncio.run(soak(args.execs, args.terminates, args.concurrent, args.batches, isolation=mode,
+                                  **rounds))
         print("\n".join(report.lines()))
-        problems = check(report, args.rss_tolerance_mib, args.thread_tolerance, args.engine_rss_tolerance_mib)
+        if args.smoke:
+            problems = list(report.failures)
+        else:
+            problems = check(report, args.rss_tolerance_mib, args.thread_tolerance, args.engine_rss_tolerance_mib)
         for problem in problems:
             print(f"FAIL: {problem}")
         print(f"soak ({mode}): OK" if not problems else f"soak ({mode}): FAILED", flush=True)

@@ -4,7 +4,7 @@ MCP server `server-everything`, the GitHub REST spec served by Stoplight Prism o
 and a real tokenizer that works offline (npm `gpt-tokenizer`, encoding o200k_base, via node).
 
 Usage:
-    python benchmarks/tokens.py [--results benchmarks/RESULTS.md] [--json out.json]
+    python benchmarks/tokens.py [--results benchmarks/RESULTS.md] [--smoke] [--json out.json]
 
 Per turn: the tool definitions a model is sent. Direct: every tool as a Chat Completions function
 tool (name, description, JSON Schema parameters); code mode: `cm.tool_specs("chat")`, the `exec`
@@ -19,12 +19,15 @@ request of the task (each sends the definitions and the conversation so far), fo
 of a given size that holds the task's tools, as Bifrost's A/B counts input tokens.
 
 With `--results`, the section between its markers in that file is replaced (or appended).
+`--smoke`: catalogs of 10 and 30 tools, from the part of the GitHub spec the tasks use (Prism
+and the toolset then read it in seconds, not a minute): does it still run?
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import subprocess
 import sys
@@ -39,16 +42,22 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from openapi_servers.prism import GITHUB_SPEC, prism  # noqa: E402
-
 from codemode import CodeMode, Tool, to_model  # noqa: E402
-from codemode._session.tool_calls import call_tool  # noqa: E402
 from codemode.tools.mcp import McpToolset  # noqa: E402
 from codemode.tools.openapi import OpenApiToolset  # noqa: E402
+from openapi_servers.prism import GITHUB_SPEC, prism, subset_spec  # noqa: E402
 
 NODE_PACKAGES = ROOT / "tests" / "openapi_servers"
 EVERYTHING_BIN = ROOT / "tests" / "mcp_servers" / "node_modules" / ".bin" / "mcp-server-everything"
 CATALOG_SIZES = (10, 96, 100, 251, 500, 508, 1000)
+SMOKE_CATALOG_SIZES = (10, 30)
+TASK_PATHS = (  # what the tasks call: a smoke run serves only these
+    "/repos/{owner}/{repo}", "/repos/{owner}/{repo}/issues", "/repos/{owner}/{repo}/releases/latest",
+    "/repos/{owner}/{repo}/labels", "/repos/{owner}/{repo}/pulls", "/repos/{owner}/{repo}/pulls/{pull_number}/files",
+    "/repos/{owner}/{repo}/contributors", "/repos/{owner}/{repo}/commits",
+    "/repos/{owner}/{repo}/commits/{ref}/status", "/search/repositories", "/users/{username}",
+    "/users/{username}/repos",
+)
 BIFROST = {96: -58.0, 251: -84.5, 508: -92.8}  # input tokens, code mode vs direct (their public A/B)
 TASK_CATALOG = 508  # the catalog size the per-task input totals assume (Bifrost's largest)
 START_MARK = "<!-- tokens.py: start -->"
@@ -90,6 +99,16 @@ def function_tool(tool: Tool, name: str) -> dict[str, Any]:
         "type": "function",
         "function": {"name": name, "description": tool.description, "parameters": parameters},
     }
+
+
+async def call_directly(tool: Tool, arguments: dict[str, Any]) -> Any:
+    """A direct call as an agent framework makes it: validate, run the handler, read the result
+    back as JSON."""
+    tool.validate(arguments)
+    result = tool.handler(arguments)
+    if inspect.isawaitable(result):
+        result = await result
+    return json.loads(json.dumps(result, ensure_ascii=False))
 
 
 def direct_result_text(name: str, result: Any) -> str:
@@ -239,7 +258,7 @@ async def run_task(cm: CodeMode, by_name: dict[str, Tool], task: Task) -> dict[s
     run = DirectRun()
 
     async def batch(calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-        results = [json.loads(await call_tool(by_name[name], name, json.dumps(args))) for name, args in calls]
+        results = [await call_directly(by_name[name], args) for name, args in calls]
         run.rounds.append(
             [
                 (json.dumps({"name": name, "arguments": json.dumps(args)}), direct_result_text(name, result))
@@ -258,18 +277,18 @@ async def run_task(cm: CodeMode, by_name: dict[str, Tool], task: Task) -> dict[s
             "output": output_text}  # fmt: skip
 
 
-async def measure(log_dir: Path) -> dict[str, Any]:
+async def measure(log_dir: Path, sizes: Sequence[int], spec: Path = GITHUB_SPEC) -> dict[str, Any]:
     everything = McpToolset(
         {"mcpServers": {"everything": {"command": str(EVERYTHING_BIN), "args": ["stdio"]}}}
     )
     with prism(
-        GITHUB_SPEC, log_dir / "prism.log", errors=False
+        spec, log_dir / "prism.log", errors=False
     ) as base_url:  # mocks even where examples break the schema
         async with everything:
-            github = OpenApiToolset({"github": {"spec": str(GITHUB_SPEC), "base_url": base_url}})
+            github = OpenApiToolset({"github": {"spec": str(spec), "base_url": base_url}})
             async with github:
                 pool = [*everything.tools, *github.tools]
-                catalogs = {size: await definitions(pool[:size]) for size in CATALOG_SIZES}
+                catalogs = {size: await definitions(pool[:size]) for size in sizes}
                 async with CodeMode(tools=pool) as cm:
                     by_name = {entry.global_name: entry.tool for entry in cm.tools}
                     tasks = [await run_task(cm, by_name, task) for task in TASKS]
@@ -327,6 +346,7 @@ def change(new: float, old: float) -> str:
 
 def section(counts: dict[str, Any], seconds: float) -> list[str]:
     catalogs = counts["catalogs"]
+    task_catalog = TASK_CATALOG if TASK_CATALOG in catalogs else max(catalogs)  # a smoke run has no 508
     lines = [
         START_MARK,
         "## Tokens: direct tool calling vs code mode (`benchmarks/tokens.py`)",
@@ -342,12 +362,11 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
         "| tools | direct | code mode | change | code mode, every tool declared | change | Bifrost's A/B (input tokens) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size in CATALOG_SIZES:
-        row = catalogs[size]
+    for size, row in catalogs.items():
         bifrost = f"{BIFROST[size]:+.1f} %" if size in BIFROST else ""
         lines.append(f"| {size:,} | {row['direct']:,} | {row['code_mode']:,} | {change(row['code_mode'], row['direct'])} "
                      f"| {row['declared']:,} | {change(row['declared'], row['direct'])} | {bifrost} |")  # fmt: skip
-    definitions_at = catalogs[TASK_CATALOG]
+    definitions_at = catalogs[task_catalog]
     lines += [
         "",
         "Bifrost's figures are input tokens of whole agent runs (their published A/B, pass rate held), ours the "
@@ -364,7 +383,7 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
         "earlier result) and as one code-mode script (`text(...)` only what answers the task). The tools really "
         "run: server-everything over stdio, the GitHub operations over HTTP against Prism serving the spec's "
         "examples (a real API returns more items per list, so direct results are, if anything, undercounted). "
-        f"Task input = every model request of the task, each sending the definitions of a {TASK_CATALOG}-tool "
+        f"Task input = every model request of the task, each sending the definitions of a {task_catalog}-tool "
         "catalog that holds the task's tools plus the conversation so far (direct: a request per round and one "
         "to answer; code mode: one to write the script and one to answer).",
         "",
@@ -412,11 +431,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--results", type=Path, help="replace this file's token section (e.g. benchmarks/RESULTS.md)"
     )
+    parser.add_argument("--smoke", action="store_true", help="catalogs of 10 and 30 tools only: does it still run?")
     parser.add_argument("--json", type=Path, help="also write the counts as JSON")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as log_dir:
-        raw = asyncio.run(measure(Path(log_dir)))
+        if args.smoke:
+            spec = subset_spec(GITHUB_SPEC, TASK_PATHS, Path(log_dir) / "github-tasks.openapi.json")
+            raw = asyncio.run(measure(Path(log_dir), SMOKE_CATALOG_SIZES, spec))
+        else:
+            raw = asyncio.run(measure(Path(log_dir), CATALOG_SIZES))
     counts = tally(raw)
     lines = section(counts, time.monotonic() - started)
     print("\n".join(lines))

@@ -52,9 +52,8 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import procstats  # noqa: E402
-
-from codemode import CodeMode, Limits, Tool, engines  # noqa: E402
+import procstats
+from codemode import CodeMode, Limits, Tool, engines
 
 PAUSE_S = 0.03
 MIB = 1024 * 1024
@@ -339,8 +338,9 @@ ECHO = "import os\nwhile True:\n    d = os.read(0, 64)\n    if not d: break\n   
 
 
 async def raw_pipe_round_trip(n: int, paused: int) -> dict[str, Any]:
-    proc = subprocess.Popen([sys.executable, "-S", "-c", ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            bufsize=0)
+    # Blocking on purpose: the OS's own round trip, without an event loop in the way.
+    proc = subprocess.Popen([sys.executable, "-S", "-c", ECHO], stdin=subprocess.PIPE,  # noqa: ASYNC220
+                            stdout=subprocess.PIPE, bufsize=0)
     assert proc.stdin is not None and proc.stdout is not None
     w, r = proc.stdin.fileno(), proc.stdout.fileno()
 

@@ -1,7 +1,7 @@
 """The codemode demo: a scripted "model" drives code mode over example Python tools.
 
 Every step prints the model's `exec`/`wait` call and exactly what the model receives back
-(OpenAI Responses API format: a plain string, or a list of content items).
+(OpenAI Responses API format: a list of content items), binary content abbreviated.
 """
 
 from __future__ import annotations
@@ -27,9 +27,21 @@ def show_call(tool: str, payload: str) -> None:
 
 
 def show_result(result: ExecResult) -> None:
-    output = to_model(result, "responses")
+    output = abbreviated(to_model(result, "responses"))
     print("model ←")
     print("\n".join("    " + line for line in json.dumps(output, indent=2, ensure_ascii=False).splitlines()))
+
+
+def abbreviated(value: object) -> object:
+    """`value` with each base64 `data:` URL shown as `<image/png, 5.9 KB>` (the model gets it whole)."""
+    if isinstance(value, dict):
+        return {key: abbreviated(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [abbreviated(item) for item in value]
+    if isinstance(value, str) and value.startswith("data:") and ";base64," in value:
+        mime_type, _, data = value.removeprefix("data:").partition(";base64,")
+        return f"<{mime_type}, {len(data.rstrip('=')) * 3 // 4 / 1024:.1f} KB>"
+    return value
 
 
 async def main() -> None:

@@ -1,4 +1,4 @@
-"""Example Python tools for the demo and the CLI (`codemode exec --tools example_tools:TOOLS`)."""
+"""Example Python tools for the demo and the CLI (`codemode exec --tools examples/example_tools.py:TOOLS`)."""
 
 from __future__ import annotations
 

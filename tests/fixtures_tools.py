@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from codemode.tools import requires_approval
+
 
 def add(a: int, b: int) -> int:
     """Add two integers."""
@@ -14,3 +16,12 @@ async def shout(text: str) -> str:
 
 
 TOOLS = [add, shout]
+
+
+@requires_approval
+def echo_path(path: str) -> str:
+    """Echo a path (needs approval, so the MCP client is asked)."""
+    return f"ran {path}"
+
+
+APPROVAL_TOOLS = [echo_path]

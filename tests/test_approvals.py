@@ -497,15 +497,22 @@ async def test_over_mcp_the_client_is_asked_with_elicitation_and_an_accept_runs_
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("action", "approve"), [("decline", True), ("cancel", True), ("accept", False)])
+@pytest.mark.parametrize(
+    ("action", "approve", "why"),
+    [
+        ("decline", True, "they declined it"),
+        ("cancel", True, "they dismissed the question"),
+        ("accept", False, "they left Approve unchecked"),
+    ],
+)
 async def test_over_mcp_anything_but_an_accepted_approval_rejects_the_call(
-    files: Files, action: Literal["accept", "decline", "cancel"], approve: bool
+    files: Files, action: Literal["accept", "decline", "cancel"], approve: bool, why: str
 ) -> None:
     answers = Elicitations(action, approve)
     async with Client(create_server(files.tools()), mode="legacy", elicitation_callback=answers) as client:
         result = await within(client.call_tool("exec", MCP_DELETE))
     assert result.is_error
-    refusal = f"The user did not approve this call to tools.delete_file ({action}); it was not run."
+    refusal = f"The user did not approve this call to tools.delete_file ({why}); it was not run."
     assert refusal in mcp_text(result)
     assert files.deleted == []
 
@@ -632,7 +639,7 @@ def test_over_mcp_http_the_client_approves_a_downstream_servers_call(tmp_path: P
     try:
         assert asyncio.run(exec_with(accepted)).endswith("Output:\n\n3")
         refused = asyncio.run(exec_with(declined))
-        assert "The user did not approve this call to tools.mcp__py__add (decline)" in refused
+        assert "The user did not approve this call to tools.mcp__py__add (they declined it)" in refused
     finally:
         assert stop(server) in STOPPED_CLEANLY, server.stderr.read_text()
     assert 'tools.mcp__py__add({"a":1,"b":2})' in accepted.asked[0].message

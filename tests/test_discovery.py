@@ -115,7 +115,6 @@ async def test_no_budget_always_declares(make_cm: MakeCodeMode) -> None:
     assert "### `add`" in cm.exec_description()
 
 
-@pytest.mark.slow
 def test_a_thousand_operations_exceed_the_default_budget(github: SyncCodeMode) -> None:
     session = github
     description = session.exec_description()
@@ -155,7 +154,6 @@ async def test_mcp_tools_are_grouped_by_server(make_cm: MakeCodeMode) -> None:
 # -- search ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_search_ranks_issues_create_first_three_for_create_an_issue(github: SyncCodeMode) -> None:
     out = run(github, 'text(JSON.stringify(await tools_search("create an issue", { limit: 3 })))')
     hits = json.loads(out[0])

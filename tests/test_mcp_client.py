@@ -34,7 +34,6 @@ from codemode.tools.mcp import (
     McpToolset,
     load_mcp_config,
 )
-
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -16,13 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from openapi_servers.prism import GITHUB_SPEC, PrismError
-from openapi_servers.prism import prism as serve
 
 from codemode import ExecResult, SyncCodeMode, TextItem
 from codemode._protocol.lifecycle import State
 from codemode.errors import ToolError, UsageError
 from codemode.tools.openapi import OpenApiToolset, operations
+from openapi_servers.prism import GITHUB_SPEC, PrismError, prism as serve
 
 pytestmark = pytest.mark.integration
 
@@ -190,12 +189,14 @@ def test_a_bad_source_is_refused_with_the_reason(tmp_path: Path) -> None:
         OpenApiToolset({"api": {"spec": str(tmp_path / "missing.json")}})
     with pytest.raises(UsageError, match="needs a `base_url`"):
         OpenApiToolset({"api": {"spec": {"openapi": "3.1.0", "paths": {}}}})
+    with pytest.raises(UsageError, match="`base_url` is not a valid URL"):  # at once, not at start()
+        OpenApiToolset({"api": {"spec": str(GITHUB_SPEC), "base_url": "http://[::1"}})
 
 
 TINY_SPEC = {"openapi": "3.1.0", "info": {"title": "Tiny"}, "paths": {"/ping": {"get": {"operationId": "ping"}}}}
 
 
-async def test_toolset_lifecycle_one_way_with_a_failed_start() -> None:
+async def test_toolset_lifecycle_one_way_with_a_failed_start(monkeypatch: pytest.MonkeyPatch) -> None:
     good = OpenApiToolset({"api": {"spec": TINY_SPEC, "base_url": "http://127.0.0.1:9"}})
     assert good.state is State.NEW
     assert [tool.name for tool in await good.start()] == ["ping"]
@@ -209,8 +210,20 @@ async def test_toolset_lifecycle_one_way_with_a_failed_start() -> None:
         await good.start()
 
     broken = OpenApiToolset(
-        {"api": {"spec": TINY_SPEC, "base_url": "http://127.0.0.1:9"}, "bad": {"spec": TINY_SPEC, "base_url": "http://[::1"}}
+        {
+            "api": {"spec": TINY_SPEC, "base_url": "http://127.0.0.1:9"},
+            "bad": {"spec": TINY_SPEC, "base_url": "http://127.0.0.1:9"},
+        }
     )
+    real_client, opened = httpx.AsyncClient, list[httpx.AsyncClient]()
+
+    def second_client_fails(**options: Any) -> httpx.AsyncClient:
+        if opened:
+            raise httpx.InvalidURL("Invalid port: ':1'")
+        opened.append(real_client(**options))
+        return opened[-1]
+
+    monkeypatch.setattr(httpx, "AsyncClient", second_client_fails)
     with pytest.raises(httpx.InvalidURL):
         await broken.start()
     assert broken.state is State.FAILED
@@ -221,5 +234,6 @@ async def test_toolset_lifecycle_one_way_with_a_failed_start() -> None:
     assert ping.namespace == "api"
     with pytest.raises(ToolError, match="the `api` API is not open"):  # its client was closed again
         await ping.handler({})
+    assert opened[0].is_closed
     await broken.aclose()
     assert broken.state is State.CLOSED

@@ -515,6 +515,7 @@ def test_million_texts_collapse_into_one_truncated_item(million_texts: ExecResul
     assert approx_tokens(head + tail) <= DEFAULT_MAX_OUTPUT_TOKENS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", APIS)
 def test_million_texts_to_model(million_texts: ExecResult, api: Api) -> None:
     output = timed(lambda: to_model(million_texts, api))

@@ -81,11 +81,14 @@ class _SpiedSession:
     async def ready(self, isolates: int | None = None) -> None:
         await self._session.ready(isolates)
 
+    def is_alive(self) -> bool:
+        return self._session.is_alive()
+
     async def aclose(self) -> None:
         await self._session.aclose()
 
 
-class SpiedEngine:
+class SpiedEngine(Engine):
     """A real engine (`Engine`) whose cells, in start order, are `cells`: `CodeMode(engine=...)`."""
 
     def __init__(self, engine: Engine) -> None:
@@ -94,6 +97,9 @@ class SpiedEngine:
 
     async def open_session(self, setup: SessionSetup) -> _SpiedSession:
         return _SpiedSession(await self._engine.open_session(setup), self)
+
+    async def aclose(self) -> None:
+        """Leaves the wrapped engine running: it is shared, whoever made it closes it."""
 
     async def stopped(self, index: int = -1, timeout_s: float = LIVENESS_S) -> None:
         """Wait until the session stopped the cell `cells[index]` and the engine confirmed it."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         ToolCallRecord,
     )
     from codemode._protocol.config import Defaults, Limits
+    from codemode._protocol.lifecycle import State
     from codemode._protocol.types import (
         AudioItem,
         ErrorKind,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     )
     from codemode._session.options import CodeModeOptions
     from codemode._session.session import CodeMode
+    from codemode._session.tool_calls import approve_running_call
     from codemode._sync import SyncCodeMode
     from codemode.errors import CodeModeError, EngineError, ToolError, UsageError
     from codemode.formats import to_model
@@ -67,6 +69,7 @@ __all__ = (
     "Notification",
     "OutputItem",
     "PendingApproval",
+    "State",
     "Status",
     "SyncCodeMode",
     "TextItem",
@@ -75,6 +78,7 @@ __all__ = (
     "ToolCallRecord",
     "ToolError",
     "UsageError",
+    "approve_running_call",
     "to_model",
 )
 
@@ -94,6 +98,7 @@ _HOMES = {
     "Notification": "codemode._protocol.types",
     "OutputItem": "codemode._protocol.types",
     "PendingApproval": "codemode._protocol.calls",
+    "State": "codemode._protocol.lifecycle",
     "Status": "codemode._protocol.types",
     "SyncCodeMode": "codemode._sync",
     "TextItem": "codemode._protocol.types",
@@ -102,6 +107,7 @@ _HOMES = {
     "ToolCallRecord": "codemode._protocol.calls",
     "ToolError": "codemode.errors",
     "UsageError": "codemode.errors",
+    "approve_running_call": "codemode._session.tool_calls",
     "to_model": "codemode.formats",
 }
 

@@ -4,7 +4,10 @@ Rendering follows the reference adapter (spec 2.2, 2.4, LATEST):
 1. a failed result's error becomes a trailing `Script error:\\n<error>` text item;
 2. the items are truncated to the token budget (the header is never counted);
 3. the `<status>\\nWall time <s.s> seconds\\nOutput:\\n` header item is prepended;
-4. one `Waiting for approval: ...` line per call waiting for the host follows (never truncated).
+4. one `Waiting for approval: ...` line per call waiting for the host follows: the first one
+   always (its arguments are shortened, so it is short), the next ones while they fit in the
+   token budget the output left; the rest are summarised in one line, `N more calls wait for
+   approval`.
 Rejected input, and a wait refused for the cell's state (another observer, already terminating)
 or because the session is shutting down, is just its message, with no header (plain error text,
 as the reference sends it). A missing cell is a failed result with a header.
@@ -23,14 +26,15 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from codemode._protocol.tokens import BYTES_PER_TOKEN, approx_tokens, tokens_for_bytes
 from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 
 if TYPE_CHECKING:
+    from codemode._protocol.calls import PendingApproval
     from codemode._protocol.types import ExecResult
 
 __all__ = ["approx_tokens", "header_text", "model_items", "truncate_items"]
 
-_BYTES_PER_TOKEN = 4
 _PLAIN_ERROR_KINDS: frozenset[ErrorKind] = frozenset({"busy", "terminating", "shutting_down"})
 
 
@@ -43,11 +47,41 @@ def model_items(result: ExecResult) -> list[OutputItem]:
     if result.status == "failed" and result.error is not None:
         items.append(TextItem(f"Script error:\n{result.error}"))
     header = TextItem(header_text(result.status, result.cell_id, result.wall_time_s))
-    shown: list[OutputItem] = [header, *truncate_items(items, result.max_output_tokens)]
+    output = truncate_items(items, result.max_output_tokens)
+    shown: list[OutputItem] = [header, *output]
     if result.pending_approvals:
-        lines = (f"Waiting for approval: {pending.describe()}" for pending in result.pending_approvals)
-        shown.append(TextItem("\n".join(lines)))
+        remaining = max(0, result.max_output_tokens - _items_tokens(output))
+        shown.append(TextItem(_approval_lines(result.pending_approvals, remaining)))
     return shown
+
+
+def _approval_lines(pending: Sequence[PendingApproval], max_tokens: int) -> str:
+    """The first call waiting for approval, the next ones while they fit in `max_tokens`, then a
+    count of the rest (so thousands of waiting calls cost the model a few lines)."""
+    lines: list[str] = []
+    remaining = max_tokens
+    for call in pending:
+        line = f"Waiting for approval: {call.describe()}"
+        cost = approx_tokens(line + "\n")
+        if lines and cost > remaining:
+            break
+        lines.append(line)
+        remaining = max(0, remaining - cost)
+    left = len(pending) - len(lines)
+    if left:
+        lines.append(f"{left} more call waits for approval" if left == 1 else f"{left} more calls wait for approval")
+    return "\n".join(lines)
+
+
+def _items_tokens(items: Sequence[OutputItem]) -> int:
+    """Estimated tokens of items as `truncate_items` charges them (images are free)."""
+    total = 0
+    for item in items:
+        if isinstance(item, TextItem):
+            total += approx_tokens(item.text)
+        elif isinstance(item, AudioItem):
+            total += approx_tokens(item.audio_url)
+    return total
 
 
 def header_text(status: Status, cell_id: str, wall_time_s: float) -> str:
@@ -69,11 +103,6 @@ def header_text(status: Status, cell_id: str, wall_time_s: float) -> str:
     return f"{line}\nWall time {tenths // 10}.{tenths % 10} seconds\nOutput:\n"
 
 
-def approx_tokens(text: str) -> int:
-    """Estimated model tokens of `text`: ceil(UTF-8 bytes / 4)."""
-    return _tokens_for_bytes(_utf8_len(text))
-
-
 def truncate_items(items: Sequence[OutputItem], max_tokens: int) -> list[OutputItem]:
     """Fit `items` into `max_tokens` estimated tokens (spec 2.4).
 
@@ -86,12 +115,12 @@ def truncate_items(items: Sequence[OutputItem], max_tokens: int) -> list[OutputI
         return _truncate_mixed(items, max_tokens)
     combined = _join_like_reference(texts)
     data = _utf8(combined)
-    budget = max_tokens * _BYTES_PER_TOKEN
+    budget = max_tokens * BYTES_PER_TOKEN
     if len(data) <= budget:
         return list(items)
     return [
         TextItem(
-            f"Warning: truncated output (original token count: {_tokens_for_bytes(len(data))})\n"
+            f"Warning: truncated output (original token count: {tokens_for_bytes(len(data))})\n"
             f"Total output lines: {_count_lines(combined)}\n\n"
             f"{_truncate_middle(data, budget)}"
         )
@@ -125,7 +154,7 @@ def _truncate_mixed(items: Sequence[OutputItem], max_tokens: int) -> list[Output
                 out.append(item)
                 remaining -= cost
             else:
-                budget = remaining * _BYTES_PER_TOKEN
+                budget = remaining * BYTES_PER_TOKEN
                 out.append(TextItem(_truncate_middle(_utf8(item.text), budget)))
                 remaining = 0
     if omitted_text:
@@ -148,7 +177,7 @@ def _truncate_middle(data: bytes, budget: int) -> str:
     tail_start = len(data) - (budget - head_budget)
     while tail_start < len(data) and _is_continuation(data[tail_start]):
         tail_start += 1
-    removed_tokens = _tokens_for_bytes(len(data) - budget)
+    removed_tokens = tokens_for_bytes(len(data) - budget)
     return (
         f"{_from_utf8(data[:head_end])}…{removed_tokens} tokens truncated…"
         f"{_from_utf8(data[tail_start:])}"
@@ -170,17 +199,8 @@ def _count_lines(text: str) -> int:
     return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
-def _tokens_for_bytes(n: int) -> int:
-    return -(-n // _BYTES_PER_TOKEN)
-
-
 def _is_continuation(byte: int) -> bool:
     return byte & 0xC0 == 0x80
-
-
-def _utf8_len(text: str) -> int:
-    """UTF-8 length of `text`, without encoding it when it is ASCII (an O(1) check)."""
-    return len(text) if text.isascii() else len(_utf8(text))
 
 
 def _utf8(text: str) -> bytes:

@@ -1,122 +1,168 @@
 """The `codemode` command: run a script the way a model would, or serve code mode over MCP.
 
-A thin adapter over the public API: it builds a `CodeMode`, calls `exec`/`wait`, and prints
-what the model would receive.
+A thin adapter over the public API: it builds a `CodeMode` (its `Limits` and `Defaults` from
+the flags, which carry the fields' names), calls `exec`/`wait`, and prints what the model would
+receive. `codemode exec` and `codemode mcp` share one spelling per option. Everything past
+argument parsing (the session, the MCP server stack) is imported by the command that needs it,
+so `codemode --help` and a mistyped flag answer at once.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from codemode._loop import run as run_loop
-from codemode._output import model_items
-from codemode._protocol.calls import ToolCall
-from codemode._protocol.config import DEFAULT_LIMITS
-from codemode._protocol.types import AudioItem, ExecResult, ImageItem, OutputItem, TextItem
-from codemode._session.options import CodeModeOptions
-from codemode._session.session import CodeMode
+from codemode._protocol.config import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_IDLE_TIMEOUT_S,
+    Defaults,
+    Limits,
+)
 from codemode.errors import ToolError, UsageError
-from codemode.formats import to_model
-from codemode.formats._data_url import parse_data_url
-from codemode.formats._text import wire_text
-from codemode.mcp_server._http import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
-from codemode.tools import Tool
-from codemode.tools.mcp import McpServerError
+
+if TYPE_CHECKING:
+    from codemode._protocol.calls import ToolCall
+    from codemode._protocol.types import ExecResult, OutputItem
+    from codemode._session.options import CodeModeOptions
+    from codemode.tools import Tool
+
+    ToolEntry = Tool | Callable[..., Any]
+
+_NEXT_RELEASE = "it goes away in the next release"
 
 
-def load_tools(spec: str) -> list[Tool | Callable[..., Any]]:
-    """`package.module:attr` -> the tools it names (a function, a Tool, or a list of them)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise click.BadParameter(f"expected module:attr, got {spec!r}", param_hint="--tools")
+def load_tools(spec: str) -> list[ToolEntry]:
+    """`package.module:attr` or `path/to/file.py:attr` -> the tools it names (a function, a
+    Tool, or a list of them). Module paths resolve from the working directory too."""
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise click.BadParameter(f"expected MODULE:ATTR or FILE.py:ATTR, got {spec!r}", param_hint="--tools")
+    module = _tools_module(target)
+    try:
+        value: object = getattr(module, attr)
+    except AttributeError:
+        raise click.BadParameter(f"{target!r} has no attribute {attr!r}", param_hint="--tools") from None
+    if callable(value):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return list(cast("Iterable[ToolEntry]", value))  # CodeMode refuses what is no tool
+    raise click.BadParameter(f"{spec} is neither a tool nor a list of tools", param_hint="--tools")
+
+
+def _tools_module(target: str) -> ModuleType:
+    """The module `--tools` names: a file path (its directory importable, for its own imports),
+    or a dotted module name."""
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        path = Path(target).resolve()
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if not path.is_file() or spec is None or spec.loader is None:
+            raise click.BadParameter(f"no Python file at {target!r}", param_hint="--tools")
+        sys.path.insert(0, str(path.parent))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
     sys.path.insert(0, str(Path.cwd()))
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(target)
     except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint="--tools") from exc
-    try:
-        value = getattr(module, attr)
-    except AttributeError:
-        raise click.BadParameter(f"{module_name!r} has no attribute {attr!r}", param_hint="--tools") from None
-    if isinstance(value, Tool) or callable(value):
-        return [value]
-    if isinstance(value, Iterable):
-        return list(value)
-    raise click.BadParameter(f"{spec} is neither a tool nor a list of tools", param_hint="--tools")
+        raise click.BadParameter(f"cannot import {target!r}: {exc}", param_hint="--tools") from exc
 
 
 def render_items(items: Iterable[OutputItem]) -> str:
     """The model-facing items as terminal text (media shown as a one-line summary)."""
-    parts = []
+    from codemode._protocol.types import AudioItem, ImageItem, TextItem
+
+    parts: list[str] = []
     for item in items:
         if isinstance(item, TextItem):
             parts.append(item.text)
         elif isinstance(item, ImageItem):
-            parts.append(f"[image {_media_summary(item.image_url)}, detail {item.detail}]")
+            parts.append(f"[image {media_summary(item.image_url)}, detail {item.detail}]")
         elif isinstance(item, AudioItem):
-            parts.append(f"[audio {_media_summary(item.audio_url)}]")
+            parts.append(f"[audio {media_summary(item.audio_url)}]")
     return "\n".join(parts)
 
 
-def _media_summary(url: str) -> str:
+def media_summary(url: str) -> str:
+    """`<image/png, 5.9 KB>` for a base64 `data:` URL (decoded size), else the URL's start."""
+    from codemode.formats._data_url import parse_data_url
+
     parsed = parse_data_url(url)
-    return url[:40] if parsed is None else f"{parsed.mime_type}, {len(parsed.data)} base64 chars"
+    if parsed is None:
+        return url[:40]
+    size = len(parsed.data.rstrip("=")) * 3 // 4  # decoded bytes
+    return f"<{parsed.mime_type}, {size / 1024:.1f} KB>"
 
 
-def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that pick and size the JavaScript engine and bound each cell (`CodeMode`'s
-    keywords, and the engine's own)."""
+def session_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options both commands take: the tools, the engine, and each `Limits` and `Defaults`
+    field as `--field-name`."""
+    int_or_none: dict[str, Any] = {"default": None, "type": click.IntRange(0)}
     options = [
         click.option(
-            "--isolation",
-            type=click.Choice(["process", "in-process"]),
-            default="process",
-            show_default=True,
+            "--tools", "tool_specs", multiple=True, metavar="MODULE:ATTR",
+            help="Python tools to expose: a module path or FILE.py, and the function, Tool or list in it.",
+        ),
+        click.option(
+            "--mcp-config", type=click.Path(exists=True, dir_okay=False),
+            help='Downstream MCP servers, a {"mcpServers": {...}} JSON file: their tools become '
+            "tools.mcp__<server>__<tool>.",
+        ),
+        click.option(
+            "--isolation", type=click.Choice(["process", "in-process"]), default="process", show_default=True,
             help="Run V8 in supervised engine processes, or inside this process.",
         ),
         click.option(
-            "--engine-workers",
-            type=click.IntRange(1),
-            default=None,
+            "--engine-workers", type=click.IntRange(1), default=None,
             help="Engine worker processes (--isolation process; default: max(4, cores)).",
         ),
         click.option(
-            "--isolate-pool-size",
-            type=click.IntRange(0),
-            default=None,
-            help="V8 isolates kept prepared (per worker, or in this process).",
+            "--isolate-pool-size", **int_or_none, help="V8 isolates kept prepared (per worker, or in this process)."
         ),
         click.option("--cell-time-limit-ms", type=click.IntRange(1), default=None, help="Stop a cell after this long."),
-        click.option("--heap-limit-bytes", type=click.IntRange(1), default=None, help="V8 heap limit per cell."),
+        click.option("--heap-limit-bytes", **int_or_none, help="V8 heap limit per cell."),
         click.option("--max-concurrent-cells", type=click.IntRange(1), default=None, help="Open cells per session."),
+        click.option("--exec-yield-time-ms", **int_or_none, help="How long exec waits before yielding."),
+        click.option("--wait-yield-time-ms", **int_or_none, help="How long wait waits before yielding again."),
+        click.option("--max-output-tokens", **int_or_none, help="Token budget of one exec's or wait's output."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def session_options(
+def codemode_options(
+    *,
+    mcp_config: str | None,
     isolation: str,
     engine_workers: int | None,
     isolate_pool_size: int | None,
     cell_time_limit_ms: int | None,
     heap_limit_bytes: int | None,
     max_concurrent_cells: int | None,
+    exec_yield_time_ms: int | None,
+    wait_yield_time_ms: int | None,
+    max_output_tokens: int | None,
 ) -> CodeModeOptions:
-    """`CodeMode` keyword arguments from the engine options: the engine, and `Limits` with the
-    limits given (the others keep their defaults)."""
+    """`CodeMode` keyword arguments from the shared options: the engine, the MCP servers, and
+    `Limits`/`Defaults` with the fields given (the others keep their defaults)."""
     from codemode import engines
+    from codemode._session.options import CodeModeOptions
 
-    options = CodeModeOptions(isolation="in-process" if isolation == "in-process" else "process")
+    options = CodeModeOptions(
+        isolation="in-process" if isolation == "in-process" else "process",
+        mcp_servers=_checked_mcp_config(mcp_config),
+    )
     if isolation == "process" and (engine_workers is not None or isolate_pool_size is not None):
         sizes = {} if isolate_pool_size is None else {"isolate_pool_size": isolate_pool_size}
         options["engine"] = engines.ProcessEngine(engine_workers, **sizes)
@@ -124,18 +170,29 @@ def session_options(
         options["engine"] = engines.InProcessEngine(isolate_pool_size)
     elif engine_workers is not None:
         raise click.BadParameter("only --isolation process has engine workers", param_hint="--engine-workers")
-    given = {
-        "cell_time_limit_ms": cell_time_limit_ms,
-        "heap_limit_bytes": heap_limit_bytes,
-        "max_concurrent_cells": max_concurrent_cells,
-    }
-    limits = {key: value for key, value in given.items() if value is not None}
-    if limits:
-        options["limits"] = replace(DEFAULT_LIMITS, **limits)
+    limits = _given(
+        cell_time_limit_ms=cell_time_limit_ms,
+        heap_limit_bytes=heap_limit_bytes,
+        max_concurrent_cells=max_concurrent_cells,
+    )
+    defaults = _given(
+        exec_yield_time_ms=exec_yield_time_ms,
+        wait_yield_time_ms=wait_yield_time_ms,
+        max_output_tokens=max_output_tokens,
+    )
+    try:
+        options["limits"] = Limits(**limits)
+        options["defaults"] = Defaults(**defaults)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     return options
 
 
-def checked_config(path: str | None) -> str | None:
+def _given(**values: int | None) -> dict[str, int]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _checked_mcp_config(path: str | None) -> str | None:
     """The MCP config path, once it parses: a bad file is a usage error before anything starts."""
     if path is not None:
         from codemode.tools.mcp import load_mcp_config
@@ -147,45 +204,46 @@ def checked_config(path: str | None) -> str | None:
     return path
 
 
+def _tools(tool_specs: tuple[str, ...]) -> list[ToolEntry]:
+    return [tool for spec in tool_specs for tool in load_tools(spec)]
+
+
 @click.group()
 @click.version_option(package_name="codemode")
 def main() -> None:
     """Code mode for LLM agents: model-written JavaScript calling your tools in V8."""
 
 
-@main.command("exec")
+@main.command("exec", short_help="Run a script as a model's exec call and print what the model would read.")
 @click.argument("script", type=click.File("r", encoding="utf-8"))
-@click.option("--tools", "tool_specs", multiple=True, metavar="MODULE:ATTR", help="Python tools to expose.")
-@click.option("--mcp-config", type=click.Path(exists=True, dir_okay=False), help="MCP servers JSON file.")
-@click.option("--yield-time-ms", type=int, default=None, help="Yield to print progress after this long.")
-@click.option("--max-output-tokens", type=int, default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print each observation as Responses-API JSON.")
-@engine_options
+@session_options
+@click.option(
+    "--yield-time-ms", "yield_time_ms", type=click.IntRange(0), default=None, hidden=True,
+    deprecated=f"Use --exec-yield-time-ms; {_NEXT_RELEASE}.",
+)
 def exec_command(
-    script: Any,
-    tool_specs: tuple[str, ...],
-    mcp_config: str | None,
-    yield_time_ms: int | None,
-    max_output_tokens: int | None,
-    as_json: bool,
-    **engine: Any,
+    script: Any, as_json: bool, tool_specs: tuple[str, ...], yield_time_ms: int | None, **options: Any
 ) -> None:
     """Run SCRIPT (a file, or - for stdin) like a model's exec call; waits through yields.
 
     Prints exactly what the model would receive for every observation; exits 1 if the script
     failed or code mode could not start (e.g. a `required` MCP server failed).
     """
-    tools: list[Tool | Callable[..., Any]] = []
-    for spec in tool_specs:
-        tools.extend(load_tools(spec))
-    source = script.read()
-    options = session_options(**engine) | CodeModeOptions(
-        mcp_servers=checked_config(mcp_config), approve=_no_one_to_ask
-    )
+    from codemode._loop import run as run_loop
+    from codemode._session.session import CodeMode
+    from codemode.tools.mcp import McpServerError
+
+    if yield_time_ms is not None and options["exec_yield_time_ms"] is None:
+        options["exec_yield_time_ms"] = yield_time_ms
+    tools = _tools(tool_specs)
+    source: str = script.read()
+    session = codemode_options(**options)
+    session["approve"] = _no_one_to_ask
 
     async def run() -> ExecResult:
-        async with CodeMode(tools, **options) as cm:
-            result = await cm.exec(source, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
+        async with CodeMode(tools, **session) as cm:
+            result = await cm.exec(source)
             _print(result, as_json)
             while result.status == "running" and result.cell_id is not None:
                 result = await cm.wait(result.cell_id)
@@ -209,22 +267,22 @@ def _no_one_to_ask(call: ToolCall) -> bool:
 
 
 def _print(result: ExecResult, as_json: bool) -> None:
+    from codemode._output import model_items
+    from codemode.formats import to_model
+    from codemode.formats._text import wire_text
+
     if as_json:
         click.echo(wire_text(json.dumps(to_model(result, "responses"), ensure_ascii=False)))
     else:
         click.echo(wire_text(render_items(model_items(result))))
 
 
-@main.command("mcp")
+@main.command("mcp", short_help="Serve code mode (the tools exec and wait) over MCP, stdio or HTTP.")
+@session_options
 @click.option(
-    "--config",
-    "--mcp-config",
-    "mcp_config",
-    type=click.Path(exists=True, dir_okay=False),
-    help='Downstream MCP servers, a {"mcpServers": {...}} JSON file: their tools become '
-    "tools.mcp__<server>__<tool>.",
+    "--config", "config", type=click.Path(exists=True, dir_okay=False), default=None, hidden=True,
+    deprecated=f"Use --mcp-config; {_NEXT_RELEASE}.",
 )
-@click.option("--tools", "tool_specs", multiple=True, metavar="MODULE:ATTR", help="Python tools to expose.")
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: the address to listen on.")
 @click.option(
@@ -251,17 +309,16 @@ def _print(result: ExecResult, as_json: bool) -> None:
     show_default=True,
     help="HTTP: open MCP sessions before new ones are refused.",
 )
-@engine_options
 def mcp_command(
-    mcp_config: str | None,
     tool_specs: tuple[str, ...],
+    config: str | None,
     transport: str,
     host: str,
     port: int,
     auth_token_env: str | None,
     session_idle_timeout: float,
     max_sessions: int,
-    **engine: Any,
+    **options: Any,
 ) -> None:
     """Serve code mode over MCP: the tools `exec` and `wait`.
 
@@ -272,11 +329,12 @@ def mcp_command(
     """
     from codemode import mcp_server
     from codemode._gc import settle_for_serving
+    from codemode._loop import run as run_loop
 
-    tools: list[Tool | Callable[..., Any]] = []
-    for spec in tool_specs:
-        tools.extend(load_tools(spec))
-    options = session_options(**engine) | CodeModeOptions(mcp_servers=checked_config(mcp_config))
+    if config is not None and options["mcp_config"] is None:
+        options["mcp_config"] = config
+    tools = _tools(tool_specs)
+    session = codemode_options(**options)
     auth_token = None
     if auth_token_env is not None:
         auth_token = os.environ.get(auth_token_env)
@@ -289,7 +347,7 @@ def mcp_command(
     settle_for_serving()  # this process serves until it is stopped
     try:
         if transport == "stdio":
-            run_loop(mcp_server.serve_stdio(tools, **options))
+            run_loop(mcp_server.serve_stdio(tools, **session))
         else:
             serving = mcp_server.serve_http(
                 tools,
@@ -299,7 +357,7 @@ def mcp_command(
                 on_listening=announce,
                 session_idle_timeout=session_idle_timeout,
                 max_sessions=max_sessions,
-                **options,
+                **session,
             )
             run_loop(serving)
     except UsageError as exc:

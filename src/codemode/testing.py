@@ -183,8 +183,9 @@ class FakeCell:
 class FakeSession:
     """One session's handle on a `FakeEngine` (an `EngineSession`): the cells it started."""
 
-    def __init__(self, engine: FakeEngine, setup: SessionSetup) -> None:
-        self._engine = engine
+    def __init__(self, engine: FakeEngine, setup: SessionSetup, started: asyncio.Queue[FakeCell]) -> None:
+        self.engine = engine
+        self._started = started  # the engine's: `FakeEngine.next_cell` reads it
         self.setup = setup
         self.cells: list[FakeCell] = []
         self.closed = False
@@ -194,14 +195,14 @@ class FakeSession:
             raise AssertionError("start() on a closed session")
         cell = FakeCell(program, on_event)
         self.cells.append(cell)
-        self._engine._started.put_nowait(cell)
+        self._started.put_nowait(cell)
         return cell
 
     async def ready(self, isolates: int | None = None) -> None:
         return None
 
     def is_alive(self) -> bool:
-        return not self.closed and not self._engine.closed
+        return not self.closed and not self.engine.closed
 
     async def aclose(self) -> None:
         self.closed = True
@@ -218,7 +219,7 @@ class FakeEngine(Engine):
     async def open_session(self, setup: SessionSetup) -> FakeSession:
         if self.closed:
             raise UsageError("this FakeEngine is closed")
-        session = FakeSession(self, setup)
+        session = FakeSession(self, setup, self._started)
         self.sessions.append(session)
         return session
 

@@ -19,15 +19,16 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote
 
 import pytest
+from tests.conftest import MakeCodeMode
+from tests.hardening._support import linux_only
 
 from codemode import CodeMode, ExecResult, TextItem
 from codemode.errors import UsageError
 from codemode.tools.openapi import OpenApiToolset
-from tests.conftest import MakeCodeMode
-from tests.hardening._support import linux_only
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +45,16 @@ class Seen:
 class Recorder:
     """A loopback HTTP server that records requests and answers by path (see `_Handler`)."""
 
-    server: http.server.ThreadingHTTPServer
-    seen: list[Seen] = field(default_factory=list)
+    server: _Server
+    seen: list[Seen] = field(default_factory=list[Seen])
 
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    recorder: Recorder
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -58,10 +63,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     else 200 with `{"ok": true}`."""
 
     protocol_version = "HTTP/1.0"
-    server: http.server.ThreadingHTTPServer
 
     def do_GET(self) -> None:
-        recorder: Recorder = self.server.recorder  # type: ignore[attr-defined]
+        recorder = cast(_Server, self.server).recorder
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             key = name.lower()
@@ -72,7 +76,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(500, b"backend exploded: " + b"e" * 20_000, "text/plain")
         elif "/moved" in path:
             self.send_response(302)
-            self.send_header("Location", self.path.split("to=", 1)[1])
+            self.send_header("Location", unquote(self.path.split("to=", 1)[1]))
             self.end_headers()
         elif "/sized/" in path or "/streamed/" in path:
             size = int(path.rsplit("/", 1)[1])
@@ -99,9 +103,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def _serve() -> Recorder:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     recorder = Recorder(server)
-    server.recorder = recorder  # type: ignore[attr-defined]
+    server.recorder = recorder
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return recorder
 
@@ -119,22 +123,31 @@ def _param(name: str, where: str = "path", required: bool | None = None) -> dict
             "schema": {"type": "string"}}  # fmt: skip
 
 
-def _spec(paths: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """An OpenAPI document with one GET per path (operationId = the first word after `/`)."""
-    operations = {
+def _spec(**operations: tuple[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """An OpenAPI document with one GET per path: `operationId=(path, parameters)`."""
+    paths = {
         path: {"get": {"operationId": op_id, "parameters": parameters, "responses": {"200": {"description": "ok"}}}}
-        for op_id, (path, parameters) in ((p.strip("/").split("/")[0] or "root", (p, ps)) for p, ps in paths.items())
+        for op_id, (path, parameters) in operations.items()
     }
-    return {"openapi": "3.0.3", "info": {"title": "Confined"}, "paths": operations}
+    return {"openapi": "3.0.3", "info": {"title": "Confined"}, "paths": paths}
 
 
 def _texts(result: ExecResult) -> list[str]:
     return [item.text for item in result.items if isinstance(item, TextItem)]
 
 
+async def _schema(cm: CodeMode, name: str) -> dict[str, Any]:
+    """The input schema of nested tool `name` as the session offers it."""
+    await cm.start()
+    [nested] = [nested for nested in cm.tools if nested.global_name == name]
+    return nested.tool.input_schema or {}
+
+
 async def _outcomes(cm: CodeMode, *calls: str) -> list[str]:
     """What the script read for each call: `ok` or `rejected: <error>`."""
-    body = "".join(f"try {{ await tools.{call}; text('ok') }} catch (e) {{ text('rejected: ' + e) }}\n" for call in calls)
+    body = "".join(
+        f"try {{ await tools.{call}; text('ok') }} catch (e) {{ text('rejected: ' + e) }}\n" for call in calls
+    )
     result = await cm.exec(body, yield_time_ms=30_000)
     assert (result.status, result.error) == ("completed", None)
     return _texts(result)
@@ -144,7 +157,7 @@ async def _outcomes(cm: CodeMode, *calls: str) -> list[str]:
 
 
 async def test_each_path_parameter_is_one_encoded_segment(make_cm: MakeCodeMode, recorder: Recorder) -> None:
-    spec = _spec({"/orgs/{org}/members/{member}": [_param("org"), _param("member")]})
+    spec = _spec(orgs=("/orgs/{org}/members/{member}", [_param("org"), _param("member")]))
     cm = await make_cm(openapi={"hr": {"spec": spec, "base_url": f"{recorder.origin}/svc/v2"}})
     values = {
         "a/b/../../c": "a%2Fb%2F..%2F..%2Fc",
@@ -163,16 +176,16 @@ async def test_each_path_parameter_is_one_encoded_segment(make_cm: MakeCodeMode,
 
 
 async def test_dot_and_empty_path_parameters_are_refused_unsent(make_cm: MakeCodeMode, recorder: Recorder) -> None:
-    spec = _spec({"/orgs/{org}/members/{member}": [_param("org"), _param("member")],
-                  "/files/{stem}{suffix}": [_param("stem"), _param("suffix")]})  # fmt: skip
+    spec = _spec(orgs=("/orgs/{org}/members/{member}", [_param("org"), _param("member")]),
+                 files=("/files/{stem}{suffix}", [_param("stem"), _param("suffix")]))  # fmt: skip
     cm = await make_cm(openapi={"hr": {"spec": spec, "base_url": f"{recorder.origin}/svc/v2"}})
     out = await _outcomes(
         cm,
         "hr__orgs({org: 'acme', member: '..'})",
         "hr__orgs({org: '.', member: 'm-7'})",
         "hr__orgs({org: '', member: 'm-7'})",
-        "hr__files({stem: '.x', suffix: '.'})",
-        "hr__files({stem: '.', suffix: '.'})",  # each value is fine, together they are `..`
+        "hr__files({stem: '.', suffix: 'x'})",  # also where it fills part of a segment
+        "hr__files({stem: '.x', suffix: '..y'})",
     )
     assert out[:3] == [
         "rejected: path parameter `member` cannot be '..': each path parameter is one path segment; "
@@ -182,17 +195,18 @@ async def test_dot_and_empty_path_parameters_are_refused_unsent(make_cm: MakeCod
         "rejected: path parameter `org` cannot be '': each path parameter is one path segment; "
         "the request was not sent",
     ]
-    assert out[3] == "ok"
-    assert out[4] == (
-        f"rejected: GET /files/.. would leave the API's base URL {recorder.origin}/svc/v2; the request was not sent"
-    )
-    assert [seen.line for seen in recorder.seen] == ["GET /svc/v2/files/.x. HTTP/1.1"]
+    assert out[3:] == [
+        "rejected: path parameter `stem` cannot be '.': each path parameter is one path segment; "
+        "the request was not sent",
+        "ok",
+    ]
+    assert [seen.line for seen in recorder.seen] == ["GET /svc/v2/files/.x..y HTTP/1.1"]
 
 
 async def test_a_path_outside_the_base_url_is_never_sent(make_cm: MakeCodeMode, recorder: Recorder) -> None:
-    spec = _spec({"/../../admin/{id}": [_param("id")], "internal": [], "/reports": []})
+    spec = _spec(admin=("/../../admin/{id}", [_param("id")]), internal=("internal", []), reports=("/reports", []))
     cm = await make_cm(openapi={"acct": {"spec": spec, "base_url": f"{recorder.origin}/tenants/t-9/"}})
-    out = await _outcomes(cm, "acct__root({id: 'x'})", "acct__internal()", "acct__reports()")
+    out = await _outcomes(cm, "acct__admin({id: 'x'})", "acct__internal()", "acct__reports()")
     base = f"{recorder.origin}/tenants/t-9"
     assert out == [
         f"rejected: GET /../../admin/x would leave the API's base URL {base}; the request was not sent",
@@ -206,11 +220,12 @@ async def test_a_path_outside_the_base_url_is_never_sent(make_cm: MakeCodeMode, 
 
 
 async def test_the_base_url_query_is_kept_first_and_shown_nowhere(make_cm: MakeCodeMode, recorder: Recorder) -> None:
-    spec = _spec({"/search": [_param("q", "query"), _param("tenant", "query", required=True)], "/fail": []})
+    spec = _spec(
+        search=("/search", [_param("q", "query"), _param("tenant", "query", required=True)]), fail=("/fail", [])
+    )
     base_url = f"{recorder.origin}/svc?tenant=acme&key=k-7731&key=k-7732"
     cm = await make_cm(openapi={"idx": {"spec": spec, "base_url": base_url}})
-    search = next(tool for tool in cm.tools if tool.name == "idx__search")
-    assert "tenant" not in json.dumps(search.input_schema) and "k-7731" not in cm.exec_description()
+    assert "tenant" not in json.dumps(await _schema(cm, "idx__search")) and "k-7731" not in cm.exec_description()
     out = await _outcomes(cm, "idx__search({q: 'red shoes'})", "idx__search({q: 'x', tenant: 'evil'})", "idx__fail()")
     assert out[0] == "ok"
     assert out[1].startswith("rejected: tool `idx__search` got invalid arguments: Additional properties")
@@ -229,10 +244,10 @@ async def test_header_parameters_cannot_replace_configured_or_transport_headers(
                     "Proxy-Authorization", "Upgrade", "X-Request-Id"]  # fmt: skip
     parameters = [_param(name, "header", required=name == "Host") for name in header_names]
     parameters += [_param("session", "cookie"), _param("theme", "cookie")]
-    spec = _spec({"/profile": parameters})
+    spec = _spec(profile=("/profile", parameters))
     headers = {"X-Service-Token": "tok-5150", "Cookie": "session=sess-88; lang=en"}
     cm = await make_cm(openapi={"prof": {"spec": spec, "base_url": recorder.origin, "headers": headers}})
-    schema = next(tool for tool in cm.tools if tool.name == "prof__profile").input_schema or {}
+    schema = await _schema(cm, "prof__profile")
     assert set(schema["properties"]) == {"X-Request-Id", "theme"} and "required" not in schema
     out = await _outcomes(
         cm,
@@ -254,11 +269,13 @@ async def test_header_parameters_cannot_replace_configured_or_transport_headers(
     assert seen.headers["x-request-id"] == "req-1"
 
 
-async def test_unconfigured_authorization_stays_a_parameter(recorder: Recorder) -> None:
-    spec = _spec({"/me": [_param("Authorization", "header"), _param("Host", "header")]})
-    [tool] = OpenApiToolset({"api": {"spec": spec, "base_url": recorder.origin}}).tools
+def test_unconfigured_authorization_stays_a_parameter() -> None:
+    spec = _spec(me=("/me", [_param("Authorization", "header"), _param("Host", "header")]))
+    [tool] = OpenApiToolset({"api": {"spec": spec, "base_url": "http://127.0.0.1:9"}}).tools
     assert set((tool.input_schema or {})["properties"]) == {"Authorization"}  # Host never
-    [tool] = OpenApiToolset({"api": {"spec": spec, "base_url": recorder.origin, "headers": {"AUTHORIZATION": "t"}}}).tools
+    [tool] = OpenApiToolset(
+        {"api": {"spec": spec, "base_url": "http://127.0.0.1:9", "headers": {"AUTHORIZATION": "t"}}}
+    ).tools
     assert (tool.input_schema or {})["properties"] == {}
 
 
@@ -268,7 +285,7 @@ async def test_unconfigured_authorization_stays_a_parameter(recorder: Recorder) 
 async def test_base_url_credentials_become_a_header_and_appear_in_no_text(
     make_cm: MakeCodeMode, recorder: Recorder
 ) -> None:
-    spec = _spec({"/fail": [], "/ok": []})
+    spec = _spec(fail=("/fail", []), ok=("/ok", []))
     closed_port = _closed_port()
     cm = await make_cm(openapi={
         "live": {"spec": spec, "base_url": f"http://svc-user:pa%3Ass-9931@{recorder.origin[7:]}/api"},
@@ -291,8 +308,8 @@ async def test_base_url_credentials_become_a_header_and_appear_in_no_text(
 
 
 def test_base_url_credentials_and_an_authorization_header_are_refused() -> None:
-    spec = _spec({"/ok": []})
-    with pytest.raises(UsageError, match="`base_url` has credentials .* keep one") as refused:
+    spec = _spec(ok=("/ok", []))
+    with pytest.raises(UsageError, match=r"`base_url` has credentials .* keep one") as refused:
         OpenApiToolset({"api": {"spec": spec, "base_url": "https://bot:hunter2-secret@api.example",
                                 "headers": {"authorization": "Bearer t"}}})  # fmt: skip
     with pytest.raises(UsageError, match="`base_url` is not a valid URL") as invalid:
@@ -308,7 +325,7 @@ def test_base_url_credentials_and_an_authorization_header_are_refused() -> None:
 async def test_redirects_are_not_followed(make_cm: MakeCodeMode, recorder: Recorder) -> None:
     elsewhere = _serve()
     try:
-        spec = _spec({"/moved": [_param("to", "query")]})
+        spec = _spec(moved=("/moved", [_param("to", "query")]))
         config = {"spec": spec, "base_url": recorder.origin, "headers": {"X-Service-Token": "tok-302"}}
         cm = await make_cm(openapi={"api": config})
         [out] = await _outcomes(cm, f"api__moved({{to: '{elsewhere.origin}/collect'}})")
@@ -320,12 +337,12 @@ async def test_redirects_are_not_followed(make_cm: MakeCodeMode, recorder: Recor
 
 
 async def test_response_bodies_are_capped(make_cm: MakeCodeMode, recorder: Recorder) -> None:
-    spec = _spec({"/sized/{n}": [_param("n")], "/streamed/{n}": [_param("n")], "/fail": []})
+    spec = _spec(sized=("/sized/{n}", [_param("n")]), streamed=("/streamed/{n}", [_param("n")]), fail=("/fail", []))
     cm = await make_cm(openapi={"api": {"spec": spec, "base_url": recorder.origin, "max_response_bytes": 3000}})
     result = await cm.exec(
         "for (const [call, n] of [[tools.api__sized, 3000], [tools.api__streamed, 3000],\n"
         "                         [tools.api__sized, 3001], [tools.api__streamed, 70000], [tools.api__fail, 0]]) {\n"
-        "  try { text(String((await call({n: String(n)})).length)) } catch (e) { text(String(e)) } }",
+        "  try { text(String((await call(n ? {n: String(n)} : {})).length)) } catch (e) { text(String(e)) } }",
         yield_time_ms=30_000,
     )
     out = _texts(result)

@@ -14,10 +14,7 @@ from typing import Any
 import pytest
 
 from codemode import Limits, Tool
-from codemode._engine.miniracer import CHANNEL_ERROR
 from tests.hardening._support import Host, texts
-
-CHANNEL = CHANNEL_ERROR[:40]
 
 ALLOWED_GLOBALS = set(
     """AggregateError ALL_TOOLS Array ArrayBuffer AsyncDisposableStack BigInt BigInt64Array BigUint64Array
@@ -101,17 +98,22 @@ CASES = [
     Case("wrapper-breakout-bigint", "}); (x => 10n)(function () {", texts=[]),  # a BigInt eval result must not hang
     # --- prototypes and built-ins the prelude uses ----------------------------------------------
     Case("json-replaced", 'JSON.stringify = () => "garbage"; JSON.parse = () => 1; store("k", {a: 1}); text(load("k").a)', texts=["1"]),
-    Case("object-tojson", 'Object.prototype.toJSON = function () { return "x" }; text("a")', "failed", error_has=CHANNEL),
-    Case("string-methods", 'String.prototype.charCodeAt = () => 0; text("abc")', "failed", error_has=CHANNEL),
+    # (the prelude keeps its own copies of them: tests/hardening/test_forgery.py covers each one)
+    Case("object-tojson", 'Object.prototype.toJSON = function () { return "x" }; text("a")', texts=["a"]),
+    Case("string-methods", 'String.prototype.charCodeAt = () => 0; text("abc")', texts=["abc"]),
     Case(
         "toctou-getter",  # a getter that answers the checks with a string, then hands over an object
         'let n = 0; image({ get image_url() { n++; return n < 3 ? "data:image/png;base64,AA" :'
-        '{ indexOf: () => 4, slice: () => ({ toLowerCase: () => "data" }) } } })',
-        "failed",
-        error_has=CHANNEL,
+        '{ indexOf: () => 4, slice: () => ({ toLowerCase: () => "data" }) } } }); text(n)',
+        texts=["image", "1"],  # read once: the image is the string it checked
     ),
     Case("promise-then-replaced", 'Promise.prototype.then = function () {}; text("x")', texts=["x"]),
-    Case("array-includes-and-lowercase", 'Array.prototype.includes = () => true; image("data:image/png;base64,AA", "ZZ")', "failed", error_has=CHANNEL),
+    Case(
+        "array-includes-and-lowercase",
+        'Array.prototype.includes = () => true; String.prototype.toLowerCase = () => "high"; image("data:image/png;base64,AA", "ZZ")',
+        "failed",
+        error_has="image detail must be one of: auto, low, high, original",
+    ),
     # --- values that cross to Python: getters, proxies, toJSON -----------------------------------
     Case(
         "getter-argument",

@@ -12,7 +12,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from tests.conftest import ISOLATION
 from tests.hardening._support import linux_only
 

@@ -19,7 +19,7 @@ import asyncio
 import difflib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from codemode._describe.descriptions import (
     DEFAULT_SEARCH_LIMIT,
@@ -155,8 +155,8 @@ class ToolCatalog:
             raise ToolError(
                 f'{SEARCH_HELPER_NAME} expects a query string, like {SEARCH_HELPER_NAME}("create issue")'
             )
-        options = arguments[1] if len(arguments) > 1 and arguments[1] is not None else {}
-        limit = options.get("limit", DEFAULT_SEARCH_LIMIT) if isinstance(options, dict) else None
+        options: object = arguments[1] if len(arguments) > 1 and arguments[1] is not None else {}
+        limit = cast(dict[str, Any], options).get("limit", DEFAULT_SEARCH_LIMIT) if isinstance(options, dict) else None
         if (
             isinstance(limit, bool)
             or not isinstance(limit, (int, float))
@@ -184,5 +184,5 @@ def _index(table: Sequence[NestedTool]) -> ToolIndex:
 
 def _positional(arguments_json: str | None) -> list[Any]:
     """A helper's arguments: the prelude sends them as one JSON array."""
-    value = json.loads(arguments_json) if arguments_json is not None else []
-    return value if isinstance(value, list) else [value]
+    value: object = json.loads(arguments_json) if arguments_json is not None else []
+    return cast(list[Any], value) if isinstance(value, list) else [value]

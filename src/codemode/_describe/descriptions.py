@@ -21,9 +21,9 @@ from typing import Any, Literal, TypeAlias
 
 from codemode._describe.mcp_types import is_mcp_output_schema, shared_mcp_types_section
 from codemode._describe.names import DESCRIBE_HELPER_NAME, SEARCH_HELPER_NAME, NestedTool, script_namespace
-from codemode._output import approx_tokens
 from codemode._protocol.config import Defaults
 from codemode._protocol.helpers import HELPERS
+from codemode._protocol.tokens import approx_tokens
 
 __all__ = [
     "DEFAULT_SEARCH_LIMIT",

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import bm25s  # type: ignore[import-untyped]
 import numpy as np
+import numpy.typing as npt
 import Stemmer  # type: ignore[import-not-found]
 from bm25s.stopwords import STOPWORDS_EN  # type: ignore[import-untyped]
 
@@ -32,14 +34,25 @@ _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
 _NAME_WEIGHT = 0.3
 _DETAIL_WEIGHT = 0.2
-_STEMMER = Stemmer.Stemmer("english")
+
+
+class _Stemmer(Protocol):
+    def stemWords(self, words: list[str]) -> list[str]: ...  # noqa: N802 - PyStemmer's name
+
+
+class _Retriever(Protocol):
+    """The part of `bm25s.BM25` used here (bm25s ships no type hints)."""
+
+    def get_scores(self, query_tokens: list[str]) -> npt.NDArray[np.float64]: ...
+
+
+_STEMMER = cast(_Stemmer, cast(Any, Stemmer).Stemmer("english"))
 
 
 def search_words(text: str) -> list[str]:
     """`text` as the index sees it: stemmed, lower-case words without stopwords."""
     words = [word.lower() for word in _WORD.findall(text)]
-    stems: list[str] = _STEMMER.stemWords([word for word in words if word not in _STOPWORDS])
-    return stems
+    return _STEMMER.stemWords([word for word in words if word not in _STOPWORDS])
 
 
 class ToolIndex:
@@ -59,17 +72,19 @@ class ToolIndex:
         words = search_words(query)
         if not words or not self._names or limit <= 0:
             return []
-        scores = sum(weight * retriever.get_scores(words) for weight, retriever in self._fields)
+        scores = np.zeros(len(self._names))
+        for weight, retriever in self._fields:
+            scores += weight * retriever.get_scores(words)
         best = np.argsort(-scores, kind="stable")[:limit]
         return [self._names[int(hit)] for hit in best if scores[hit] > 0]
 
 
-def _retriever(documents: list[list[str]]) -> bm25s.BM25:
-    retriever = bm25s.BM25()
+def _retriever(documents: list[list[str]]) -> _Retriever:
+    retriever = cast(Any, bm25s).BM25()
     retriever.index(documents, show_progress=False)
-    return retriever
+    return cast(_Retriever, retriever)
 
 
 def _parameter_names(nested: NestedTool) -> str:
-    properties = (nested.tool.input_schema or {}).get("properties")
-    return " ".join(properties) if isinstance(properties, dict) else ""
+    properties: object = (nested.tool.input_schema or {}).get("properties")
+    return " ".join(cast(dict[str, Any], properties)) if isinstance(properties, dict) else ""

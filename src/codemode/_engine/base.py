@@ -30,6 +30,16 @@ class OutputEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputDroppedEvent:
+    """The engine dropped `items` output items (`chars` characters of text and URLs) in order
+    here, because more output waited inside it than it keeps (the script printed faster than the
+    host could take it while the script never paused); the cell shows a notice in their place."""
+
+    items: int
+    chars: int
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyEvent:
     """The script called `notify(text)`."""
 
@@ -87,7 +97,14 @@ class EngineDiedEvent:
 
 
 EngineEvent: TypeAlias = (
-    OutputEvent | NotifyEvent | ToolCallEvent | YieldEvent | FinishedEvent | MemoryLimitEvent | EngineDiedEvent
+    OutputEvent
+    | OutputDroppedEvent
+    | NotifyEvent
+    | ToolCallEvent
+    | YieldEvent
+    | FinishedEvent
+    | MemoryLimitEvent
+    | EngineDiedEvent
 )
 EventSink: TypeAlias = Callable[[EngineEvent], None]
 

@@ -24,34 +24,68 @@ const __codemode_host__ = (function (setup) {
   const ping = g.__codemode_ping__;
   delete g.__codemode_ping__;
 
-  // Intrinsics captured before the script can replace them.
-  const SAB = g.SharedArrayBuffer;
-  const waitAsync = g.Atomics.waitAsync;
-  const atomicsLoad = g.Atomics.load;
-  const atomicsStore = g.Atomics.store;
-  const atomicsExchange = g.Atomics.exchange;
-  const stringify = JSON.stringify;
-  const parse = JSON.parse;
-  const isArray = Array.isArray;
-  const arrayPush = Array.prototype.push; // the script may replace the prototype's
-  const arrayJoin = Array.prototype.join;
-  const arraySlice = Array.prototype.slice;
-  const startsWith = String.prototype.startsWith;
-  const stringSlice = String.prototype.slice;
-  const ProxyCtor = Proxy;
-  const objectEntries = Object.entries;
-  const push = (array, value) => reflectApply(arrayPush, array, [value]);
-  const PromiseCtor = Promise;
-  const promiseThen = Promise.prototype.then; // the script may replace the prototype's
-  const Int32ArrayCtor = Int32Array;
-  const MapCtor = Map;
+  // ---- primordials --------------------------------------------------------------------------
+  // Every built-in the prelude calls once the script runs, taken now, before any script exists
+  // (as Node.js does with its primordials): the script may replace any global, prototype method,
+  // accessor or Symbol.iterator, and none of that may change what the prelude writes to the
+  // host or let it skip a check. So the code below calls methods only through these uncurried
+  // copies (`StringPrototypeSlice(s, 0, 5)`, never `s.slice(0, 5)`), never iterates with
+  // for-of, spread or array destructuring (the iterator protocol), reads a value it checks once,
+  // gives objects and arrays it writes into a null prototype (no inherited setter or toJSON
+  // applies to them), and attaches promise reactions with `settle` (no species lookup).
+  // tests/hardening/test_forgery.py replaces each one listed here and checks nothing changes.
+  const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
+  const ReflectApply = Reflect.apply;
+  const ObjectDefineProperty = Object.defineProperty;
+  const ObjectEntries = Object.entries;
+  const ObjectFreeze = Object.freeze;
+  const ObjectSetPrototypeOf = Object.setPrototypeOf;
+  const ArrayIsArray = Array.isArray;
+  const JSONStringify = JSON.stringify;
+  const JSONParse = JSON.parse;
   const StringCtor = String;
-  const isFiniteNumber = Number.isFinite;
-  const trunc = Math.trunc;
-  const defineProperty = Object.defineProperty;
-  const fromEntries = Object.fromEntries;
-  const freeze = Object.freeze;
-  const reflectApply = Reflect.apply;
+  const StringPrototypeCharCodeAt = uncurryThis(String.prototype.charCodeAt);
+  const StringPrototypeIndexOf = uncurryThis(String.prototype.indexOf);
+  const StringPrototypeSlice = uncurryThis(String.prototype.slice);
+  const StringPrototypeStartsWith = uncurryThis(String.prototype.startsWith);
+  const StringPrototypeToLowerCase = uncurryThis(String.prototype.toLowerCase);
+  const StringPrototypeTrim = uncurryThis(String.prototype.trim);
+  const SymbolPrototypeToString = uncurryThis(Symbol.prototype.toString);
+  const ErrorPrototypeToString = uncurryThis(Error.prototype.toString);
+  const MapCtor = Map;
+  const MapPrototypeGet = uncurryThis(Map.prototype.get);
+  const MapPrototypeSet = uncurryThis(Map.prototype.set);
+  const MapPrototypeDelete = uncurryThis(Map.prototype.delete);
+  const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
+  const PromiseCtor = Promise;
+  const PromiseResolve = Promise.resolve;
+  const PromiseReject = Promise.reject;
+  const PromisePrototypeThen = uncurryThis(Promise.prototype.then);
+  const ProxyCtor = Proxy;
+  const NumberIsFinite = Number.isFinite;
+  const MathTrunc = Math.trunc;
+  const Int32ArrayCtor = Int32Array;
+  const SAB = g.SharedArrayBuffer;
+  const AtomicsLoad = g.Atomics.load;
+  const AtomicsStore = g.Atomics.store;
+  const AtomicsExchange = g.Atomics.exchange;
+  const AtomicsWaitAsync = g.Atomics.waitAsync;
+  // ---- end of primordials --------------------------------------------------------------------
+
+  // An array no setter, getter or toJSON of Array.prototype or Object.prototype reaches.
+  const safeList = () => ObjectSetPrototypeOf([], null);
+  const append = (list, value) => {
+    list[list.length] = value;
+  };
+  // A data property descriptor no accessor of Object.prototype ("get", "value"...) alters.
+  const dataProperty = (value, enumerable) => ({ __proto__: null, value, writable: true, configurable: true, enumerable });
+
+  // `promise.then(onFulfilled, onRejected)` on a promise the script cannot reach, without the
+  // species lookup of `then` (Promise.prototype.constructor, Symbol.species) that runs its code.
+  function settle(promise, onFulfilled, onRejected) {
+    ObjectDefineProperty(promise, "constructor", { __proto__: null, value: undefined });
+    PromisePrototypeThen(promise, onFulfilled, onRejected);
+  }
 
   for (const name of ["console", "Atomics", "SharedArrayBuffer", "WebAssembly"]) {
     delete g[name];
@@ -63,11 +97,10 @@ const __codemode_host__ = (function (setup) {
   // Columns on the script's first line still include the wrapper prefix; the host shifts them
   // in the error text it reports (the engine cell's `_fix_positions`).
   const PRELUDE_FILE = "codemode_prelude.js";
-  const errorToString = Error.prototype.toString;
   function prepareStackTrace(error, frames) {
     let out;
     try {
-      out = reflectApply(errorToString, error, []);
+      out = ErrorPrototypeToString(error);
     } catch (_) {
       out = "Error";
     }
@@ -86,33 +119,76 @@ const __codemode_host__ = (function (setup) {
     }
     return out;
   }
-  defineProperty(g.Error, "prepareStackTrace", { value: prepareStackTrace, writable: true, configurable: true, enumerable: false });
+  ObjectDefineProperty(g.Error, "prepareStackTrace", dataProperty(prepareStackTrace, false));
 
   // ---- channel -------------------------------------------------------------------------------
+  // Every message is a null-prototype object of primitives (and, for `done`, one null-prototype
+  // object of strings), so its JSON text is exactly what the prelude built.
   const CAP = setup.ring_bytes; // a power of two
+  const MAX_BUFFERED_CHARS = setup.max_buffered_chars;
   const ring = new SAB(16 + CAP);
   const header = new Int32Array(ring, 0, 4); // [write pos, read pos (host), overflow count, ping pending]
   const units = new Uint16Array(ring, 16, CAP >> 1);
   const words = new Uint32Array(ring, 16, CAP >> 2);
-  const overflow = [];
+  const overflow = safeList();
   let overflowHead = 0; // messages before it were drained already
   let overflowChars = 0;
   const DRAIN_CHARS = CAP >> 1; // one drain hands the host at most about this much
   let finished = false;
 
+  // Output items dropped because too much waited in the overflow (a script printing faster than
+  // the host takes it, without pausing), not yet reported: the report, `{k: "dropped"}`, goes
+  // before the next message kept, or ends the drain that empties the overflow.
+  let droppedItems = 0;
+  let droppedChars = 0;
+
+  // The characters of an output message's item, as the host counts them; -1 for other kinds.
+  function outputChars(message) {
+    const k = message.k;
+    if (k === "text") return message.v.length;
+    if (k === "image" || k === "audio") return message.url.length;
+    return -1;
+  }
+
+  function droppedReport() {
+    const s = JSONStringify({ __proto__: null, k: "dropped", items: droppedItems, chars: droppedChars });
+    droppedItems = 0;
+    droppedChars = 0;
+    return s;
+  }
+
+  // Output that would take the overflow past MAX_BUFFERED_CHARS is dropped (and reported), and
+  // the script runs on; other messages always go (calls must be answered, `done` must arrive;
+  // the heap limit bounds them).
   const send = (function send(message) {
-    const s = stringify(message);
+    const s = JSONStringify(message);
     const n = s.length;
     const need = 4 + ((n * 2 + 3) & ~3);
-    const w = atomicsLoad(header, 0) >>> 0;
-    const r = atomicsLoad(header, 1) >>> 0;
-    if (overflow.length > overflowHead || need > CAP - ((w - r) >>> 0)) {
-      if (overflowChars + n > setup.max_buffered_chars && message.k !== "done") {
-        throw `output buffer limit reached: more than ${setup.max_buffered_chars} characters are waiting for the host`;
+    const used = (AtomicsLoad(header, 0) - AtomicsLoad(header, 1)) >>> 0;
+    const queued = overflow.length > overflowHead || need > CAP - used;
+    if (queued && overflowChars + n > MAX_BUFFERED_CHARS) {
+      const chars = outputChars(message);
+      if (chars >= 0) {
+        droppedItems++;
+        droppedChars += chars;
+        return;
       }
-      push(overflow, s);
+    }
+    if (droppedItems !== 0) write(droppedReport());
+    write(s);
+  });
+
+  // One message's JSON text into the ring, or into the overflow when the ring has no room (or
+  // older messages wait there).
+  const write = (function write(s) {
+    const n = s.length;
+    const need = 4 + ((n * 2 + 3) & ~3);
+    const w = AtomicsLoad(header, 0) >>> 0;
+    const r = AtomicsLoad(header, 1) >>> 0;
+    if (overflow.length > overflowHead || need > CAP - ((w - r) >>> 0)) {
+      append(overflow, s);
       overflowChars += n;
-      atomicsStore(header, 2, overflow.length - overflowHead);
+      AtomicsStore(header, 2, overflow.length - overflowHead);
     } else {
       let p = w & (CAP - 1);
       words[p >> 2] = n;
@@ -120,16 +196,16 @@ const __codemode_host__ = (function (setup) {
       let u = p >> 1;
       const limit = CAP >> 1;
       for (let i = 0; i < n; i++) {
-        units[u++] = s.charCodeAt(i);
+        units[u++] = StringPrototypeCharCodeAt(s, i);
         if (u === limit) u = 0;
       }
-      atomicsStore(header, 0, (w + need) | 0);
+      AtomicsStore(header, 0, (w + need) | 0);
     }
-    if (atomicsExchange(header, 3, 1) === 0) ping();
+    if (AtomicsExchange(header, 3, 1) === 0) ping();
   });
 
   // ---- value helpers -------------------------------------------------------------------------
-  const EXIT = freeze({ codemodeExit: true });
+  const EXIT = ObjectFreeze({ __proto__: null, codemodeExit: true });
 
   // In a catch around code that may run the script's own functions: `exit()` passes through.
   function passExit(e) {
@@ -164,10 +240,10 @@ const __codemode_host__ = (function (setup) {
     if (v === undefined || v === null || t === "boolean" || t === "number" || t === "bigint" || t === "string") {
       return StringCtor(v);
     }
-    if (t === "symbol") return v.toString();
+    if (t === "symbol") return SymbolPrototypeToString(v);
     let s;
     try {
-      s = stringify(v);
+      s = JSONStringify(v);
     } catch (e) {
       throw messageOf(e);
     }
@@ -177,16 +253,15 @@ const __codemode_host__ = (function (setup) {
   function plainJson(v, failure) {
     let s;
     try {
-      s = stringify(v);
+      s = JSONStringify(v);
     } catch (e) {
       passExit(e);
       throw failure;
     }
     if (s === undefined) throw failure;
-    return parse(s);
+    return JSONParse(s);
   }
 
-  const DETAILS = ["auto", "low", "high", "original"];
   const IMAGE_GENERIC =
     "image expects a non-empty image URL string, an object with image_url and optional detail, or a raw MCP image block";
   const IMAGE_INVALID = "Tool call failed: invalid image output. Pass a base64 data URI instead";
@@ -199,13 +274,19 @@ const __codemode_host__ = (function (setup) {
   const FORWARD_GENERIC =
     "forward_output expects a direct tool output with `content` or `content_items`, a text/image content item, an image_url object, or a string output";
 
-  function blockUrl(block) {
-    if (/^data:/i.test(block.data)) return block.data;
+  const isDetail = (d) => d === "auto" || d === "low" || d === "high" || d === "original";
+  const isDataUrl = (url) => StringPrototypeToLowerCase(StringPrototypeSlice(url, 0, 5)) === "data:";
+
+  // The data URL of an MCP block whose `data` (a non-empty string) was read already.
+  function blockUrl(block, data) {
+    if (isDataUrl(data)) return data;
+    const mimeType = block.mimeType;
+    const mime_type = block.mime_type;
     const mime =
-      typeof block.mimeType === "string" && block.mimeType !== "" ? block.mimeType
-      : typeof block.mime_type === "string" && block.mime_type !== "" ? block.mime_type
+      typeof mimeType === "string" && mimeType !== "" ? mimeType
+      : typeof mime_type === "string" && mime_type !== "" ? mime_type
       : "application/octet-stream";
-    return `data:${mime};base64,${block.data}`;
+    return `data:${mime};base64,${data}`;
   }
 
   function metaDetail(block, caseInsensitive) {
@@ -213,72 +294,81 @@ const __codemode_host__ = (function (setup) {
     if (meta === null || typeof meta !== "object") return undefined;
     let d = meta["codex/imageDetail"];
     if (typeof d !== "string") return undefined;
-    if (caseInsensitive) d = d.toLowerCase();
-    return DETAILS.includes(d) ? d : undefined;
+    if (caseInsensitive) d = StringPrototypeToLowerCase(d);
+    return isDetail(d) ? d : undefined;
   }
 
   function checkImageUrl(url) {
     if (url === "") throw IMAGE_GENERIC;
-    const colon = url.indexOf(":");
+    const colon = StringPrototypeIndexOf(url, ":");
     if (colon < 0) throw IMAGE_INVALID;
-    const scheme = url.slice(0, colon).toLowerCase();
+    const scheme = StringPrototypeToLowerCase(StringPrototypeSlice(url, 0, colon));
     if (scheme === "http" || scheme === "https") throw IMAGE_REMOTE;
     if (scheme !== "data") throw IMAGE_INVALID;
   }
 
+  // `url` and `detail` (if given) are strings here.
   function imageItem(url, detail) {
     checkImageUrl(url);
-    let d = detail === undefined ? "high" : detail.toLowerCase();
-    if (!DETAILS.includes(d)) throw "image detail must be one of: auto, low, high, original";
-    return { k: "image", url, detail: d };
+    const d = detail === undefined ? "high" : StringPrototypeToLowerCase(detail);
+    if (!isDetail(d)) throw "image detail must be one of: auto, low, high, original";
+    return { __proto__: null, k: "image", url, detail: d };
   }
 
   function mcpImageItem(value) {
     const block = plainJson(value, IMAGE_GENERIC);
-    if (block === null || typeof block !== "object" || isArray(block) || typeof block.type !== "string") {
-      throw IMAGE_GENERIC;
-    }
-    if (block.type !== "image") throw `image only accepts MCP image blocks, got ${stringify(block.type)}`;
-    if (typeof block.data !== "string" || block.data === "") throw "image expected MCP image data";
-    return imageItem(blockUrl(block), metaDetail(block, false));
+    if (block === null || typeof block !== "object" || ArrayIsArray(block)) throw IMAGE_GENERIC;
+    const type = block.type;
+    if (typeof type !== "string") throw IMAGE_GENERIC;
+    if (type !== "image") throw `image only accepts MCP image blocks, got ${JSONStringify(type)}`;
+    const data = block.data;
+    if (typeof data !== "string" || data === "") throw "image expected MCP image data";
+    return imageItem(blockUrl(block, data), metaDetail(block, false));
   }
 
   function audioItem(value) {
     let url;
     if (typeof value === "string") {
       url = value;
-    } else if (value !== null && typeof value === "object" && !isArray(value)) {
-      if (value.audio_url !== undefined) {
-        if (typeof value.audio_url !== "string") throw AUDIO_GENERIC;
-        url = value.audio_url;
+    } else if (value !== null && typeof value === "object" && !ArrayIsArray(value)) {
+      const audioUrl = value.audio_url;
+      if (audioUrl !== undefined) {
+        if (typeof audioUrl !== "string") throw AUDIO_GENERIC;
+        url = audioUrl;
       } else {
         const block = plainJson(value, AUDIO_GENERIC);
-        if (block === null || typeof block !== "object" || typeof block.type !== "string") throw AUDIO_GENERIC;
-        if (block.type !== "audio") throw `audio only accepts MCP audio blocks, got ${stringify(block.type)}`;
-        if (typeof block.data !== "string" || block.data === "") throw "audio expected MCP audio data";
-        url = blockUrl(block);
+        if (block === null || typeof block !== "object") throw AUDIO_GENERIC;
+        const type = block.type;
+        if (typeof type !== "string") throw AUDIO_GENERIC;
+        if (type !== "audio") throw `audio only accepts MCP audio blocks, got ${JSONStringify(type)}`;
+        const data = block.data;
+        if (typeof data !== "string" || data === "") throw "audio expected MCP audio data";
+        url = blockUrl(block, data);
       }
     } else {
       throw AUDIO_GENERIC;
     }
     if (url === "") throw AUDIO_GENERIC;
-    if (!/^data:/i.test(url)) throw AUDIO_INVALID;
-    return { k: "audio", url };
+    if (!isDataUrl(url)) throw AUDIO_INVALID;
+    return { __proto__: null, k: "audio", url };
   }
 
   function forwardEntry(entry) {
-    if (entry === null || typeof entry !== "object" || isArray(entry)) {
+    if (entry === null || typeof entry !== "object" || ArrayIsArray(entry)) {
       throw "forward_output expected content entries to be text/image objects";
     }
-    const type = typeof entry.type === "string" ? entry.type : undefined;
+    const rawType = entry.type;
+    const type = typeof rawType === "string" ? rawType : undefined;
     if (type === "text" || type === "input_text" || type === "inputText") {
-      if (typeof entry.text !== "string") throw `output expected \`${type}\` content to include \`text\``;
-      return { k: "text", v: entry.text };
+      const text = entry.text;
+      if (typeof text !== "string") throw `output expected \`${type}\` content to include \`text\``;
+      return { __proto__: null, k: "text", v: text };
     }
     if (type === "image") {
-      if (typeof entry.data !== "string") throw "output expected `image` content to include `data`";
-      if (entry.data === "") throw "output expected MCP image data";
-      return imageItem(blockUrl(entry), metaDetail(entry, true));
+      const data = entry.data;
+      if (typeof data !== "string") throw "output expected `image` content to include `data`";
+      if (data === "") throw "output expected MCP image data";
+      return imageItem(blockUrl(entry, data), metaDetail(entry, true));
     }
     if (type === "audio") return audioItem(entry);
     if (type === "input_image" || type === "inputImage" || (type === undefined && ("image_url" in entry || "imageUrl" in entry))) {
@@ -293,14 +383,21 @@ const __codemode_host__ = (function (setup) {
     throw `forward_output only supports text and image content blocks, got \`${type}\``;
   }
 
+  function forwardEntries(items, entries, notArray) {
+    if (!ArrayIsArray(entries)) throw notArray;
+    const count = entries.length;
+    for (let i = 0; i < count; i++) append(items, forwardEntry(entries[i]));
+  }
+
   function normalizedImage(value, override) {
     if (typeof value === "string") return imageItem(value, override);
-    if (value !== null && typeof value === "object" && !isArray(value)) {
-      if (value.image_url !== undefined) {
-        if (typeof value.image_url !== "string") throw IMAGE_GENERIC;
+    if (value !== null && typeof value === "object" && !ArrayIsArray(value)) {
+      const imageUrl = value.image_url;
+      if (imageUrl !== undefined) {
+        if (typeof imageUrl !== "string") throw IMAGE_GENERIC;
         const embedded = value.detail;
         if (embedded !== undefined && embedded !== null && typeof embedded !== "string") throw DETAIL_NOT_STRING;
-        return imageItem(value.image_url, override ?? embedded ?? undefined);
+        return imageItem(imageUrl, override ?? embedded ?? undefined);
       }
       const block = mcpImageItem(value);
       return override === undefined ? block : imageItem(block.url, override);
@@ -320,11 +417,18 @@ const __codemode_host__ = (function (setup) {
   let nextTimerId = 0;
 
   function storedValues() {
-    if (stored === null) stored = new MapCtor(objectEntries(parse(storedJson)));
+    if (stored === null) {
+      stored = new MapCtor();
+      const entries = ObjectEntries(JSONParse(storedJson));
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i];
+        MapPrototypeSet(stored, entry[0], entry[1]);
+      }
+    }
     return stored;
   }
 
-  const SUCCESS = freeze({ codemodeSuccess: true });
+  const SUCCESS = ObjectFreeze({ __proto__: null, codemodeSuccess: true });
 
   // `finish(SUCCESS)` or `finish(thrownValue)`: any thrown value but the exit sentinel is a
   // failure, `undefined` included (`throw undefined` fails with "undefined").
@@ -339,7 +443,11 @@ const __codemode_host__ = (function (setup) {
         error = null; // exit() while the error was being described: the script exited
       }
     }
-    send({ k: "done", error, writes: fromEntries(writes) });
+    const written = { __proto__: null };
+    MapPrototypeForEach(writes, (text, key) => {
+      written[key] = text;
+    });
+    send({ __proto__: null, k: "done", error, writes: written });
   });
 
   const callTool = (function callTool(name, hasArgument, argument) {
@@ -347,7 +455,7 @@ const __codemode_host__ = (function (setup) {
     if (hasArgument) {
       let s;
       try {
-        s = stringify(argument);
+        s = JSONStringify(argument);
       } catch (e) {
         throw messageOf(e);
       }
@@ -355,15 +463,15 @@ const __codemode_host__ = (function (setup) {
     }
     const id = ++nextCallId;
     return new PromiseCtor(((resolve, reject) => {
-      pendingCalls.set(id, { resolve, reject });
-      send({ k: "call", id, name, args });
+      MapPrototypeSet(pendingCalls, id, { __proto__: null, resolve, reject });
+      send({ __proto__: null, k: "call", id, name, args });
     }));
   });
 
   // ---- globals -------------------------------------------------------------------------------
   const helpers = {
     text: ((value) => {
-      send({ k: "text", v: toText(value) });
+      send({ __proto__: null, k: "text", v: toText(value) });
     }),
     image(value, detail) {
       let override;
@@ -386,38 +494,37 @@ const __codemode_host__ = (function (setup) {
       }
       const item = normalizedImage(result, undefined);
       send(item);
-      if (hint !== undefined) send({ k: "text", v: hint });
+      if (hint !== undefined) send({ __proto__: null, k: "text", v: hint });
     },
     forward_output(...values) {
-      const items = [];
-      for (const value of values) {
+      const items = safeList();
+      for (let i = 0; i < values.length; i++) {
+        const value = values[i];
         if (typeof value === "string") {
-          push(items, { k: "text", v: value });
+          append(items, { __proto__: null, k: "text", v: value });
           continue;
         }
         const output = plainJson(value, FORWARD_GENERIC);
-        if (output === null || typeof output !== "object" || isArray(output)) throw FORWARD_GENERIC;
+        if (output === null || typeof output !== "object" || ArrayIsArray(output)) throw FORWARD_GENERIC;
         if ("content" in output) {
-          if (!isArray(output.content)) throw "output expected `content` to be an array";
-          for (const entry of output.content) push(items, forwardEntry(entry));
+          forwardEntries(items, output.content, "output expected `content` to be an array");
         } else if ("content_items" in output || "contentItems" in output) {
-          const key = "content_items" in output ? "content_items" : "contentItems";
-          if (!isArray(output[key])) throw "output expected `content_items` to be an array";
-          for (const entry of output[key]) push(items, forwardEntry(entry));
+          const entries = "content_items" in output ? output.content_items : output.contentItems;
+          forwardEntries(items, entries, "output expected `content_items` to be an array");
         } else if (typeof output.type === "string" || "image_url" in output || "imageUrl" in output) {
-          push(items, forwardEntry(output));
-        } else if (typeof output.output === "string") {
-          push(items, { k: "text", v: output.output });
+          append(items, forwardEntry(output));
         } else {
-          throw FORWARD_GENERIC;
+          const text = output.output;
+          if (typeof text !== "string") throw FORWARD_GENERIC;
+          append(items, { __proto__: null, k: "text", v: text });
         }
       }
-      for (const item of items) send(item);
+      for (let i = 0; i < items.length; i++) send(items[i]);
     },
     notify(value) {
       const s = toText(value);
-      if (s.trim() === "") throw "notify expects non-empty text";
-      send({ k: "notify", v: s });
+      if (StringPrototypeTrim(s) === "") throw "notify expects non-empty text";
+      send({ __proto__: null, k: "notify", v: s });
     },
     store: ((key, value) => {
       let k;
@@ -429,18 +536,18 @@ const __codemode_host__ = (function (setup) {
       }
       let s;
       try {
-        s = stringify(value);
+        s = JSONStringify(value);
       } catch (e) {
         throw messageOf(e);
       }
-      if (s === undefined) throw `Unable to store ${stringify(k)}. Only plain serializable objects can be stored.`;
+      if (s === undefined) throw `Unable to store ${JSONStringify(k)}. Only plain serializable objects can be stored.`;
       const values = storedValues();
-      const previous = values.get(k);
+      const previous = MapPrototypeGet(values, k);
       const growth = s.length - (previous === undefined ? -k.length : previous.length);
       if (growth > storeBudget) throw storeLimitError;
       storeBudget -= growth;
-      values.set(k, s);
-      writes.set(k, s);
+      MapPrototypeSet(values, k, s);
+      MapPrototypeSet(writes, k, s);
     }),
     load: ((key) => {
       let k;
@@ -450,30 +557,30 @@ const __codemode_host__ = (function (setup) {
         passExit(e);
         throw "load key must be a string";
       }
-      const s = storedValues().get(k);
-      return s === undefined ? undefined : parse(s);
+      const s = MapPrototypeGet(storedValues(), k);
+      return s === undefined ? undefined : JSONParse(s);
     }),
     exit() {
       throw EXIT;
     },
     yield_control() {
-      send({ k: "yield" });
+      send({ __proto__: null, k: "yield" });
     },
     setTimeout(callback, delay) {
       if (typeof callback !== "function") throw "setTimeout expects a function callback";
       let ms = +delay; // ToNumber: a BigInt or Symbol throws, as in the reference
-      ms = !isFiniteNumber(ms) || ms <= 0 ? 0 : trunc(ms);
+      ms = !NumberIsFinite(ms) || ms <= 0 ? 0 : MathTrunc(ms);
       const id = ++nextTimerId;
-      timers.set(id, true);
+      MapPrototypeSet(timers, id, true);
       const cell = new Int32ArrayCtor(new SAB(4));
-      reflectApply(promiseThen, waitAsync(cell, 0, 0, ms > 0 ? ms : 1).value, [() => {
-        if (!timers.delete(id) || finished) return;
+      settle(AtomicsWaitAsync(cell, 0, 0, ms > 0 ? ms : 1).value, () => {
+        if (!MapPrototypeDelete(timers, id) || finished) return;
         try {
-          reflectApply(callback, undefined, []);
+          ReflectApply(callback, undefined, []);
         } catch (e) {
           finish(e);
         }
-      }]);
+      });
       return id;
     },
     clearTimeout(id) {
@@ -485,17 +592,17 @@ const __codemode_host__ = (function (setup) {
         passExit(e);
         throw "clearTimeout expects a numeric timeout id";
       }
-      if (!isFiniteNumber(n) || n <= 0) return undefined;
-      timers.delete(trunc(n));
+      if (!NumberIsFinite(n) || n <= 0) return undefined;
+      MapPrototypeDelete(timers, MathTrunc(n));
       return undefined;
     },
   };
   for (const name of Object.keys(helpers)) {
-    defineProperty(g, name, { value: helpers[name], writable: true, configurable: true, enumerable: false });
+    ObjectDefineProperty(g, name, dataProperty(helpers[name], false));
   }
   const codeModeModule = { __proto__: null };
   for (const name of setup.module_exports) codeModeModule[name] = helpers[name];
-  freeze(codeModeModule);
+  ObjectFreeze(codeModeModule);
 
   // The session's tools, installed by `run` (the script cannot have run before). ALL_TOOLS
   // arrives as JSON text and is parsed on first read: most scripts never read it.
@@ -511,8 +618,15 @@ const __codemode_host__ = (function (setup) {
   let helperCount = 0;
   const allToolsValue = (function allToolsValue() {
     if (allTools === null) {
-      allTools = parse(allToolsJson);
-      if (helperCount > 0) allTools = reflectApply(arraySlice, allTools, [helperCount]);
+      const entries = JSONParse(allToolsJson);
+      if (helperCount > 0) {
+        allTools = [];
+        for (let i = helperCount; i < entries.length; i++) {
+          ObjectDefineProperty(allTools, i - helperCount, dataProperty(entries[i], true));
+        }
+      } else {
+        allTools = entries;
+      }
     }
     return allTools;
   });
@@ -523,11 +637,12 @@ const __codemode_host__ = (function (setup) {
   });
   function hostHelper(binding) {
     return function (...values) {
-      return callTool(binding, true, values);
+      return callTool(binding, true, ObjectSetPrototypeOf(values, null));
     };
   }
   function unknownNames(target) {
     return new ProxyCtor(target, {
+      __proto__: null,
       get(object, key) {
         if (typeof key !== "string" || key in object || key === "then" || key === "toJSON") return object[key];
         return toolFunction(key);
@@ -539,20 +654,21 @@ const __codemode_host__ = (function (setup) {
     helperCount = 0;
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
-      if (reflectApply(startsWith, name, [HELPER_PREFIX])) {
+      if (StringPrototypeStartsWith(name, HELPER_PREFIX)) {
         helperCount++;
-        const helperName = reflectApply(stringSlice, name, [HELPER_PREFIX.length]);
-        defineProperty(g, helperName, { value: hostHelper(name), writable: true, configurable: true, enumerable: false });
+        const helperName = StringPrototypeSlice(name, HELPER_PREFIX.length);
+        ObjectDefineProperty(g, helperName, dataProperty(hostHelper(name), false));
         continue;
       }
       tools[name] = toolFunction(name);
     }
     allToolsJson = entriesJson;
     if (helperCount > 0) tools = unknownNames(tools);
-    defineProperty(g, "tools", { value: tools, writable: true, configurable: true, enumerable: false });
-    defineProperty(g, "ALL_TOOLS", {
+    ObjectDefineProperty(g, "tools", dataProperty(tools, false));
+    ObjectDefineProperty(g, "ALL_TOOLS", {
+      __proto__: null,
       get: allToolsValue,
-      set: (value) => defineProperty(g, "ALL_TOOLS", { value, writable: true, configurable: true, enumerable: false }),
+      set: (value) => ObjectDefineProperty(g, "ALL_TOOLS", dataProperty(value, false)),
       configurable: true,
       enumerable: false,
     });
@@ -562,21 +678,22 @@ const __codemode_host__ = (function (setup) {
   function moduleFor(specifier) {
     if (specifier === "@openai/code_mode" || specifier === "openai/code_mode") return codeModeModule;
     if (specifier === "tools.js") {
-      return freeze({ __proto__: null, ...tools, ALL_TOOLS: allToolsValue(), default: tools });
+      return ObjectFreeze({ __proto__: null, ...tools, ALL_TOOLS: allToolsValue(), default: tools });
     }
     throw `Unsupported import in exec: ${specifier}`;
   }
 
   function dynamicImport(specifier) {
     try {
-      return PromiseCtor.resolve(moduleFor(StringCtor(specifier)));
+      return ReflectApply(PromiseResolve, PromiseCtor, [moduleFor(StringCtor(specifier))]);
     } catch (e) {
-      return PromiseCtor.reject(messageOf(e));
+      return ReflectApply(PromiseReject, PromiseCtor, [messageOf(e)]);
     }
   }
 
   // ---- host interface ------------------------------------------------------------------------
-  const host = freeze({
+  const host = ObjectFreeze({
+    __proto__: null,
     ring,
     run: ((toolNames, allToolsEntries, snapshotJson, budget, limitError, main) => {
       installTools(toolNames, allToolsEntries);
@@ -585,38 +702,39 @@ const __codemode_host__ = (function (setup) {
       storeLimitError = limitError;
       let promise;
       try {
-        promise = reflectApply(main, undefined, [moduleFor, dynamicImport]);
+        promise = ReflectApply(main, undefined, [moduleFor, dynamicImport]);
       } catch (e) {
         finish(e);
         return;
       }
-      reflectApply(promiseThen, promise, [(() => finish(SUCCESS)), ((e) => finish(e))]);
+      settle(promise, (() => finish(SUCCESS)), ((e) => finish(e)));
     }),
     resolve: ((id, ok, payload) => {
-      const call = pendingCalls.get(id);
+      const call = MapPrototypeGet(pendingCalls, id);
       if (call === undefined) return;
-      pendingCalls.delete(id);
-      if (ok) call.resolve(parse(payload));
+      MapPrototypeDelete(pendingCalls, id);
+      if (ok) call.resolve(JSONParse(payload));
       else call.reject(payload);
     }),
     // The oldest overflow messages, about DRAIN_CHARS at most, as one JSON array text; the
     // host drains again while the count in the header is not 0.
     drain() {
-      const batch = [];
+      let batch = "";
       let chars = 0;
-      while (overflowHead < overflow.length && (batch.length === 0 || chars + overflow[overflowHead].length <= DRAIN_CHARS)) {
+      while (overflowHead < overflow.length && (chars === 0 || chars + overflow[overflowHead].length <= DRAIN_CHARS)) {
         const s = overflow[overflowHead];
         overflow[overflowHead++] = undefined;
+        batch = chars === 0 ? s : batch + "," + s;
         chars += s.length;
-        push(batch, s);
       }
       overflowChars -= chars;
       if (overflowHead === overflow.length) {
         overflow.length = 0;
         overflowHead = 0;
+        if (droppedItems !== 0) batch = chars === 0 ? droppedReport() : batch + "," + droppedReport();
       }
-      atomicsStore(header, 2, overflow.length - overflowHead);
-      return "[" + reflectApply(arrayJoin, batch, [","]) + "]";
+      AtomicsStore(header, 2, overflow.length - overflowHead);
+      return "[" + batch + "]";
     },
   });
 
@@ -632,8 +750,8 @@ const __codemode_host__ = (function (setup) {
   if (missing.length > 0 || unlisted.length > 0 || strayExports.length > 0) {
     throw new Error(
       "codemode prelude does not match the helper table (codemode/_protocol/helpers.py): " +
-        `listed but not installed ${stringify(missing)}, installed but not listed ${stringify(unlisted)}, ` +
-        `exported but not installed ${stringify(strayExports)}`,
+        `listed but not installed ${JSONStringify(missing)}, installed but not listed ${JSONStringify(unlisted)}, ` +
+        `exported but not installed ${JSONStringify(strayExports)}`,
     );
   }
   return host;

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeAlias
 __all__ = [
     "APPROVAL_LINE_ARGUMENT_CHARS",
     "TRACED_ARGUMENT_CHARS",
+    "TRACED_ERROR_CHARS",
     "ApprovalDecision",
     "ApprovalPolicy",
     "PendingApproval",
@@ -28,6 +29,10 @@ ToolCallOutcome: TypeAlias = Literal["ok", "error", "rejected", "cancelled"]
 
 TRACED_ARGUMENT_CHARS = 1000
 """Arguments JSON longer than this is shortened in trace records and span attributes."""
+
+TRACED_ERROR_CHARS = 2000
+"""Error texts longer than this are shortened in trace records and span statuses (a schema error
+quotes the offending value, which may be megabytes)."""
 
 APPROVAL_LINE_ARGUMENT_CHARS = 200
 """Arguments JSON longer than this is shortened in the model-facing approval lines."""
@@ -96,7 +101,8 @@ class ToolCallRecord:
             `TRACED_ARGUMENT_CHARS` ("" when the script passed none).
         outcome: "ok", "error" (the tool or its arguments failed), "rejected" (not approved) or
             "cancelled" (the cell ended while the call ran or waited).
-        error: the rejection text the script got, for "error" and "rejected".
+        error: the rejection text the script got, for "error" and "rejected", shortened past
+            `TRACED_ERROR_CHARS`.
         started_at: when the script made the call (Unix time, seconds).
         duration_s: from the call to its end, approval waits included.
     """

@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_ISOLATION",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "DEFAULT_MAX_SESSIONS",
+    "DEFAULT_SESSION_IDLE_TIMEOUT_S",
     "DEFAULT_WAIT_YIELD_TIME_MS",
     "MIB",
     "Defaults",
@@ -44,6 +46,11 @@ DEFAULT_APPROVAL_TIMEOUT_S = 600.0
 """Seconds a call may wait for its approval (the policy's answer included) before it is rejected."""
 DEFAULT_DESCRIPTION_BUDGET_TOKENS = 2_000
 """Estimated tokens the nested tools' declarations may take in the exec description."""
+DEFAULT_SESSION_IDLE_TIMEOUT_S = 600.0
+"""`codemode mcp` over HTTP: a session with no request in flight (and no open GET stream) for
+this long is ended (here, not in `mcp_server`, so the CLI quotes it without the server stack)."""
+DEFAULT_MAX_SESSIONS = 1000
+"""`codemode mcp` over HTTP: open MCP sessions a server takes before it refuses new ones."""
 
 Isolation: TypeAlias = Literal["process", "in-process"]
 DEFAULT_ISOLATION: Isolation = "process"

@@ -15,7 +15,8 @@ Invariants:
 * Every call gets one trace record (`trace.py`); an observation takes the records written since
   the previous one.
 * Limits (`limits.py`): undelivered output is bounded (items over the budget are dropped, and a
-  notice takes their place at the next full drain); a cell stopped by a limit (`abort_soon`) ends like
+  notice takes their place at the next full drain; output the engine dropped before it arrived,
+  `OutputDroppedEvent`, counts into the same notice, so a flood never fails the cell); a cell stopped by a limit (`abort_soon`) ends like
   a terminated one (nothing committed, output kept) but is reported as failed with the reason.
 """
 
@@ -36,6 +37,7 @@ from codemode._engine.base import (
     FinishedEvent,
     MemoryLimitEvent,
     NotifyEvent,
+    OutputDroppedEvent,
     OutputEvent,
     ToolCallEvent,
     YieldEvent,
@@ -44,7 +46,7 @@ from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalS
 from codemode._protocol.config import DEFAULT_LIMITS, Limits
 from codemode._session.limits import memory_limit_error, output_dropped_notice
 from codemode._session.limits import tool_call_limit_error
-from codemode._session.trace import CallTrace, Spans
+from codemode._session.trace import CallTrace, KeptRecords, Spans
 from codemode._tasks import TaskSet
 from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 from codemode.errors import UsageError
@@ -74,7 +76,7 @@ class CellBusyError(Exception):
 
     def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind: ErrorKind = kind
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class CellHooks:
 
     run_tool: Callable[[ToolCallRequest], Awaitable[str]]  # -> the result's JSON text
     notify: Callable[[str], Awaitable[None] | None]
-    commit: Callable[[Mapping[str, str]], None]
+    commit: Callable[[Mapping[str, str]], str | None]  # -> why nothing was committed, if so
     closed: Callable[[], None]
 
 
@@ -110,6 +112,7 @@ class Cell:
         *,
         approvals: ApprovalSettings = NO_APPROVAL_POLICY,
         spans: Spans | None = None,
+        kept_records: KeptRecords | None = None,
     ) -> None:
         self.id = cell_id
         self._hooks = hooks
@@ -132,7 +135,8 @@ class Cell:
         self._changed = asyncio.Event()
         self.approvals = Approvals(cell_id, approvals, self._changed.set)
         # Over-limit calls are traced too, up to as many again.
-        self.trace = CallTrace(cell_id, spans, max_records=2 * limits.max_tool_calls_per_cell + 100)
+        max_records = 2 * limits.max_tool_calls_per_cell + 100
+        self.trace = CallTrace(cell_id, spans, max_records, kept_records or KeptRecords())
         # The cell's tasks: its tool calls, its async notify callbacks and a limit's stop.
         self._tool_calls = TaskSet(f"exec cell {cell_id}")
         self._notifications = TaskSet(f"exec cell {cell_id}", on_done=self._notification_done)
@@ -144,12 +148,17 @@ class Cell:
 
     # -- engine events ----------------------------------------------------------------------
     def on_event(self, event: EngineEvent) -> None:
-        if self.state is not CellState.RUNNING and not isinstance(event, OutputEvent):
+        if self.state is not CellState.RUNNING and not isinstance(event, OutputEvent | OutputDroppedEvent):
             return
         if isinstance(event, OutputEvent):
             if self.state is CellState.CLOSED:
                 return
             self._buffer(event.item)
+            self._changed.set()
+        elif isinstance(event, OutputDroppedEvent):
+            if self.state is CellState.CLOSED:
+                return
+            self._drop(event.items, event.chars)  # by the engine, already: the notice stands here
             self._changed.set()
         elif isinstance(event, ToolCallEvent):
             self._tool_call_count += 1
@@ -187,9 +196,9 @@ class Cell:
 
     def _finish(self, event: FinishedEvent, *, release: bool = True) -> None:
         self.state = CellState.COMPLETED
-        self._error = event.error
         self._cancel_time_limit()
-        self._hooks.commit(event.stored_writes)
+        refusal = self._hooks.commit(event.stored_writes)
+        self._error = event.error if refusal is None else refusal
         self._cancel_tool_calls()
         if release and self._engine is not None:
             self._engine.release()
@@ -313,15 +322,19 @@ class Cell:
     def _buffer(self, item: OutputItem) -> None:
         size = _item_chars(item)
         if self._dropped_items or self._buffered_chars + size > self._limits.max_buffered_output_chars:
-            # Once something is dropped, everything after it is too, until the mark is drained;
-            # the mark stays last in the buffer, so observations keep their order.
-            if not self._dropped_items:
-                self._items.append(_DROPPED)
-            self._dropped_items += 1
-            self._dropped_chars += size
+            self._drop(1, size)
             return
         self._items.append(item)
         self._buffered_chars += size
+
+    def _drop(self, items: int, chars: int) -> None:
+        """Count dropped output at the end of the buffer, where its notice will stand."""
+        # Once something is dropped, everything after it is too, until the mark is drained;
+        # the mark stays last in the buffer, so observations keep their order.
+        if not self._dropped_items:
+            self._items.append(_DROPPED)
+        self._dropped_items += items
+        self._dropped_chars += chars
 
     # -- limits -----------------------------------------------------------------------------
     def start_time_limit(self, seconds: float, error: str) -> None:

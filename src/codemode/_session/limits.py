@@ -14,6 +14,7 @@ limit it hit and what to do.
 | `max_source_bytes`          | 1 MiB     | exec is refused, no cell is created: `source_size_error`   |
 | `max_buffered_output_chars` | 32 Mi     | later items are dropped until observed: `output_dropped_notice` |
 | `max_stored_bytes`          | 16 MiB    | that `store` throws (catchable): `store_limit_error`       |
+|                             |           | (writes that arrive over it: none kept, `stored_writes_refused`) |
 | `max_tool_threads`          | 16        | further sync tool calls wait for a thread of the session   |
 | `approval_timeout_s`        | 600       | the call waiting for approval is rejected                  |
 
@@ -34,6 +35,7 @@ __all__ = [
     "output_dropped_notice",
     "source_size_error",
     "store_limit_error",
+    "stored_writes_refused",
     "time_limit_error",
     "tool_call_limit_error",
 ]
@@ -100,6 +102,15 @@ def store_limit_error(limit_bytes: int) -> str:
     return (
         f"store: the stored values would exceed {_size(limit_bytes)} (the limit per session). "
         "Store smaller values, or overwrite keys you no longer need with small ones."
+    )
+
+
+def stored_writes_refused(limit_bytes: int) -> str:
+    """The script error of a cell whose stored values reached the host over the limit (the
+    isolate's own check was bypassed): none of them is kept."""
+    return (
+        f"store: this cell's stored values would exceed {_size(limit_bytes)} (the limit per session), "
+        "so none of them were saved. Store smaller values, or overwrite keys you no longer need with small ones."
     )
 
 

@@ -51,11 +51,12 @@ from codemode._session.limits import (
     concurrency_error,
     source_size_error,
     store_limit_error,
+    stored_writes_refused,
     time_limit_error,
 )
 from codemode._session.options import NotifyCallback
 from codemode._session.tool_calls import ToolCallFailed, call_tool
-from codemode._session.trace import Spans
+from codemode._session.trace import KeptRecords, Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
 from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import ToolError, UsageError
@@ -64,7 +65,6 @@ from codemode.tools import Tool
 
 KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_notify sees all)...
 KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
-KEPT_CLOSED_TRACES = 100  # closed cells whose call records `tool_calls(cell_id)` still returns
 SHUTTING_DOWN = "code mode session is shutting down"
 
 
@@ -139,7 +139,7 @@ class CodeMode:
         self._engine = engine
         self._approvals = ApprovalSettings(approve, limits.approval_timeout_s)
         self._spans = Spans(tracer_provider)
-        self._closed_traces: dict[str, tuple[ToolCallRecord, ...]] = {}
+        self._kept_records = KeptRecords()
         self._tool_threads = ToolThreads(limits.max_tool_threads)
         self._engine_session: EngineSession | None = None
         self._catalog = ToolCatalog((), budget_tokens=None)
@@ -325,7 +325,8 @@ class CodeMode:
             return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
                               max_output_tokens=max_tokens)
         cell = Cell(
-            cell_id, self._hooks_for(cell_id), self._limits, approvals=self._approvals, spans=self._spans
+            cell_id, self._hooks_for(cell_id), self._limits, approvals=self._approvals, spans=self._spans,
+            kept_records=self._kept_records,
         )
         self._cells[cell_id] = cell
         assert self._engine_session is not None
@@ -410,7 +411,7 @@ class CodeMode:
 
     def tool_calls(self, cell_id: str) -> list[ToolCallRecord]:
         """Every nested call of a cell that has ended so far, in the order they ended (also for
-        the last 100 closed cells).
+        the last 100 closed cells, while the session's records stay within 16 MiB; `trace.py`).
 
         Raises:
             UsageError: the session knows no such cell.
@@ -418,7 +419,7 @@ class CodeMode:
         cell = self._cells.get(str(cell_id))
         if cell is not None:
             return list(cell.trace.records)
-        records = self._closed_traces.get(str(cell_id))
+        records = self._kept_records.closed_records(str(cell_id))
         if records is None:
             raise UsageError(f"exec cell {cell_id} not found (or its trace is no longer kept)")
         return list(records)
@@ -427,7 +428,7 @@ class CodeMode:
         cell = self._cells.get(str(cell_id))
         if cell is not None:
             return cell
-        if str(cell_id) in self._closed_traces:
+        if str(cell_id) in self._kept_records:
             raise UsageError(
                 f"exec cell {cell_id} has ended, so none of its calls can be approved or rejected: "
                 "calls still waiting for approval when a cell ends are cancelled, never run"
@@ -528,9 +529,19 @@ class CodeMode:
             self._stored_json = json.dumps(self._stored, ensure_ascii=False)
         return self._stored_json
 
-    def _commit(self, writes: Mapping[str, str]) -> None:
+    def _commit(self, writes: Mapping[str, str]) -> str | None:
+        """Keep a finished cell's stored values, or none of them and say why.
+
+        `store` enforces `max_stored_bytes` inside the isolate, but the host trusts nothing the
+        script's realm sends: writes that would pass the limit anyway are refused here."""
         if not writes:
-            return
+            return None
+        total = self._stored_bytes
+        for key, text in writes.items():
+            previous = self._stored.get(key)
+            total += _stored_size(key, text) - (0 if previous is None else _stored_size(key, previous))
+        if total > self._limits.max_stored_bytes:
+            return stored_writes_refused(self._limits.max_stored_bytes)
         for key, text in writes.items():
             previous = self._stored.get(key)
             if previous is not None:
@@ -538,6 +549,7 @@ class CodeMode:
             self._stored[key] = text
             self._stored_bytes += _stored_size(key, text)
         self._stored_json = None
+        return None
 
     def _keep_notification(self, notification: Notification) -> None:
         self._notifications.append(notification)
@@ -580,9 +592,7 @@ class CodeMode:
         def closed() -> None:
             cell = self._cells.pop(cell_id, None)
             if cell is not None:
-                self._closed_traces[cell_id] = tuple(cell.trace.records)
-                while len(self._closed_traces) > KEPT_CLOSED_TRACES:
-                    del self._closed_traces[next(iter(self._closed_traces))]
+                self._kept_records.close(cell.trace)
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
 

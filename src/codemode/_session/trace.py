@@ -5,6 +5,11 @@ Invariants:
 * Every call the script makes gets exactly one `ToolCallRecord`, written when the call ends
   (a call cancelled with its cell ends at the cancel); a cell keeps at most `max_records` of them
   and counts the rest in `dropped`.
+* Records are bounded in size and in number, whatever the script sends: arguments are shortened
+  past `TRACED_ARGUMENT_CHARS`, error texts past `TRACED_ERROR_CHARS` (spans carry the same
+  shortened texts), and a session keeps records (of its open cells and of its newest
+  `KEPT_CLOSED_CELLS` closed ones) within `KEPT_RECORD_BYTES`: the oldest closed cells' records
+  go first, and an open cell that would still exceed the budget keeps no more (`dropped`).
 * This is the only module that imports `opentelemetry`, on the first span, and only if it is
   installed; without it spans are skipped and nothing else changes.
 * Span names and attributes follow the OpenTelemetry GenAI semantic conventions where they have
@@ -15,17 +20,41 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
-from codemode._protocol.calls import TRACED_ARGUMENT_CHARS, ToolCallOutcome, ToolCallRecord, shorten
+from codemode._protocol.calls import (
+    TRACED_ARGUMENT_CHARS,
+    TRACED_ERROR_CHARS,
+    ToolCallOutcome,
+    ToolCallRecord,
+    shorten,
+)
+from codemode._protocol.config import MIB
 
 if TYPE_CHECKING:
     from codemode._protocol.types import ExecResult
 
-__all__ = ["ActiveCall", "CallTrace", "ObservationSpan", "Spans"]
+__all__ = [
+    "KEPT_CLOSED_CELLS",
+    "KEPT_RECORD_BYTES",
+    "ActiveCall",
+    "CallTrace",
+    "KeptRecords",
+    "ObservationSpan",
+    "Spans",
+]
+
+KEPT_CLOSED_CELLS = 100
+"""Closed cells whose call records `CodeMode.tool_calls(cell_id)` still returns..."""
+KEPT_RECORD_BYTES = 16 * MIB
+"""...as long as the records a session keeps (open cells' included) stay this small."""
+# A record's own size beside its argument and error texts (the object, its dict, the call id and
+# the floats; measured on CPython 3.11).
+_RECORD_OVERHEAD_BYTES = 450
 
 _UNRESOLVED: Any = object()
 
@@ -110,15 +139,65 @@ class ObservationSpan:
             self._span.set_status(Status(StatusCode.ERROR, result.error or ""))
 
 
+class KeptRecords:
+    """A session's budget for call records, and the records of its newest closed cells.
+
+    Open cells reserve room for each record they keep; a closed cell's records stay until
+    `max_closed_cells` newer cells have closed, or until room is needed for newer records
+    (oldest closed cell first).
+    """
+
+    def __init__(self, max_bytes: int = KEPT_RECORD_BYTES, max_closed_cells: int = KEPT_CLOSED_CELLS) -> None:
+        self._max_bytes = max_bytes
+        self._max_closed_cells = max_closed_cells
+        self._closed: dict[str, tuple[tuple[ToolCallRecord, ...], int]] = {}  # oldest first
+        self.bytes = 0  # of every record kept, open cells' included
+
+    def reserve(self, size: int) -> bool:
+        """Room for one more record of an open cell, making it by forgetting closed cells."""
+        while self.bytes + size > self._max_bytes and self._closed:
+            self._forget_oldest()
+        if self.bytes + size > self._max_bytes:
+            return False
+        self.bytes += size
+        return True
+
+    def close(self, trace: CallTrace) -> None:
+        """`trace`'s cell has closed: keep its records (already paid for) as the newest."""
+        self._closed[trace.cell_id] = (tuple(trace.records), trace.bytes)
+        while len(self._closed) > self._max_closed_cells:
+            self._forget_oldest()
+
+    def closed_records(self, cell_id: str) -> tuple[ToolCallRecord, ...] | None:
+        """The records of a closed cell, or None when it is unknown or no longer kept."""
+        kept = self._closed.get(cell_id)
+        return None if kept is None else kept[0]
+
+    def __contains__(self, cell_id: object) -> bool:
+        return cell_id in self._closed
+
+    def _forget_oldest(self) -> None:
+        _, size = self._closed.pop(next(iter(self._closed)))
+        self.bytes -= size
+
+
+def _record_bytes(record: ToolCallRecord) -> int:
+    """About how much memory `record` holds (its texts are measured, the rest estimated)."""
+    error = 0 if record.error is None else sys.getsizeof(record.error)
+    return _RECORD_OVERHEAD_BYTES + sys.getsizeof(record.arguments) + error
+
+
 class CallTrace:
     """One cell's call records, the calls in flight, and the span its calls nest under."""
 
-    def __init__(self, cell_id: str, spans: Spans | None, max_records: int) -> None:
+    def __init__(self, cell_id: str, spans: Spans | None, max_records: int, kept: KeptRecords) -> None:
         self.cell_id = cell_id
         self.records: list[ToolCallRecord] = []
         self.dropped = 0
+        self.bytes = 0  # what `records` hold, reserved from `kept`
         self._spans = spans
         self._max_records = max_records
+        self._kept = kept
         self._delivered = 0
         self._active: dict[str, ActiveCall] = {}
         self._parent: Any = None
@@ -150,8 +229,10 @@ class CallTrace:
 
     def record_end(self, call: ActiveCall, record: ToolCallRecord) -> None:
         self._active.pop(call.call_id, None)
-        if len(self.records) < self._max_records:
+        size = _record_bytes(record)
+        if len(self.records) < self._max_records and self._kept.reserve(size):
             self.records.append(record)
+            self.bytes += size
         else:
             self.dropped += 1
 
@@ -174,6 +255,8 @@ class ActiveCall:
             return
         self._ended = True
         duration = asyncio.get_running_loop().time() - self._started
+        if error is not None:
+            error = shorten(error, TRACED_ERROR_CHARS)
         record = ToolCallRecord(
             self._trace.cell_id, self.call_id, self._tool_name, self._arguments, outcome, error,
             self._started_at, duration,

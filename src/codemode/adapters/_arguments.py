@@ -8,9 +8,10 @@ adapter hands to the model as a tool error.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
-import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema import exceptions as schema_errors
 
 from codemode.errors import ToolError
 
@@ -25,14 +26,17 @@ def checked_arguments(
     Raises:
         ToolError: the text is not a JSON object, or the object breaks the schema.
     """
-    if isinstance(arguments, str):
+    value: object = arguments
+    if isinstance(value, str):
         try:
-            arguments = json.loads(arguments or "{}")
+            value = json.loads(value or "{}")
         except json.JSONDecodeError as exc:
             raise ToolError(f"`{tool_name}` arguments are not valid JSON: {exc}") from None
-    if not isinstance(arguments, dict):
+    if not isinstance(value, dict):
         raise ToolError(f"`{tool_name}` takes a JSON object of arguments")
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(arguments))
+    arguments = cast(dict[str, Any], value)
+    errors = cast(Any, Draft202012Validator(schema)).iter_errors(arguments)
+    error = cast(schema_errors.ValidationError | None, cast(Any, schema_errors).best_match(errors))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path)
         raise ToolError(

@@ -14,6 +14,9 @@ Invariants:
   `per_session`), started when the server starts and kept until it stops.
 * A session that cannot start (a `required` downstream server failed) answers every request
   with a JSON-RPC error saying why; the server itself keeps running and logs one line.
+* Over HTTP each connection is bounded (`HttpLimits`: head and body deadlines, head size, how
+  many connections may be open or still sending their head), so stalled clients cannot lock
+  out the others (`_connections`).
 * Over HTTP the sessionless 2026-07-28 entry is refused: it has no connection to keep cells in.
   `server/discover` answers "method not found", which negotiating clients read as "use the
   initialize handshake".
@@ -42,6 +45,7 @@ from codemode._session.options import CodeModeOptions, check_options
 from codemode._session.session import CodeMode
 from codemode.errors import UsageError
 from codemode.mcp_server._answers import JsonWhenAlone
+from codemode.mcp_server._connections import HttpLimits, fit_open_file_limit, guarded_protocol
 from codemode.mcp_server._handlers import (
     CELL_ID_META_KEY,
     LOGGER_NAME,
@@ -73,6 +77,7 @@ __all__ = [
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_SESSION_IDLE_TIMEOUT_S",
     "LOGGER_NAME",
+    "HttpLimits",
     "create_server",
     "http_app",
     "serve_http",
@@ -137,6 +142,9 @@ def http_app(
         max_sessions: open sessions before new ones are refused (None: no limit).
         auth_token: if set, every request needs `Authorization: Bearer <auth_token>` (else 401).
         **options: `CodeMode` keyword arguments, as for `create_server`.
+
+    The app bounds sessions, not connections: under a server of your own, set its header, body
+    and keep-alive timeouts and connection limits (`serve_http` does, with `HttpLimits`).
     """
     if not session_idle_timeout > 0:
         raise UsageError(f"session_idle_timeout must be a positive number of seconds, got {session_idle_timeout!r}")
@@ -206,6 +214,7 @@ async def serve_http(
     on_listening: Callable[[str], None] | None = None,
     session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT_S,
     max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+    http_limits: HttpLimits = HttpLimits(),  # noqa: B008 - frozen, so one shared default is safe
     **options: Unpack[CodeModeOptions],
 ) -> None:
     """Serve code mode over streamable HTTP at `http://host:port/path` until SIGINT/SIGTERM.
@@ -216,6 +225,8 @@ async def serve_http(
         auth_token: the bearer token every request must carry.
         on_listening: called with the endpoint URL once the server is ready for requests.
         session_idle_timeout, max_sessions: as for `http_app`.
+        http_limits: what one connection may take (head and body deadlines, head size,
+            connections open or still sending their head); the open-file limit is raised to fit.
         **options: `CodeMode` keyword arguments, as for `create_server`.
 
     Raises:
@@ -235,9 +246,10 @@ async def serve_http(
         auth_token=auth_token,
         **options,
     )
+    limits = fit_open_file_limit(http_limits)
     sock = _listening_socket(host, port)
     try:
-        server, startup_done = _uvicorn_server(app)
+        server, startup_done = _uvicorn_server(app, limits)
         bound_port = sock.getsockname()[1]
         url_host = f"[{host}]" if sock.family == socket.AF_INET6 else host
         async with anyio.create_task_group() as serving:
@@ -250,8 +262,9 @@ async def serve_http(
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _uvicorn_server(app: ASGIApp) -> tuple[uvicorn.Server, anyio.Event]:
-    """A uvicorn server for `app`, and an event set when its startup has ended (started or not)."""
+def _uvicorn_server(app: ASGIApp, limits: HttpLimits) -> tuple[uvicorn.Server, anyio.Event]:
+    """A uvicorn server for `app` whose connections keep to `limits`, and an event set when its
+    startup has ended (started or not)."""
     import uvicorn
 
     startup_done = anyio.Event()
@@ -264,7 +277,12 @@ def _uvicorn_server(app: ASGIApp) -> tuple[uvicorn.Server, anyio.Event]:
                 startup_done.set()
 
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S
+        app,
+        http=guarded_protocol(limits),
+        ws="none",
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S,
     )
     return ReportingServer(config), startup_done
 

@@ -12,6 +12,11 @@ one `approve` checkbox), on the stream of the exec/wait call observing its cell 
 connection's own channel): only an accepted form with `approve` checked runs it. A client that
 cannot be asked (no elicitation capability, no channel to ask on) gets the call rejected with a
 text saying approvals are not available; it never runs unasked.
+
+Everything these handlers send (results, tool listings, log data, approval questions, start
+errors) passes `safe_text`: a lone surrogate a script wrote (in a text, a data URL, a nested
+call's arguments) would make the SDK's UTF-8 writer raise, which ends a stdio server and leaves
+an HTTP request unanswered.
 """
 
 from __future__ import annotations
@@ -36,11 +41,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._protocol.calls import ApprovalDecision, ApprovalPolicy, PendingApproval, ToolCall
+from codemode._protocol.text import safe_data, safe_text
 from codemode._protocol.types import ExecResult
 from codemode._session.session import CodeMode
 from codemode.errors import ToolError
 from codemode.formats import to_model
-from codemode.formats._text import wire_text
 from codemode.tools.mcp import McpServerError
 
 __all__ = [
@@ -89,7 +94,7 @@ def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
         ctx: ServerRequestContext[Clients], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         client = await ctx.lifespan_context.client_for(ctx)
-        specs = client.cm.tool_specs("mcp")
+        specs = safe_data(client.cm.tool_specs("mcp"))
         return types.ListToolsResult(tools=[types.Tool.model_validate(spec) for spec in specs])
 
     async def call_tool(
@@ -105,9 +110,9 @@ def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
             else:
                 result = await client.wait(ctx, **_wait_arguments(arguments))
         except _BadArguments as exc:
-            text = f"failed to parse function arguments: {exc}"
+            text = safe_text(f"failed to parse function arguments: {exc}")
             return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
-        return types.CallToolResult.model_validate(to_model(result, "mcp"))
+        return types.CallToolResult.model_validate(safe_data(to_model(result, "mcp")))
 
     async def set_logging_level(
         ctx: ServerRequestContext[Clients], params: types.SetLevelRequestParams
@@ -232,7 +237,7 @@ class ConnectionSession:
                     summary = exc.summary if isinstance(exc, McpServerError) else str(exc)
                     logger.error("code mode failed to start: %s", summary)
                     self._start_error = exc
-            message = f"code mode failed to start: {self._start_error}"
+            message = safe_text(f"code mode failed to start: {self._start_error}")
             raise MCPError(code=types.INTERNAL_ERROR, message=message) from self._start_error
 
     async def aclose(self) -> None:
@@ -312,7 +317,7 @@ class ConnectionSession:
         pending = PendingApproval(call.cell_id, call.call_id, call.tool_name, call.arguments)
         try:
             answer = await session.elicit_form(
-                f"Code mode wants to run {pending.describe()} (exec cell {call.cell_id}). Approve it?",
+                safe_text(f"Code mode wants to run {pending.describe()} (exec cell {call.cell_id}). Approve it?"),
                 _APPROVAL_FORM,
                 related_request_id=related,
             )
@@ -321,7 +326,8 @@ class ConnectionSession:
         if answer.action == "accept" and (answer.content or {}).get("approve") is True:
             return True
         raise ToolError(
-            f"The user did not approve this call to tools.{call.tool_name} ({answer.action}); it was not run."
+            f"The user did not approve this call to tools.{call.tool_name} ({_REFUSALS[answer.action]}); "
+            "it was not run."
         )
 
     def _delivers(self, levels: frozenset[types.LoggingLevel]) -> bool:
@@ -331,6 +337,12 @@ class ConnectionSession:
 
 
 _ALL_LEVELS: frozenset[types.LoggingLevel] = frozenset(_LOG_LEVELS)
+_REFUSALS = {
+    "accept": "they left Approve unchecked",
+    "decline": "they declined it",
+    "cancel": "they dismissed the question",
+}
+"""How each elicitation answer that is no approval reads in the script's rejection."""
 _ELICITATION = types.ClientCapabilities(elicitation=types.ElicitationCapability())
 _APPROVAL_FORM: types.ElicitRequestedSchema = {
     "type": "object",
@@ -363,7 +375,7 @@ def _approvals_unavailable(call: ToolCall, why: str) -> str:
 async def _send_log(session: ServerSession, cell_id: str, text: str, related: types.RequestId | None) -> None:
     notification = types.LoggingMessageNotification(
         params=types.LoggingMessageNotificationParams(
-            level="info", logger=LOGGER_NAME, data=wire_text(text), _meta={CELL_ID_META_KEY: cell_id}
+            level="info", logger=LOGGER_NAME, data=safe_text(text), _meta={CELL_ID_META_KEY: cell_id}
         )
     )
     try:

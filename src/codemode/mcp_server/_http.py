@@ -37,6 +37,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from codemode._protocol.config import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
 from codemode.mcp_server._handlers import ConnectionSession, NewSession
 from codemode.mcp_server._sdk import connection_of, end_session, live_session_ids
 
@@ -49,12 +50,6 @@ __all__ = [
     "SessionWatch",
     "header_value",
 ]
-
-DEFAULT_SESSION_IDLE_TIMEOUT_S = 600.0
-"""A session with no request in flight (and no open GET stream) for this long is ended."""
-
-DEFAULT_MAX_SESSIONS = 1000
-"""Open MCP sessions a server takes before it refuses new ones."""
 
 VANISHED_GRACE_S = 3.0
 """How long a client that was listening may go without any open request before its session ends:

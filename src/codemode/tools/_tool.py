@@ -7,6 +7,7 @@ as JSON. An exception it raises rejects the script's promise with the exception'
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -101,10 +102,18 @@ class Tool:
         input schema comes from the parameters' type hints (parameter descriptions from the
         docstring's Args section) and the output schema from the return annotation.
         `requires_approval` defaults to what `@requires_approval` marked on the function.
+        A bound method, a `functools.partial` (the parameters it binds are left out of the
+        schema) or an object with a typed `__call__` (named after its class) works the same.
+
+        Raises:
+            UsageError: `fn` is a class, has no inspectable signature, or takes *args/**kwargs.
         """
+        target = _described_callable(fn)
         if requires_approval is None:
-            requires_approval = getattr(fn, _REQUIRES_APPROVAL_ATTRIBUTE, False)
-        tool = _function_tool(fn, name=name, description=description, namespace=namespace)
+            requires_approval = any(
+                getattr(marked, _REQUIRES_APPROVAL_ATTRIBUTE, False) for marked in (fn, target.function)
+            )
+        tool = _function_tool(fn, target, name=name, description=description, namespace=namespace)
         return replace(tool, requires_approval=requires_approval) if requires_approval is not False else tool
 
 
@@ -144,17 +153,31 @@ def schema_validator(tool_name: str, schema: dict[str, Any]) -> Callable[[Any], 
 
 
 def _function_tool(
-    fn: Callable[..., Any], *, name: str | None, description: str | None, namespace: str | None
+    fn: Callable[..., Any],
+    target: _Described,
+    *,
+    name: str | None,
+    description: str | None,
+    namespace: str | None,
 ) -> Tool:
-    signature = inspect.signature(fn)
-    hints = get_type_hints(fn, include_extras=True)
-    doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"{fn!r} has no signature to describe to the model; wrap it in a typed function, "
+            "or build codemode.Tool(name, description, handler, input_schema=...)"
+        ) from None
+    hints = get_type_hints(target.function, include_extras=True)
+    doc = docstring_parser.parse(target.doc)
     param_docs = {p.arg_name: p.description for p in doc.params if p.description}
+    tool_name = name or target.name
 
     fields: dict[str, Any] = {}
     for param in signature.parameters.values():
+        if param.name in target.bound_keywords:
+            continue  # given by a functools.partial: not the model's to choose
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise UsageError(f"tool `{fn.__name__}`: *args/**kwargs cannot be described to the model")
+            raise UsageError(f"tool `{tool_name}`: *args/**kwargs cannot be described to the model")
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (
@@ -162,7 +185,7 @@ def _function_tool(
             pydantic.Field(default=default, description=param_docs.get(param.name)),
         )
     args_model = pydantic.create_model(
-        f"{fn.__name__}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        f"{target.name}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )
     input_schema = args_model.model_json_schema()
     input_schema.pop("title", None)
@@ -177,8 +200,7 @@ def _function_tool(
         output_schema = output_adapter.json_schema(mode="serialization")
         output_schema.pop("title", None)
 
-    is_async = inspect.iscoroutinefunction(fn)
-    tool_name = name or fn.__name__
+    is_async = inspect.iscoroutinefunction(target.function)
 
     def validate(arguments: Any) -> None:
         try:
@@ -212,13 +234,49 @@ def _function_tool(
     )
 
 
+@dataclass(frozen=True)
+class _Described:
+    """What a callable given as a tool describes itself with: the Python function whose type
+    hints, docstring and async-ness count, its name, and the parameters a partial fixed already."""
+
+    function: Callable[..., Any]
+    name: str
+    doc: str
+    bound_keywords: frozenset[str] = frozenset()
+
+
+def _described_callable(fn: Callable[..., Any]) -> _Described:
+    """The function behind `fn`: itself, a bound method's function, a `functools.partial`'s
+    (its keyword-bound parameters are not the model's to set), or a callable object's `__call__`
+    (named after its class).
+
+    Raises:
+        UsageError: `fn` is a class (calling it builds an object, not a tool result).
+    """
+    if isinstance(fn, type):
+        raise UsageError(
+            f"{fn.__name__} is a class, not a tool: pass a function, a bound method "
+            f"(`{fn.__name__}(...).method`), or an instance whose class defines `__call__`"
+        )
+    if isinstance(fn, functools.partial):
+        inner = _described_callable(fn.func)
+        return replace(inner, bound_keywords=inner.bound_keywords | frozenset(fn.keywords))
+    if inspect.ismethod(fn):
+        return _Described(fn.__func__, fn.__name__, inspect.getdoc(fn) or "")
+    if inspect.isroutine(fn):
+        return _Described(fn, fn.__name__, inspect.getdoc(fn) or "")
+    call = type(fn).__call__
+    doc = getattr(call, "__doc__", None) or type(fn).__doc__ or ""
+    return _Described(call, type(fn).__name__, inspect.cleandoc(doc))
+
+
 def _doc_summary(doc: docstring_parser.Docstring) -> str:
     parts = [doc.short_description or "", doc.long_description or ""]
     return "\n\n".join(p for p in parts if p).strip()
 
 
 def _describe_validation_error(tool_name: str, exc: pydantic.ValidationError) -> str:
-    problems = []
+    problems: list[str] = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "arguments"
         problems.append(f"`{where}`: {error['msg']}")

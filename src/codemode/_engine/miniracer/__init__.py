@@ -23,6 +23,7 @@ ring), `_cell` (one script in it), `_pool` (prepared isolates); this one ties th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from codemode._engine.base import CellProgram, Engine, EventSink, SessionSetup
@@ -66,19 +67,32 @@ class MiniRacerSession:
         """Whether new cells can run: the session is open and its isolates can be created."""
         return not self._closed and self._pool.error is None and not self._engine.closed
 
-    def start(self, program: CellProgram, on_event: EventSink) -> MiniRacerCell:
+    def start(
+        self, program: CellProgram, on_event: EventSink, on_launch: Callable[[], None] | None = None
+    ) -> MiniRacerCell:
+        """Run `program` in a prepared isolate, or in the next one made. `on_launch` is called
+        once the script was handed to V8 (an engine worker tells its host, which moves cells
+        still waiting for an isolate off a worker that cannot make one); not for a cell
+        terminated before, though it may be after a terminate that came too late."""
         cell = MiniRacerCell(on_event, self._pool.release)
         isolate = self._pool.take_nowait()
         if isolate is not None:
             cell.launch(isolate, self._setup, self._tools, program)
+            if on_launch is not None:
+                on_launch()
         else:
-            cell.launch_when_ready(self._pool.reserve(), self._pool.give_back, self._setup, self._tools, program)
+            reservation = self._pool.reserve()
+            cell.launch_when_ready(reservation, self._pool.give_back, self._setup, self._tools, program)
+            if on_launch is not None:  # after the cell's own callback, which launches it
+                reservation.add_done_callback(
+                    lambda f: None if f.cancelled() or f.exception() is not None else on_launch()
+                )
         return cell
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._engine._leave(self._pool)
+            await self._engine.leave(self._pool)
 
 
 class MiniRacerEngine(Engine):
@@ -117,7 +131,7 @@ class MiniRacerEngine(Engine):
 
     def _create(self, loop: asyncio.AbstractEventLoop) -> Isolate:
         """A new isolate (on an isolate thread), unless memory is too short for one now."""
-        if self._memory_cap and _data_bytes() > self._memory_cap - CREATE_HEADROOM_BYTES:
+        if self._memory_cap and data_bytes() > self._memory_cap - CREATE_HEADROOM_BYTES:
             raise CreateLater
         return Isolate(loop)
 
@@ -127,7 +141,7 @@ class MiniRacerEngine(Engine):
         if entry is not None:
             await entry.pool.aclose()
 
-    async def _leave(self, pool: IsolatePool) -> None:
+    async def leave(self, pool: IsolatePool) -> None:
         loop = asyncio.get_running_loop()
         entry = self._pools.get(loop)
         if entry is None or entry.pool is not pool:
@@ -138,7 +152,7 @@ class MiniRacerEngine(Engine):
             await pool.aclose()
 
 
-def _data_bytes() -> int:
+def data_bytes() -> int:
     """What this process has allocated as RLIMIT_DATA counts it (Linux; 0 elsewhere)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:

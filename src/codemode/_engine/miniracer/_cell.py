@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from codemode._engine.base import (
     FinishedEvent,
     MemoryLimitEvent,
     NotifyEvent,
+    OutputDroppedEvent,
     OutputEvent,
     SessionSetup,
     ToolCallEvent,
@@ -61,7 +63,23 @@ STORE_TOO_DEEP = (
     "store: the value of {key} is nested too deeply to keep (the host reads at most about 900 levels), "
     "so this cell's stored values were not saved. Flatten the value before storing it."
 )
+STORE_HUGE_INTEGER = (
+    "store: the value of {key} holds an integer of more than {digits} digits (a JSON.rawJSON value), "
+    "which the host cannot read, so this cell's stored values were not saved. Store such numbers as strings."
+)
 _IMAGE_DETAILS = frozenset({"auto", "low", "high", "original"})
+# The fields of each message kind the prelude writes, exactly.
+_MESSAGE_FIELDS: dict[str, frozenset[str]] = {
+    "text": frozenset({"k", "v"}),
+    "notify": frozenset({"k", "v"}),
+    "image": frozenset({"k", "url", "detail"}),
+    "audio": frozenset({"k", "url"}),
+    "dropped": frozenset({"k", "items", "chars"}),
+    "call": frozenset({"k", "id", "name", "args"}),
+    "yield": frozenset({"k"}),
+    "done": frozenset({"k", "error", "writes"}),
+}
+_MAX_CALL_ID = 2**53  # call ids count up from 1 as JS numbers
 
 
 class MiniRacerCell:
@@ -263,6 +281,8 @@ class MiniRacerCell:
             event = OutputEvent(ImageItem(message["url"], message["detail"]))
         elif kind == "audio":
             event = OutputEvent(AudioItem(message["url"]))
+        elif kind == "dropped":
+            event = OutputDroppedEvent(message["items"], message["chars"])
         elif kind == "notify":
             event = NotifyEvent(message["v"])
         elif kind == "call":
@@ -345,44 +365,67 @@ class MiniRacerCell:
 def _message_problem(message: Any) -> str | None:
     """Why a message cannot be accepted (the script's error text), or None if it is well formed.
 
-    The prelude only writes well-formed messages, but a script that replaced built-ins it
-    relies on (say `Object.prototype.toJSON`) can make it write anything.
+    The prelude writes only well-formed messages, with its own copies of the built-ins, but the
+    script's realm is untrusted: every message is checked for exactly the fields of its kind
+    and their types before anything of it is used. The limits (stored values, output) are the
+    session's, enforced on the events.
     """
     if not isinstance(message, dict):
         return CHANNEL_ERROR
     kind = message.get("k")
+    fields = _MESSAGE_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None or message.keys() != fields:
+        return CHANNEL_ERROR
     if kind == "text" or kind == "notify":
-        ok = isinstance(message.get("v"), str)
+        ok = isinstance(message["v"], str)
     elif kind == "image":
-        url, detail = message.get("url"), message.get("detail")
+        url, detail = message["url"], message["detail"]
         ok = isinstance(url, str) and url[:5].lower() == "data:" and isinstance(detail, str) and (
             detail in _IMAGE_DETAILS
         )
     elif kind == "audio":
-        url = message.get("url")
+        url = message["url"]
         ok = isinstance(url, str) and url[:5].lower() == "data:"
     elif kind == "call":
-        call_id, args = message.get("id"), message.get("args")
-        ok = type(call_id) is int and isinstance(message.get("name"), str) and (args is None or isinstance(args, str))
+        call_id, args = message["id"], message["args"]
+        ok = type(call_id) is int and 0 < call_id <= _MAX_CALL_ID and isinstance(message["name"], str) and (
+            args is None or isinstance(args, str)
+        )
     elif kind == "yield":
         ok = True
-    elif kind == "done":
-        error, writes = message.get("error"), message.get("writes")
+    elif kind == "dropped":
+        items, chars = message["items"], message["chars"]
+        ok = type(items) is int and type(chars) is int and items > 0 and chars >= 0
+    else:  # done
+        error, writes = message["error"], message["writes"]
         if not (error is None or isinstance(error, str)) or not isinstance(writes, dict):
             return CHANNEL_ERROR
-        ok = True
         for key, value in writes.items():
             if not isinstance(value, str):
                 return CHANNEL_ERROR
-            try:  # stored values must stay loadable: by later cells, and by the host
-                json.loads(value, parse_constant=_reject_constant)
-            except RecursionError:
-                return STORE_TOO_DEEP.format(key=json.dumps(key, ensure_ascii=False))
-            except ValueError:
-                return CHANNEL_ERROR
-    else:
-        ok = False
+            problem = _stored_value_problem(key, value)
+            if problem is not None:
+                return problem
+        ok = True
     return None if ok else CHANNEL_ERROR
+
+
+def _stored_value_problem(key: str, text: str) -> str | None:
+    """Why a stored value's JSON text cannot be kept: it must stay loadable, by later cells and
+    by the host (`CodeMode.stored_values`)."""
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        return STORE_TOO_DEEP.format(key=json.dumps(key, ensure_ascii=False))
+    except ValueError:
+        try:  # JSON.rawJSON can write integers longer than Python converts
+            json.loads(text, parse_int=str, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return CHANNEL_ERROR
+        return STORE_HUGE_INTEGER.format(
+            key=json.dumps(key, ensure_ascii=False), digits=sys.get_int_max_str_digits()
+        )
+    return None
 
 
 def _reject_constant(name: str) -> Any:

@@ -11,6 +11,9 @@ before any other thread creates a context (V8 crashes if it is first initialised
 thread while others create contexts, or if the first two contexts are created at once).
 """
 
+# pyright: reportPrivateUsage=false
+# (this module is where codemode's use of mini-racer's private parts is kept, version-gated)
+
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +35,7 @@ if not _version.startswith(SUPPORTED_VERSIONS):
         "installed; install a supported version (pip install 'mini-racer>=0.14.1,<0.15')"
     )
 
-from py_mini_racer._context import Context  # noqa: E402
+from py_mini_racer._context import Context, ContextType  # noqa: E402
 from py_mini_racer._dll import init_mini_racer, mr_callback_func  # noqa: E402
 from py_mini_racer._exc import (  # noqa: E402
     JSConversionException,
@@ -94,9 +97,9 @@ class _Context(Context):
       instead of one each.
     """
 
-    _unfreed: list[Any] = field(default_factory=list)
+    _unfreed: list[Any] = field(default_factory=list[Any])
     _alive: list[bool] = field(default_factory=lambda: [True])
-    _inbox: deque[tuple[int, Any]] = field(default_factory=deque)
+    _inbox: deque[tuple[int, Any]] = field(default_factory=deque[tuple[int, Any]])
     _drain_scheduled: list[bool] = field(default_factory=lambda: [False])
 
     def handle_callback_from_v8(self, callback_id: int, raw_val_handle: Any) -> None:
@@ -143,12 +146,12 @@ class V8Context:
         context_ref: list[_Context] = []
 
         @mr_callback_func
-        def callback(callback_id: int, raw_value: Any) -> None:
-            context_ref[0].handle_callback_from_v8(callback_id, raw_value)
+        def callback(callback_id: int, raw_val_handle: Any) -> None:
+            context_ref[0].handle_callback_from_v8(callback_id, raw_val_handle)
 
         self._callback = callback  # must outlive the context
         self._raw = _init_context(self._dll, callback)
-        self._ctx = _Context(self._dll, self._raw, loop, ObjectFactoryImpl(), itertools.count(1))
+        self._ctx = _Context(self._dll, ContextType(self._raw), loop, ObjectFactoryImpl(), itertools.count(1))
         context_ref.append(self._ctx)
         self._loop = loop
 

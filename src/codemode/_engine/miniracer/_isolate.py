@@ -26,6 +26,8 @@ from codemode.errors import EngineError
 SCRIPT_NAME = "exec_main.mjs"
 PRELUDE_NAME = "codemode_prelude.js"
 RING_BYTES = 1 << 20
+# Characters of messages that may wait inside a busy isolate (beyond what the ring holds); output
+# past it is dropped there, and the cell shows a notice in its place (`OutputDroppedEvent`).
 MAX_BUFFERED_CHARS = 64 * 1024 * 1024
 # (Lazy compilation of the prelude's functions on an exec's first calls was a third of its CPU:
 # the ones every exec runs are parenthesized in prelude.js, which makes V8 compile them while
@@ -52,10 +54,11 @@ PRELUDE = (
         ),
     )
 )
+# The prelude keeps its own copies of the built-ins it uses, so nothing a script replaces makes
+# it write a malformed message: one means a codemode bug (or a script that reached the ring).
 CHANNEL_ERROR = (
-    "codemode could not read a message from the script, so the script was stopped. The script "
-    "probably modified built-ins codemode relies on (Object.prototype.toJSON, String.prototype, "
-    "Array.prototype, Map.prototype) or codemode internals; do not modify them."
+    "codemode could not read a message from the script, so the script was stopped. This is a "
+    "codemode bug: please report it with the script that caused it."
 )
 
 
@@ -113,7 +116,7 @@ class Isolate:
         read = struct.unpack_from("<I", ring, 4)[0]
         if (write - read) & 0xFFFFFFFF > RING_BYTES:
             raise ChannelError("ring positions out of range", [])
-        messages = []
+        messages: list[Any] = []
         mask = RING_BYTES - 1
         while read != write:
             pos = read & mask

@@ -79,7 +79,7 @@ class ProcessCell:
         if exc is not None:
             if not self._finished:
                 self._finished = True
-                self._on_event(FinishedEvent(f"the JavaScript engine is not available: {exc}"))
+                self._on_event(FinishedEvent(str(exc)))  # the pool's errors say what happened
             return
         worker = future.result()
         if self._finished:  # terminated while it waited
@@ -162,6 +162,10 @@ class ProcessCell:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._died, error)
 
+    def move_threadsafe(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._moved)
+
     def _deliver(self, events: list[EngineEvent]) -> None:
         on_event = self._on_event
         for event in events:
@@ -170,6 +174,25 @@ class ProcessCell:
     def _settle_stop(self) -> None:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
+
+    def _moved(self) -> None:
+        """The supervisor took this cell off its retiring worker before the script reached V8 (it
+        waited for an isolate the worker's stuck threads may never make): drop it there and run
+        it on another worker. Not a placement: the script did nothing to its worker."""
+        worker = self._worker
+        if worker is None or self._left:
+            return
+        self._left = True  # the supervisor already discharged it
+        if not self._finished:
+            worker.send(wire.Terminate(self.id))  # its answer is ignored: the cell is no longer there
+        if self._stopped is not None or self._finished:
+            self._finished = True
+            self._settle_stop()  # a terminate in progress has nothing left to wait for
+            return
+        self._worker = None
+        self._left = False
+        self._placements -= 1
+        self.begin()
 
     def _died(self, error: str) -> None:
         self._left = True  # the supervisor dropped it with its worker
@@ -234,15 +257,14 @@ class ProcessSession:
 
     async def ready(self, isolates: int | None = None) -> None:
         """Wait until a worker is up (it keeps its own pool of prepared isolates); raises the
-        pool's `EngineError` when no worker can start."""
+        pool's `EngineError` when the next worker cannot start either."""
         del isolates
         self.pool.start()
         await asyncio.wrap_future(self.pool.when_ready())
-        if self.pool.failure is not None:
-            raise self.pool.failure
 
     def is_alive(self) -> bool:
-        """Whether new cells can run: the session is open and the pool has not failed or closed."""
+        """Whether new cells can run now: the session is open, the pool is not closed, and its
+        last start did not fail."""
         return not self._closed and self.pool.failure is None and not self.pool.closed
 
     async def aclose(self) -> None:

@@ -34,6 +34,7 @@ from codemode._engine.base import (
     FinishedEvent,
     MemoryLimitEvent,
     NotifyEvent,
+    OutputDroppedEvent,
     OutputEvent,
     ToolBinding,
     ToolCallEvent,
@@ -41,7 +42,7 @@ from codemode._engine.base import (
 )
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 MIB: Final = 1024 * 1024
 MAX_FRAME_BYTES: Final = 128 * MIB  # as the reference's host wire; a 64 MiB text of 2-byte characters fits
 READ_CHUNK_BYTES: Final = 1 << 18  # what a reader takes from its pipe at once
@@ -266,6 +267,7 @@ _ITEM_TO_WIRE: Final[dict[type[Any], Callable[[Any], dict[str, Any]]]] = {
 }
 _EVENT_TO_WIRE: Final[dict[type[Any], Callable[[Any], dict[str, Any]]]] = {
     OutputEvent: lambda event: _ITEM_TO_WIRE[type(event.item)](event.item),
+    OutputDroppedEvent: lambda event: {"k": "dropped", "items": event.items, "chars": event.chars},
     NotifyEvent: lambda event: {"k": "notify", "text": event.text},
     ToolCallEvent: lambda event: {
         "k": "call",
@@ -281,6 +283,7 @@ _EVENT_FROM_WIRE: Final[dict[str, Callable[[Mapping[str, Any]], EngineEvent]]] =
     "text": lambda data: OutputEvent(TextItem(data["text"])),
     "image": lambda data: OutputEvent(ImageItem(data["image_url"], data["detail"])),
     "audio": lambda data: OutputEvent(AudioItem(data["audio_url"])),
+    "dropped": lambda data: OutputDroppedEvent(data["items"], data["chars"]),
     "notify": lambda data: NotifyEvent(data["text"]),
     "call": lambda data: ToolCallEvent(data["call_id"], data["tool_name"], data["arguments_json"]),
     "yield": lambda data: _YIELD,

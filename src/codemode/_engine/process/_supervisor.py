@@ -23,10 +23,23 @@ Thread rules (the one contract between reader threads and event loops):
   and the spare takes its place.
 * Kills: a terminate the worker does not confirm within `TERMINATE_GRACE_S` (a builtin V8 cannot
   interrupt) kills the worker. A worker whose finished cell's isolate will not stop (it reports
-  STUCK) takes no new cells and is killed once its other cells are done.
-* Failure: a worker that speaks another protocol version, or several in a row that die before
-  they are ready, make the pool `failed` with an `EngineError` (cause chained): sessions' `ready`
-  raise it and waiting cells fail with it.
+  STUCK) retires: it takes no new cells, the cells on it whose script has not reached V8 (they
+  wait for an isolate its stuck threads may never make) move to another worker, and it is
+  killed once its other cells are done, or `retire_grace_s` after it retired, or when a newer
+  worker retires while `MAX_RETIRING` others already are. So the engine processes of one pool
+  number at most `workers` in service + `MAX_RETIRING` retiring + the spare (+ workers being
+  killed, for the moment it takes).
+* Start failures: a worker that is not ready within `START_TIMEOUT_S`, or dies before it is, is
+  a failed start. After `MAX_FAILED_STARTS` in a row (or one that speaks another protocol
+  version) the pool's `failure` is an `EngineError` saying the engine could not start, with the
+  worker's own error (cause chained): the cells and `ready` calls waiting fail with it. Starts
+  are then retried with a growing delay (`RETRY_DELAYS_S`) while cells or sessions wait for a
+  worker; the first worker that is ready clears `failure`. Nothing disables the pool for good.
+* Scratch: each worker starts in a fresh empty directory that is removed as soon as the worker
+  runs in it (a process may keep a deleted working directory), so nothing is left behind on any
+  exit path, `os._exit` and SIGKILL included. Its name holds the host's pid and start time; a
+  host killed in the instant between creating and removing one leaves it, and the next pool
+  removes such directories whose host is gone (`remove_stale_scratch`).
 * Exit: reader threads are daemons, workers die with the host (parent-death signal, EOF on
   their pipe, and an atexit kill), so neither a hung script nor a hung worker keeps the
   interpreter from exiting.
@@ -65,7 +78,12 @@ BOOTSTRAP = (
     "from codemode._engine.process._worker import main; main(config)"
 )
 _STDERR_TAIL = 16 * 1024
-MAX_FAILED_STARTS = 3
+MAX_FAILED_STARTS = 3  # failed starts in a row before waiting cells fail (the start is then retried)
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # between retried starts after that; the last repeats
+START_TIMEOUT_S = 60.0  # a worker not ready this long after it started is killed (a failed start)
+RETIRE_GRACE_S = 30.0  # a retired worker's cells have this long to finish before it is killed
+MAX_RETIRING = 2  # retired workers alive at once; a newer one retiring kills the oldest
+SCRATCH_PREFIX = "codemode-engine-"
 MIB = wire.MIB
 
 
@@ -79,6 +97,7 @@ class WorkerConfig:
     memory_cap_bytes: int
     isolate_pool_size: int
     idle_worker_s: float = 60.0  # a worker beyond the first that ran no cell this long is stopped
+    retire_grace_s: float = RETIRE_GRACE_S
     max_frame_bytes: int = wire.MAX_FRAME_BYTES  # the wire's frame cap, both ways (smaller in tests)
 
 
@@ -92,6 +111,9 @@ class Tenant(Protocol):
     def deliver_threadsafe(self, events: list[EngineEvent]) -> None: ...
     def terminated_threadsafe(self) -> None: ...
     def died_threadsafe(self, error: str) -> None: ...
+    def move_threadsafe(self) -> None:
+        """The supervisor took the cell off its retiring worker before its script started: it
+        must drop it there and be placed again."""
 
 
 class Worker:
@@ -105,13 +127,16 @@ class Worker:
         self.ready = False
         self.dead = False
         self.retiring = False  # takes no new cells; killed when its last cell is done
-        self.idle_since = time.monotonic()  # when its last cell left (or it started)
+        self.retired_at = 0.0  # when it retired (monotonic)
+        self.started_at = self.idle_since = time.monotonic()  # idle: when its last cell left (or it started)
         self.kill_reason: str | None = None
+        self.refusal: EngineError | None = None  # set when it speaks another protocol version
+        self.memory_cap_bytes = config.memory_cap_bytes
         self.max_frame_bytes = config.max_frame_bytes
         self.exited: concurrent.futures.Future[None] = concurrent.futures.Future()  # its reader is done
         self._send_lock = threading.Lock()
         self._stderr = bytearray()
-        self._scratch = tempfile.mkdtemp(prefix="codemode-engine-")
+        scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{_HOST}-")
         arguments = {
             "path": [p for p in sys.path if p],
             "host_pid": os.getpid(),
@@ -119,9 +144,12 @@ class Worker:
             "isolate_pool_size": config.isolate_pool_size,
             "max_frame_bytes": config.max_frame_bytes,
         }
-        self.proc = _spawner.spawn(
-            [sys.executable, "-I", "-S", "-c", BOOTSTRAP, json.dumps(arguments)], cwd=self._scratch
-        )
+        try:
+            self.proc = _spawner.spawn(
+                [sys.executable, "-I", "-S", "-c", BOOTSTRAP, json.dumps(arguments)], cwd=scratch
+            )
+        finally:
+            os.rmdir(scratch)  # the worker runs in it, deleted: nothing to clean up later
         self.pid = self.proc.pid
         self._commands = self.proc.stdin.fileno()  # type: ignore[union-attr]
         threading.Thread(target=self._read, name=f"codemode-engine-{self.pid}", daemon=True).start()
@@ -150,6 +178,11 @@ class Worker:
         self.retiring = True
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
+
+    @property
+    def doomed(self) -> bool:
+        """It was killed, or its process ended: it will never run a cell again."""
+        return self.dead or self.kill_reason is not None
 
     # -- worker -> host -----------------------------------------------------------------------
     def _read(self) -> None:
@@ -201,14 +234,10 @@ class Worker:
             self.proc.stdin.close()  # type: ignore[union-attr]
         for pipe in (stdout, stderr):
             pipe.close()
-        self.remove_scratch()
         try:
             self._pool.worker_died(self, self._death_text(), self._stderr.decode("utf-8", "replace"))
         finally:
             self.exited.set_result(None)
-
-    def remove_scratch(self) -> None:
-        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _dispatch(self, message: wire.Message) -> None:
         """One message after READY (reader thread; see the thread rules above)."""
@@ -241,9 +270,11 @@ class Worker:
         code = self.proc.returncode
         if self.kill_reason is not None:
             return f"The JavaScript engine process running this script was stopped {self.kill_reason}."
-        if "out of memory" in stderr.lower() or "OOM" in stderr or "invalid size error" in stderr.lower():
+        if _out_of_memory(stderr):
+            cap = self.memory_cap_bytes
+            limit = f" (it may allocate at most {cap / MIB:.0f} MiB)" if cap else ""
             why = (
-                "it ran out of memory. A single operation needed more memory than the engine can give "
+                f"it ran out of memory{limit}. A single operation needed more memory than the engine can give "
                 "(a huge array, string or JSON text). Process less data at once: work in smaller "
                 "pieces, or across several execs"
             )
@@ -256,6 +287,46 @@ class Worker:
         else:
             why = f"it exited with code {code}. Run the script again"
         return f"The JavaScript engine process running this script stopped: {why}. Output produced before is kept; nothing the script stored was saved."
+
+    def start_failure(self, failed_in_a_row: int, retry_in_s: float) -> EngineError:
+        """Why the engine could not start, after this worker ended before it was ready: what
+        happened to it, its own last error line, and whether its memory cap is the cause."""
+        stderr = self._stderr.decode("utf-8", "replace")
+        code = self.proc.returncode
+        if self.kill_reason is not None:
+            how = f"was stopped {self.kill_reason}"
+        elif code is not None and code < 0:
+            number = -code
+            name = signal.Signals(number).name if number in signal.valid_signals() else "a signal"
+            how = f"was killed by signal {number} ({name})"
+        else:
+            how = f"exited with code {code}"
+        own = _last_error_line(stderr)
+        text = (
+            f"The JavaScript engine could not start: {failed_in_a_row} engine processes in a row ended "
+            f"before they were ready; the last one {how}" + (f", saying: {own}" if own else "") + "."
+        )
+        cap = self.memory_cap_bytes
+        if cap and (_out_of_memory(stderr) or "failed to map segment" in stderr or "no isolate" in stderr):
+            text += (
+                f" Its memory cap, memory_cap_bytes={cap / MIB:.0f} MiB, is too small for Python and V8 to "
+                "start: raise it (1 GiB or more) or set 0 for no cap."
+            )
+        return EngineError(f"{text} Starting is tried again in {retry_in_s:g} s, while execs wait for it.")
+
+
+def _out_of_memory(stderr: str) -> bool:
+    lowered = stderr.lower()
+    return "out of memory" in lowered or "OOM" in stderr or "invalid size error" in lowered or "MemoryError" in stderr
+
+
+def _last_error_line(stderr: str) -> str:
+    """The line of a worker's stderr that says what went wrong: V8's fatal error, else the last
+    line (a Python traceback's exception); at most 300 characters."""
+    lines = [line.strip(" #") for line in stderr.splitlines() if line.strip(" #")]
+    fatal = [line for line in lines if line.startswith("Fatal")]
+    line = fatal[0] if fatal else (lines[-1] if lines else "")
+    return line[:300]
 
 
 class _Spawner:
@@ -303,6 +374,49 @@ class _Spawner:
 _spawner = _Spawner()
 
 
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, Linux), "0" where that is unknown,
+    None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass
+    return "0"
+
+
+_HOST = f"{os.getpid()}-{_process_start(os.getpid())}"  # this host, as scratch directory names hold it
+
+
+def remove_stale_scratch(directory: str | None = None) -> None:
+    """Remove scratch directories (`SCRATCH_PREFIX<pid>-<start>-*`) whose host process is gone:
+    a pid that no longer runs, or runs a process that started at another time (a reused pid).
+    Directories of live hosts, and names of any other form, are left alone."""
+    directory = directory or tempfile.gettempdir()
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if not entry.name.startswith(SCRATCH_PREFIX):
+                continue
+            pid, _, rest = entry.name[len(SCRATCH_PREFIX) :].partition("-")
+            start, _, _ = rest.partition("-")
+            if not (pid.isdigit() and start.isdigit()):
+                continue
+            alive = _process_start(int(pid))
+            if alive is not None and alive in (start, "0"):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def _registered(selector: selectors.BaseSelector, fileobj: Any) -> bool:
     try:
         selector.get_key(fileobj)
@@ -328,39 +442,43 @@ class WorkerPool:
         self._waiters: deque[_Waiter] = deque()
         self._up = False  # a first worker was ready
         self._ready_waiters: list[concurrent.futures.Future[None]] = []
-        self._failed_starts = 0  # workers in a row that died before they were ready
-        self.failure: EngineError | None = None  # why no worker can run cells (permanent)
+        self._failed_starts = 0  # workers in a row that ended before they were ready
+        self._retry_at = 0.0  # no worker is started before then (monotonic), after start failures
+        self.failure: EngineError | None = None  # why no worker could start (until one does)
         self._closed = False
-        self._idle_changed = threading.Condition(self.lock)  # wakes the janitor
+        self._changed = threading.Condition(self.lock)  # wakes the janitor
         atexit.register(self.shutdown)
+        threading.Thread(target=remove_stale_scratch, name="codemode-engine-scratch", daemon=True).start()
         threading.Thread(target=self._janitor, name="codemode-engine-janitor", daemon=True).start()
 
     # -- admission ----------------------------------------------------------------------------
     def start(self) -> None:
         """Make sure a worker is running or starting (an engine's first session calls this)."""
         with self.lock:
-            if not self._closed and not self._active and self.failure is None:
+            if not self._closed and not self._active:
                 self._grow()
 
     def try_admit(self, cell: Tenant) -> Worker | None:
         """A worker with room for `cell` now (the cell is placed on it), else None."""
         with self.lock:
-            if self._waiters or self._closed or self.failure is not None:
+            if self._waiters or self._closed:
                 return None
             return self._place(cell)
 
     def admission(self, cell: Tenant) -> concurrent.futures.Future[Worker]:
-        """A future of the worker that will run `cell`, in the order cells asked.
+        """A future of the worker that will run `cell`, in the order cells asked; it fails with
+        an `EngineError` when the engine is shut down or its next start fails.
 
         Cancel the future to withdraw; a cell placed meanwhile must be `discharge`d.
         """
         future: concurrent.futures.Future[Worker] = concurrent.futures.Future()
         with self.lock:
-            if self._closed or self.failure is not None:
-                future.set_exception(self.failure or EngineError("the code mode engine is shut down"))
+            if self._closed:
+                future.set_exception(_shut_down())
                 return future
             self._waiters.append(_Waiter(cell, future))
             self._serve_waiters()
+            self._changed.notify()  # a start may be due for it
         return future
 
     def discharge(self, cell: Tenant, worker: Worker) -> None:
@@ -371,7 +489,7 @@ class WorkerPool:
             worker.heap_admitted -= cell.heap
             if not worker.cells:
                 worker.idle_since = time.monotonic()
-                self._idle_changed.notify()
+                self._changed.notify()
                 if worker.retiring and not worker.dead:
                     worker.kill("because an earlier script in it could not be stopped")
             self._serve_waiters()
@@ -394,12 +512,27 @@ class WorkerPool:
         best.heap_admitted += cell.heap
         return best
 
-    def _stop_idle_workers(self) -> None:
+    # -- the janitor: idle workers, retired workers, slow starts, retried starts ----------------
+    def _janitor(self) -> None:
+        """Do what is due, then sleep until the next thing is (or something changes, or the
+        pool closes), rather than polling."""
+        with self.lock:
+            while not self._closed:
+                now = time.monotonic()
+                self._stop_idle_workers(now)
+                self._end_retirements(now)
+                self._stop_slow_starts(now)
+                if self.failure is not None and now >= self._retry_at and self._wanted():
+                    self._grow()
+                    self._serve_waiters()
+                self._changed.wait(self._next_due(time.monotonic()))
+
+    def _stop_idle_workers(self, now: float) -> None:
         """Stop workers a burst started once they have been idle for `idle_worker_s`; the
         first one and the spare stay."""
-        now = time.monotonic()
         idle = [
-            w for w in self._active
+            w
+            for w in self._active
             if w.ready and not w.cells and not w.retiring and now - w.idle_since > self.config.idle_worker_s
         ]
         for worker in idle:
@@ -408,25 +541,54 @@ class WorkerPool:
             self._active.remove(worker)
             worker.kill("because it was idle")
 
-    def _janitor(self) -> None:
-        """Stop idle workers when they are due: it sleeps until the next one is (or a worker
-        becomes idle, or the pool closes), rather than polling."""
-        with self.lock:
-            while not self._closed:
-                self._stop_idle_workers()
-                self._idle_changed.wait(self._next_idle_stop())
+    def _end_retirements(self, now: float) -> None:
+        """Kill retired workers whose grace is over, and the oldest beyond `MAX_RETIRING`."""
+        retiring = sorted((w for w in self._active if w.retiring and not w.doomed), key=lambda w: w.retired_at)
+        grace = self.config.retire_grace_s
+        for index, worker in enumerate(retiring):
+            if now - worker.retired_at >= grace:
+                worker.kill(
+                    f"because an earlier script in it could not be stopped, and this script was still "
+                    f"running {grace:g} s later (a worker in that state is retired: it takes no new scripts "
+                    "and is stopped once its scripts end, or after that grace). Run it again"
+                )
+            elif index < len(retiring) - MAX_RETIRING:
+                worker.kill(
+                    "because an earlier script in it could not be stopped, and more engine processes were "
+                    "in that state than are kept. Run it again"
+                )
 
-    def _next_idle_stop(self) -> float | None:
-        """Seconds until an idle worker is due to stop (None: none can be stopped now)."""
-        if len(self._active) <= 1:
-            return None
-        idle = [w.idle_since for w in self._active if w.ready and not w.cells and not w.retiring]
-        if not idle:
-            return None
-        return max(0.01, min(idle) + self.config.idle_worker_s - time.monotonic())
+    def _stop_slow_starts(self, now: float) -> None:
+        for worker in self._starting():
+            if now - worker.started_at >= START_TIMEOUT_S:
+                worker.kill(f"because it was not ready {START_TIMEOUT_S:g} s after it started")
 
+    def _starting(self) -> list[Worker]:
+        workers = [*self._active, *([self._spare] if self._spare is not None else [])]
+        return [w for w in workers if not w.ready and not w.doomed]
+
+    def _wanted(self) -> bool:
+        """Whether a cell or a session waits for a worker."""
+        return bool(self._waiters or self._ready_waiters)
+
+    def _next_due(self, now: float) -> float | None:
+        """Seconds until the janitor has something to do (None: nothing is scheduled)."""
+        due = [w.retired_at + self.config.retire_grace_s for w in self._active if w.retiring and not w.doomed]
+        due += [w.started_at + START_TIMEOUT_S for w in self._starting()]
+        if len(self._active) > 1:
+            due += [
+                w.idle_since + self.config.idle_worker_s
+                for w in self._active
+                if w.ready and not w.cells and not w.retiring
+            ]
+        if self.failure is not None and self._wanted() and self._retry_at > now:
+            due.append(self._retry_at)  # (once it is past, the janitor started one, or none can start now)
+        return max(0.01, min(due) - now) if due else None
+
+    # -- starting workers ---------------------------------------------------------------------
     def _grow(self) -> None:
-        """Bring one more worker into service, unless one is starting or the pool is full."""
+        """Bring one more worker into service, unless one is starting, the pool is full, or a
+        retried start is not due yet."""
         if any(not w.ready for w in self._active):
             return
         if len([w for w in self._active if not w.retiring]) >= self.config.workers:
@@ -434,7 +596,7 @@ class WorkerPool:
         if self._spare is not None:
             worker, self._spare = self._spare, None
             self._active.append(worker)
-            self._idle_changed.notify()
+            self._changed.notify()
             if worker.ready:
                 self._refill_spare()
         else:
@@ -447,15 +609,34 @@ class WorkerPool:
             self._spare = self._spawn()
 
     def _spawn(self) -> Worker | None:
-        """A new worker process, or None when none can be started (the pool has then failed)."""
-        try:
-            return Worker(self, self.config)
-        except OSError as exc:
-            self._fail(EngineError(f"could not start a JavaScript engine process: {exc}"), exc)
+        """A new worker process, or None while a retried start is not due or when none can be
+        started (a failed start)."""
+        if self._closed or time.monotonic() < self._retry_at:
             return None
+        try:
+            worker = Worker(self, self.config)
+        except OSError as exc:
+            self._failed_starts = max(self._failed_starts + 1, MAX_FAILED_STARTS)
+            delay = self._next_retry()
+            failure = EngineError(
+                f"The JavaScript engine could not start: no engine process could be started ({exc}). "
+                f"Starting is tried again in {delay:g} s, while execs wait for it."
+            )
+            self._start_failed(failure, exc)
+            return None
+        self._changed.notify()  # the janitor times its start
+        return worker
 
-    def _fail(self, failure: EngineError, cause: BaseException) -> None:
-        """No worker will ever run cells: say why to everyone waiting, now and later."""
+    def _next_retry(self) -> float:
+        """Schedule the next start after the current run of failed starts; its delay."""
+        delay = RETRY_DELAYS_S[min(max(self._failed_starts - MAX_FAILED_STARTS, 0), len(RETRY_DELAYS_S) - 1)]
+        self._retry_at = time.monotonic() + delay
+        self._changed.notify()
+        return delay
+
+    def _start_failed(self, failure: EngineError, cause: BaseException) -> None:
+        """No worker could start: say why to the cells and sessions waiting for one (a later
+        start is retried, when something waits for it)."""
         failure.__cause__ = cause
         self.failure = failure
         for waiter in self._waiters:
@@ -485,36 +666,47 @@ class WorkerPool:
         with self.lock:
             worker.ready = True
             self._failed_starts = 0
+            self._retry_at = 0.0
+            self.failure = None
             self._up = True
             self._settle_ready_waiters()
-            self._idle_changed.notify()
+            self._changed.notify()
             if worker in self._active:
                 self._refill_spare()
                 self._serve_waiters()
 
     def worker_stuck(self, worker: Worker) -> None:
+        """`worker` has an isolate that will not stop: retire it (see the module docstring)."""
         with self.lock:
             if worker.retiring or worker.dead:
                 return
             worker.retiring = True
+            worker.retired_at = time.monotonic()
+            moved = [cell for cell in worker.cells.values() if not cell.started]
+            for cell in moved:
+                del worker.cells[cell.id]
+                worker.heap_admitted -= cell.heap
             if not worker.cells:
                 worker.kill("because an earlier script in it could not be stopped")
+            self._end_retirements(worker.retired_at)
+            self._changed.notify()
             self._grow()
             self._serve_waiters()
+        for cell in moved:
+            cell.move_threadsafe()
 
     def worker_refused(self, worker: Worker, mismatch: wire.VersionMismatch) -> None:
-        """`worker` speaks another protocol version: so would every other, so the pool fails."""
+        """`worker` speaks another protocol version: so would every other started now."""
+        worker.refusal = EngineError(
+            f"The JavaScript engine process speaks protocol version {mismatch.theirs!r}, but this "
+            f"codemode needs {wire.PROTOCOL_VERSION}: the worker runs another codemode installation "
+            f"than the host (reinstall codemode, or restart the host after an upgrade)."
+        )
         worker.kill("because it speaks another engine protocol version")
         with self.lock:
-            if self.failure is None:
-                self._fail(
-                    EngineError(
-                        f"the JavaScript engine process speaks protocol version {mismatch.theirs!r}, but this "
-                        f"codemode needs {wire.PROTOCOL_VERSION}: the worker runs another codemode installation "
-                        f"than the host (reinstall codemode, or restart the host after an upgrade)"
-                    ),
-                    mismatch,
-                )
+            self._failed_starts = max(self._failed_starts + 1, MAX_FAILED_STARTS)
+            self._next_retry()
+            self._start_failed(worker.refusal, mismatch)
 
     def worker_died(self, worker: Worker, error: str, stderr: str) -> None:
         with self.lock:
@@ -526,54 +718,59 @@ class WorkerPool:
             cells = list(worker.cells.values())
             worker.cells.clear()
             worker.heap_admitted = 0
-            if not worker.ready and worker.kill_reason is None:
+            if not worker.ready and not self._closed and worker.refusal is None:
                 self._failed_starts += 1
-                if self._failed_starts >= MAX_FAILED_STARTS and self.failure is None:
-                    # Starting more would fail the same way: say why to everyone waiting.
-                    self._fail(
-                        EngineError(f"the JavaScript engine process could not start: {error}"),
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    # Starting more at once would likely fail the same way: say why to everyone
+                    # waiting, and try again after a while.
+                    self._start_failed(
+                        worker.start_failure(self._failed_starts, self._next_retry()),
                         ChildProcessError(
                             f"engine worker {worker.pid} exited with {worker.proc.returncode} before it was "
                             f"ready; the end of its stderr:\n{stderr[-4000:]}"
                         ),
                     )
-            if not self._closed and self.failure is None:
+            if not self._closed:
                 if self._waiters or not self._active:
                     self._grow()
                 if was_spare and any(w.ready for w in self._active):
                     self._refill_spare()
                 self._serve_waiters()
+            self._changed.notify()
         for cell in cells:
             cell.died_threadsafe(error)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def when_ready(self) -> concurrent.futures.Future[None]:
-        """A future (the caller's own: cancel it to stop waiting) resolved once a first worker is
-        up, or failed with the pool's `EngineError` when none can be."""
+        """A future (the caller's own: cancel it to stop waiting) resolved once a worker is up,
+        or failed with an `EngineError` when the next start fails or the pool shuts down."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self.lock:
             self._ready_waiters.append(future)
-            self._settle_ready_waiters()
+            if self._closed or (self._up and self.failure is None):
+                self._settle_ready_waiters()
+            else:
+                if not self._active:
+                    self._grow()
+                self._changed.notify()  # a retried start may be due for it
         return future
 
     def _settle_ready_waiters(self) -> None:
-        if not (self._up or self._closed or self.failure is not None):
-            return
         waiters, self._ready_waiters = self._ready_waiters, []
         for future in waiters:
             if not future.set_running_or_notify_cancel():
                 continue  # its caller stopped waiting
-            if self._up and self.failure is None:
-                future.set_result(None)
+            if self._closed or self.failure is not None:
+                future.set_exception(_shut_down() if self._closed else self.failure)  # type: ignore[arg-type]
             else:
-                future.set_exception(self.failure or EngineError("the code mode engine is shut down"))
+                future.set_result(None)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def workers(self) -> list[Worker]:
-        """The workers in service and the spare (for diagnostics and tests)."""
+        """The workers in service (retiring ones included) and the spare (for diagnostics and tests)."""
         with self.lock:
             return [*self._active, *([self._spare] if self._spare is not None else [])]
 
@@ -583,7 +780,7 @@ class WorkerPool:
             if self._closed:
                 return
             self._closed = True
-            self._idle_changed.notify()
+            self._changed.notify()
             workers = self.workers()
             for waiter in self._waiters:
                 waiter.future.cancel()
@@ -592,5 +789,7 @@ class WorkerPool:
         atexit.unregister(self.shutdown)  # (atexit would otherwise keep every closed pool alive)
         for worker in workers:
             worker.kill("because the code mode engine shut down")
-            worker.remove_scratch()  # at exit the reader threads may not get to it
 
+
+def _shut_down() -> EngineError:
+    return EngineError("The JavaScript engine is shut down: its engine was closed, or the interpreter is exiting.")

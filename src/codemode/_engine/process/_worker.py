@@ -22,7 +22,12 @@ from typing import Any
 import msgpack
 
 from codemode._engine.base import CellProgram, EngineEvent, EventSink, FinishedEvent, SessionSetup
-from codemode._engine.miniracer import MiniRacerEngine, MiniRacerSession
+from codemode._engine.miniracer import (
+    CREATE_HEADROOM_BYTES,
+    MiniRacerEngine,
+    MiniRacerSession,
+    data_bytes,
+)
 from codemode._engine.miniracer._cell import MiniRacerCell
 from codemode._engine.miniracer._compat import init_v8, longest_free_s
 from codemode._engine.process import _protocol as wire
@@ -76,12 +81,16 @@ class _Server:
         match message:
             case wire.Start():
                 program = CellProgram(
-                    message.code, message.hoisted, message.stored_json, message.store_budget_bytes, message.store_limit_error
+                    message.code,
+                    message.hoisted,
+                    message.stored_json,
+                    message.store_budget_bytes,
+                    message.store_limit_error,
                 )
                 setup = self._setups[message.setup_id]
-                self._cells[message.cell_id] = setup.start(program, self._sink(message.cell_id))
-                self._started.append(message.cell_id)
-                self._schedule_flush()
+                self._cells[message.cell_id] = setup.start(
+                    program, self._sink(message.cell_id), lambda: self._launched(message.cell_id)
+                )
             case wire.Resolve():
                 cell = self._cells.get(message.cell_id)
                 if cell is not None:
@@ -103,6 +112,12 @@ class _Server:
                     self._tasks.create_task(session.aclose())
             case _:
                 raise wire.ProtocolError(f"the host sent a worker's message: {message!r:.200}")
+
+    def _launched(self, cell_id: int) -> None:
+        """The cell's script reached V8: tell the host with the next flush (not before: a cell
+        waiting for an isolate may still be moved to another worker)."""
+        self._started.append(cell_id)  # (the host ignores it for a cell it no longer has here)
+        self._schedule_flush()
 
     async def _terminate(self, cell_id: int) -> None:
         cell = self._cells.pop(cell_id, None)
@@ -207,7 +222,18 @@ class _Commands(asyncio.Protocol):
 async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> None:
     loop = asyncio.get_running_loop()
     max_frame = config["max_frame_bytes"]
-    engine = MiniRacerEngine(pool_size=config["isolate_pool_size"], memory_cap_bytes=config["memory_cap_bytes"])
+    memory_cap = config["memory_cap_bytes"]
+    engine = MiniRacerEngine(pool_size=config["isolate_pool_size"], memory_cap_bytes=memory_cap)
+    if memory_cap and data_bytes() > memory_cap - CREATE_HEADROOM_BYTES:
+        # The engine would wait forever for the memory a first isolate needs: say so instead.
+        print(
+            f"codemode engine worker: no isolate can be created: the process already uses "
+            f"{data_bytes() / wire.MIB:.0f} MiB of its {memory_cap / wire.MIB:.0f} MiB memory cap, and an isolate "
+            f"needs up to {CREATE_HEADROOM_BYTES / wire.MIB:.0f} MiB more",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(4)
     keeper = engine.session(SessionSetup((), 0))
     await keeper.ready(1)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(events_fd, "wb", buffering=0))

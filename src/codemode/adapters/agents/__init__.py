@@ -7,12 +7,12 @@
 Layout: `_tools` (exec and wait as SDK tools), `_nested` (SDK tools as nested tools).
 """
 
-try:
-    import agents as _agents  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed in development
+import importlib.util
+
+if importlib.util.find_spec("agents") is None:  # pragma: no cover - the extra is installed in development
     raise ImportError(
         'codemode.adapters.agents needs the OpenAI Agents SDK: pip install "codemode[agents]"'
-    ) from exc
+    )
 
 from codemode.adapters.agents._tools import CodeModeTools, ExecApi
 

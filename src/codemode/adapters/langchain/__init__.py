@@ -7,12 +7,12 @@
 Layout: `_tools` (exec and wait as LangChain tools), `_nested` (LangChain tools as nested tools).
 """
 
-try:
-    import langchain_core as _langchain_core  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed in development
+import importlib.util
+
+if importlib.util.find_spec("langchain_core") is None:  # pragma: no cover - the extra is installed in development
     raise ImportError(
         'codemode.adapters.langchain needs langchain-core: pip install "codemode[langchain]"'
-    ) from exc
+    )
 
 from codemode.adapters.langchain._tools import code_mode_tools
 

@@ -76,7 +76,7 @@ def _content(result: ExecResult) -> str | list[dict[str, Any]]:
     items = model_items(result)
     if len(items) == 1 and isinstance(items[0], TextItem):
         return items[0].text
-    blocks = []
+    blocks: list[dict[str, str]] = []
     for item in items:
         match item:
             case TextItem(text):

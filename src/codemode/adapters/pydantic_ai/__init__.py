@@ -8,12 +8,12 @@
 Layout: `_toolset` (exec and wait as a toolset), `_nested` (pydantic-ai tools as nested tools).
 """
 
-try:
-    import pydantic_ai as _pydantic_ai  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed in development
+import importlib.util
+
+if importlib.util.find_spec("pydantic_ai") is None:  # pragma: no cover - the extra is installed in development
     raise ImportError(
         'codemode.adapters.pydantic_ai needs pydantic-ai: pip install "codemode[pydantic-ai]"'
-    ) from exc
+    )
 
 from codemode.adapters.pydantic_ai._toolset import CodeModeToolset
 

@@ -35,7 +35,7 @@ from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.tool_manager import ToolManager
 from pydantic_ai.usage import RunUsage
 
-from codemode._session.tool_calls import approve_running_call
+from codemode import approve_running_call
 from codemode.errors import ToolError
 from codemode.tools import Tool as NestedTool, ToolSource
 

@@ -8,7 +8,7 @@ model as a failed tool result (`ToolFailed`, `ModelRetry`), never as an exceptio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 import pydantic_core
 from pydantic_ai import (
@@ -95,7 +95,7 @@ class CodeModeToolset(AbstractToolset[Any]):
 
     async def get_tools(self, ctx: RunContext[Any]) -> dict[str, ToolsetTool[Any]]:
         self._bind(ctx)
-        tools = {}
+        tools: dict[str, ToolsetTool[Any]] = {}
         for spec in self.session.tool_specs("chat"):
             function = spec["function"]
             definition = ToolDefinition(
@@ -130,7 +130,7 @@ class CodeModeToolset(AbstractToolset[Any]):
 
     def _nested_tool(self, obj: object) -> object:
         if isinstance(obj, (Tool, AbstractToolset)):
-            nested = nested_tools(obj)
+            nested = nested_tools(cast("Tool[Any] | AbstractToolset[Any]", obj))
             self._nested.append(nested)
             return nested
         return obj

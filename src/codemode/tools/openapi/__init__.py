@@ -21,11 +21,11 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "MAX_ERROR_BODY_CHARS",
+    "RESERVED_HEADERS",
     "OpenApiSource",
     "OpenApiToolset",
     "Operation",
     "Parameter",
-    "RESERVED_HEADERS",
     "load_openapi_sources",
     "operations",
 ]

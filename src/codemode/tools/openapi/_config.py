@@ -52,7 +52,7 @@ class OpenApiSource:
     name: str
     document: dict[str, Any]
     base_url: str
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict[str, str], repr=False)
     timeout: float = DEFAULT_TIMEOUT
     base_query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
@@ -65,9 +65,7 @@ def load_openapi_sources(config: Mapping[str, Any]) -> list[OpenApiSource]:
         UsageError: a source is malformed, its spec cannot be read, or it has no base URL.
     """
     if not isinstance(config, Mapping):
-        raise UsageError(
-            '`openapi` must be a mapping like {"github": {"spec": "api.json", "base_url": "..."}}'
-        )
+        raise UsageError('`openapi` must be a mapping like {"github": {"spec": "api.json", "base_url": "..."}}')
     return [_source(str(name), entry) for name, entry in config.items()]
 
 
@@ -79,19 +77,17 @@ def _source(name: str, entry: Any) -> OpenApiSource:
     if unknown:
         raise UsageError(f"openapi source `{name}` has unknown keys {unknown}; allowed: {sorted(_KEYS)}")
     if "spec" not in entry:
-        raise UsageError(
-            f"openapi source `{name}` needs a `spec` (a path to a JSON file, or the parsed document)"
-        )
+        raise UsageError(f"openapi source `{name}` needs a `spec` (a path to a JSON file, or the parsed document)")
     document = _document(name, entry["spec"])
     base_url = entry.get("base_url") or _first_server(document)
     if not isinstance(base_url, str) or not base_url:
         raise UsageError(f"openapi source `{name}` needs a `base_url`: its spec names no server")
-    headers = entry.get("headers") or {}
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    configured: object = entry.get("headers") or {}
+    if not isinstance(configured, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in cast(Mapping[object, object], configured).items()
     ):
         raise UsageError(f"openapi source `{name}`: `headers` must map strings to strings")
-    headers = dict(cast(Mapping[str, str], headers))
+    headers = dict(cast(Mapping[str, str], configured))
     timeout = entry.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise UsageError(f"openapi source `{name}`: `timeout` must be a positive number of seconds")

@@ -86,9 +86,7 @@ def operations(document: dict[str, Any]) -> list[Operation]:
             operation = item.get(method)
             if isinstance(operation, dict):
                 name = _unique(_operation_name(cast(dict[str, Any], operation), method, path), taken)
-                found.append(
-                    _operation(resolver, name, method, path, shared, cast(dict[str, Any], operation))
-                )
+                found.append(_operation(resolver, name, method, path, shared, cast(dict[str, Any], operation)))
     return found
 
 
@@ -213,12 +211,7 @@ def _shallow(schema: Any, depth: int, described_levels: int = 2) -> Any:
 
 
 def _described(schema: Any, description: object) -> Any:
-    if (
-        isinstance(description, str)
-        and description
-        and isinstance(schema, dict)
-        and "description" not in schema
-    ):
+    if isinstance(description, str) and description and isinstance(schema, dict) and "description" not in schema:
         return {**cast(dict[str, Any], schema), "description": description}
     return schema
 

@@ -143,7 +143,7 @@ def _request(
 ) -> tuple[httpx.Request, str]:
     """The request to send, and its URL as a script may see it (no configured query)."""
     path = operation.path
-    query: list[tuple[str, str]] = []
+    query: list[tuple[str, str | int | float | bool | None]] = []
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for parameter in operation.parameters:
@@ -166,9 +166,9 @@ def _request(
         headers["Cookie"] = "; ".join([*configured, *cookies])
     body = _body(operation, arguments)
     headers.update(body.pop("headers", {}))
-    sent = url.copy_merge_params([*source.base_query, *query])
+    sent = url.copy_merge_params(httpx.QueryParams([*source.base_query, *query]))
     request = client.build_request(operation.method, sent, headers=headers, **body)
-    return request, str(url.copy_merge_params(query))
+    return request, str(url.copy_merge_params(httpx.QueryParams(query)))
 
 
 def _segment(name: str, value: Any) -> str:
@@ -183,9 +183,7 @@ def _segment(name: str, value: Any) -> str:
 
 def _confined_url(source: OpenApiSource, operation: Operation, path: str) -> httpx.URL:
     """`path` under `source.base_url`, or a ToolError when it would not stay under it."""
-    refusal = (
-        f"{operation.method} {path} would leave the API's base URL {source.base_url}; the request was not sent"
-    )
+    refusal = f"{operation.method} {path} would leave the API's base URL {source.base_url}; the request was not sent"
     if any(segment in _DOT_SEGMENTS for segment in path.split("?", 1)[0].split("/")):
         raise ToolError(refusal)
     try:
@@ -203,9 +201,7 @@ def _confined_url(source: OpenApiSource, operation: Operation, path: str) -> htt
 
 def _header_value(name: str, value: str) -> str:
     if not all(" " <= char <= "~" or char == "\t" for char in value):
-        raise ToolError(
-            f"header parameter `{name}` must be printable ASCII on one line; the request was not sent"
-        )
+        raise ToolError(f"header parameter `{name}` must be printable ASCII on one line; the request was not sent")
     return value
 
 
@@ -221,9 +217,7 @@ def _body(operation: Operation, arguments: dict[str, Any]) -> dict[str, Any]:
                 return {}
             value = arguments[operation.body_argument]
     content_type = operation.content_type or "application/json"
-    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded" and isinstance(
-        value, dict
-    ):
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded" and isinstance(value, dict):
         return {"data": {key: _text(item) for key, item in cast(dict[str, Any], value).items()}}
     if isinstance(value, str) and not content_type.endswith("json"):
         return {"content": value, "headers": {"Content-Type": content_type}}

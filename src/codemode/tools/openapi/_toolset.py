@@ -57,9 +57,7 @@ class OpenApiToolset(ToolSource):
         self._state = State.NEW
         self._start_error: BaseException | None = None
         self._tools = [
-            self._tool(source, operation)
-            for source in self._sources
-            for operation in operations(source.document)
+            self._tool(source, operation) for source in self._sources for operation in operations(source.document)
         ]
 
     @property

@@ -1,0 +1,51 @@
+"""Text any UTF-8 wire can carry.
+
+A Python `str` may hold lone surrogates (U+D800-U+DFFF): JavaScript strings can (`"\\ud800"`),
+JSON's `\\ud800` escapes decode to them, and so does `surrogatepass` decoding. UTF-8 cannot encode
+them, so every JSON, HTTP or terminal writer downstream raises `UnicodeEncodeError`: an MCP
+server's stdout writer dies with the connection, an SSE answer is never sent. Every boundary where
+text crosses to a wire (or arrives from the model) passes it through `safe_text`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["safe_data", "safe_text"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a valid pair was joined into one code point when decoded
+
+
+def safe_text(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (as the reference's Rust strings get
+    them); `text` itself when it has none.
+
+    Cheap when there are none: ASCII text is known as such without a scan, and other text is
+    checked by CPython's UTF-8 encoder (about 30 times faster than a regex scan of it).
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def safe_data(value: Any) -> Any:
+    """JSON-like `value` (dicts, lists, tuples, strings, scalars) with `safe_text` applied to every
+    string in it, keys included; containers are copied only where something changed."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        items = [(safe_data(key), safe_data(item)) for key, item in value.items()]
+        if all(new_key is key and new_item is item for (new_key, new_item), (key, item) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    if isinstance(value, list | tuple):
+        values = [safe_data(item) for item in value]
+        if all(new is old for new, old in zip(values, value, strict=True)):
+            return value
+        return type(value)(values) if isinstance(value, tuple) else values
+    return value
