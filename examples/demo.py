@@ -13,9 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from example_tools import TOOLS  # noqa: E402
-
-from codemode import CodeMode, ExecResult, to_model  # noqa: E402
+from codemode import CodeMode, ExecResult, to_model
+from example_tools import TOOLS
 
 RULE = "─" * 78
 

@@ -47,7 +47,9 @@ def test_a_failing_script_from_stdin_exits_non_zero_with_the_error() -> None:
 
 @pytest.mark.integration
 def test_a_yielding_script_is_waited_for_and_each_observation_printed() -> None:
-    source = '// @exec: {"yield_time_ms": 50}\ntext("one");\nawait new Promise((r) => setTimeout(r, 300));\ntext("two");\n'
+    source = (
+        '// @exec: {"yield_time_ms": 50}\ntext("one");\nawait new Promise((r) => setTimeout(r, 300));\ntext("two");\n'
+    )
     done = run_cli("exec", "-", stdin=source)
     assert done.returncode == 0, done.stderr
     assert "Script running with cell ID 1" in done.stdout
@@ -99,7 +101,6 @@ def test_a_call_that_needs_approval_is_refused_not_left_waiting(tmp_path: Path) 
     )
 
 
-
 ADD = "text(await tools.add({ a: 2, b: 3 }))"
 
 
@@ -121,12 +122,23 @@ def test_help_lists_both_commands_with_one_line_descriptions() -> None:
 
 def test_both_commands_spell_their_shared_options_alike() -> None:
     def options(command: str) -> set[str]:
-        return {name for param in cli.main.commands[command].params if not getattr(param, "hidden", False)
-                for name in param.opts}
+        return {
+            name
+            for param in cli.main.commands[command].params
+            if not getattr(param, "hidden", False)
+            for name in param.opts
+        }
 
     shared = options("exec") & options("mcp")
-    assert {"--tools", "--mcp-config", "--isolation", "--cell-time-limit-ms", "--exec-yield-time-ms",
-            "--wait-yield-time-ms", "--max-output-tokens"} <= shared
+    assert {
+        "--tools",
+        "--mcp-config",
+        "--isolation",
+        "--cell-time-limit-ms",
+        "--exec-yield-time-ms",
+        "--wait-yield-time-ms",
+        "--max-output-tokens",
+    } <= shared
     assert "--config" not in options("mcp") and "--yield-time-ms" not in options("exec")
 
 
@@ -156,8 +168,20 @@ def served(monkeypatch: pytest.MonkeyPatch) -> ServedWith:
 
 
 def test_flags_become_the_sessions_limits_and_defaults(served: ServedWith) -> None:
-    flags = ["--cell-time-limit-ms", "5000", "--max-concurrent-cells", "3", "--heap-limit-bytes", "1048576",
-             "--exec-yield-time-ms", "250", "--wait-yield-time-ms", "750", "--max-output-tokens", "99"]
+    flags = [
+        "--cell-time-limit-ms",
+        "5000",
+        "--max-concurrent-cells",
+        "3",
+        "--heap-limit-bytes",
+        "1048576",
+        "--exec-yield-time-ms",
+        "250",
+        "--wait-yield-time-ms",
+        "750",
+        "--max-output-tokens",
+        "99",
+    ]
     done = CliRunner().invoke(cli.main, ["mcp", *flags])
     assert done.exit_code == 0, done.output
     assert served.options["limits"] == Limits(cell_time_limit_ms=5000, max_concurrent_cells=3, heap_limit_bytes=1 << 20)

@@ -13,7 +13,6 @@ import pytest
 
 from codemode import TextItem, Tool, UsageError
 from codemode.tools import requires_approval
-
 from conftest import MakeCodeMode
 
 

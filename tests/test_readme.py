@@ -30,8 +30,7 @@ from openai.types.responses import Response, ResponseInputParam
 from pydantic import TypeAdapter
 
 import codemode
-from codemode import CodeMode, SyncCodeMode, ToolCallRecord, to_model
-from codemode import cli as codemode_cli
+from codemode import CodeMode, SyncCodeMode, ToolCallRecord, cli as codemode_cli, to_model
 from codemode.testing import FakeEngine
 from codemode.tools import requires_approval
 
@@ -92,41 +91,93 @@ def _plain(value: Any) -> Any:
 
 def anthropic_client() -> Any:
     def message(stop: str, content: list[dict[str, Any]]) -> Message:
-        return Message.model_validate({
-            "id": "m", "type": "message", "role": "assistant", "model": "scripted", "stop_reason": stop,
-            "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}, "content": content,
-        })
+        return Message.model_validate(
+            {
+                "id": "m",
+                "type": "message",
+                "role": "assistant",
+                "model": "scripted",
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+                "content": content,
+            }
+        )
 
-    messages = Scripted([
-        message("tool_use", [{"type": "tool_use", "id": "u1", "name": "exec", "input": {"code": AGENT_SCRIPT}}]),
-        message("tool_use", [{"type": "tool_use", "id": "u2", "name": "wait", "input": {"cell_id": "1"}}]),
-        message("end_turn", [{"type": "text", "text": "5, and an image"}]),
-    ])
+    messages = Scripted(
+        [
+            message("tool_use", [{"type": "tool_use", "id": "u1", "name": "exec", "input": {"code": AGENT_SCRIPT}}]),
+            message("tool_use", [{"type": "tool_use", "id": "u2", "name": "wait", "input": {"cell_id": "1"}}]),
+            message("end_turn", [{"type": "text", "text": "5, and an image"}]),
+        ]
+    )
     return type("Client", (), {"messages": messages})()
 
 
 def responses_client() -> Any:
     def response(output: list[dict[str, Any]]) -> Response:
-        return Response.model_validate({
-            "id": "r", "object": "response", "created_at": 0, "model": "scripted", "output": output,
-            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-        })
+        return Response.model_validate(
+            {
+                "id": "r",
+                "object": "response",
+                "created_at": 0,
+                "model": "scripted",
+                "output": output,
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+            }
+        )
 
-    return type("Client", (), {"responses": Scripted([response([
-        {"type": "custom_tool_call", "call_id": "c1", "name": "exec", "input": AGENT_SCRIPT},
-        {"type": "function_call", "call_id": "c2", "name": "wait", "arguments": '{"cell_id": "1"}'},
-    ])])})()
+    return type(
+        "Client",
+        (),
+        {
+            "responses": Scripted(
+                [
+                    response(
+                        [
+                            {"type": "custom_tool_call", "call_id": "c1", "name": "exec", "input": AGENT_SCRIPT},
+                            {"type": "function_call", "call_id": "c2", "name": "wait", "arguments": '{"cell_id": "1"}'},
+                        ]
+                    )
+                ]
+            )
+        },
+    )()
 
 
 def chat_client() -> Any:
-    completion = ChatCompletion.model_validate({
-        "id": "c", "object": "chat.completion", "created": 0, "model": "scripted",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": None, "tool_calls": [
-                {"id": "t1", "type": "function", "function": {"name": "exec", "arguments": json.dumps({"code": AGENT_SCRIPT})}},
-                {"id": "t2", "type": "function", "function": {"name": "wait", "arguments": '{"cell_id": "1"}'}},
-            ]}}],
-    })
+    completion = ChatCompletion.model_validate(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "scripted",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "t1",
+                                "type": "function",
+                                "function": {"name": "exec", "arguments": json.dumps({"code": AGENT_SCRIPT})},
+                            },
+                            {
+                                "id": "t2",
+                                "type": "function",
+                                "function": {"name": "wait", "arguments": '{"cell_id": "1"}'},
+                            },
+                        ],
+                    },
+                }
+            ],
+        }
+    )
     completions = Scripted([completion])
     return type("Client", (), {"chat": type("Chat", (), {"completions": completions})()})()
 
@@ -168,8 +219,7 @@ def approval_namespace() -> dict[str, Any]:
     source = 'text(await tools.read_file({ path: "/tmp/a" }));\n' + (
         'try { text(await tools.delete_file({ path: "/tmp/x" })) } catch (e) { text(`refused: ${e}`) }'
     )
-    return {"delete_file": delete_file, "read_file": read_file, "source": source,
-            "ok_with_user": lambda pending: False}
+    return {"delete_file": delete_file, "read_file": read_file, "source": source, "ok_with_user": lambda pending: False}
 
 
 def check_approval(namespace: dict[str, Any]) -> None:
@@ -196,18 +246,19 @@ class CompileOnly:
 PYTHON_BLOCKS: dict[str, Run | CompileOnly] = {
     "import asyncio": Run(),  # the quick start; its printed output is checked too
     "from codemode.engines import ProcessEngine": Run(lambda: {"add": add, "CodeMode": CodeMode}),
-    "config = {\"mcpServers\": {": Run(lambda: {"CodeMode": CodeMode}, needs=SERVER_EVERYTHING),
-    "async with CodeMode(openapi={\"github\": {": CompileOnly(
+    'config = {"mcpServers": {': Run(lambda: {"CodeMode": CodeMode}, needs=SERVER_EVERYTHING),
+    'async with CodeMode(openapi={"github": {': CompileOnly(
         "it calls api.github.com; tests/test_openapi.py runs the GitHub spec against Prism"
     ),
-    "tools = cm.tool_specs(\"anthropic\")": Run(
+    'tools = cm.tool_specs("anthropic")': Run(
         lambda: {"client": anthropic_client(), "messages": [], "to_model": to_model}, (add,), check_anthropic
     ),
-    "tools = cm.tool_specs(\"responses\")": Run(
+    'tools = cm.tool_specs("responses")': Run(
         lambda: {"client": responses_client(), "conversation": [], "to_model": to_model, "json": json},
-        (add,), check_responses,
+        (add,),
+        check_responses,
     ),
-    "tools = cm.tool_specs(\"chat\")": Run(
+    'tools = cm.tool_specs("chat")': Run(
         lambda: {"client": chat_client(), "messages": [], "to_model": to_model, "json": json}, (add,), check_chat
     ),
     "from agents import Agent, RunContextWrapper, function_tool": CompileOnly(
@@ -222,7 +273,9 @@ PYTHON_BLOCKS: dict[str, Run | CompileOnly] = {
     "async with CodeMode(tools=[delete_file, read_file]) as cm:": Run(
         lambda: {**approval_namespace(), "CodeMode": CodeMode}, check=check_approval
     ),
-    "engine = FakeEngine()": Run(lambda: {"FakeEngine": FakeEngine, "CodeMode": CodeMode, "add": add, "asyncio": asyncio}),
+    "engine = FakeEngine()": Run(
+        lambda: {"FakeEngine": FakeEngine, "CodeMode": CodeMode, "add": add, "asyncio": asyncio}
+    ),
 }
 
 
@@ -250,18 +303,22 @@ def test_python_block_runs_as_written(block: Block) -> None:
     namespace = how.setup()
     if block.key == 'config = {"mcpServers": {':  # the local install of the same npm server, not npx
         code = compile(
-            block.code.replace('"command": "npx", "args": ["@modelcontextprotocol/server-everything", "stdio"]',
-                               f'"command": {str(SERVER_EVERYTHING)!r}, "args": ["stdio"]'),
-            f"README.md:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+            block.code.replace(
+                '"command": "npx", "args": ["@modelcontextprotocol/server-everything", "stdio"]',
+                f'"command": {str(SERVER_EVERYTHING)!r}, "args": ["stdio"]',
+            ),
+            f"README.md:{block.line}",
+            "exec",
+            flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
         )
 
     async def run() -> None:
         if how.session is None:
-            outcome = eval(code, namespace)  # noqa: S307 - the README's own example
+            outcome = eval(code, namespace)
         else:
             async with CodeMode(list(how.session)) as cm:
                 namespace["cm"] = cm
-                outcome = eval(code, namespace)  # noqa: S307
+                outcome = eval(code, namespace)
                 if asyncio.iscoroutine(outcome):
                     await outcome
                 return
@@ -269,7 +326,7 @@ def test_python_block_runs_as_written(block: Block) -> None:
             await outcome
 
     if block.key == "import asyncio":  # the quick start calls asyncio.run itself
-        exec(code, namespace)  # noqa: S102
+        exec(code, namespace)
     else:
         asyncio.run(run())
     if how.check is not None:
@@ -278,7 +335,7 @@ def test_python_block_runs_as_written(block: Block) -> None:
 
 def test_the_quick_start_prints_what_its_comment_says(capsys: pytest.CaptureFixture[str]) -> None:
     [quick_start] = [block for block in readme_blocks() if block.key == "import asyncio"]
-    exec(compile(quick_start.code, "README.md", "exec"), {})  # noqa: S102
+    exec(compile(quick_start.code, "README.md", "exec"), {})
     printed = ast.literal_eval(capsys.readouterr().out.strip())
     commented = re.search(r"# (\[\{.*?\}\])\n\n", re.sub(r"\n\s+#  ", " ", quick_start.code), re.S)
     assert commented is not None, "the quick start no longer shows its output in a comment"

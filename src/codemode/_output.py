@@ -15,8 +15,8 @@ as the reference sends it). A missing cell is a failed result with a header.
 Invariants:
 * Tokens are estimated as ceil(UTF-8 bytes / 4) everywhere; a byte budget is tokens * 4.
 * Text is measured and cut as UTF-8, always at character boundaries. Lone surrogates (which
-  JavaScript strings may carry) count 3 bytes, like the U+FFFD the reference would see,
-  and survive truncation unchanged.
+  JavaScript strings may carry) count 3 bytes, like the U+FFFD each becomes in what
+  `model_items` returns, so every format and adapter can send it over a UTF-8 wire.
 * Pure: no I/O; the only codemode imports at run time are from `codemode._protocol`.
 """
 
@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from codemode._protocol.text import safe_item
 from codemode._protocol.tokens import BYTES_PER_TOKEN, approx_tokens, tokens_for_bytes
 from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 
@@ -42,7 +43,7 @@ def model_items(result: ExecResult) -> list[OutputItem]:
     """The items the model receives for `result`, in order (spec 2.2 steps 1-3), then the
     calls waiting for approval, if any."""
     if result.cell_id is None or result.error_kind in _PLAIN_ERROR_KINDS:
-        return [TextItem(result.error or "")]
+        return [safe_item(TextItem(result.error or ""))]
     items = list(result.items)
     if result.status == "failed" and result.error is not None:
         items.append(TextItem(f"Script error:\n{result.error}"))
@@ -52,7 +53,7 @@ def model_items(result: ExecResult) -> list[OutputItem]:
     if result.pending_approvals:
         remaining = max(0, result.max_output_tokens - _items_tokens(output))
         shown.append(TextItem(_approval_lines(result.pending_approvals, remaining)))
-    return shown
+    return [safe_item(item) for item in shown]
 
 
 def _approval_lines(pending: Sequence[PendingApproval], max_tokens: int) -> str:

@@ -110,20 +110,29 @@ def session_options(function: Callable[..., Any]) -> Callable[..., Any]:
     int_or_none: dict[str, Any] = {"default": None, "type": click.IntRange(0)}
     options = [
         click.option(
-            "--tools", "tool_specs", multiple=True, metavar="MODULE:ATTR",
+            "--tools",
+            "tool_specs",
+            multiple=True,
+            metavar="MODULE:ATTR",
             help="Python tools to expose: a module path or FILE.py, and the function, Tool or list in it.",
         ),
         click.option(
-            "--mcp-config", type=click.Path(exists=True, dir_okay=False),
+            "--mcp-config",
+            type=click.Path(exists=True, dir_okay=False),
             help='Downstream MCP servers, a {"mcpServers": {...}} JSON file: their tools become '
             "tools.mcp__<server>__<tool>.",
         ),
         click.option(
-            "--isolation", type=click.Choice(["process", "in-process"]), default="process", show_default=True,
+            "--isolation",
+            type=click.Choice(["process", "in-process"]),
+            default="process",
+            show_default=True,
             help="Run V8 in supervised engine processes, or inside this process.",
         ),
         click.option(
-            "--engine-workers", type=click.IntRange(1), default=None,
+            "--engine-workers",
+            type=click.IntRange(1),
+            default=None,
             help="Engine worker processes (--isolation process; default: max(4, cores)).",
         ),
         click.option(
@@ -219,7 +228,11 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each observation as Responses-API JSON.")
 @session_options
 @click.option(
-    "--yield-time-ms", "yield_time_ms", type=click.IntRange(0), default=None, hidden=True,
+    "--yield-time-ms",
+    "yield_time_ms",
+    type=click.IntRange(0),
+    default=None,
+    hidden=True,
     deprecated=f"Use --exec-yield-time-ms; {_NEXT_RELEASE}.",
 )
 def exec_command(
@@ -268,19 +281,23 @@ def _no_one_to_ask(call: ToolCall) -> bool:
 
 def _print(result: ExecResult, as_json: bool) -> None:
     from codemode._output import model_items
+    from codemode._protocol.text import safe_text
     from codemode.formats import to_model
-    from codemode.formats._text import wire_text
 
     if as_json:
-        click.echo(wire_text(json.dumps(to_model(result, "responses"), ensure_ascii=False)))
+        click.echo(safe_text(json.dumps(to_model(result, "responses"), ensure_ascii=False)))
     else:
-        click.echo(wire_text(render_items(model_items(result))))
+        click.echo(safe_text(render_items(model_items(result))))
 
 
 @main.command("mcp", short_help="Serve code mode (the tools exec and wait) over MCP, stdio or HTTP.")
 @session_options
 @click.option(
-    "--config", "config", type=click.Path(exists=True, dir_okay=False), default=None, hidden=True,
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    hidden=True,
     deprecated=f"Use --mcp-config; {_NEXT_RELEASE}.",
 )
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)

@@ -183,9 +183,8 @@ class FakeCell:
 class FakeSession:
     """One session's handle on a `FakeEngine` (an `EngineSession`): the cells it started."""
 
-    def __init__(self, engine: FakeEngine, setup: SessionSetup, started: asyncio.Queue[FakeCell]) -> None:
+    def __init__(self, engine: FakeEngine, setup: SessionSetup) -> None:
         self.engine = engine
-        self._started = started  # the engine's: `FakeEngine.next_cell` reads it
         self.setup = setup
         self.cells: list[FakeCell] = []
         self.closed = False
@@ -195,7 +194,7 @@ class FakeSession:
             raise AssertionError("start() on a closed session")
         cell = FakeCell(program, on_event)
         self.cells.append(cell)
-        self._started.put_nowait(cell)
+        self.engine.started_cells.put_nowait(cell)
         return cell
 
     async def ready(self, isolates: int | None = None) -> None:
@@ -214,12 +213,12 @@ class FakeEngine(Engine):
     def __init__(self) -> None:
         self.sessions: list[FakeSession] = []
         self.closed = False
-        self._started: asyncio.Queue[FakeCell] = asyncio.Queue()
+        self.started_cells: asyncio.Queue[FakeCell] = asyncio.Queue()  # `next_cell` reads it
 
     async def open_session(self, setup: SessionSetup) -> FakeSession:
         if self.closed:
             raise UsageError("this FakeEngine is closed")
-        session = FakeSession(self, setup, self._started)
+        session = FakeSession(self, setup)
         self.sessions.append(session)
         return session
 
@@ -228,7 +227,7 @@ class FakeEngine(Engine):
 
     async def next_cell(self) -> FakeCell:
         """The next cell any session started (in start order)."""
-        return await self._started.get()
+        return await self.started_cells.get()
 
 
 if TYPE_CHECKING:

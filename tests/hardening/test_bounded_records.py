@@ -14,6 +14,8 @@ import textwrap
 from typing import Any, get_args
 
 import pytest
+from tests.conftest import ISOLATION, MakeCodeMode
+from tests.hardening._support import linux_only, texts
 
 import codemode._session.session as session_module
 from codemode import CodeMode, ExecResult, Limits, TextItem, Tool, ToolError, UsageError, to_model
@@ -25,8 +27,6 @@ from codemode._output import approx_tokens, model_items
 from codemode._protocol.calls import TRACED_ARGUMENT_CHARS, TRACED_ERROR_CHARS, PendingApproval
 from codemode._session.trace import KeptRecords
 from codemode.formats import Api
-from tests.conftest import ISOLATION, MakeCodeMode
-from tests.hardening._support import linux_only, texts
 
 MIB = 1024 * 1024
 EMPTY_N = '{"n":""}'
@@ -181,8 +181,8 @@ _ERROR_FLOOD_CHILD = textwrap.dedent(
             gc.collect()
             before = rss()
             longest = 0
-            for _ in range(5):
-                r = await cm.exec('const s = "w".repeat(3 * 2**20); for (let i = 0; i < 120; i++) '
+            for _ in range(3):
+                r = await cm.exec('const s = "w".repeat(3 * 2**20); for (let i = 0; i < 50; i++) '
                                   '{ try { await tools.typed({v: s}) } catch (e) {} }', yield_time_ms=300000)
                 assert r.status == "completed", r.error
                 longest = max([longest] + [len(x.error or "") for x in cm.tool_calls(r.cell_id)])
@@ -204,7 +204,7 @@ def test_invalid_calls_with_huge_arguments_do_not_grow_host_memory() -> None:
     assert child.returncode == 0, child.stderr[-3000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["longest"] < TRACED_ERROR_CHARS + 40
-    # 600 records of 3 MiB errors kept whole would be about 1.8 GiB.
+    # 150 records of 3 MiB errors kept whole would be about 450 MiB.
     assert report["after"] - report["before"] < 96 * MIB, report
 
 
@@ -230,9 +230,11 @@ def test_approval_lines_fill_what_the_output_left_then_a_count() -> None:
     assert all(line.startswith("Waiting for approval: call ") for line in shown)
     assert summary == f"{700 - len(shown)} more calls wait for approval"
     assert 1 < len(shown) < 700
-    assert approx_tokens("\n".join(shown[1:])) <= 500 - approx_tokens("o" * 400)
-    # One more line would not have fitted.
-    assert approx_tokens("\n".join(shown) + "\n") + approx_tokens("o" * 400) >= 500 - approx_tokens(shown[0])
+    costs = [approx_tokens(line + "\n") for line in shown]
+    left = 500 - approx_tokens("o" * 400)
+    assert sum(costs) <= left
+    following = f'Waiting for approval: call {len(shown) + 1} tools.wipe({{"path":"{"p" * 40}"}})'
+    assert sum(costs) + approx_tokens(following + "\n") > left  # the next line would not have fitted
 
 
 def test_all_approval_lines_when_they_fit() -> None:
@@ -359,3 +361,25 @@ def test_the_engine_reports_dropped_output_in_checked_messages() -> None:
     event = OutputDroppedEvent(4, 99)
     packed = wire.Events("7", [event])
     assert wire.from_wire(wire.to_wire(packed)) == packed
+
+
+async def test_output_the_engine_dropped_joins_the_cells_notice() -> None:
+    from codemode.testing import FakeEngine
+
+    engine = FakeEngine()
+    async with CodeMode(engine=engine, limits=Limits(max_buffered_output_chars=1_000)) as cm:
+        run = asyncio.ensure_future(cm.exec("flood()"))
+        cell = await engine.next_cell()
+        cell.emit_text("kept")
+        cell.emit(OutputDroppedEvent(5, 4_000_000))
+        cell.emit_text("after the drop, before an observation")
+        cell.finish()
+        result = await run
+    assert (result.status, texts(result)) == (
+        "completed",
+        [
+            "kept",
+            "[output limit reached: 6 output items (4000037 characters) dropped here; a cell may buffer at most "
+            "1000 characters of output between two observations, so print less or observe sooner]",
+        ],
+    )

@@ -833,10 +833,11 @@ async def finished_error(events: list[Any], within_s: float = 30) -> str | None:
 
 async def test_worker_of_another_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # The worker is a fresh process speaking this checkout's version; the host expects another.
-    monkeypatch.setattr(wire, "PROTOCOL_VERSION", wire.PROTOCOL_VERSION + 1000)
+    spoken = wire.PROTOCOL_VERSION
+    monkeypatch.setattr(wire, "PROTOCOL_VERSION", spoken + 1000)
     async with ProcessEngine(workers=1) as engine:
         session = await engine.open_session(SessionSetup((), 0))
-        with pytest.raises(EngineError, match=r"protocol version 1\b.*needs 1001") as refused:
+        with pytest.raises(EngineError, match=rf"protocol version {spoken}\b.*needs {spoken + 1000}") as refused:
             await asyncio.wait_for(session.ready(), 60)
         assert isinstance(refused.value.__cause__, wire.VersionMismatch)
         assert not session.is_alive()

@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import struct
 from collections.abc import Iterator
 from importlib import resources
 
 import pytest
+from tests.hardening._support import Host
 
 from codemode import AudioItem, CodeMode, ImageItem, Limits, TextItem, Tool
 from codemode._engine.miniracer._cell import _message_problem
-from codemode._engine.miniracer._isolate import CHANNEL_ERROR
+from codemode._engine.miniracer._isolate import CHANNEL_ERROR, RING_BYTES, ChannelError, Isolate
 from codemode._session.limits import output_dropped_notice, store_limit_error, stored_writes_refused
 from codemode.testing import FakeEngine
-from tests.hardening._support import Host
 
 STORE_LIMIT = 20_000
 OUTPUT_LIMIT = 30_000
@@ -149,7 +150,10 @@ def host() -> Iterator[Host]:
         raise AssertionError("a forged tool call ran")
 
     host = Host(
-        tools=[Tool("raw", "Return the input.", raw, kind="freeform"), Tool("secret", "Never called.", secret, kind="freeform")],
+        tools=[
+            Tool("raw", "Return the input.", raw, kind="freeform"),
+            Tool("secret", "Never called.", secret, kind="freeform"),
+        ],
         limits=Limits(max_stored_bytes=STORE_LIMIT, max_buffered_output_chars=OUTPUT_LIMIT),
     )
     yield host
@@ -231,6 +235,24 @@ def test_malformed_messages_are_refused(message: object) -> None:
     assert _message_problem(message) == CHANNEL_ERROR
 
 
+def test_messages_read_before_a_corrupted_one_are_kept() -> None:
+    """A ring holding what the prelude cannot have written: the messages before it were sent,
+    so they are delivered (the cell then fails with CHANNEL_ERROR)."""
+    isolate = Isolate.__new__(Isolate)  # only the ring: no V8 needed to read it
+    ring = memoryview(bytearray(16 + RING_BYTES))
+    isolate.ring = ring
+    position = 0
+    for text in ('{"k":"text","v":"a"}', '{"k":"text","v":"b"}', '{"k":"te'):
+        data = text.encode("utf-16-le")
+        struct.pack_into("<I", ring, 16 + position, len(text))
+        ring[16 + position + 4 : 16 + position + 4 + len(data)] = data
+        position += 4 + ((len(data) + 3) & ~3)
+    struct.pack_into("<I", ring, 0, position)
+    with pytest.raises(ChannelError) as caught:
+        isolate.read_messages()
+    assert caught.value.messages == [{"k": "text", "v": "a"}, {"k": "text", "v": "b"}]
+
+
 def test_the_prelude_writes_well_formed_messages() -> None:
     assert _message_problem({"k": "call", "id": 1, "name": "t", "args": None}) is None
     assert _message_problem({"k": "done", "error": None, "writes": {"a": "[1]"}}) is None
@@ -240,7 +262,9 @@ def test_a_raw_json_integer_too_long_for_the_host_is_named(host: Host) -> None:
     """Point 9: storing a JSON.rawJSON value the host cannot read says so (not "a codemode bug")."""
     result = host.exec('store("huge", JSON.rawJSON("9".repeat(5000))); text("after")')
     assert result.status == "failed"
-    assert result.error is not None and result.error.startswith('store: the value of "huge" holds an integer of more than')
+    assert result.error is not None and result.error.startswith(
+        'store: the value of "huge" holds an integer of more than'
+    )
     assert "JSON.rawJSON" in result.error and "huge" not in host.cm.stored_values
     ok = host.exec('store("fine", JSON.rawJSON("12345")); text(load("fine"))')
     assert (ok.status, host.cm.stored_values["fine"]) == ("completed", 12345)

@@ -74,7 +74,9 @@ class Limits:
             call beyond it rejects with an explanation.
         max_source_bytes: UTF-8 size of one exec's source, pragma line included (1 MiB).
         max_buffered_output_chars: characters of output (text, image and audio URLs) a cell
-            may buffer between two observations (32 Mi); further items are dropped with a notice.
+            may buffer between two observations (32 Mi); further items are dropped with a notice
+            (so is output past 64 Mi characters waiting inside the engine while a script runs
+            without pausing); the cell runs on.
         max_stored_bytes: characters of keys plus JSON texts of every stored value together
             (16 MiB; every cell gets them, so they must stay small); a `store` beyond it throws.
         max_tool_threads: threads the session's sync tools may use at once (16).

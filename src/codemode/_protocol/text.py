@@ -10,9 +10,12 @@ text crosses to a wire (or arrives from the model) passes it through `safe_text`
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
-__all__ = ["safe_data", "safe_text"]
+from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
+
+__all__ = ["safe_data", "safe_item", "safe_text"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # a valid pair was joined into one code point when decoded
 
@@ -49,3 +52,18 @@ def safe_data(value: Any) -> Any:
             return value
         return type(value)(values) if isinstance(value, tuple) else values
     return value
+
+
+def safe_item(item: OutputItem) -> OutputItem:
+    """An output item with `safe_text` applied to its text or data URL; `item` itself when it
+    has no lone surrogate."""
+    match item:
+        case TextItem(text):
+            safe = safe_text(text)
+            return item if safe is text else replace(item, text=safe)
+        case ImageItem(image_url):
+            safe = safe_text(image_url)
+            return item if safe is image_url else replace(item, image_url=safe)
+        case AudioItem(audio_url):
+            safe = safe_text(audio_url)
+            return item if safe is audio_url else replace(item, audio_url=safe)

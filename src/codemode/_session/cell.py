@@ -46,8 +46,10 @@ from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalS
 from codemode._protocol.config import DEFAULT_LIMITS, Limits
 from codemode._session.limits import memory_limit_error, output_dropped_notice
 from codemode._session.limits import tool_call_limit_error
+from codemode._session.script_text import safe_event
 from codemode._session.trace import CallTrace, KeptRecords, Spans
 from codemode._tasks import TaskSet
+from codemode._protocol.text import safe_text
 from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 from codemode.errors import UsageError
 
@@ -148,6 +150,7 @@ class Cell:
 
     # -- engine events ----------------------------------------------------------------------
     def on_event(self, event: EngineEvent) -> None:
+        event = safe_event(event)  # where script text enters the host: no lone surrogate passes
         if self.state is not CellState.RUNNING and not isinstance(event, OutputEvent | OutputDroppedEvent):
             return
         if isinstance(event, OutputEvent):
@@ -231,7 +234,7 @@ class Cell:
         except SystemExit as exc:
             # `sys.exit()` in a tool would stop the host's event loop: it is a failed call.
             payload, ok = f"tool `{event.tool_name}` tried to exit the process (SystemExit: {exc.code})", False
-        traced.end(outcome, None if ok else payload)
+        traced.end(outcome, None if ok else safe_text(payload))  # a tool's error may echo anything
         if self._engine is not None and self.state is CellState.RUNNING:
             self._engine.resolve_tool_call(event.call_id, ok, payload)
 

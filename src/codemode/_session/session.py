@@ -37,6 +37,7 @@ from codemode._protocol.config import (
     Limits,
 )
 from codemode._protocol.lifecycle import State, start_refusal, use_refusal
+from codemode._protocol.text import safe_text
 from codemode._protocol.types import ErrorKind, ExecResult, Notification
 from codemode._session.approvals import ApprovalSettings
 from codemode._session.cell import (
@@ -308,13 +309,14 @@ class CodeMode:
         started = loop.time()
         if not await self._usable():
             return ExecResult("rejected", None, error=SHUTTING_DOWN, error_kind="shutting_down")
+        source = safe_text(source)  # a lone surrogate must not reach the engine (it ends a worker)
         refusal = self._refusal(source)
         if refusal is not None:
             return ExecResult("rejected", None, error=refusal, wall_time_s=loop.time() - started)
         try:
             request = parse_exec_source(source)
-        except SourceError as exc:
-            return ExecResult("rejected", None, error=str(exc), wall_time_s=loop.time() - started)
+        except SourceError as exc:  # quotes pragma JSON, whose escapes may decode to lone surrogates
+            return ExecResult("rejected", None, error=safe_text(str(exc)), wall_time_s=loop.time() - started)
         defaults = self._defaults
         requested_yield = _first(request.yield_time_ms, yield_time_ms, defaults.exec_yield_time_ms)
         max_tokens = _first(request.max_output_tokens, max_output_tokens, defaults.max_output_tokens)
@@ -362,6 +364,7 @@ class CodeMode:
     ) -> ExecResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        cell_id = safe_text(str(cell_id))  # quoted back in refusals
         defaults = self._defaults
         budget = defaults.max_output_tokens if max_tokens is None else max_tokens
 

@@ -2,7 +2,8 @@
 
 Frameworks that pass tool arguments through unchecked (the Agents SDK's JSON text, pydantic-ai's
 dict for a schema-only tool) get the same check; a violation is a `ToolError` whose message the
-adapter hands to the model as a tool error.
+adapter hands to the model as a tool error. This is where the model's input enters from a
+framework, so lone surrogates (JSON's `\\ud800` escapes decode to them) become U+FFFD here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator
 from jsonschema import exceptions as schema_errors
 
+from codemode._protocol.text import safe_data, safe_text
 from codemode.errors import ToolError
 
 __all__ = ["checked_arguments"]
@@ -21,7 +23,7 @@ __all__ = ["checked_arguments"]
 def checked_arguments(
     tool_name: str, arguments: str | dict[str, Any], schema: dict[str, Any]
 ) -> dict[str, Any]:
-    """`arguments` (JSON text or a dict) as a dict that satisfies `schema`.
+    """`arguments` (JSON text or a dict) as a dict that satisfies `schema`, its strings UTF-8 safe.
 
     Raises:
         ToolError: the text is not a JSON object, or the object breaks the schema.
@@ -34,12 +36,12 @@ def checked_arguments(
             raise ToolError(f"`{tool_name}` arguments are not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ToolError(f"`{tool_name}` takes a JSON object of arguments")
-    arguments = cast(dict[str, Any], value)
+    arguments = cast(dict[str, Any], safe_data(value))
     errors = cast(Any, Draft202012Validator(schema)).iter_errors(arguments)
     error = cast(schema_errors.ValidationError | None, cast(Any, schema_errors).best_match(errors))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path)
         raise ToolError(
-            f"`{tool_name}` got invalid arguments{f' at `{where}`' if where else ''}: {error.message}"
+            safe_text(f"`{tool_name}` got invalid arguments{f' at `{where}`' if where else ''}: {error.message}")
         )
     return arguments

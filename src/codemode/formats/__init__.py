@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args, overload
 from codemode._describe.descriptions import ExecInput, exec_description
 from codemode._describe.names import nested_tool_table
 from codemode._protocol.config import DEFAULT_DEFAULTS, Defaults
+from codemode._protocol.text import safe_text
 from codemode.errors import UsageError
 from codemode.formats import anthropic, chat, mcp, responses
 
@@ -66,10 +67,12 @@ def exec_input(api: Api) -> ExecInput:
 def described_tool_specs(description: str, api: Api, defaults: Defaults) -> list[dict[str, Any]]:
     """The `exec` and `wait` definitions for `api` around an exec description built already
     (a session builds it once per tool set), quoting `defaults` in the wait (and MCP exec) text.
+    A tool description with a lone surrogate (an MCP server's JSON may decode to one) gets U+FFFD.
 
     Raises:
         UsageError: `api` is not a supported format.
     """
+    description = safe_text(description)
     match _check(api):
         case "responses":
             return responses.tool_specs(description, defaults)
@@ -95,7 +98,8 @@ def to_model(result: ExecResult, api: Api = "responses") -> list[dict[str, Any]]
     * mcp: a `CallToolResult` as a dict with wire keys (`content`, `isError`).
 
     The texts are the reference's (header, output, error, truncation); only the container
-    differs from it (it sends a lone text item as a plain string).
+    differs from it (it sends a lone text item as a plain string). Lone surrogates are U+FFFD,
+    so the output encodes as UTF-8 (`codemode._output.model_items`).
 
     Raises:
         UsageError: `api` is not a supported format.

@@ -21,7 +21,6 @@ from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
 from codemode.formats._data_url import parse_data_url
 from codemode.formats._exec_args import exec_parameters
 from codemode.formats._notes import omitted_note
-from codemode.formats._text import wire_text
 
 if TYPE_CHECKING:
     from codemode._protocol.config import Defaults
@@ -69,7 +68,7 @@ def output(result: ExecResult) -> dict[str, Any]:
 def _block(item: OutputItem) -> dict[str, Any]:
     match item:
         case TextItem(text):
-            return {"type": "text", "text": wire_text(text)}
+            return {"type": "text", "text": text}
         case ImageItem(image_url, detail):
             block = _media_block("image", image_url)
             if block["type"] == "image" and detail not in (None, "high"):

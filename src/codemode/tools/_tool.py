@@ -11,7 +11,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import Any, Literal, TypeVar, cast, get_type_hints
 
 import docstring_parser
 import pydantic
@@ -82,7 +82,7 @@ class Tool:
             answer = requirement(arguments)
             if inspect.isawaitable(answer):
                 answer = await answer
-        except Exception:  # noqa: BLE001 - unsure means ask: a failing check never runs the tool unasked
+        except Exception:  # unsure means ask: a failing check never runs the tool unasked
             return True
         return answer is not False
 
@@ -133,17 +133,20 @@ def schema_validator(tool_name: str, schema: dict[str, Any]) -> Callable[[Any], 
     Raises:
         UsageError: the schema itself is invalid.
     """
-    import jsonschema
+    from jsonschema import exceptions as schema_errors, validators
 
     try:
-        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls: Any = cast(Any, validators).validator_for(schema)  # jsonschema is untyped
         validator_cls.check_schema(schema)
-        validator = validator_cls(schema)
-    except jsonschema.SchemaError as exc:
+        validator: Any = validator_cls(schema)
+    except schema_errors.SchemaError as exc:
         raise UsageError(f"tool `{tool_name}` has an invalid input schema: {exc.message}") from exc
 
     def validate(arguments: Any) -> None:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        error = cast(
+            schema_errors.ValidationError | None,
+            cast(Any, schema_errors).best_match(validator.iter_errors(arguments)),
+        )
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path)
             field_text = f" at `{where}`" if where else ""

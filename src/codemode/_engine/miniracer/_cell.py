@@ -9,7 +9,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from codemode._engine.base import (
     CellProgram,
@@ -260,7 +260,7 @@ class MiniRacerCell:
                 except (TypeError, ValueError, RecursionError):
                     self._fail(CHANNEL_ERROR)
                     return
-                for message in messages:
+                for message in cast("list[Any]", messages):
                     self._dispatch(message)
                 self._pump()
 
@@ -327,7 +327,7 @@ class MiniRacerCell:
 
     def _fix_positions(self, text: str) -> str:
         """Hide the wrapper: drop its stack frames and shift line-1 columns back by the prefix."""
-        kept = []
+        kept: list[str] = []
         for line in text.split("\n"):
             if PRELUDE_NAME in line or _wrapper_frame(line, self._prefix_length):
                 continue
@@ -362,7 +362,7 @@ class MiniRacerCell:
             await asyncio.get_running_loop().run_in_executor(isolate_executor(), isolate.free)
 
 
-def _message_problem(message: Any) -> str | None:
+def _message_problem(received: Any) -> str | None:
     """Why a message cannot be accepted (the script's error text), or None if it is well formed.
 
     The prelude writes only well-formed messages, with its own copies of the built-ins, but the
@@ -370,8 +370,9 @@ def _message_problem(message: Any) -> str | None:
     and their types before anything of it is used. The limits (stored values, output) are the
     session's, enforced on the events.
     """
-    if not isinstance(message, dict):
+    if not isinstance(received, dict):
         return CHANNEL_ERROR
+    message = cast("dict[str, Any]", received)  # JSON: its keys are strings, its values anything
     kind = message.get("k")
     fields = _MESSAGE_FIELDS.get(kind) if isinstance(kind, str) else None
     if fields is None or message.keys() != fields:
@@ -400,7 +401,7 @@ def _message_problem(message: Any) -> str | None:
         error, writes = message["error"], message["writes"]
         if not (error is None or isinstance(error, str)) or not isinstance(writes, dict):
             return CHANNEL_ERROR
-        for key, value in writes.items():
+        for key, value in cast("dict[str, Any]", writes).items():
             if not isinstance(value, str):
                 return CHANNEL_ERROR
             problem = _stored_value_problem(key, value)
