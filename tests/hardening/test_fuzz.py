@@ -57,6 +57,18 @@ def as_js(value: Any) -> Any:
     return {k: as_js(v) for k, v in value.items()}
 
 
+def as_host(value: Any) -> Any:
+    """`value` as the host gets it back from JavaScript: UTF-16 pairs joined, each lone surrogate
+    U+FFFD (issue 19: no lone surrogate enters the host)."""
+    if isinstance(value, str):
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, list):
+        return [as_host(v) for v in value]
+    if isinstance(value, dict):
+        return {as_host(k): as_host(v) for k, v in value.items()}
+    return value
+
+
 def js_literal(value: Any) -> str:
     """`value` as a JavaScript expression (ASCII, so surrogates survive as escapes)."""
     return json.dumps(value, ensure_ascii=True)
@@ -229,8 +241,8 @@ def test_tool_arguments_round_trip(healthy: Host, value: dict[str, Any]) -> None
     received.clear()
     result = healthy.exec(f"text(JSON.stringify(await tools.echo({js_parsed(value)})))")
     assert result.status == "completed", result.error
-    assert as_js(received) == as_js([value])
-    assert as_js(json.loads(texts(result)[0])) == as_js(value)
+    assert as_js(received) == as_js([as_host(value)])
+    assert as_js(json.loads(texts(result)[0])) == as_js(as_host(value))
 
 
 @SETTINGS
@@ -248,8 +260,8 @@ def test_freeform_input_round_trips(healthy: Host, value: str) -> None:
     received.clear()
     result = healthy.exec(f"text(JSON.stringify(await tools.raw({js_literal(value)})))")
     assert result.status == "completed", result.error
-    assert received == [value]
-    assert json.loads(texts(result)[0]) == value
+    assert received == [as_host(value)]
+    assert json.loads(texts(result)[0]) == as_host(value)
 
 
 @SETTINGS

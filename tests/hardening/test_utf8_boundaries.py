@@ -80,8 +80,14 @@ def assert_renders(result: ExecResult) -> None:
         encodes(to_model(result, api))
     text_output(result, "text only").encode("utf-8")
     render_items(model_items(result)).encode("utf-8")
-    encodes([record.arguments for record in result.tool_calls] + [record.error for record in result.tool_calls])
-    encodes([pending.describe() for pending in result.pending_approvals])
+
+
+def assert_session_made_safe(result: ExecResult) -> None:
+    """A session's result renders, and what the host reads in it directly encodes too."""
+    assert_renders(result)
+    encodes([result.error, *(item.text for item in result.items if isinstance(item, TextItem))])
+    encodes([(record.tool_name, record.arguments, record.error) for record in result.tool_calls])
+    encodes([(pending.describe(), pending.arguments) for pending in result.pending_approvals])
 
 
 received: list[Any] = []
@@ -125,7 +131,7 @@ def healthy(host: Host) -> Iterator[Host]:
 @given(value=strings)
 def test_a_raw_lone_surrogate_in_the_source_reaches_the_script_as_u_fffd(healthy: Host, value: str) -> None:
     result = healthy.exec(f"text({raw_js(value)})")
-    assert_renders(result)
+    assert_session_made_safe(result)
     assert (result.status, texts(result)) == ("completed", [as_source(value)])
 
 
@@ -135,7 +141,7 @@ def test_any_text_in_the_pragma_is_rejected_with_an_encodable_error(healthy: Hos
     for pragma in (f'{{"x": "{value}"}}', json.dumps({"x" + value: 1}), json.dumps({"yield_time_ms": value})):
         result = healthy.exec(f"// @exec: {pragma}\ntext(1)")
         assert result.status == "rejected", result
-        assert_renders(result)
+        assert_session_made_safe(result)
         assert result.error is not None
         result.error.encode("utf-8")
 
@@ -146,7 +152,7 @@ def test_wait_arguments_are_quoted_back_encodable(healthy: Host, value: str) -> 
     result = healthy.call(healthy.cm.wait(value))
     assert (result.status, result.error_kind) == ("failed", "not_found")
     assert result.error == f"exec cell {as_source(value)} not found"
-    assert_renders(result)
+    assert_session_made_safe(result)
 
 
 @SETTINGS
@@ -180,7 +186,7 @@ def test_text_notify_media_and_stored_values(healthy: Host, value: str) -> None:
         "store(\"k\" + v, {[v]: [v]});"
     )
     result = healthy.exec(source)
-    assert_renders(result)
+    assert_session_made_safe(result)
     seen = as_host(value)
     assert result.status == "completed", result.error
     assert result.items == (
@@ -206,7 +212,7 @@ def test_nested_call_arguments_and_errors(healthy: Host, value: str) -> None:
         "try { await tools.fail({v}) } catch (e) { text(String(e)) }"
     )
     result = healthy.exec(source)
-    assert_renders(result)
+    assert_session_made_safe(result)
     assert result.status == "completed", result.error
     seen = as_host(value)
     assert received == [{seen: seen, "v": seen}]
@@ -223,7 +229,7 @@ def test_approval_arguments(healthy: Host, value: str) -> None:
     result = healthy.call(healthy.cm.exec(f"await tools.guarded({{v: {js(value)}}})", yield_time_ms=10_000))
     try:
         assert result.status == "running", result
-        assert_renders(result)
+        assert_session_made_safe(result)
         (pending,) = result.pending_approvals
         assert pending.arguments == {"v": as_host(value)}
     finally:
@@ -235,7 +241,7 @@ def test_approval_arguments(healthy: Host, value: str) -> None:
 @given(value=strings)
 def test_script_errors(healthy: Host, value: str) -> None:
     result = healthy.exec(f'throw new Error("e" + {js(value)})')
-    assert_renders(result)
+    assert_session_made_safe(result)
     assert result.status == "failed"
     assert result.error is not None
     assert result.error.startswith(f"Error: e{as_host(value)}\n")

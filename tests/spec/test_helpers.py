@@ -209,8 +209,8 @@ async def test_text_of_bigint_inside_object_throws_a_string(cm: CodeMode) -> Non
     assert "BigInt" in message
 
 
-async def test_text_keeps_unicode_and_lone_surrogates(cm: CodeMode) -> None:
-    assert await completed(cm, r'text("héllo 😀"); text("\ud800");') == ["héllo 😀", "\ud800"]
+async def test_text_keeps_unicode_and_replaces_lone_surrogates(cm: CodeMode) -> None:
+    assert await completed(cm, r'text("héllo 😀"); text("\ud800");') == ["héllo 😀", "\ufffd"]
 
 
 async def test_text_output_is_never_repeated_across_observations(cm: CodeMode) -> None:

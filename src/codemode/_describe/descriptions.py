@@ -8,7 +8,10 @@ and, only in code-mode-only mode (where nested tools are not offered to the mode
 4. the reference of non-deferred nested tools, grouped by namespace under `## <namespace>`.
 When a description budget is given and the reference would exceed it, section 4 becomes the
 discovery helpers (`tools_search`, `tools_describe`) and a one-line entry per tool, grouped by
-server; within the budget the text is exactly the one above.
+server; within the budget the text is exactly the one above. When even that listing is over
+`LISTING_BUDGET_TOKENS`, each server or API is named instead with its tool count and a few
+representative tools, cut to fit the same bound: the description stays flat at any catalog
+size (exec + wait about 3,600 tokens at most), and scripts find the rest with `tools_search`.
 
 Invariant: pure functions of their arguments.
 """
@@ -27,6 +30,7 @@ from codemode._protocol.tokens import approx_tokens
 
 __all__ = [
     "DEFAULT_SEARCH_LIMIT",
+    "LISTING_BUDGET_TOKENS",
     "ExecInput",
     "all_tools_entries",
     "exceeds_budget",
@@ -40,6 +44,9 @@ ExecInput: TypeAlias = Literal["freeform", "json"]
 """How `exec` receives the script: raw source text, or a JSON `code` argument."""
 
 DEFAULT_SEARCH_LIMIT = 8
+LISTING_BUDGET_TOKENS = 1_500
+"""Estimated tokens the one-line-per-tool listing may take; over it, servers are summarized."""
+_REPRESENTATIVES = (5, 3, 1, 0)  # tools named per server, fewest first tried last
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _MAX_SENTENCE_CHARS = 120
 
@@ -94,17 +101,21 @@ def exec_description(
     listed = _listed(table)
     reference = _tool_reference(listed, _namespace_descriptions(table))
     compact = _over_budget(reference, budget_tokens)
-    if compact:
-        sections.append(_discovery_guidance(len(table), code_mode_only))
+    listing = ""
+    if compact and code_mode_only:
+        listing = _one_line_listing(listed)
+        summarized = _over_budget(listing, LISTING_BUDGET_TOKENS)
+        if summarized:
+            listing = _server_summary(listed, LISTING_BUDGET_TOKENS)
+        sections.append(_discovery_guidance(len(table), "summary" if summarized else "listing"))
+    elif compact:
+        sections.append(_discovery_guidance(len(table), "elsewhere"))
     if not code_mode_only:
         return "\n\n".join([*sections, *notes])
     if any(is_mcp_output_schema(nested.tool.output_schema) for nested in table):
         sections.append(shared_mcp_types_section())
-    if compact:
-        sections.append(_one_line_listing(listed))
-    elif reference:
-        sections.append(reference)
-    return "\n\n".join([*sections, *notes])
+    sections.append(listing if compact else reference)
+    return "\n\n".join([section for section in sections if section] + list(notes))
 
 
 def exceeds_budget(table: Sequence[NestedTool], budget_tokens: int | None) -> bool:
@@ -189,15 +200,18 @@ def _over_budget(reference: str, budget_tokens: int | None) -> bool:
     return budget_tokens is not None and approx_tokens(reference) > budget_tokens
 
 
-def _discovery_guidance(count: int, code_mode_only: bool) -> str:
-    where = (
-        "each is listed below by name and first sentence only, grouped by server"
-        if code_mode_only
-        else "they are on `tools` and in `ALL_TOOLS`"
-    )
+_WHERE: dict[str, str] = {
+    "listing": "each is listed below by name and first sentence only, grouped by server",
+    "summary": "below, each server or API is named with its tool count and a few of its tools; "
+    f"find the others with `{SEARCH_HELPER_NAME}`",
+    "elsewhere": "they are on `tools` and in `ALL_TOOLS`",
+}
+
+
+def _discovery_guidance(count: int, where: Literal["listing", "summary", "elsewhere"]) -> str:
     return f"""\
 Finding tools:
-- There are {count} nested tools, too many to declare here: {where}. Read a tool's declaration before calling it.
+- There are {count} nested tools, too many to declare here: {_WHERE[where]}. Read a tool's declaration before calling it.
 - `{SEARCH_HELPER_NAME}(query: string, options?: {{ limit?: number }})`: Resolves to the nested tools that best match `query` (words of their names, descriptions and parameter names), best first, as `{{ name, description }}` entries with a one-sentence description. `limit` defaults to {DEFAULT_SEARCH_LIMIT}.
 - `{DESCRIBE_HELPER_NAME}(name: string)`: Resolves to the description and TypeScript declaration of the nested tool `name` (the text of its `ALL_TOOLS` entry).
 - Calling a nested tool that does not exist rejects with the closest existing names."""
@@ -215,6 +229,48 @@ def _one_line_listing(listed: Sequence[NestedTool]) -> str:
             lines.insert(0, f"## {_namespace_title(server)} ({count})")
         sections.append("\n".join(lines))
     return "\n\n".join(sections)
+
+
+def _server_summary(listed: Sequence[NestedTool], budget_tokens: int) -> str:
+    """One line per server or API: its tool count and a few representative tools, with fewer
+    tools named, then fewer servers, until the text fits `budget_tokens`."""
+    groups: dict[str, list[NestedTool]] = {}
+    for nested in listed:
+        groups.setdefault(_server(nested), []).append(nested)
+    ordered = sorted(groups.items())
+    for named in _REPRESENTATIVES:
+        lines = [_server_line(server, members, named) for server, members in ordered]
+        if not _over_budget("\n".join(lines), budget_tokens) or named == 0:
+            break
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        after = _more_servers(ordered[index + 1 :])
+        if _over_budget("\n".join([*kept, line, after]), budget_tokens):
+            kept.append(_more_servers(ordered[index:]))
+            break
+        kept.append(line)
+    return "Servers and APIs:\n" + "\n".join(kept)
+
+
+def _more_servers(rest: Sequence[tuple[str, Sequence[NestedTool]]]) -> str:
+    """The line standing for the servers left out ("" when none are)."""
+    if not rest:
+        return ""
+    return f"- and {len(rest)} more servers with {sum(len(members) for _, members in rest)} tools"
+
+
+def _server_line(server: str, members: Sequence[NestedTool], named: int) -> str:
+    """`- github: 1223 tools, e.g. `github__repos_get`, ...`: the shortest name of each of the
+    `named` largest areas (a name's first word: `repos`, `issues`, ...)."""
+    title = f"`{_namespace_title(server)}`" if server else "no server"
+    line = f"- {title}: {len(members)} tool" + ("" if len(members) == 1 else "s")
+    areas: dict[str, list[str]] = {}
+    for nested in members:
+        unqualified = nested.global_name.removeprefix(_namespace_title(server)).lstrip("_")
+        areas.setdefault(re.split(r"_+", unqualified, maxsplit=1)[0], []).append(nested.global_name)
+    largest = sorted(areas.values(), key=lambda names: (-len(names), min(names)))[:named]
+    examples = [min(names, key=lambda name: (len(name), name)) for names in largest]
+    return line + (", e.g. " + ", ".join(f"`{name}`" for name in examples) if examples else "")
 
 
 def _server(nested: NestedTool) -> str:

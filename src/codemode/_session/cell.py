@@ -14,6 +14,9 @@ Invariants:
   host sees the call; the script runs on meanwhile, only that call waits (`approvals.py`).
 * Every call gets one trace record (`trace.py`); an observation takes the records written since
   the previous one.
+* A call runs in a copy of the contextvars context of the task that last drove the cell (the exec
+  that started it, then each observer), so a framework adapter's per-run context (a ContextVar
+  its exec/wait tool sets) reaches exactly the calls that run's exec or wait drives.
 * Limits (`limits.py`): undelivered output is bounded (items over the budget are dropped, and a
   notice takes their place at the next full drain; output the engine dropped before it arrived,
   `OutputDroppedEvent`, counts into the same notice, so a flood never fails the cell); a cell stopped by a limit (`abort_soon`) ends like
@@ -23,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -144,6 +148,7 @@ class Cell:
         self._notifications = TaskSet(f"exec cell {cell_id}", on_done=self._notification_done)
         self._stopping = TaskSet(f"exec cell {cell_id}")
         self._terminated = asyncio.Event()
+        self._driver_context = contextvars.copy_context()  # the exec's, until an observer takes over
 
     def attach(self, engine: EngineCell) -> None:
         self._engine = engine
@@ -172,7 +177,11 @@ class Cell:
                 if self._engine is not None:
                     self._engine.resolve_tool_call(event.call_id, False, error)
                 return
-            self._tool_calls.spawn(self._run_tool(event), name=f"codemode-cell-{self.id}-call-{event.call_id}")
+            self._tool_calls.spawn(
+                self._run_tool(event),
+                name=f"codemode-cell-{self.id}-call-{event.call_id}",
+                context=self._driver_context.copy(),
+            )
         elif isinstance(event, NotifyEvent):
             try:
                 pending = self._hooks.notify(event.text)
@@ -245,6 +254,7 @@ class Cell:
             raise CellBusyError("busy", f"exec cell {self.id} already has an active observer")
         self._observing = True
         self._observed = True
+        self._driver_context = contextvars.copy_context()
         self.trace.observed()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + yield_time_ms / 1000

@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from codemode._session.approvals import ToolCallRejected
 from codemode._threads import run_sync
@@ -86,7 +86,7 @@ def _arguments(tool: Tool, script_name: str, arguments_json: str | None) -> Any:
         return {}
     if not isinstance(value, dict):
         raise ToolCallFailed(f"tool `{script_name}` expects a JSON object for arguments")
-    return value
+    return cast("dict[str, Any]", value)
 
 
 def encode_result(script_name: str, result: Any) -> str:
@@ -103,9 +103,11 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {_key(k): _finite(v) for k, v in value.items()}
+        mapping = cast("dict[Any, Any]", value)
+        return {_key(k): _finite(v) for k, v in mapping.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        items = cast("list[Any] | tuple[Any, ...]", value)
+        return [_finite(v) for v in items]
     return value
 
 

@@ -22,7 +22,7 @@ import asyncio
 import functools
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -85,7 +85,7 @@ class Spans:
         return self._tracer
 
     @contextmanager
-    def observation(self, operation: Literal["exec", "wait"]) -> Iterator[ObservationSpan]:
+    def observation(self, operation: Literal["exec", "wait"]) -> Generator[ObservationSpan, None, None]:
         """A span around one exec/wait call, current while it runs (so its cell's calls nest)."""
         tracer = self._resolve()
         if tracer is None:
