@@ -12,7 +12,7 @@ NODE_STAMP := tests/mcp_servers/node_modules/.installed
 OPENAPI_STAMP := tests/openapi_servers/node_modules/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-quick check bench bench-smoke soak setup clean
+.PHONY: demo test test-quick check bench bench-smoke soak setup clean typescript-bundle
 
 $(DEMO_STAMP): pyproject.toml constraints.txt
 	@echo "make demo: installing codemode and the agent frameworks its examples use into $(VENV) (about a minute)..."
@@ -85,5 +85,11 @@ bench-smoke: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP)
 	$(PY) benchmarks/run_all.py --smoke
 	$(PY) benchmarks/soak.py --smoke
 
+# The TypeScript strippers bundled into the package (src/codemode/_typescript/strippers.js and
+# its NOTICE.md), rebuilt from the versions pinned in scripts/typescript_bundle/package-lock.json.
+typescript-bundle:
+	npm ci --prefix scripts/typescript_bundle --no-audit --no-fund --loglevel=error
+	npm run --prefix scripts/typescript_bundle build
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info tests/mcp_servers/node_modules tests/openapi_servers/node_modules
+	rm -rf $(VENV) build src/*.egg-info tests/mcp_servers/node_modules tests/openapi_servers/node_modules scripts/typescript_bundle/node_modules

@@ -10,7 +10,8 @@ Per turn: the tool definitions a model is sent. Direct: every tool as a Chat Com
 tool (name, description, JSON Schema parameters); code mode: `cm.tool_specs("chat")`, the `exec`
 and `wait` definitions, at the default description budget, and with every tool declared
 (no budget) for comparison. Catalogs: server-everything's tools first, then GitHub operations
-in spec order, up to the size of the row.
+in spec order, then GitHub Enterprise Server 3.19's (a second API, for the 2,000+ rows), up to
+the size of the row.
 
 Per task (scripted, the same work both ways): direct, the calls a model would make round by
 round and the results it reads (MCP: the content texts; HTTP: the response body as JSON);
@@ -49,7 +50,8 @@ from openapi_servers.prism import GITHUB_SPEC, prism, subset_spec  # noqa: E402
 
 NODE_PACKAGES = ROOT / "tests" / "openapi_servers"
 EVERYTHING_BIN = ROOT / "tests" / "mcp_servers" / "node_modules" / ".bin" / "mcp-server-everything"
-CATALOG_SIZES = (10, 96, 100, 251, 500, 508, 1000)
+CATALOG_SIZES = (10, 96, 100, 251, 500, 508, 1000, 2000, 2274)
+GHES_SPEC = GITHUB_SPEC.parent / "ghes-3.19.json"  # the second API of the 2,000+ rows
 SMOKE_CATALOG_SIZES = (10, 30)
 TASK_PATHS = (  # what the tasks call: a smoke run serves only these
     "/repos/{owner}/{repo}", "/repos/{owner}/{repo}/issues", "/repos/{owner}/{repo}/releases/latest",
@@ -277,7 +279,9 @@ async def run_task(cm: CodeMode, by_name: dict[str, Tool], task: Task) -> dict[s
             "output": output_text}  # fmt: skip
 
 
-async def measure(log_dir: Path, sizes: Sequence[int], spec: Path = GITHUB_SPEC) -> dict[str, Any]:
+async def measure(
+    log_dir: Path, sizes: Sequence[int], spec: Path = GITHUB_SPEC, second_spec: Path | None = GHES_SPEC
+) -> dict[str, Any]:
     everything = McpToolset(
         {"mcpServers": {"everything": {"command": str(EVERYTHING_BIN), "args": ["stdio"]}}}
     )
@@ -285,7 +289,10 @@ async def measure(log_dir: Path, sizes: Sequence[int], spec: Path = GITHUB_SPEC)
         spec, log_dir / "prism.log", errors=False
     ) as base_url:  # mocks even where examples break the schema
         async with everything:
-            github = OpenApiToolset({"github": {"spec": str(spec), "base_url": base_url}})
+            apis = {"github": {"spec": str(spec), "base_url": base_url}}
+            if second_spec is not None:  # only listed: the tasks call github's operations
+                apis["ghes"] = {"spec": str(second_spec), "base_url": base_url}
+            github = OpenApiToolset(apis)
             async with github:
                 pool = [*everything.tools, *github.tools]
                 catalogs = {size: await definitions(pool[:size]) for size in sizes}
@@ -353,7 +360,7 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
         "",
         f"Counted with o200k_base (npm `gpt-tokenizer` {tokenizer_version()}, offline) in {seconds:.0f} s; no model, "
         "no network. Catalogs: server-everything's 12 tools, then GitHub REST operations (npm `@octokit/openapi`) "
-        "in spec order. Definitions are Chat Completions function tools as compact JSON: direct, every tool's name, "
+        "in spec order, then GitHub Enterprise Server 3.19's for the 2,000+ rows. Definitions are Chat Completions function tools as compact JSON: direct, every tool's name, "
         'description and parameter schema; code mode, `cm.tool_specs("chat")` (`exec` + `wait`) at the default '
         "description budget (2,000 tokens of declarations), and with every tool declared (no budget).",
         "",
@@ -371,8 +378,9 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
         "",
         "Bifrost's figures are input tokens of whole agent runs (their published A/B, pass rate held), ours the "
         "definitions alone; the per-task totals below add the conversation as Bifrost's do. Over the budget the "
-        "exec description lists one line per tool (name and first sentence, by server) and scripts find the rest "
-        "with `tools_search` / `tools_describe`; the one-line listing is what grows with the catalog. Below it "
+        "exec description lists one line per tool (name and first sentence, by server); past the listing's own "
+        "budget (1,500 tokens) it names each server or API with its tool count and a few of its tools, so the "
+        "definitions stay flat at any size, and scripts find the rest with `tools_search` / `tools_describe`. Below it "
         "(the 10-tool row) code mode costs more than direct calling: the exec text itself (usage, helpers, the "
         "shared MCP types) is about 2,500 tokens. Declaring every tool costs more than the JSON definitions "
         "because each declaration also types the tool's result, which function definitions do not carry.",
@@ -438,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as log_dir:
         if args.smoke:
             spec = subset_spec(GITHUB_SPEC, TASK_PATHS, Path(log_dir) / "github-tasks.openapi.json")
-            raw = asyncio.run(measure(Path(log_dir), SMOKE_CATALOG_SIZES, spec))
+            raw = asyncio.run(measure(Path(log_dir), SMOKE_CATALOG_SIZES, spec, second_spec=None))
         else:
             raw = asyncio.run(measure(Path(log_dir), CATALOG_SIZES))
     counts = tally(raw)

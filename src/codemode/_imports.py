@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import tree_sitter
 import tree_sitter_javascript
 
 from codemode._protocol.helpers import MODULE_EXPORTS
+from codemode._protocol.syntax import source_excerpt
 
 MODULE_LOADER = "__codemode_module__"
 DYNAMIC_IMPORT = "__codemode_import__"
@@ -55,6 +56,19 @@ def _parser() -> tree_sitter.Parser:
     return tree_sitter.Parser(tree_sitter.Language(tree_sitter_javascript.language()))
 
 
+@lru_cache(maxsize=1)
+def _syntax_tree(code: str) -> tree_sitter.Tree:
+    """The script's tree; the last one is kept, as the session asks `parses_as_javascript` and
+    then `rewrite_modules` about the same script (one parse per exec)."""
+    return _parser().parse(code.encode("utf-8"))
+
+
+def parses_as_javascript(code: str) -> bool:
+    """Whether `code` parses as JavaScript: when not, the session tries it as TypeScript before
+    anything else reads it (V8 still has the last word on what is valid)."""
+    return not _syntax_tree(code).root_node.has_error
+
+
 def rewrite_modules(code: str, exports: Mapping[str, frozenset[str]]) -> RewrittenSource:
     """Hoist static imports, route dynamic `import()`, blank `export`.
 
@@ -65,7 +79,7 @@ def rewrite_modules(code: str, exports: Mapping[str, frozenset[str]]) -> Rewritt
     if "import" not in code and "export" not in code and "return" not in code:
         return RewrittenSource(code, "")
     source = code.encode("utf-8")
-    tree = _parser().parse(source)
+    tree = _syntax_tree(code)
     _check_no_top_level_return(tree.root_node, source)
     edits: list[tuple[int, int, bytes]] = []
     hoisted: list[str] = []
@@ -198,10 +212,15 @@ def _check_no_top_level_return(root: tree_sitter.Node, source: bytes) -> None:
         node = stack.pop()
         if node.type == "return_statement":
             line_start = source.rfind(b"\n", 0, node.start_byte) + 1
+            line_end = source.find(b"\n", node.start_byte)
             prefix = source[line_start : node.start_byte].decode("utf-8")
             column = len(prefix.encode("utf-16-le")) // 2 + 1  # V8 counts UTF-16 units
             line = node.start_point.row + 1
-            raise ImportError_(f"SyntaxError: Illegal return statement\n    at exec_main.mjs:{line}:{column}")
+            text = source[line_start : len(source) if line_end < 0 else line_end].decode("utf-8").rstrip("\r")
+            raise ImportError_(
+                f"SyntaxError: Illegal return statement\n    at exec_main.mjs:{line}:{column}\n"
+                + source_excerpt(line, text, column - 1, len("return"))
+            )
         if node.type not in _FUNCTION_SCOPES:
             stack.extend(reversed(node.children))  # depth-first in source order: the first one
 

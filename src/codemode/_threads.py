@@ -77,7 +77,7 @@ class ToolThreads:
             fn, loop, future = job
             try:
                 result = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            except BaseException as exc:  # handed to the awaiting coroutine
                 _settle(loop, future, None, exc)
             else:
                 _settle(loop, future, result, None)

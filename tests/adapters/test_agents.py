@@ -8,7 +8,6 @@ what it sent back to the model.
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -124,7 +123,7 @@ async def test_responses_run_composes_nested_tools_resumes_and_recovers() -> Non
         ]
     )
     agent = Agent(name="coder", model=model, tools=code_mode.tools)
-    exec_tool, wait_tool = code_mode.tools
+    exec_tool, _ = code_mode.tools
     assert exec_tool.format["syntax"] == "lark"  # type: ignore[union-attr]
     assert (
         "add(args: {" in exec_tool.description and "scale(args: { value: number; })" in exec_tool.description
@@ -151,7 +150,7 @@ async def test_responses_run_composes_nested_tools_resumes_and_recovers() -> Non
     ]
     assert [item["call_id"] for item in sent_back] == ["c1", "c2", "c4", "c5"]
     with pytest.raises(UsageError, match="not open"):
-        code_mode.session  # noqa: B018 - the run's session closed with the run
+        code_mode.session
 
 
 async def test_chat_exec_is_a_function_tool_with_image_output() -> None:
@@ -224,7 +223,7 @@ async def test_descriptions_follow_the_open_session_mcp_servers_included() -> No
     assert outputs(result.new_items)[0].endswith("Output:\n3")
 
 
-async def test_a_tool_needing_approval_waits_for_the_host_inside_the_run() -> None:
+async def test_a_tool_needing_approval_interrupts_the_run_until_the_host_answers() -> None:
     revealed: list[str] = []
 
     def reveal(topic: str) -> str:
@@ -233,26 +232,22 @@ async def test_a_tool_needing_approval_waits_for_the_host_inside_the_run() -> No
         return f"the secret of {topic}"
 
     code_mode = CodeModeTools([function_tool(reveal, needs_approval=True)])
-
-    async def approve_then_wait(_: list[Any]) -> Any:
-        [pending] = code_mode.session.pending_approvals()
-        assert (pending.tool_name, pending.arguments) == ("reveal", {"topic": "cake"})
-        await code_mode.session.approve(pending.cell_id, pending.call_id)
-        return function_call("c2", "wait", json.dumps({"cell_id": pending.cell_id}))(_)
-
     model = ScriptedModel(
-        [
-            custom_exec("c1", 'text(await tools.reveal({ topic: "cake" }))'),
-            approve_then_wait,
-            final("told"),
-        ]
+        [custom_exec("c1", 'text(await tools.reveal({ topic: "cake" }))'), final("told")]
     )
     agent = Agent(name="keeper", model=model, tools=code_mode.tools)
-    result = await code_mode.run(agent, "tell me", run_config=NO_TRACING)
-    running, waited = outputs(result.new_items)
-    assert running.startswith("Script running with cell ID 1\n")
-    assert running.endswith('Waiting for approval: call 1 tools.reveal({"topic":"cake"})')
-    assert [part.text for part in waited[1:]] == ["the secret of cake"]
+    async with code_mode:
+        first = await Runner.run(agent, "tell me", run_config=NO_TRACING)
+        [interruption] = first.interruptions
+        [pending] = code_mode.pending_approvals(interruption)
+        assert (pending.cell_id, pending.tool_name, pending.arguments) == ("1", "reveal", {"topic": "cake"})
+        assert revealed == []
+        state = first.to_state()
+        state.approve(interruption)
+        result = await Runner.run(agent, state, run_config=NO_TRACING)
+    [ran] = outputs(result.new_items)
+    assert ran.startswith("Script completed\n")
+    assert ran.endswith("Output:\nthe secret of cake")
     assert revealed == ["cake"]
 
 

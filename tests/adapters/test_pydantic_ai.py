@@ -208,9 +208,9 @@ def purge(ctx: RunContext[None], path: str) -> str:
     return f"purged {path}"
 
 
-async def test_a_requires_approval_tool_waits_for_the_host_inside_an_agent_run() -> None:
+async def test_without_deferred_approvals_a_call_waits_for_the_host_inside_an_agent_run() -> None:
     DELETED.clear()
-    toolset = CodeModeToolset([Tool(delete_file, requires_approval=True)])
+    toolset = CodeModeToolset([Tool(delete_file, requires_approval=True)], deferred_approvals=False)
     code = 'text(await tools.delete_file({ path: "/a" }))'
 
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

@@ -7,7 +7,9 @@ of both servers, and the assertions read what pydantic-ai recorded.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.integration
 SERVERS = Path(__file__).parent.parent / "mcp_servers"
 EVERYTHING_BIN = SERVERS / "node_modules" / ".bin" / "mcp-server-everything"
 PY_SERVER = SERVERS / "py_server.py"
-BOTH = 'const echo = await tools.echo({ message: "hi" }); const sum = await tools.add({ a: 1, b: 2 });\ntext(`${echo} ${sum.total}`);'
+# Each call resolves with the MCP `CallToolResult` as JSON, as a `mcp_servers=` entry's does.
+BOTH = 'const echo = await tools.echo({ message: "hi" }); const sum = await tools.add({ a: 1, b: 2 });\ntext(`${echo.content[0].text} ${sum.structuredContent.total}`);'
 
 
 def mcp_toolsets() -> list[MCPToolset]:
@@ -55,7 +58,8 @@ async def test_mcp_toolsets_are_nested_tools_with_their_schemas() -> None:
         result = await cm.exec(BOTH)
         bad = await cm.exec("await tools.add({ a: 'one' })")
     assert {"echo", "get-sum", "add", "pid"} <= set(names)
-    assert "add(args: { a: number; b: number; }): Promise<{" in description  # input and output schemas
+    # input and output schemas: an MCP tool's result is a `CallToolResult` as for `mcp_servers=`
+    assert "add(args: { a: number; b: number; }): Promise<CallToolResult<{" in description
     assert "// a + b\n  total: number;" in description
     assert result.status == "completed", result.error
     assert [item.text for item in result.items] == ["Echo: hi 3"]
@@ -71,3 +75,20 @@ async def test_an_agent_run_with_mcp_toolsets_inside_code_mode() -> None:
     assert answer.tool_name == "exec"
     assert "Echo: hi 3" in str(answer.content)
     assert result.output == "done"
+
+
+async def test_an_mcp_toolset_call_resolves_like_an_mcp_servers_entry() -> None:
+    """The same server's tool, nested as a pydantic-ai `MCPToolset` and as a `mcp_servers=` entry:
+    the script gets the same `CallToolResult` JSON (content, structuredContent, isError)."""
+    py = PythonStdioTransport(PY_SERVER, keep_alive=False)
+    config = {"mcpServers": {"py": {"command": sys.executable, "args": [str(PY_SERVER)]}}}
+    show = "text(JSON.stringify(await tools.{name}({{ a: 1, b: 2 }})))"
+    async with CodeMode(tools=[MCPToolset(Client(py))], mcp_servers=config) as cm:
+        names = {nested.global_name for nested in cm.tools}
+        assert {"add", "mcp__py__add"} <= names
+        via_toolset = await cm.exec(show.format(name="add"))
+        via_config = await cm.exec(show.format(name="mcp__py__add"))
+    assert via_toolset.status == via_config.status == "completed", (via_toolset.error, via_config.error)
+    shown = json.loads(via_toolset.items[0].text)  # type: ignore[union-attr]
+    assert shown == json.loads(via_config.items[0].text)  # type: ignore[union-attr]
+    assert shown["structuredContent"]["total"] == 3 and shown["isError"] is False

@@ -16,17 +16,16 @@ from collections.abc import Iterator
 from typing import Any, get_args
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.hardening._support import Host, texts
 from tests.hardening.test_engine_processes import finish_child_async, start_child
 
 from codemode import ExecResult, ImageItem, TextItem, Tool, to_model
+from codemode._engine.base import FinishedEvent, ToolCallEvent
 from codemode._output import model_items
 from codemode._protocol.calls import PendingApproval
 from codemode._protocol.types import AudioItem
 from codemode._session.script_text import safe_event
-from codemode._engine.base import FinishedEvent, ToolCallEvent
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._text import text_output
 from codemode.cli import _print, render_items  # pyright: ignore[reportPrivateUsage]
@@ -65,7 +64,15 @@ def js(text: str) -> str:
 def raw_js(text: str) -> str:
     """A JavaScript string literal with `text` in it raw, lone surrogates too (only what would
     end or break the literal is escaped)."""
-    escaped = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\u2028": "\\u2028", "\u2029": "\\u2029", "\x00": "\\x00"}
+    escaped = {
+        "\\": "\\\\",
+        '"': '\\"',
+        "\n": "\\n",
+        "\r": "\\r",
+        "\u2028": "\\u2028",
+        "\u2029": "\\u2029",
+        "\x00": "\\x00",
+    }
     return '"' + "".join(escaped.get(char, char) for char in text) + '"'
 
 
@@ -181,9 +188,9 @@ def test_text_notify_media_and_stored_values(healthy: Host, value: str) -> None:
     notified.clear()
     source = (
         f"const v = {js(value)};"
-        "text(v); notify(\"n\" + v);"
+        'text(v); notify("n" + v);'
         'image("data:image/png;base64,AAAA" + v); audio("data:audio/wav;base64,AAAA" + v);'
-        "store(\"k\" + v, {[v]: [v]});"
+        'store("k" + v, {[v]: [v]});'
     )
     result = healthy.exec(source)
     assert_session_made_safe(result)
@@ -298,7 +305,11 @@ def test_every_rendering_of_any_result_encodes(text: str, error: str, key: str, 
     result = ExecResult(
         status,
         None if status == "rejected" else "1",
-        items=(TextItem(text), ImageItem("data:image/png;base64,AA" + text), AudioItem("data:audio/wav;base64,AA" + text)),
+        items=(
+            TextItem(text),
+            ImageItem("data:image/png;base64,AA" + text),
+            AudioItem("data:audio/wav;base64,AA" + text),
+        ),
         error=error,
         max_output_tokens=40,
         pending_approvals=(PendingApproval("1", "2", "guarded", {key: text}),) if status == "running" else (),
@@ -343,4 +354,3 @@ async def test_a_lone_surrogate_in_a_source_does_not_end_a_worker_running_anothe
         "other": ["completed", ["x\ufffdy"], None],
         "after": ["completed", ["after"]],
     }
-

@@ -174,13 +174,22 @@ async def test_top_level_return_is_a_syntax_error_like_in_a_module(cm: CodeMode)
     result = await cm.exec('text("a");\nreturn;')
     # A module cannot `return` at top level; the wrapper must not make it legal.
     assert result.status == "failed", result
-    assert result.error == "SyntaxError: Illegal return statement\n    at exec_main.mjs:2:1"
+    assert result.error == "SyntaxError: Illegal return statement\n    at exec_main.mjs:2:1\n    2 | return;\n      | ^^^^^^"
     nested = await cm.exec("if (true) {\n  text('x'); return;\n}")
-    assert (nested.items, nested.error) == ((), "SyntaxError: Illegal return statement\n    at exec_main.mjs:2:14")
+    assert (nested.items, nested.error) == (
+        (),
+        "SyntaxError: Illegal return statement\n    at exec_main.mjs:2:14\n    2 |   text('x'); return;\n"
+        "      |              ^^^^^^",
+    )
     first = await cm.exec("const ok = () => { return 1; };\nif (ok()) return;\nreturn 2;")
-    assert first.error == "SyntaxError: Illegal return statement\n    at exec_main.mjs:2:11"
+    assert first.error == (
+        "SyntaxError: Illegal return statement\n    at exec_main.mjs:2:11\n    2 | if (ok()) return;\n      |           ^^^^^^"
+    )
     unicode = await cm.exec("const s = '😀'; return;")
-    assert unicode.error == "SyntaxError: Illegal return statement\n    at exec_main.mjs:1:17"
+    assert unicode.error == (
+        "SyntaxError: Illegal return statement\n    at exec_main.mjs:1:17\n    1 | const s = '😀'; return;\n"
+        "      |                ^^^^^^"
+    )
     legal = await cm.exec("function f() { return 1; }\nconst g = () => { return 2; };\ntext(f() + g());")
     assert texts(legal) == ["3"]
 

@@ -167,11 +167,26 @@ def test_script_error_texts(shared: SyncCodeMode, code: str, error: str) -> None
 @pytest.mark.parametrize(
     ("code", "error"),
     [
-        ("let x = ;", "SyntaxError: Unexpected token ';'\n    at exec_main.mjs:1:9"),
-        ('text("a");\ntext("b");\nlet x = ;', "SyntaxError: Unexpected token ';'\n    at exec_main.mjs:3:9"),
-        ('// @exec: {"max_output_tokens": 100}\n\nlet x = ;', "SyntaxError: Unexpected token ';'\n    at exec_main.mjs:2:9"),
-        ("const a = 1;\nconst a = 2;", "SyntaxError: Identifier 'a' has already been declared\n    at exec_main.mjs:2:7"),
-        ("text('unterminated);", "SyntaxError: Invalid or unexpected token\n    at exec_main.mjs:1:6"),
+        # The reference's two lines, then the offending line with carets under V8's token.
+        ("let x = ;", "SyntaxError: Unexpected token ';'\n    at exec_main.mjs:1:9\n    1 | let x = ;\n      |         ^"),
+        (
+            'text("a");\ntext("b");\nlet x = ;',
+            "SyntaxError: Unexpected token ';'\n    at exec_main.mjs:3:9\n    3 | let x = ;\n      |         ^",
+        ),
+        (
+            '// @exec: {"max_output_tokens": 100}\n\nlet x = ;',
+            "SyntaxError: Unexpected token ';'\n    at exec_main.mjs:2:9\n    2 | let x = ;\n      |         ^",
+        ),
+        (
+            "const a = 1;\nconst a = 2;",
+            "SyntaxError: Identifier 'a' has already been declared\n    at exec_main.mjs:2:7\n    2 | const a = 2;\n"
+            "      |       ^",
+        ),
+        (
+            "text('unterminated);",
+            "SyntaxError: Invalid or unexpected token\n    at exec_main.mjs:1:6\n    1 | text('unterminated);\n"
+            "      |      ^^^^^^^^^^^^^^^",
+        ),
     ],
 )
 def test_syntax_errors_fail_before_any_output(shared: SyncCodeMode, code: str, error: str) -> None:

@@ -8,6 +8,7 @@ from codemode._describe.catalog import ToolCatalog
 from codemode._describe.declaration import augmented_description, tool_declaration
 from codemode._describe.descriptions import (
     DEFAULT_SEARCH_LIMIT,
+    LISTING_BUDGET_TOKENS,
     ExecInput,
     all_tools_entries,
     exceeds_budget,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_SEARCH_LIMIT",
     "DESCRIBE_HELPER_NAME",
     "EXEC_TOOL_NAME",
+    "LISTING_BUDGET_TOKENS",
     "MCP_TYPES_PREAMBLE",
     "SEARCH_HELPER_NAME",
     "WAIT_TOOL_NAME",

@@ -46,7 +46,8 @@ ExecInput: TypeAlias = Literal["freeform", "json"]
 DEFAULT_SEARCH_LIMIT = 8
 LISTING_BUDGET_TOKENS = 1_500
 """Estimated tokens the one-line-per-tool listing may take; over it, servers are summarized."""
-_REPRESENTATIVES = (5, 3, 1, 0)  # tools named per server, fewest first tried last
+_REPRESENTATIVES = (5, 3, 1, 0)  # tools named per server, tried in turn until the summary fits
+_SUMMARY_HEADING = "Servers and APIs:"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _MAX_SENTENCE_CHARS = 120
 
@@ -240,16 +241,16 @@ def _server_summary(listed: Sequence[NestedTool], budget_tokens: int) -> str:
     ordered = sorted(groups.items())
     for named in _REPRESENTATIVES:
         lines = [_server_line(server, members, named) for server, members in ordered]
-        if not _over_budget("\n".join(lines), budget_tokens) or named == 0:
+        if not _over_budget("\n".join([_SUMMARY_HEADING, *lines]), budget_tokens) or named == 0:
             break
-    kept: list[str] = []
+    kept = [_SUMMARY_HEADING]
     for index, line in enumerate(lines):
         after = _more_servers(ordered[index + 1 :])
         if _over_budget("\n".join([*kept, line, after]), budget_tokens):
             kept.append(_more_servers(ordered[index:]))
             break
         kept.append(line)
-    return "Servers and APIs:\n" + "\n".join(kept)
+    return "\n".join(kept)
 
 
 def _more_servers(rest: Sequence[tuple[str, Sequence[NestedTool]]]) -> str:

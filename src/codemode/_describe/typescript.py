@@ -1,7 +1,9 @@
 """JSON Schema -> TypeScript type text, as the model reads it in `exec tool declaration` blocks.
 
 The schema is first parsed into a small tree of `TypeExpr` nodes (local `$ref`s are expanded
-while parsing), then the tree is rendered (spec 1.6.1, 1.6.2, LATEST).
+while parsing), then the tree is rendered (spec 1.6.1, 1.6.2, LATEST). One addition to the
+reference: a property's validation keywords (`minimum`, `maxLength`, `pattern`, ...) join its
+description in the `//` doc comment, so a tool's documented bounds reach the model.
 
 Invariants:
 * Every failure degrades to `unknown`; rendering parsed JSON never raises.
@@ -70,6 +72,19 @@ _RENDERABLE_KEYWORDS = (
     "required",
     "items",
     "prefixItems",
+)
+# Validation keywords shown in a property's doc comment, in this order.
+_CONSTRAINT_KEYWORDS = (
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
 )
 # Property names that normalization leaves unchanged are printed bare (spec 1.7).
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -290,7 +305,7 @@ class _Parser:
                 name=name,
                 type=self.schema(value),
                 required=name in required,
-                description=_description(value),
+                description=_documentation(value),
             )
             for name, value in sorted(properties_map.items())
         )
@@ -468,6 +483,20 @@ def _or_unknown(text: str | None) -> str:
 def _description(schema: object) -> str | None:
     description = (as_object(schema) or {}).get("description")
     return description if isinstance(description, str) else None
+
+
+def _documentation(schema: object) -> str | None:
+    """A property's doc comment: its description, then a line of the constraints its type does
+    not show (`minimum: 1; maximum: 100`), as pydantic's `Field(ge=..., pattern=...)` writes them."""
+    values = as_object(schema) or {}
+    constraints = [
+        f"{keyword}: {value if keyword == 'pattern' else _json(value)}"
+        for keyword in _CONSTRAINT_KEYWORDS
+        if isinstance(value := values.get(keyword), str if keyword == "pattern" else (int, float))
+        and not isinstance(value, bool)
+    ]
+    lines = [text for text in (_description(schema), "; ".join(constraints)) if text]
+    return "\n".join(lines) if lines else None
 
 
 def _description_lines(description: str) -> list[str]:

@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from codemode._protocol.types import AudioItem, ImageItem, OutputItem, TextItem
+from codemode._protocol.types import ImageItem, OutputItem, TextItem
 
 __all__ = ["safe_data", "safe_item", "safe_text"]
 
@@ -43,7 +43,10 @@ def safe_data(value: Any) -> Any:
         return safe_text(value)
     if isinstance(value, dict):
         items = [(safe_data(key), safe_data(item)) for key, item in value.items()]
-        if all(new_key is key and new_item is item for (new_key, new_item), (key, item) in zip(items, value.items(), strict=True)):
+        if all(
+            new_key is key and new_item is item
+            for (new_key, new_item), (key, item) in zip(items, value.items(), strict=True)
+        ):
             return value
         return dict(items)
     if isinstance(value, list | tuple):
@@ -57,13 +60,11 @@ def safe_data(value: Any) -> Any:
 def safe_item(item: OutputItem) -> OutputItem:
     """An output item with `safe_text` applied to its text or data URL; `item` itself when it
     has no lone surrogate."""
-    match item:
-        case TextItem(text):
-            safe = safe_text(text)
-            return item if safe is text else replace(item, text=safe)
-        case ImageItem(image_url):
-            safe = safe_text(image_url)
-            return item if safe is image_url else replace(item, image_url=safe)
-        case AudioItem(audio_url):
-            safe = safe_text(audio_url)
-            return item if safe is audio_url else replace(item, audio_url=safe)
+    if isinstance(item, TextItem):  # isinstance, not `match`: this runs for every output item
+        safe = safe_text(item.text)
+        return item if safe is item.text else replace(item, text=safe)
+    if isinstance(item, ImageItem):
+        safe = safe_text(item.image_url)
+        return item if safe is item.image_url else replace(item, image_url=safe)
+    safe = safe_text(item.audio_url)
+    return item if safe is item.audio_url else replace(item, audio_url=safe)

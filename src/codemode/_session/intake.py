@@ -26,6 +26,8 @@ __all__ = ["ToolIntake", "as_tool", "intake_entry"]
 # converter module's `nested_tools(obj) -> Tool | ToolSource`.
 _FRAMEWORK_CONVERTERS = (
     ("agents", "FunctionTool", "codemode.adapters.agents._nested"),
+    ("agents.mcp", "MCPServerStdio", "codemode.adapters.agents._nested"),
+    ("agents.mcp", "MCPServerStreamableHttp", "codemode.adapters.agents._nested"),
     ("pydantic_ai", "Tool", "codemode.adapters.pydantic_ai._nested"),
     ("pydantic_ai.toolsets", "AbstractToolset", "codemode.adapters.pydantic_ai._nested"),
     ("langchain_core.tools", "BaseTool", "codemode.adapters.langchain._nested"),

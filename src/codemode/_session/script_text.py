@@ -26,35 +26,40 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def safe_event(event: EngineEvent) -> EngineEvent:
-    """`event` with every text in it UTF-8 safe; `event` itself when nothing had to change."""
-    match event:
-        case OutputEvent(item):
-            safe = safe_item(item)
-            return event if safe is item else OutputEvent(safe)
-        case NotifyEvent(text):
-            safe = safe_text(text)
-            return event if safe is text else NotifyEvent(safe)
-        case ToolCallEvent(call_id, tool_name, arguments_json):
-            name = safe_text(tool_name)
-            arguments = None if arguments_json is None else _safe_json(arguments_json)
-            if name is tool_name and arguments is arguments_json:
-                return event
-            return ToolCallEvent(call_id, name, arguments)
-        case FinishedEvent(error, stored_writes):
-            safe_error = None if error is None else safe_text(error)
-            writes = {safe_text(key): _safe_json(text) for key, text in stored_writes.items()}
-            unchanged = all(
-                new_key is key and new_text is text
-                for (new_key, new_text), (key, text) in zip(writes.items(), stored_writes.items(), strict=True)
-            )
-            if safe_error is error and unchanged:
-                return event
-            return FinishedEvent(safe_error, stored_writes if unchanged else writes)
-        case EngineDiedEvent(error):
-            safe = safe_text(error)
-            return event if safe is error else EngineDiedEvent(safe)
-        case _:
+    """`event` with every text in it UTF-8 safe; `event` itself when nothing had to change.
+
+    Runs for every event, so it dispatches on the type (a `match` on class patterns costs about
+    ten times as much)."""
+    if isinstance(event, OutputEvent):
+        item = safe_item(event.item)
+        return event if item is event.item else OutputEvent(item)
+    if isinstance(event, NotifyEvent):
+        text = safe_text(event.text)
+        return event if text is event.text else NotifyEvent(text)
+    if isinstance(event, ToolCallEvent):
+        name = safe_text(event.tool_name)
+        arguments = None if event.arguments_json is None else _safe_json(event.arguments_json)
+        if name is event.tool_name and arguments is event.arguments_json:
             return event
+        return ToolCallEvent(event.call_id, name, arguments)
+    if isinstance(event, FinishedEvent):
+        return _safe_finished(event)
+    if isinstance(event, EngineDiedEvent):
+        error = safe_text(event.error)
+        return event if error is event.error else EngineDiedEvent(error)
+    return event
+
+
+def _safe_finished(event: FinishedEvent) -> FinishedEvent:
+    error = None if event.error is None else safe_text(event.error)
+    writes = {safe_text(key): _safe_json(text) for key, text in event.stored_writes.items()}
+    unchanged = all(
+        new_key is key and new_text is text
+        for (new_key, new_text), (key, text) in zip(writes.items(), event.stored_writes.items(), strict=True)
+    )
+    if error is event.error and unchanged:
+        return event
+    return FinishedEvent(error, event.stored_writes if unchanged else writes)
 
 
 def _safe_json(text: str) -> str:

@@ -25,7 +25,7 @@ from codemode._engine.base import (
     SessionSetup,
     ToolBinding,
 )
-from codemode._imports import ImportError_, module_exports, rewrite_modules
+from codemode._imports import ImportError_, module_exports, parses_as_javascript, rewrite_modules
 from codemode._protocol.calls import ApprovalPolicy, PendingApproval, ToolCallRecord
 from codemode._protocol.config import (
     DEFAULT_DEFAULTS,
@@ -59,6 +59,7 @@ from codemode._session.options import NotifyCallback
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._session.trace import KeptRecords, Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
+from codemode._typescript import strip_types
 from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import ToolError, UsageError
 from codemode.formats import Api, described_tool_specs, exec_input
@@ -320,9 +321,14 @@ class CodeMode:
         defaults = self._defaults
         requested_yield = _first(request.yield_time_ms, yield_time_ms, defaults.exec_yield_time_ms)
         max_tokens = _first(request.max_output_tokens, max_output_tokens, defaults.max_output_tokens)
+        code = request.code
+        if not parses_as_javascript(code):  # TypeScript (or a syntax error, which V8 reports)
+            code = await strip_types(code)
+            if not await self._usable():  # closed while the types were stripped
+                return ExecResult("rejected", None, error=SHUTTING_DOWN, error_kind="shutting_down")
         cell_id = str(next(self._cell_ids))
         try:
-            rewritten = rewrite_modules(request.code, self._exports)
+            rewritten = rewrite_modules(code, self._exports)
         except ImportError_ as exc:
             return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
                               max_output_tokens=max_tokens)

@@ -4,6 +4,8 @@ Frameworks that pass tool arguments through unchecked (the Agents SDK's JSON tex
 dict for a schema-only tool) get the same check; a violation is a `ToolError` whose message the
 adapter hands to the model as a tool error. This is where the model's input enters from a
 framework, so lone surrogates (JSON's `\\ud800` escapes decode to them) become U+FFFD here.
+An integer `cell_id` becomes its string, as the MCP front end takes it (models sometimes send
+the id as a number), so every front end accepts the same `wait` arguments.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def checked_arguments(
     if not isinstance(value, dict):
         raise ToolError(f"`{tool_name}` takes a JSON object of arguments")
     arguments = cast(dict[str, Any], safe_data(value))
+    cell_id = arguments.get("cell_id")
+    if isinstance(cell_id, int) and not isinstance(cell_id, bool):
+        arguments["cell_id"] = str(cell_id)
     errors = cast(Any, Draft202012Validator(schema)).iter_errors(arguments)
     error = cast(schema_errors.ValidationError | None, cast(Any, schema_errors).best_match(errors))
     if error is not None:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from codemode.errors import UsageError
 
@@ -100,9 +100,13 @@ def fit_open_file_limit(limits: HttpLimits) -> HttpLimits:
     fitting = max(1, soft - OPEN_FILE_RESERVE)
     logger.warning(
         "the open-file limit (%d) leaves room for %d HTTP connections, not max_connections=%d",
-        soft, fitting, limits.max_connections,
+        soft,
+        fitting,
+        limits.max_connections,
     )
-    return replace(limits, max_connections=fitting, max_pending_connections=min(limits.max_pending_connections, fitting))
+    return replace(
+        limits, max_connections=fitting, max_pending_connections=min(limits.max_pending_connections, fitting)
+    )
 
 
 class _Census:
@@ -198,7 +202,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         answer of the app is under way); the app, if it runs, sees the client gone."""
         if self.transport.is_closing():
             return
-        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
+        cycle = self._request()
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
             self._close()
             return
         body = f"codemode: {message}\n".encode()
@@ -214,10 +219,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._close()
 
     def _close(self) -> None:
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True  # the app's later sends go nowhere; receive() says so
+        cycle = self._request()
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's later sends go nowhere; receive() says so
         self._forget()
         self.transport.close()
+
+    def _request(self) -> RequestResponseCycle | None:
+        """The connection's current request (uvicorn types it as always there: not before the
+        first head is in)."""
+        return self.cycle
 
     def _forget(self) -> None:
         self._set_deadline(None, None)

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, cast, get_type_hints
 
 import docstring_parser
 import pydantic
+import pydantic.fields
 
 from codemode._threads import run_sync
 from codemode.errors import ToolError, UsageError
@@ -183,10 +184,12 @@ def _function_tool(
             raise UsageError(f"tool `{tool_name}`: *args/**kwargs cannot be described to the model")
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (
-            annotation,
-            pydantic.Field(default=default, description=param_docs.get(param.name)),
-        )
+        # `Annotated[int, Field(description=..., ge=1)]` keeps its description and constraints;
+        # the docstring's Args entry describes what the annotation leaves undescribed.
+        field_info = pydantic.fields.FieldInfo.from_annotated_attribute(annotation, default)
+        if field_info.description is None:
+            field_info.description = param_docs.get(param.name)
+        fields[param.name] = (field_info.annotation, field_info)
     args_model = pydantic.create_model(
         f"{target.name}_args", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )

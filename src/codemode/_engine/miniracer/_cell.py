@@ -39,6 +39,7 @@ from codemode._engine.miniracer._isolate import (
     Isolate,
     isolate_executor,
 )
+from codemode._protocol.syntax import UNFINISHED_SCRIPT, source_excerpt
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
 PROGRAM_PREFIX = (
@@ -100,6 +101,7 @@ class MiniRacerCell:
         self._release_isolate = release_isolate  # frees a finished cell's isolate later
         self._on_event = on_event
         self._prefix_length = 0
+        self._script_lines = 0  # lines of the model's script, past which the wrapper's are
         self._memory_check: asyncio.TimerHandle | None = None
         self._reservation: asyncio.Future[Isolate] | None = None  # for an isolate, when none was ready
         self._finished = False
@@ -122,6 +124,7 @@ class MiniRacerCell:
             hoisted=program.hoisted,
         )
         self._prefix_length = len(prefix)
+        self._script_lines = program.code.count("\n") + 1
         isolate.on_ping = self._pump
         if setup.heap_limit_bytes:
             isolate.v8.set_heap_limit(setup.heap_limit_bytes)
@@ -314,16 +317,26 @@ class MiniRacerCell:
         return f"{type(exc).__name__}: {exc}"
 
     def _syntax_error_text(self, text: str) -> str:
-        """`<anonymous>:3: SyntaxError: msg / source / caret` -> `SyntaxError: msg` + position."""
+        """`<anonymous>:3: SyntaxError: msg / source / caret` -> `SyntaxError: msg` + position,
+        then the offending line of the script with carets under the token (or, when V8 got past
+        the script's last line into the wrapper's, a note that the script is unfinished)."""
         lines = text.split("\n")
         match = re.match(r"^<anonymous>:(\d+): (.*)$", lines[0])
         if match is None:
             return text.strip()
         line, message = int(match.group(1)), match.group(2)
-        column = lines[2].index("^") + 1 if len(lines) > 2 and "^" in lines[2] else 1
+        caret = lines[2] if len(lines) > 2 and "^" in lines[2] else ""
+        start = caret.index("^") if caret else 0
+        source = lines[1].rstrip("\r") if caret else ""
         if line == 1:
-            column = max(1, column - self._prefix_length)
-        return f"{message}\n    at {SCRIPT_NAME}:{line}:{column}"
+            start = max(0, start - self._prefix_length)
+            source = source[self._prefix_length :]
+        reported = f"{message}\n    at {SCRIPT_NAME}:{line}:{start + 1}"
+        if not caret:
+            return reported
+        if line > self._script_lines:
+            return reported + "\n" + UNFINISHED_SCRIPT
+        return reported + "\n" + source_excerpt(line, source, start, caret.count("^"))
 
     def _fix_positions(self, text: str) -> str:
         """Hide the wrapper: drop its stack frames and shift line-1 columns back by the prefix."""

@@ -161,7 +161,7 @@ class V8Context:
             self._ctx._wrap_raw_handle(self._dll.mr_make_js_callback(self._raw, ping_id))
         )
         global_object = self.eval_blocking("globalThis")
-        self._ctx.set_object_item(global_object, "__codemode_ping__", ping)  # type: ignore[arg-type]
+        self._ctx.set_object_item(global_object, "__codemode_ping__", ping)
         self._keep = (ping, global_object)
 
     def eval_blocking(self, code: str) -> Any:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from codemode._engine.miniracer._compat import V8Context
 from codemode._protocol.helpers import MODULE_EXPORTS, PRELUDE_HELPERS
@@ -93,7 +93,7 @@ class Isolate:
         self.on_ping: Callable[[], None] = lambda: None
         self.v8 = V8Context(loop, lambda: self.on_ping())
         ring = self.v8.eval_blocking(PRELUDE)
-        if not isinstance(ring, memoryview) or len(ring) != _HEADER + RING_BYTES:
+        if not isinstance(ring, memoryview) or len(cast(memoryview, ring)) != _HEADER + RING_BYTES:
             raise EngineError("the codemode prelude did not return its output ring")
         self.ring: memoryview | None = ring
 

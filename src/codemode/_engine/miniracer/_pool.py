@@ -190,12 +190,12 @@ class IsolatePool:
             pass
         elif isinstance(future.exception(), CreateLater):
             self._create_after = self._loop.time() + CREATE_RETRY_S
-        elif future.exception() is not None:
-            self.error = future.exception()
+        elif (error := future.exception()) is not None:
+            self.error = error
             while self._waiting:
                 waiter = self._waiting.popleft()
                 if not waiter.done():
-                    waiter.set_exception(future.exception())  # type: ignore[arg-type]
+                    waiter.set_exception(error)
         else:
             isolate = future.result()
             while self._waiting and self._waiting[0].done():

@@ -23,9 +23,9 @@ refuses more as a safety net.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 import msgpack
 
@@ -183,32 +183,47 @@ _FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {kind: tuple(f.name for f in 
 
 
 # -- packing ----------------------------------------------------------------------------------
-def packer() -> msgpack.Packer:
+class Packer(Protocol):
+    """What this module uses of a `msgpack.Packer` (msgpack's C extension carries no types)."""
+
+    def pack(self, obj: object, /) -> bytes: ...
+
+
+class Unpacker(Protocol):
+    """What the readers use of a `msgpack.Unpacker`: feed it bytes, iterate the whole objects."""
+
+    def feed(self, next_bytes: bytes, /) -> None: ...
+
+    def __iter__(self) -> Iterator[object]: ...
+
+
+def packer() -> Packer:
     """A packer for one thread (a Packer reuses its buffer)."""
-    return msgpack.Packer(unicode_errors="surrogatepass")
+    return cast(Packer, msgpack.Packer(unicode_errors="surrogatepass"))  # pyright: ignore[reportUnknownMemberType] - untyped C extension
 
 
-def pack(message: Message, limit: int = MAX_FRAME_BYTES, using: msgpack.Packer | None = None) -> bytes:
+def pack(message: Message, limit: int = MAX_FRAME_BYTES, using: Packer | None = None) -> bytes:
     """One message as a frame (from any thread; pass a thread's own `packer` to reuse it).
 
     Raises `FrameTooLarge` when it packs to more than `limit` bytes."""
-    data: bytes = (using or packer()).pack(to_wire(message))
+    data = (using or packer()).pack(to_wire(message))
     if len(data) > limit:
         raise FrameTooLarge(len(data), limit)
     return data
 
 
-def unpacker(limit: int = MAX_FRAME_BYTES) -> msgpack.Unpacker:
+def unpacker(limit: int = MAX_FRAME_BYTES) -> Unpacker:
     """A reader of frames of at most `limit` bytes (fed at most `READ_CHUNK_BYTES` at a time);
     feeding it more raises `msgpack.BufferFull`."""
-    return msgpack.Unpacker(unicode_errors="surrogatepass", max_buffer_size=limit + READ_CHUNK_BYTES)
+    return cast(Unpacker, msgpack.Unpacker(unicode_errors="surrogatepass", max_buffer_size=limit + READ_CHUNK_BYTES))  # pyright: ignore[reportUnknownMemberType] - untyped C extension
 
 
 def to_wire(message: Message) -> dict[str, Any]:
     """The msgpack map of `message`: its tag under "k", then its fields by name."""
     kind = type(message)
     if kind is Events:
-        return {"k": "events", "cell_id": message.cell_id, "events": [_event_to_wire(e) for e in message.events]}  # type: ignore[union-attr]
+        batch = cast(Events, message)
+        return {"k": "events", "cell_id": batch.cell_id, "events": [_event_to_wire(e) for e in batch.events]}
     data: dict[str, Any] = {"k": _TAGS[kind]}
     for name in _FIELDS[kind]:
         data[name] = getattr(message, name)
@@ -219,29 +234,31 @@ def from_wire(data: object) -> Message:
     """The message a msgpack map holds; `ProtocolError` if it is not one of this module's."""
     if not isinstance(data, dict):
         raise ProtocolError(f"not a message: {data!r:.200}")
-    kind = _TYPES.get(data.get("k"))  # type: ignore[arg-type]
+    wire = cast(dict[str, Any], data)
+    kind = _TYPES.get(wire.get("k", ""))
     if kind is None:
-        raise ProtocolError(f"unknown message: {data!r:.200}")
+        raise ProtocolError(f"unknown message: {wire!r:.200}")
     names = _FIELDS[kind]
-    if len(data) != len(names) + 1:
-        raise ProtocolError(f"malformed message (fields {sorted(data)}, expected {names}): {data!r:.200}")
+    if len(wire) != len(names) + 1:
+        raise ProtocolError(f"malformed message (fields {sorted(wire)}, expected {names}): {wire!r:.200}")
     try:
         if kind is Events:
-            return Events(data["cell_id"], [_event_from_wire(event) for event in data["events"]])
-        message: Message = kind(*[data[name] for name in names])
+            return Events(wire["cell_id"], [_event_from_wire(event) for event in wire["events"]])
+        message: Message = kind(*[wire[name] for name in names])
     except (KeyError, TypeError) as exc:
-        raise ProtocolError(f"malformed message ({exc!r}): {data!r:.200}") from exc
+        raise ProtocolError(f"malformed message ({exc!r}): {wire!r:.200}") from exc
     return message
 
 
 def read_ready(data: object) -> Ready:
     """The worker's first message, refused unless it is a `Ready` of this `PROTOCOL_VERSION`
     (the version is checked before any other field, whatever the layout)."""
-    if not isinstance(data, dict) or data.get("k") != "ready":
+    wire = cast(dict[str, Any], data) if isinstance(data, dict) else {}
+    if wire.get("k") != "ready":
         raise ProtocolError(f"the engine worker's first message is not READY: {data!r:.200}")
-    if data.get("protocol") != PROTOCOL_VERSION:
-        raise VersionMismatch(data.get("protocol"))
-    message = from_wire(data)
+    if wire.get("protocol") != PROTOCOL_VERSION:
+        raise VersionMismatch(wire.get("protocol"))
+    message = from_wire(wire)
     assert isinstance(message, Ready)
     return message
 

@@ -151,7 +151,8 @@ class Worker:
         finally:
             os.rmdir(scratch)  # the worker runs in it, deleted: nothing to clean up later
         self.pid = self.proc.pid
-        self._commands = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        assert self.proc.stdin is not None  # spawned with pipes
+        self._commands = self.proc.stdin.fileno()
         threading.Thread(target=self._read, name=f"codemode-engine-{self.pid}", daemon=True).start()
 
     # -- host -> worker -----------------------------------------------------------------------
@@ -186,8 +187,8 @@ class Worker:
 
     # -- worker -> host -----------------------------------------------------------------------
     def _read(self) -> None:
-        stdout, stderr = self.proc.stdout, self.proc.stderr
-        assert stdout is not None and stderr is not None
+        stdin, stdout, stderr = self.proc.stdin, self.proc.stdout, self.proc.stderr
+        assert stdin is not None and stdout is not None and stderr is not None
         unpacker = wire.unpacker(self.max_frame_bytes)
         first = True  # the next message must be READY
         broken = False  # it broke the protocol: it is being killed, the rest of its output is ignored
@@ -231,7 +232,7 @@ class Worker:
         with self._send_lock:
             self.dead = True
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()  # type: ignore[union-attr]
+            stdin.close()
         for pipe in (stdout, stderr):
             pipe.close()
         try:
@@ -760,8 +761,9 @@ class WorkerPool:
         for future in waiters:
             if not future.set_running_or_notify_cancel():
                 continue  # its caller stopped waiting
-            if self._closed or self.failure is not None:
-                future.set_exception(_shut_down() if self._closed else self.failure)  # type: ignore[arg-type]
+            failure = _shut_down() if self._closed else self.failure
+            if failure is not None:
+                future.set_exception(failure)
             else:
                 future.set_result(None)
 

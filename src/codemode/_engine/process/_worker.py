@@ -145,7 +145,7 @@ class _Server:
     def _flush(self) -> None:
         """Everything queued this loop iteration, in one write."""
         self._flush_scheduled = False
-        parts = []
+        parts: list[bytes] = []
         if self._started:
             parts.append(wire.pack(wire.Started(self._started), self._max_frame, self._packer))
             self._started = []
@@ -238,7 +238,7 @@ async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> No
     await keeper.ready(1)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(events_fd, "wb", buffering=0))
     async with asyncio.TaskGroup() as tasks:
-        server = _Server(engine, keeper, out, tasks, max_frame)  # type: ignore[arg-type]
+        server = _Server(engine, keeper, out, tasks, max_frame)
         closed: asyncio.Future[None] = loop.create_future()
         await loop.connect_read_pipe(
             lambda: _Commands(server, closed, max_frame), os.fdopen(commands_fd, "rb", buffering=0)

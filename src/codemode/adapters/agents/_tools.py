@@ -5,11 +5,23 @@ described with the nested tools ready by then; each time a session opens they ta
 descriptions (MCP servers and toolsets included). Script errors and bad arguments are tool
 outputs the model reads, never exceptions that end the run; only a call outside an open session
 raises.
+
+Each exec or wait sets `_nested.run_context` to its own run's context before it drives a cell,
+so nested SDK tools get the context of the run driving their cell, however many runs share the
+session.
+
+Approvals are the SDK's own: exec and wait run their cell in their `needs_approval` check (the
+SDK's one hook before a call runs), hold the result, and ask for approval only when a nested
+call waits for it (the `approve=` policy has decided first). The run then stops with the exec or
+wait call in `result.interruptions`; approving it through the `RunState` approves the calls it
+held and the resumed call waits on the same cell; rejecting it rejects them (seen when the
+resumed run next consults `wait`, before any model turn) and the script goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias, Unpack
 
 from agents import (
@@ -19,15 +31,16 @@ from agents import (
     RunContextWrapper,
     Runner,
     RunResult,
+    Tool as AgentTool,
     ToolOutputImage,
     ToolOutputText,
 )
-from agents import Tool as AgentTool
-from agents.items import TResponseInputItem
+from agents.items import ToolApprovalItem, TResponseInputItem
 from agents.tool_context import ToolContext
 
 from codemode._describe.names import EXEC_TOOL_NAME, WAIT_TOOL_NAME
 from codemode._output import model_items
+from codemode._protocol.calls import PendingApproval
 from codemode._protocol.config import DEFAULT_DEFAULTS
 from codemode._protocol.types import AudioItem, ExecResult, ImageDetail, ImageItem, TextItem
 from codemode._session.intake import intake_entry
@@ -36,11 +49,11 @@ from codemode._session.session import CodeMode
 from codemode.adapters._arguments import checked_arguments
 from codemode.adapters._shared_session import SharedSession
 from codemode.adapters._text import text_output
-from codemode.adapters.agents._nested import NestedFunctionTool
+from codemode.adapters.agents._nested import run_context
 from codemode.errors import ToolError, UsageError
 from codemode.formats import tool_specs
 from codemode.formats._notes import omitted_note
-from codemode.tools import Tool, ToolSource
+from codemode.tools import Tool
 
 __all__ = ["CodeModeTools", "ExecApi"]
 
@@ -56,6 +69,22 @@ _SDK_IMAGE_DETAIL: dict[ImageDetail, Literal["low", "high", "auto"]] = {
     "auto": "auto",
     "original": "high",
 }
+# What the script's waiting calls are told when the SDK rejects the exec or wait holding them
+# without a message of the user's own.
+_REJECTED = "The user rejected this call; it was not run."
+
+Observe: TypeAlias = Callable[[CodeMode], Awaitable[ExecResult]]
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An exec or wait that ran in the SDK's approval check, kept for the call it precedes."""
+
+    tool_name: str
+    call_id: str
+    run: object  # the run's context object: concurrent runs may reuse a call id
+    session: CodeMode
+    result: ExecResult
 
 
 class CodeModeTools:
@@ -67,7 +96,8 @@ class CodeModeTools:
 
     Args:
         tools: the nested tools: anything `CodeMode(tools=...)` takes; Agents SDK
-            `FunctionTool`s are called with the calling run's context object.
+            `FunctionTool`s are called with the context of the run driving their cell, and
+            `MCPServerStdio`/`MCPServerStreamableHttp` objects become shared MCP servers.
         api: "responses" (OpenAI Responses models): `exec` is a `CustomTool` whose input is the
             raw script, constrained by the Lark grammar. "chat" (any other model): `exec` is a
             `FunctionTool` taking `{"code": ...}`.
@@ -84,10 +114,10 @@ class CodeModeTools:
         if api not in ("responses", "chat"):
             raise UsageError(f'`api` must be "responses" or "chat", got {api!r}')
         self._api: ExecApi = api
-        self._nested: list[NestedFunctionTool] = []
-        self._own_tools = [self._nested_tool(obj) for obj in tools]
-        self._shared = SharedSession(self._own_tools, options)
-        ready = [tool for tool in self._own_tools if isinstance(tool, Tool)]
+        self._held: list[_Held] = []
+        own_tools = [intake_entry(obj) for obj in tools]
+        self._shared = SharedSession(own_tools, options)
+        ready = [tool for tool in own_tools if isinstance(tool, Tool)]
         defaults = options.get("defaults", DEFAULT_DEFAULTS)
         self._exec_tool, self._wait_tool = self._sdk_tools(
             tool_specs(ready, api, code_mode_only=True, defaults=defaults)
@@ -110,6 +140,8 @@ class CodeModeTools:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._shared.leave()
+        if self._shared.current is None:
+            self._held.clear()  # their cells ended with the session
 
     async def run(
         self, agent: Agent[Any], input: str | list[TResponseInputItem], **runner_options: Any
@@ -118,22 +150,38 @@ class CodeModeTools:
         async with self:
             return await Runner.run(agent, input, **runner_options)
 
-    # -- the SDK tools ----------------------------------------------------------------------
-    def _nested_tool(self, obj: object) -> Tool | ToolSource:
-        if isinstance(obj, FunctionTool):
-            nested = NestedFunctionTool(obj)
-            self._nested.append(nested)
-            return nested.tool
-        return intake_entry(obj)
+    def pending_approvals(self, interruption: ToolApprovalItem) -> list[PendingApproval]:
+        """The nested calls an exec or wait interruption asks about (tool, arguments), to show
+        the user before `state.approve(interruption)` or `state.reject(interruption)`."""
+        return [
+            pending
+            for held in self._held
+            if held.call_id == interruption.call_id and held.tool_name == interruption.tool_name
+            for pending in held.result.pending_approvals
+        ]
 
+    # -- the SDK tools ----------------------------------------------------------------------
     def _sdk_tools(self, specs: list[dict[str, Any]]) -> tuple[FunctionTool | CustomTool, FunctionTool]:
         exec_spec, wait_spec = (_fields(spec) for spec in specs)
         self._wait_schema: dict[str, Any] = wait_spec["parameters"]
-        wait_tool = _function_tool(WAIT_TOOL_NAME, wait_spec["description"], self._wait_schema, self._wait)
+        wait_tool = FunctionTool(
+            name=WAIT_TOOL_NAME,
+            description=wait_spec["description"],
+            params_json_schema=self._wait_schema,
+            on_invoke_tool=self._wait,
+            strict_json_schema=False,
+            needs_approval=self._wait_needs_approval,
+            is_enabled=self._settle_rejections,
+        )
         if self._api == "chat":
             self._exec_schema: dict[str, Any] = exec_spec["parameters"]
-            exec_function = _function_tool(
-                EXEC_TOOL_NAME, exec_spec["description"], self._exec_schema, self._exec_function
+            exec_function = FunctionTool(
+                name=EXEC_TOOL_NAME,
+                description=exec_spec["description"],
+                params_json_schema=self._exec_schema,
+                on_invoke_tool=self._exec_function,
+                strict_json_schema=False,
+                needs_approval=self._exec_function_needs_approval,
             )
             return exec_function, wait_tool
         exec_tool = CustomTool(
@@ -141,6 +189,7 @@ class CodeModeTools:
             description=exec_spec["description"],
             on_invoke_tool=self._exec_custom,
             format=exec_spec["format"],
+            needs_approval=self._exec_custom_needs_approval,
         )
         return exec_tool, wait_tool
 
@@ -152,48 +201,129 @@ class CodeModeTools:
         if isinstance(self._exec_tool, CustomTool):
             self._exec_tool.tool_config["description"] = exec_spec["description"]
 
+    # The SDK asks `needs_approval` right before it invokes a call; the answer is whether the
+    # cell, run now, has a nested call waiting for approval.
+    async def _exec_custom_needs_approval(
+        self, context: RunContextWrapper[Any], source: str, call_id: str
+    ) -> bool:
+        return await self._hold(EXEC_TOOL_NAME, context, call_id, lambda session: session.exec(source))
+
+    async def _exec_function_needs_approval(
+        self, context: RunContextWrapper[Any], arguments: dict[str, Any], call_id: str
+    ) -> bool:
+        try:
+            code = checked_arguments(EXEC_TOOL_NAME, arguments, self._exec_schema)["code"]
+        except ToolError:
+            return False  # the call itself reports it
+        return await self._hold(EXEC_TOOL_NAME, context, call_id, lambda session: session.exec(code))
+
+    async def _wait_needs_approval(
+        self, context: RunContextWrapper[Any], arguments: dict[str, Any], call_id: str
+    ) -> bool:
+        try:
+            checked = checked_arguments(WAIT_TOOL_NAME, arguments, self._wait_schema)
+        except ToolError:
+            return False
+        return await self._hold(WAIT_TOOL_NAME, context, call_id, lambda session: session.wait(**checked))
+
     async def _exec_custom(self, context: ToolContext[Any], source: str) -> str:
-        result = await self._bound(context).exec(source)
+        result = await self._observe(self.session, EXEC_TOOL_NAME, context, lambda session: session.exec(source))
         return text_output(result, _CUSTOM_TOOL_TEXT_ONLY)
 
     async def _exec_function(self, context: ToolContext[Any], arguments_json: str) -> FunctionOutput:
-        session = self._bound(context)
+        session = self.session  # outside an open session this raises, before the arguments
         try:
-            arguments = checked_arguments(EXEC_TOOL_NAME, arguments_json, self._exec_schema)
+            code = checked_arguments(EXEC_TOOL_NAME, arguments_json, self._exec_schema)["code"]
         except ToolError as exc:
             return str(exc)
-        return _function_output(await session.exec(arguments["code"]))
+        return _function_output(await self._observe(session, EXEC_TOOL_NAME, context, lambda session: session.exec(code)))
 
     async def _wait(self, context: ToolContext[Any], arguments_json: str) -> FunctionOutput:
-        session = self._bound(context)
+        session = self.session  # outside an open session this raises, before the arguments
         try:
             arguments = checked_arguments(WAIT_TOOL_NAME, arguments_json, self._wait_schema)
         except ToolError as exc:
             return str(exc)
-        return _function_output(await session.wait(**arguments))
+        return _function_output(
+            await self._observe(session, WAIT_TOOL_NAME, context, lambda session: session.wait(**arguments))
+        )
 
-    def _bound(self, context: RunContextWrapper[Any]) -> CodeMode:
-        """The open session, with `context` handed to the nested SDK tools this call may run."""
-        session = self.session
-        for nested in self._nested:
-            nested.run_context = context
-        return session
+    async def _hold(
+        self, tool_name: str, context: RunContextWrapper[Any], call_id: str, observe: Observe
+    ) -> bool:
+        """Run the exec or wait now, keep its result for the call, and say whether it waits."""
+        session = self._shared.current
+        if session is None:
+            return False  # the call raises; an error here would read as "needs approval"
+        await self._settle_rejections(context)
+        result = await _driven(session, context, observe)
+        self._held.append(_Held(tool_name, call_id, context.context, session, result))
+        return bool(result.pending_approvals)
+
+    async def _observe(
+        self, session: CodeMode, tool_name: str, context: ToolContext[Any], observe: Observe
+    ) -> ExecResult:
+        """The held result of this call (its waiting calls approved: the SDK invokes only an
+        approved call, then on to the same cell), or the exec or wait run now."""
+        held = self._take(tool_name, context.tool_call_id, context.context)
+        if held is None or held.session is not session:
+            return await _driven(session, context, observe)
+        if not held.result.pending_approvals:
+            return held.result
+        for pending in held.result.pending_approvals:
+            try:
+                await session.approve(pending.cell_id, pending.call_id)
+            except UsageError:
+                pass  # answered meanwhile (a timeout, the cell ended): the cell says how it went
+        assert held.result.cell_id is not None
+        cell_id = held.result.cell_id
+        later = await _driven(session, context, lambda session: session.wait(cell_id))
+        return replace(
+            later,
+            items=held.result.items + later.items,
+            tool_calls=held.result.tool_calls + later.tool_calls,
+            wall_time_s=held.result.wall_time_s + later.wall_time_s,
+        )
+
+    def _take(self, tool_name: str, call_id: str, run: object) -> _Held | None:
+        for held in self._held:
+            if (held.tool_name, held.call_id) == (tool_name, call_id) and held.run is run:
+                self._held.remove(held)
+                return held
+        return None
+
+    async def _settle_rejections(self, context: RunContextWrapper[Any], *_: object) -> bool:
+        """Reject the waiting calls of this run's held execs and waits that the user rejected.
+
+        The SDK never invokes a rejected call, so this runs where the resumed run consults the
+        tools (`wait`'s `is_enabled`) and before every exec or wait; it always says "enabled".
+        """
+        for held in list(self._held):
+            if held.run is not context.context or context.is_tool_approved(held.tool_name, held.call_id) is not False:
+                continue
+            self._held.remove(held)
+            reason = context.get_rejection_message(held.tool_name, held.call_id) or _REJECTED
+            for pending in held.result.pending_approvals:
+                try:
+                    await held.session.reject(pending.cell_id, pending.call_id, reason=reason)
+                except UsageError:
+                    pass  # answered meanwhile, or the cell or session ended
+        return True
+
+
+async def _driven(session: CodeMode, context: RunContextWrapper[Any], observe: Observe) -> ExecResult:
+    """`observe(session)` with `context` as the run driving the cell's nested calls."""
+    token = run_context.set(context)
+    try:
+        return await observe(session)
+    finally:
+        run_context.reset(token)
 
 
 def _fields(spec: dict[str, Any]) -> dict[str, Any]:
     """A spec's name, description and parameters (Chat Completions nests them in `function`)."""
     function: dict[str, Any] = spec.get("function", spec)
     return function
-
-
-def _function_tool(name: str, description: str, parameters: dict[str, Any], invoke: Any) -> FunctionTool:
-    return FunctionTool(
-        name=name,
-        description=description,
-        params_json_schema=parameters,
-        on_invoke_tool=invoke,
-        strict_json_schema=False,
-    )
 
 
 def _function_output(result: ExecResult) -> FunctionOutput:

@@ -1,6 +1,7 @@
 """Code mode for LangChain (`pip install "codemode[langchain]"`).
 
-* `code_mode_tools(session)`: `exec` and `wait` as async `StructuredTool`s over an open session.
+* `code_mode_tools(session)`: `exec` and `wait` as `StructuredTool`s over an open session
+  (`ainvoke`, and `invoke` from threads other than the session loop's).
 * `CodeMode(tools=[...])` takes LangChain `BaseTool`s (e.g. from `@tool`) as nested tools,
   called with the `RunnableConfig` of the exec or wait call that runs them.
 
@@ -10,9 +11,7 @@ Layout: `_tools` (exec and wait as LangChain tools), `_nested` (LangChain tools 
 import importlib.util
 
 if importlib.util.find_spec("langchain_core") is None:  # pragma: no cover - the extra is installed in development
-    raise ImportError(
-        'codemode.adapters.langchain needs langchain-core: pip install "codemode[langchain]"'
-    )
+    raise ImportError('codemode.adapters.langchain needs langchain-core: pip install "codemode[langchain]"')
 
 from codemode.adapters.langchain._tools import code_mode_tools
 

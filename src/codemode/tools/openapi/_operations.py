@@ -78,12 +78,12 @@ def operations(document: dict[str, Any]) -> list[Operation]:
     taken: set[str] = set()
     paths = cast(dict[str, Any], document.get("paths") or {})
     for path, item in paths.items():
-        item = resolver.resolve(item)
-        if not isinstance(item, dict):
+        path_item = _json_object(resolver.resolve(item))
+        if path_item is None:
             continue
-        shared = cast(list[Any], item.get("parameters") or [])
+        shared = cast(list[Any], path_item.get("parameters") or [])
         for method in _METHODS:
-            operation = item.get(method)
+            operation = path_item.get(method)
             if isinstance(operation, dict):
                 name = _unique(_operation_name(cast(dict[str, Any], operation), method, path), taken)
                 found.append(_operation(resolver, name, method, path, shared, cast(dict[str, Any], operation)))
@@ -103,7 +103,7 @@ def _operation(
             continue
         schema = _described(resolver.schema(raw.get("schema", {})), raw.get("description"))
         properties[param_name] = schema
-        parameters.append(Parameter(param_name, cast(Location, location)))
+        parameters.append(Parameter(param_name, location))
         if raw.get("required") or location == "path":
             required.append(param_name)
     body_shape, body_argument, body_fields, content_type = _body(resolver, operation, properties, required)
@@ -140,29 +140,30 @@ def _merged_parameters(resolver: SchemaResolver, shared: list[Any], own: list[An
 def _body(
     resolver: SchemaResolver, operation: dict[str, Any], properties: dict[str, Any], required: list[str]
 ) -> tuple[BodyShape, str, frozenset[str], str | None]:
-    body = resolver.resolve(operation.get("requestBody"))
-    content = cast(dict[str, Any], body.get("content") or {}) if isinstance(body, dict) else {}
+    body = _json_object(resolver.resolve(operation.get("requestBody"))) or {}
+    content = cast(dict[str, Any], body.get("content") or {})
     if not content:
         return "none", "", frozenset(), None
     content_type = next((t for t in content if is_json(t)), next(iter(content)))
-    media = content[content_type]
-    schema = resolver.schema(media.get("schema", {})) if isinstance(media, dict) else {}
-    body_required = bool(cast(dict[str, Any], body).get("required"))
-    fields = cast(dict[str, Any], schema.get("properties") or {}) if isinstance(schema, dict) else {}
+    media = _json_object(content[content_type])
+    schema: Any = resolver.schema(media.get("schema", {})) if media is not None else {}
+    body_required = bool(body.get("required"))
+    object_schema = _json_object(schema) or {}
+    fields = cast(dict[str, Any], object_schema.get("properties") or {})
     flat = (
         is_json(content_type)
         and fields
-        and schema.get("type", "object") == "object"
-        and not any(key in schema for key in ("oneOf", "anyOf", "allOf"))
+        and object_schema.get("type", "object") == "object"
+        and not any(key in object_schema for key in ("oneOf", "anyOf", "allOf"))
         and not set(fields) & set(properties)
     )
     if flat:
         properties.update(fields)
         if body_required:
-            required.extend(name for name in schema.get("required", []) if name in fields)
+            required.extend(name for name in cast(list[Any], object_schema.get("required", [])) if name in fields)
         return "flat", "", frozenset(fields), content_type
     argument = "body" if "body" not in properties else "request_body"
-    properties[argument] = _described(schema, cast(dict[str, Any], body).get("description"))
+    properties[argument] = _described(schema, body.get("description"))
     if body_required:
         required.append(argument)
     return "whole", argument, frozenset(), content_type
@@ -173,8 +174,8 @@ def _output_schema(resolver: SchemaResolver, operation: dict[str, Any]) -> dict[
     for status in sorted(responses, key=str):
         if not str(status).startswith("2"):
             continue
-        response = resolver.resolve(responses[status])
-        content = cast(dict[str, Any], response.get("content") or {}) if isinstance(response, dict) else {}
+        response = _json_object(resolver.resolve(responses[status])) or {}
+        content = cast(dict[str, Any], response.get("content") or {})
         for media_type, media in content.items():
             if is_json(media_type) and isinstance(media, dict) and "schema" in media:
                 shallow: dict[str, Any] = _shallow(
@@ -204,16 +205,22 @@ def _shallow(schema: Any, depth: int, described_levels: int = 2) -> Any:
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             out[key] = _shallow(value, depth, described_levels)
         elif key in ("allOf", "anyOf", "oneOf") and isinstance(value, list):
-            out[key] = [_shallow(item, depth, described_levels) for item in value]
+            out[key] = [_shallow(item, depth, described_levels) for item in cast(list[Any], value)]
         elif key != "description" or described_levels > 0:
             out[key] = value
     return out
 
 
 def _described(schema: Any, description: object) -> Any:
-    if isinstance(description, str) and description and isinstance(schema, dict) and "description" not in schema:
-        return {**cast(dict[str, Any], schema), "description": description}
+    fields = _json_object(schema)
+    if isinstance(description, str) and description and fields is not None and "description" not in fields:
+        return {**fields, "description": description}
     return schema
+
+
+def _json_object(value: object) -> dict[str, Any] | None:
+    """`value` if it is a JSON object (the document came from JSON or YAML: keys are strings)."""
+    return cast(dict[str, Any], value) if isinstance(value, dict) else None
 
 
 def _description(operation: dict[str, Any], method: str, path: str) -> str:

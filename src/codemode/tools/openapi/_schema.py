@@ -35,8 +35,7 @@ class SchemaResolver:
     def resolve(self, value: Any) -> Any:
         """A non-schema object (parameter, request body, response) with its own `$ref` followed."""
         seen: set[str] = set()
-        while isinstance(value, dict) and isinstance(value.get("$ref"), str):
-            reference = cast(str, value["$ref"])
+        while (reference := _reference(value)) is not None:
             if reference in seen:
                 return {}
             seen.add(reference)
@@ -76,8 +75,8 @@ class SchemaResolver:
             token = unquote(token).replace("~1", "/").replace("~0", "~")
             if isinstance(node, dict) and token in node:
                 node = cast(dict[str, Any], node)[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(cast(list[Any], node)):
+                node = cast(list[Any], node)[int(token)]
             else:
                 return {}
         return node
@@ -88,7 +87,7 @@ class SchemaResolver:
             if key in _DROPPED or key.startswith("x-") or (key == "nullable" and self._openapi_30):
                 continue
             if key in _SUBSCHEMA_LISTS and isinstance(value, list):
-                out[key] = [self.schema(item) for item in value]
+                out[key] = [self.schema(item) for item in cast(list[Any], value)]
             elif key in _SUBSCHEMA_VALUES and isinstance(value, dict):
                 out[key] = self.schema(value)
             elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
@@ -100,6 +99,15 @@ class SchemaResolver:
             if schema.get("nullable") is True:
                 return _nullable(out)
         return out
+
+
+def _reference(value: object) -> str | None:
+    """The `$ref` of `value` if it is an object that has one."""
+    if isinstance(value, dict):
+        reference = cast(dict[str, Any], value).get("$ref")
+        if isinstance(reference, str):
+            return reference
+    return None
 
 
 def _exclusive_bounds(schema: dict[str, Any]) -> None:
