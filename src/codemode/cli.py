@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, cast
 
 import click
 
@@ -150,6 +150,21 @@ def session_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+class SessionFlags(TypedDict):
+    """The shared session options as click hands them to both commands (see `session_options`)."""
+
+    mcp_config: str | None
+    isolation: str
+    engine_workers: int | None
+    isolate_pool_size: int | None
+    cell_time_limit_ms: int | None
+    heap_limit_bytes: int | None
+    max_concurrent_cells: int | None
+    exec_yield_time_ms: int | None
+    wait_yield_time_ms: int | None
+    max_output_tokens: int | None
+
+
 def codemode_options(
     *,
     mcp_config: str | None,
@@ -236,7 +251,7 @@ def main() -> None:
     deprecated=f"Use --exec-yield-time-ms; {_NEXT_RELEASE}.",
 )
 def exec_command(
-    script: Any, as_json: bool, tool_specs: tuple[str, ...], yield_time_ms: int | None, **options: Any
+    script: Any, as_json: bool, tool_specs: tuple[str, ...], yield_time_ms: int | None, **options: Unpack[SessionFlags]
 ) -> None:
     """Run SCRIPT (a file, or - for stdin) like a model's exec call; waits through yields.
 
@@ -335,7 +350,7 @@ def mcp_command(
     auth_token_env: str | None,
     session_idle_timeout: float,
     max_sessions: int,
-    **options: Any,
+    **options: Unpack[SessionFlags],
 ) -> None:
     """Serve code mode over MCP: the tools `exec` and `wait`.
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from codemode._protocol.calls import PendingApproval, ToolCallOutcome, ToolCallRecord
 from codemode._engine.base import (
     EngineCell,
     EngineDiedEvent,
@@ -46,15 +45,15 @@ from codemode._engine.base import (
     ToolCallEvent,
     YieldEvent,
 )
-from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalSettings, ToolCallRejected
+from codemode._protocol.calls import PendingApproval, ToolCallOutcome, ToolCallRecord
 from codemode._protocol.config import DEFAULT_LIMITS, Limits
-from codemode._session.limits import memory_limit_error, output_dropped_notice
-from codemode._session.limits import tool_call_limit_error
+from codemode._protocol.text import safe_text
+from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
+from codemode._session.approvals import NO_APPROVAL_POLICY, Approvals, ApprovalSettings, ToolCallRejected
+from codemode._session.limits import memory_limit_error, output_dropped_notice, tool_call_limit_error
 from codemode._session.script_text import safe_event
 from codemode._session.trace import CallTrace, KeptRecords, Spans
 from codemode._tasks import TaskSet
-from codemode._protocol.text import safe_text
-from codemode._protocol.types import AudioItem, ErrorKind, ImageItem, OutputItem, Status, TextItem
 from codemode.errors import UsageError
 
 

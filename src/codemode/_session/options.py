@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 from codemode.errors import UsageError
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from codemode._engine.base import Engine
     from codemode._protocol.calls import ApprovalPolicy
     from codemode._protocol.config import Defaults, Isolation, Limits
@@ -37,7 +39,7 @@ class CodeModeOptions(TypedDict, total=False):
     isolation: Isolation | None
     engine: Engine | None
     approve: ApprovalPolicy | None
-    tracer_provider: Any
+    tracer_provider: TracerProvider | None
 
 
 def check_options(options: Mapping[str, object]) -> None:

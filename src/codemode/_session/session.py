@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codemode._describe.catalog import ToolCatalog
 from codemode._describe.names import NestedTool, nested_tool_table, shadowed_tools
@@ -59,11 +59,14 @@ from codemode._session.options import NotifyCallback
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._session.trace import KeptRecords, Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
-from codemode._typescript import strip_types
 from codemode._threads import ToolThreads, use_tool_threads
+from codemode._typescript import strip_types
 from codemode.errors import ToolError, UsageError
 from codemode.formats import Api, described_tool_specs, exec_input
 from codemode.tools import Tool
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_notify sees all)...
 KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
@@ -122,7 +125,7 @@ class CodeMode:
         isolation: Isolation | None = None,
         engine: Engine | None = None,
         approve: ApprovalPolicy | None = None,
-        tracer_provider: Any = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         if not isinstance(limits, Limits):
             raise UsageError(f"`limits` must be a codemode.Limits, got {limits!r}")

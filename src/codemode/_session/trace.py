@@ -36,6 +36,8 @@ from codemode._protocol.calls import (
 from codemode._protocol.config import MIB
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from codemode._protocol.types import ExecResult
 
 __all__ = [
@@ -70,7 +72,7 @@ def _codemode_version() -> str:
 class Spans:
     """A session's OpenTelemetry tracer, resolved on first use (None when OTel is absent)."""
 
-    def __init__(self, tracer_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._provider = tracer_provider
         self._tracer: Any = _UNRESOLVED
 

@@ -8,10 +8,16 @@ connection's own channel (handshake era). At 2026-07-28 a log entry may only rid
 opted in, so one sent while nothing observes the cell goes out with the next such call.
 
 A nested call waiting for approval is asked of the client's user with MCP elicitation (a form with
-one `approve` checkbox), on the stream of the exec/wait call observing its cell (or the
-connection's own channel): only an accepted form with `approve` checked runs it. A client that
-cannot be asked (no elicitation capability, no channel to ask on) gets the call rejected with a
-text saying approvals are not available; it never runs unasked.
+one `approve` checkbox): only an accepted form with `approve` checked runs it. On a handshake-era
+connection (2025-11-25 and older) the question is an `elicitation/create` request on the stream
+of the exec/wait call observing its cell (or the connection's own channel). At 2026-07-28 a
+server may not send requests of its own, so the call is left waiting and the exec/wait call
+observing the cell answers with an input-required result (SEP-2322) asking about every waiting
+call; the client retries that call with the answers and the sealed `requestState` (cell and
+call ids), which answers the calls and observes the cell again, without re-running the code.
+The output observed before the question is carried over into that retry's result. A client
+that cannot be asked (no elicitation capability, no channel to ask on) gets the call rejected
+with a text saying approvals are not available; it never runs unasked.
 
 Everything these handlers send (results, tool listings, log data, approval questions, start
 errors) passes `safe_text`: a lone surrogate a script wrote (in a text, a data URL, a nested
@@ -22,11 +28,12 @@ an HTTP request unanswered.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from typing import Any, Protocol, get_args
 
@@ -35,6 +42,7 @@ import mcp_types as types
 from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -44,7 +52,7 @@ from codemode._protocol.calls import ApprovalDecision, ApprovalPolicy, PendingAp
 from codemode._protocol.text import safe_data, safe_text
 from codemode._protocol.types import ExecResult
 from codemode._session.session import CodeMode
-from codemode.errors import ToolError
+from codemode.errors import ToolError, UsageError
 from codemode.formats import to_model
 from codemode.tools.mcp import McpServerError
 
@@ -73,6 +81,9 @@ INSTRUCTIONS = (
     "`await tools.<name>(args)`. Resume a script that yielded with `wait`."
 )
 MAX_HELD_NOTIFICATIONS = 1000
+REQUEST_STATE_TTL_S = 24 * 3600.0
+"""How long an input-required answer may take to come back: the approval timeout is what
+bounds a waiting call; this only bounds how long a sealed `requestState` can be replayed."""
 
 NotifyCallback = Callable[[str, str], Awaitable[None]]
 AskClient = Callable[[ToolCall], Awaitable[ApprovalDecision]]
@@ -99,19 +110,27 @@ def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
 
     async def call_tool(
         ctx: ServerRequestContext[Clients], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         if params.name not in (EXEC_TOOL_NAME, WAIT_TOOL_NAME):
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         client = await ctx.lifespan_context.client_for(ctx)
         arguments = params.arguments or {}
         try:
             if params.name == EXEC_TOOL_NAME:
-                result = await client.exec(ctx, **_exec_arguments(arguments))
+                parsed = _exec_arguments(arguments)
             else:
-                result = await client.wait(ctx, **_wait_arguments(arguments))
+                parsed = _wait_arguments(arguments)
         except _BadArguments as exc:
             text = safe_text(f"failed to parse function arguments: {exc}")
             return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+        if params.request_state is not None:  # the retry of an input-required answer
+            result = await client.resume(ctx, params.request_state, params.input_responses or {}, parsed["yield_time_ms"])
+        elif params.name == EXEC_TOOL_NAME:
+            result = await client.exec(ctx, **parsed)
+        else:
+            result = await client.wait(ctx, **parsed)
+        if isinstance(result, types.InputRequiredResult):
+            return result
         return types.CallToolResult.model_validate(safe_data(to_model(result, "mcp")))
 
     async def set_logging_level(
@@ -132,6 +151,10 @@ def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
     # Declares the `logging` capability (the notify channel) and honours `logging/setLevel`;
     # registered directly because the constructor argument warns that 2026-07-28 dropped it.
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_logging_level)
+    # The client echoes `requestState` back: sealed on the way out (bound to the call, its
+    # arguments and an expiry) and verified on the way in, so a client cannot forge call ids.
+    security = RequestStateSecurity.ephemeral(ttl=REQUEST_STATE_TTL_S)
+    server.middleware.append(RequestStateBoundary(security, default_audience=SERVER_NAME))
     return server
 
 
