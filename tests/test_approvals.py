@@ -522,7 +522,7 @@ async def test_over_mcp_anything_but_an_accepted_approval_rejects_the_call(
     ("mode", "callback", "why"),
     [
         ("legacy", False, "the MCP client does not support elicitation"),
-        ("2026-07-28", True, "protocol 2026-07-28 gives the server no channel to ask the client on"),
+        ("2026-07-28", False, "the MCP client does not support elicitation"),
     ],
 )
 async def test_over_mcp_without_a_way_to_ask_the_call_is_rejected_never_run(

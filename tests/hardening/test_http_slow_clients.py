@@ -29,6 +29,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from tests.conftest import ISOLATION
 
+from codemode.errors import UsageError
+from codemode.mcp_server import HttpLimits
 from mcp_support import KILL_AFTER_S, STOPPED_CLEANLY, TESTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # each starts a server process
@@ -255,6 +257,22 @@ def test_an_idle_kept_alive_connection_is_closed(serve: Callable[..., Server], c
     answer, after_s = read_until_closed(sock, within_s=10)
     assert status_of(answer) == 401  # answered (kept alive), then closed when idle
     assert after_s < 5
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("header_timeout_s", 0),
+        ("body_timeout_s", -1.0),
+        ("keep_alive_timeout_s", True),
+        ("max_head_bytes", 0),
+        ("max_pending_connections", 2.5),
+        ("max_connections", None),
+    ],
+)
+def test_limits_that_cannot_work_are_refused_when_made(field: str, value: object) -> None:
+    with pytest.raises(UsageError, match=f"HttpLimits.{field} must be a positive"):
+        HttpLimits(**{field: value})  # type: ignore[arg-type]
 
 
 # -- how many connections --------------------------------------------------------------------

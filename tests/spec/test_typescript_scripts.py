@@ -320,3 +320,9 @@ def test_typescript_with_module_syntax_is_stripped_before_its_imports_are_rewrit
     )
     assert (result.status, texts(result)) == ("completed", ["2"])
     assert len(strips) == 1
+
+
+def test_scripts_cannot_see_the_stripper(session: SyncCodeMode) -> None:
+    # The strippers run in the host's own context: not in any script's isolate, even after a strip.
+    result = session.exec("const n: number = 1;\ntext(typeof __codemode_typescript__ + typeof ts + typeof sucrase);")
+    assert texts(result) == ["undefinedundefinedundefined"]

@@ -14,8 +14,9 @@ npm strippers (versions and licences in its header and `NOTICE.md`; rebuilt by
 
 A script TypeScript does not parse either is returned unchanged, so V8 reports its own error on
 what the model wrote. The bundle runs in one V8 context of this process, apart from every
-script's isolate (a script cannot see or reach it), made on first need (about 0.7 s, on its own
-thread) and kept; a strip then takes about 0.3 ms.
+script's isolate (a script cannot see or reach it), made on first need and kept: about 0.7 s on
+its own thread and 43 MiB (plus V8 itself, about 40 MiB, in a process that had no isolate yet);
+a strip then takes about 0.3 ms.
 """
 
 from __future__ import annotations

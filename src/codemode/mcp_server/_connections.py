@@ -69,7 +69,7 @@ class HttpLimits:
     def __post_init__(self) -> None:
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0):
+            if isinstance(value, bool) or not (isinstance(value, int | float) and value > 0):
                 raise UsageError(f"HttpLimits.{name} must be a positive number of seconds, got {value!r}")
         for name in ("max_head_bytes", "max_pending_connections", "max_connections"):
             value = getattr(self, name)

@@ -237,6 +237,8 @@ class ConnectionSession:
         self._execs: list[_Observer] = []
         self._waits: dict[str, list[_Observer]] = {}
         self._channel: ServerSession | None = None
+        self._latest: ServerSession | None = None
+        self._carried: dict[str, ExecResult] = {}
         self._held: deque[tuple[str, str]] = deque(maxlen=MAX_HELD_NOTIFICATIONS)
         self._start_lock = anyio.Lock()
         self._start_error: BaseException | None = None
@@ -276,9 +278,10 @@ class ConnectionSession:
         observer = await self._observe(ctx)
         self._execs.append(observer)
         try:
-            return await self.cm.exec(code, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
+            result = await self.cm.exec(code, yield_time_ms=yield_time_ms, max_output_tokens=max_output_tokens)
         finally:
             self._execs.remove(observer)
+        return self._answer(ctx, result)
 
     async def wait(
         self,
@@ -287,21 +290,88 @@ class ConnectionSession:
         yield_time_ms: int | None,
         max_tokens: int | None,
         terminate: bool,
-    ) -> ExecResult:
+    ) -> ExecResult | types.InputRequiredResult:
         observer = await self._observe(ctx)
         observers = self._waits.setdefault(cell_id, [])
         observers.append(observer)
         try:
-            return await self.cm.wait(
+            result = await self.cm.wait(
                 cell_id, yield_time_ms=yield_time_ms, max_tokens=max_tokens, terminate=terminate
             )
         finally:
             observers.remove(observer)
             if not observers:
                 del self._waits[cell_id]
+        return self._answer(ctx, result)
+
+    async def resume(
+        self,
+        ctx: ServerRequestContext[Any],
+        request_state: str,
+        answers: Mapping[str, types.InputResponse],
+        yield_time_ms: int | None,
+    ) -> ExecResult | types.InputRequiredResult:
+        """The retry of an exec/wait that asked about waiting calls: answer them, then observe
+        the cell again (the code is not run again)."""
+        cell_id, asked = _read_request_state(request_state)
+        for call_id, tool_name in asked.items():
+            answer = answers.get(call_id)
+            if answer is None:
+                continue
+            refusal = _refusal(answer, tool_name)
+            try:
+                if refusal is None:
+                    await self.cm.approve(cell_id, call_id)
+                else:
+                    await self.cm.reject(cell_id, call_id, reason=refusal)
+            except UsageError:
+                pass  # timed out or ended meanwhile: the observation's call records say so
+        try:
+            unanswered = self.cm.pending_approvals(cell_id)
+        except UsageError:
+            unanswered = []  # the cell ended: the observation below reports it
+        if unanswered:  # asked again at once, rather than after a whole yield time
+            return self._ask(cell_id, unanswered)
+        return await self.wait(ctx, cell_id, yield_time_ms, None, terminate=False)
+
+    def _answer(self, ctx: ServerRequestContext[Any], result: ExecResult) -> ExecResult | types.InputRequiredResult:
+        """The observation as the client gets it: with what earlier input-required answers held
+        back, or (at 2026-07-28, calls waiting) as a question about the waiting calls."""
+        if result.cell_id is None:
+            return result
+        carried = self._carried.pop(result.cell_id, None)
+        if carried is not None:
+            result = replace(
+                result,
+                items=carried.items + result.items,
+                tool_calls=carried.tool_calls + result.tool_calls,
+                wall_time_s=carried.wall_time_s + result.wall_time_s,
+                max_output_tokens=carried.max_output_tokens,
+            )
+        if not result.pending_approvals or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return result
+        running = set(self.cm.running_cells)
+        for cell_id in [cell_id for cell_id in self._carried if cell_id not in running]:
+            del self._carried[cell_id]  # asked, never retried, and ended since
+        self._carried[result.cell_id] = result
+        return self._ask(result.cell_id, result.pending_approvals)
+
+    @staticmethod
+    def _ask(cell_id: str, pending: Sequence[PendingApproval]) -> types.InputRequiredResult:
+        questions: types.InputRequests = {
+            approval.call_id: types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message=_approval_question(approval), requested_schema=_APPROVAL_FORM
+                )
+            )
+            for approval in pending
+        }
+        state = json.dumps({"cell_id": cell_id, "calls": {approval.call_id: approval.tool_name for approval in pending}})
+        return types.InputRequiredResult(input_requests=questions, request_state=state)
 
     async def _observe(self, ctx: ServerRequestContext[Any]) -> _Observer:
         observer = _Observer(ctx.session, ctx.request_id, allowed_log_levels(ctx.protocol_version, ctx.meta))
+        self._latest = ctx.session
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             # Handshake era: the connection has a channel of its own for server notifications.
             self._channel = ctx.session
@@ -329,29 +399,27 @@ class ConnectionSession:
             self._held.append((cell_id, text))
 
     async def _ask_client(self, call: ToolCall) -> ApprovalDecision:
-        """Ask the client's user whether a nested call may run (MCP elicitation)."""
+        """Ask the client's user whether a nested call may run (MCP elicitation); at 2026-07-28
+        leave it waiting, for the observing call to ask in its input-required result."""
         observer = self._observer_of(call.cell_id)
         session, related = (observer.session, observer.request_id) if observer else (self._channel, None)
+        if session is None and self._latest is not None and self._latest.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            session = self._latest  # nothing observes the cell now: the next exec/wait asks
         if session is None or not session.check_client_capability(_ELICITATION):
             raise ToolError(_approvals_unavailable(call, "the MCP client does not support elicitation"))
+        if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return "ask"
         if not session.can_send_request:
             why = f"protocol {session.protocol_version} gives the server no channel to ask the client on"
             raise ToolError(_approvals_unavailable(call, why))
         pending = PendingApproval(call.cell_id, call.call_id, call.tool_name, call.arguments)
         try:
-            answer = await session.elicit_form(
-                safe_text(f"Code mode wants to run {pending.describe()} (exec cell {call.cell_id}). Approve it?"),
-                _APPROVAL_FORM,
-                related_request_id=related,
-            )
+            answer = await session.elicit_form(_approval_question(pending), _APPROVAL_FORM, related_request_id=related)
         except MCPError as exc:
             raise ToolError(_approvals_unavailable(call, f"asking the MCP client failed: {exc}")) from None
-        if answer.action == "accept" and (answer.content or {}).get("approve") is True:
+        if _approves(answer):
             return True
-        raise ToolError(
-            f"The user did not approve this call to tools.{call.tool_name} ({_REFUSALS[answer.action]}); "
-            "it was not run."
-        )
+        raise ToolError(_user_refused(call.tool_name, answer.action))
 
     def _delivers(self, levels: frozenset[types.LoggingLevel]) -> bool:
         if "info" not in levels:
@@ -386,6 +454,42 @@ def ask_client_after(policy: ApprovalPolicy | None, ask_client: AskClient) -> Ap
         return await ask_client(call) if decision == "ask" else decision
 
     return decide
+
+
+def _approval_question(pending: PendingApproval) -> str:
+    return safe_text(f"Code mode wants to run {pending.describe()} (exec cell {pending.cell_id}). Approve it?")
+
+
+def _approves(answer: types.ElicitResult) -> bool:
+    return answer.action == "accept" and (answer.content or {}).get("approve") is True
+
+
+def _user_refused(tool_name: str, action: str) -> str:
+    return f"The user did not approve this call to tools.{tool_name} ({_REFUSALS[action]}); it was not run."
+
+
+def _refusal(answer: types.InputResponse, tool_name: str) -> str | None:
+    """None if an input-required answer approves the call, else the script's rejection text."""
+    if not isinstance(answer, types.ElicitResult):
+        return f"The MCP client answered the approval of this call to tools.{tool_name} with no form; it was not run."
+    return None if _approves(answer) else _user_refused(tool_name, answer.action)
+
+
+def _read_request_state(state: str) -> tuple[str, dict[str, str]]:
+    """The cell, and the calls (id: tool name), an input-required result asked about.
+
+    Minted by `_ask` and sealed by the SDK's `RequestStateBoundary`, so only a state of this
+    server's making gets here; the shape is checked all the same."""
+    try:
+        decoded = json.loads(state)
+        cell_id, calls = decoded["cell_id"], decoded["calls"]
+    except (ValueError, KeyError, TypeError):
+        cell_id = calls = None
+    if not isinstance(cell_id, str) or not isinstance(calls, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in calls.items()
+    ):
+        raise MCPError(code=types.INVALID_PARAMS, message="Invalid or expired requestState")
+    return cell_id, {str(key): str(value) for key, value in calls.items()}
 
 
 def _approvals_unavailable(call: ToolCall, why: str) -> str:
