@@ -339,7 +339,7 @@ ECHO = "import os\nwhile True:\n    d = os.read(0, 64)\n    if not d: break\n   
 
 async def raw_pipe_round_trip(n: int, paused: int) -> dict[str, Any]:
     # Blocking on purpose: the OS's own round trip, without an event loop in the way.
-    proc = subprocess.Popen([sys.executable, "-S", "-c", ECHO], stdin=subprocess.PIPE,  # noqa: ASYNC220
+    proc = subprocess.Popen([sys.executable, "-S", "-c", ECHO], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, bufsize=0)
     assert proc.stdin is not None and proc.stdout is not None
     w, r = proc.stdin.fileno(), proc.stdout.fileno()

@@ -13,8 +13,7 @@ from typing import Any
 
 from anthropic.types import Message, ToolResultBlockParam
 from openai.types.chat import ChatCompletionMessage, ChatCompletionToolMessageParam
-from openai.types.responses import ResponseCustomToolCall, ResponseFunctionToolCall
-from openai.types.responses import ResponseCustomToolCallOutputParam
+from openai.types.responses import ResponseCustomToolCall, ResponseCustomToolCallOutputParam, ResponseFunctionToolCall
 from openai.types.responses.response_input_param import FunctionCallOutput
 from pydantic import TypeAdapter
 

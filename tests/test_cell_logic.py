@@ -16,8 +16,8 @@ from typing import TypeVar
 import pytest
 
 from codemode import CodeMode, ExecResult, Limits, to_model
-from codemode._session.limits import memory_limit_error, time_limit_error
 from codemode._protocol.types import TextItem
+from codemode._session.limits import memory_limit_error, time_limit_error
 from codemode.testing import FakeCell, FakeEngine
 
 T = TypeVar("T")

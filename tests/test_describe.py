@@ -55,7 +55,10 @@ def only(tool: Tool) -> NestedTool:
     return nested
 
 
-def describe(tools: list[Tool], *, code_mode_only: bool = True, defaults: Defaults = Defaults(30_000)) -> str:
+LONG_YIELD = Defaults(30_000)
+
+
+def describe(tools: list[Tool], *, code_mode_only: bool = True, defaults: Defaults = LONG_YIELD) -> str:
     return exec_description(nested_tool_table(tools), code_mode_only=code_mode_only, defaults=defaults)
 
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MakeCodeMode
 
 from codemode import Defaults, ExecResult, SyncCodeMode, TextItem
 from codemode._describe import exec_description, nested_tool_table
 from codemode._output import approx_tokens
 from codemode.formats import tool_specs
+from conftest import MakeCodeMode
 
 TESTS = Path(__file__).parent
 GITHUB_SPEC = TESTS / "openapi_servers/node_modules/@octokit/openapi/generated/api.github.com.json"

@@ -64,7 +64,7 @@ def test_the_top_level_names_resolve_to_their_homes() -> None:
         if inspect.isclass(value) or inspect.isfunction(value):
             assert value.__name__ == attribute
     with pytest.raises(AttributeError):
-        codemode.no_such_name  # noqa: B018
+        codemode.no_such_name
 
 
 def test_the_names_users_and_adapters_need_are_public() -> None:

@@ -9,8 +9,7 @@ from typing import Any, cast
 
 import mcp.types
 import pytest
-from anthropic.types import ToolParam as AnthropicToolParam
-from anthropic.types import ToolResultBlockParam
+from anthropic.types import ToolParam as AnthropicToolParam, ToolResultBlockParam
 from anthropic.types.tool_result_block_param import Content as AnthropicContent
 from openai.types.chat import (
     ChatCompletionContentPartTextParam,

@@ -606,6 +606,107 @@ async def test_a_server_that_failed_to_start_is_named_in_the_exec_description() 
     assert result.items and "mcp__py__add" in getattr(result.items[0], "text", "")
 
 
+# An `npx` run that cannot get its package, as npm prints it: the cause first, its log's path
+# (under the user's home) last. `$HOME`, `$USER` and `$NPM_TOKEN` come from the server's env.
+FAKE_NPX = """
+import os, sys
+home, user, token = os.environ["HOME"], os.environ["USER"], os.environ["NPM_TOKEN"]
+if sys.argv[1] == "missing":
+    sys.stderr.write(
+        "npm error code E404\\n"
+        "npm error 404 Not Found - GET https://registry.npmjs.org/@acme%2fmcp-server - Not found\\n"
+        "npm error 404\\n"
+        "npm error 404  The requested resource '@acme/mcp-server@*' could not be found or you do not "
+        "have permission to access it.\\n"
+        "npm error 404\\n"
+        "npm error 404 Note that you can also install from a\\n"
+        "npm error 404 tarball, folder, http url, or git url.\\n"
+    )
+else:
+    sys.stderr.write(
+        "npm warn exec The following package was not found and will be installed: @acme/mcp-server\\n"
+        "npm error code E401\\n"
+        f"npm error 401 Unauthorized - GET https://npm.acme.example/@acme%2fmcp-server - token {token} "
+        f"of {user} was rejected (npmrc: {home}/.npmrc)\\n"
+    )
+sys.stderr.write(f"npm error A complete log of this run can be found in: {home}/.npm/_logs/2026-12-06T16_53_57_338Z-debug-0.log\\n")
+sys.exit(1)
+"""
+
+
+async def test_a_stdio_server_that_fails_to_start_is_named_with_its_cause_and_no_host_details(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from codemode import CodeMode
+
+    home, user, token = str(tmp_path / "home" / "alice-h20b"), "alice-h20b", "npm_S3cr3tT0kenValue"
+    script = tmp_path / "fake_npx.py"
+    script.write_text(FAKE_NPX)
+    env = {"HOME": home, "USER": user, "NPM_TOKEN": token}
+    config = {
+        "mcpServers": {
+            name: {"command": sys.executable, "args": [str(script), name], "env": env}
+            for name in ("missing", "private")
+        }
+    }
+    caplog.set_level(logging.WARNING, logger="codemode.tools.mcp")
+    async with McpToolset(config) as toolset:
+        missing, private = toolset.failures["missing"], toolset.failures["private"]
+    async with CodeMode(mcp_servers=config) as cm:
+        description = cm.exec_description()
+
+    # The host: the cause, not npm's last line, in the exception and the log.
+    assert missing.stderr_cause == (
+        "npm error code E404",
+        "npm error 404 Not Found - GET https://registry.npmjs.org/@acme%2fmcp-server - Not found",
+        "npm error 404  The requested resource '@acme/mcp-server@*' could not be found or you do not have "
+        "permission to access it.",
+    )
+    assert str(missing).startswith(
+        "MCP server `missing` exited (or closed its stdout) before completing the MCP handshake; "
+        "the cause, from its stderr: npm error code E404; npm error 404 Not Found - GET "
+    )
+    assert f"{home}/.npm/_logs/" in str(missing)  # the whole tail too, for the host
+    assert private.summary == (
+        "MCP server `private` exited (or closed its stdout) before completing the MCP handshake (stderr: "
+        f"npm error code E401; npm error 401 Unauthorized - GET https://npm.acme.example/@acme%2fmcp-server - "
+        f"token {token} of {user} was rejected (npmrc: {home}/.npmrc))"
+    )
+    warned = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "npm error code E404" in warned and "npm error code E401" in warned
+
+    # The model: each server and a short cause, with no home, user name, secret or log path.
+    for text in (toolset.notice or "", description):
+        assert "- `missing`: exited (or closed its stdout) before completing the MCP handshake (npm error code E404;" in text
+        assert (
+            "- `private`: exited (or closed its stdout) before completing the MCP handshake (npm error code E401; "
+            "npm error 401 Unauthorized - GET https://npm.acme.example/@acme%2fmcp-server - token <redacted> of "
+            "<user> was rejected (npmrc: .../.npmrc))"
+        ) in text
+        for host_detail in (home, user, token, "_logs", str(tmp_path)):
+            assert host_detail not in text
+
+
+async def test_the_mcp_front_end_tells_its_client_why_it_cannot_start_without_host_details(tmp_path: Path) -> None:
+    from mcp import Client
+    from mcp.shared.exceptions import MCPError
+
+    from codemode.mcp_server import create_server
+
+    script = tmp_path / "fake_npx.py"
+    script.write_text(FAKE_NPX)
+    env = {"HOME": str(tmp_path), "USER": "alice-h20b", "NPM_TOKEN": "npm_S3cr3tT0kenValue"}
+    server = {"command": sys.executable, "args": [str(script), "private"], "env": env, "required": True}
+    async with Client(create_server(mcp_servers={"mcpServers": {"private": server}})) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("exec", {"code": "text(1)"})
+    message = caught.value.message
+    assert message.startswith("code mode failed to start: MCP server `private` exited (or closed its stdout) ")
+    assert "npm error code E401" in message
+    for host_detail in (str(tmp_path), "alice-h20b", "npm_S3cr3tT0kenValue"):
+        assert host_detail not in message
+
+
 async def test_mcp_blocks_forward_to_the_model(everything: dict[str, Any]) -> None:
     """`image(result.content[i])` forwards one MCP image block; `forward_output(result)` all of
     a result's text and image blocks, in order."""

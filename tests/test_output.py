@@ -10,8 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, get_args
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from codemode._output import approx_tokens, header_text, model_items, truncate_items
 from codemode._protocol.calls import PendingApproval
@@ -558,7 +557,7 @@ def test_mixed_100k_to_model(mixed_100k: ExecResult, api: Api) -> None:
     assert [block["type"] for block in got] == [
         IMAGE_BLOCK[api] if isinstance(item, ImageItem) else TEXT_BLOCK[api] for item in items
     ]
-    assert [block["text"] for block, item in zip(got, items) if isinstance(item, TextItem)] == [
+    assert [block["text"] for block, item in zip(got, items, strict=True) if isinstance(item, TextItem)] == [
         item.text for item in items if isinstance(item, TextItem)
     ]
 

@@ -302,11 +302,10 @@ def test_python_block_runs_as_written(block: Block) -> None:
         pytest.skip(f"needs {how.needs.relative_to(REPO)} (make test installs it)")
     namespace = how.setup()
     if block.key == 'config = {"mcpServers": {':  # the local install of the same npm server, not npx
+        npx = '"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything", "stdio"]'
+        assert npx in block.code  # `-y`: without it and without a terminal, npx cancels
         code = compile(
-            block.code.replace(
-                '"command": "npx", "args": ["@modelcontextprotocol/server-everything", "stdio"]',
-                f'"command": {str(SERVER_EVERYTHING)!r}, "args": ["stdio"]',
-            ),
+            block.code.replace(npx, f'"command": {str(SERVER_EVERYTHING)!r}, "args": ["stdio"]'),
             f"README.md:{block.line}",
             "exec",
             flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,

@@ -26,8 +26,9 @@ linux_only = pytest.mark.skipif(
 
 def engine_pids() -> list[int]:
     """The shared engine worker processes (none in-process, or before the first session)."""
-    from codemode import engines
     from tests.conftest import ISOLATION
+
+    from codemode import engines
 
     if ISOLATION != "process":
         return []
@@ -37,8 +38,9 @@ def engine_pids() -> list[int]:
 async def engines_settled(timeout: float = 30.0) -> None:
     """Wait until the engine workers (the spare too) are up and their pools full, so thread
     counts taken now are a steady baseline; a no-op in-process."""
-    from codemode import engines
     from tests.conftest import ISOLATION
+
+    from codemode import engines
 
     if ISOLATION == "process":
         pool = engines.shared("process").pool  # type: ignore[attr-defined]

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import MakeCodeMode, process_only
+from tests.hardening._support import linux_only, rss_bytes, texts
 
 from codemode import CodeMode, Limits
 from codemode._engine.base import CellProgram, FinishedEvent, SessionSetup
@@ -31,8 +33,6 @@ from codemode._engine.process import _protocol as wire
 from codemode._engine.process._supervisor import BOOTSTRAP
 from codemode.engines import ProcessEngine
 from codemode.errors import EngineError, UsageError
-from tests.conftest import MakeCodeMode, process_only
-from tests.hardening._support import linux_only, rss_bytes, texts
 from waiting import Checkpoint
 
 pytestmark = [process_only, linux_only, pytest.mark.slow]
@@ -374,7 +374,7 @@ async def test_greedy_cells_are_admitted_by_heap_budget_and_all_complete(private
 
 
 async def test_cells_that_together_exhaust_a_worker_fail_cleanly(private: Any) -> None:
-    engine, session = private()
+    _engine, session = private()
     cm, other = session(limits=Limits(max_concurrent_cells=64)), session()
     await ok(cm, "warm")
     results = await asyncio.gather(*(
@@ -391,7 +391,7 @@ async def test_cells_that_together_exhaust_a_worker_fail_cleanly(private: Any) -
 
 
 async def test_exec_waiting_for_admission_still_yields_on_time(private: Any) -> None:
-    engine, session = private(workers=1, cells_per_worker=1)
+    _engine, session = private(workers=1, cells_per_worker=1)
     cm = session()
     await ok(cm, "warm")
     blocker = await cm.exec(SHORT_YIELD + f'text("blocker"); {PARKED}')
@@ -456,7 +456,7 @@ async def test_exhausting_a_young_worker_costs_only_that_cell(private: Any) -> N
     """A cell that exhausts the memory cap of a worker still filling its isolate pool fails; the
     cells after it must not be lost with that worker (creating an isolate while the failed cell's
     memory is not yet freed must not abort the worker)."""
-    engine, session = private(workers=2, memory_cap_bytes=1 << 30)
+    _engine, session = private(workers=2, memory_cap_bytes=1 << 30)
     cm = session(limits=Limits(max_concurrent_cells=64))
     await ok(cm, "warm")
     result = await cm.exec(LONG_YIELD + "const a = []; for (;;) a.push(new Uint8Array(2**26))")
@@ -473,7 +473,7 @@ async def test_exhausting_a_young_worker_costs_only_that_cell(private: Any) -> N
 
 @pytest.mark.parametrize("name", list(UNINTERRUPTIBLE))
 async def test_terminate_stops_an_uninterruptible_builtin(private: Any, name: str) -> None:
-    engine, session = private(workers=2)
+    _engine, session = private(workers=2)
     cm = session()
     await ok(cm, "warm")
     cell_id = await running_after_before(cm, UNINTERRUPTIBLE[name])
@@ -586,9 +586,10 @@ async def test_interpreter_exit_is_not_blocked_by_a_running_builtin() -> None:
     ]
     for proc in children:
         outcome = await finish_child_async(proc, timeout=60)
-        assert outcome["pids"]
+        pids = outcome["pids"]
+        assert pids
         # The workers die with their host.
-        assert await eventually(lambda: not any(pid_alive(p) for p in outcome["pids"]), 10), outcome
+        assert await eventually(lambda pids=pids: not any(pid_alive(p) for p in pids), 10), outcome
 
 
 SCRATCH_CHILD = """

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
+from tests.hardening._support import Host, texts
 
 from codemode import Limits, Tool
 from codemode._source import SourceError, parse_exec_source
-from tests.hardening._support import Host, texts
 
 pytestmark = pytest.mark.slow  # property-based: each test runs a hundred examples
 

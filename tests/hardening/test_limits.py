@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 import pytest
+from tests.conftest import MakeCodeMode
+from tests.hardening._support import texts
 
 from codemode import CodeMode, Limits, Tool, UsageError
 from codemode._output import model_items
 from codemode._protocol.config import DEFAULT_LIMITS
 from codemode._session.limits import memory_limit_error, time_limit_error
-from tests.conftest import MakeCodeMode
-from tests.hardening._support import texts
 from waiting import Checkpoint, SpiedEngine
 
 MIB = 1024 * 1024

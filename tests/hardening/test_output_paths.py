@@ -6,12 +6,12 @@ import asyncio
 import time
 
 import pytest
+from tests.conftest import MakeCodeMode
+from tests.hardening._support import texts
 
 from codemode import CodeMode, Limits
 from codemode._session.limits import store_limit_error
 from codemode._session.session import KEPT_NOTIFICATION_CHARS
-from tests.conftest import MakeCodeMode
-from tests.hardening._support import texts
 
 
 async def test_kept_notifications_are_bounded_by_size_but_the_callback_sees_every_one(make_cm: MakeCodeMode) -> None:

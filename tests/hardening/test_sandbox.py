@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from tests.hardening._support import Host, texts
 
 from codemode import Limits, Tool
-from tests.hardening._support import Host, texts
 
 ALLOWED_GLOBALS = set(
     """AggregateError ALL_TOOLS Array ArrayBuffer AsyncDisposableStack BigInt BigInt64Array BigUint64Array

@@ -7,12 +7,18 @@ import time
 from typing import Any
 
 import pytest
+from tests.conftest import ISOLATION, MakeCodeMode
+from tests.hardening._support import (
+    engines_settled,
+    linux_only,
+    settle_threads,
+    spinning_engine_threads,
+    texts,
+    thread_count,
+)
 
-from codemode._output import model_items
 from codemode import CodeMode, Tool
-from tests.conftest import MakeCodeMode
-from tests.conftest import ISOLATION
-from tests.hardening._support import engines_settled, linux_only, spinning_engine_threads, settle_threads, texts, thread_count
+from codemode._output import model_items
 from waiting import wait_until
 
 pytestmark = linux_only

@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
-
-from codemode._output import model_items
-from codemode import Limits, Tool, ToolError
 from tests.conftest import MakeCodeMode
 from tests.hardening._support import rss_bytes, texts
+
+from codemode import Limits, Tool, ToolError
+from codemode._output import model_items
 
 CATCH = "try {{ text(JSON.stringify(await tools.{name}({args}))) }} catch (e) {{ text(`${{typeof e}}: ${{e}}`) }}"
 

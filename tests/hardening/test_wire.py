@@ -49,6 +49,7 @@ def test_every_message_round_trips_through_one_reader() -> None:
         ["setup", 1, "[]", 1],
         {"setup_id": 1},
         {"k": "nonsense"},
+        {"k": ["forget"], "setup_id": 1},  # an unhashable tag
         {"k": "forget"},
         {"k": "forget", "setup_id": 1, "extra": 2},
         {"k": "events", "cell_id": 1, "event": []},

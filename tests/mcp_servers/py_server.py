@@ -23,12 +23,11 @@ import sys
 import warnings
 
 import anyio
-from pydantic import BaseModel, Field
-
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INVALID_PARAMS
+from pydantic import BaseModel, Field
 
 # `ctx.info` logging is deprecated in the 2026 protocol but still delivered; keep stderr quiet.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)

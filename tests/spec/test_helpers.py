@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from codemode._output import model_items
 from codemode import CodeMode, ExecResult, Notification, SyncCodeMode
+from codemode._output import model_items
 
 from ._support import MakeCodeMode, model_texts, texts
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import codemode._source
-from codemode._output import model_items
 from codemode import CodeMode, Defaults, Notification, SyncCodeMode, TextItem, Tool, UsageError, to_model
+from codemode._output import model_items
 from waiting import Checkpoint, wait_until
 
 from ._support import Blocker, MakeCodeMode, header, model_texts, texts

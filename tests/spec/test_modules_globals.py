@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from codemode._output import model_items
 from codemode import CodeMode, SyncCodeMode, Tool
+from codemode._output import model_items
 
 from ._support import MakeCodeMode, texts
 

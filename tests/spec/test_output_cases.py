@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from codemode._output import model_items
 from codemode import AudioItem, CodeMode, ImageItem, SyncCodeMode, TextItem
+from codemode._output import model_items
 
 from ._support import model_texts, texts
 

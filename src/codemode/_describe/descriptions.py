@@ -239,6 +239,7 @@ def _server_summary(listed: Sequence[NestedTool], budget_tokens: int) -> str:
     for nested in listed:
         groups.setdefault(_server(nested), []).append(nested)
     ordered = sorted(groups.items())
+    lines: list[str] = []
     for named in _REPRESENTATIVES:
         lines = [_server_line(server, members, named) for server, members in ordered]
         if not _over_budget("\n".join([_SUMMARY_HEADING, *lines]), budget_tokens) or named == 0:

@@ -203,7 +203,7 @@ def _parameter_text(nested: NestedTool) -> str:
     words: list[str] = []
     for name, schema in cast(dict[str, Any], properties).items():
         words.append(name)
-        enum: object = schema.get("enum") if isinstance(schema, dict) else None
+        enum: object = cast(dict[str, Any], schema).get("enum") if isinstance(schema, dict) else None
         if isinstance(enum, list):
             words.extend(value for value in cast(list[Any], enum) if isinstance(value, str))
     return " ".join(words)

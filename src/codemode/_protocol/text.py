@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from codemode._protocol.types import ImageItem, OutputItem, TextItem
 
@@ -42,18 +42,20 @@ def safe_data(value: Any) -> Any:
     if isinstance(value, str):
         return safe_text(value)
     if isinstance(value, dict):
-        items = [(safe_data(key), safe_data(item)) for key, item in value.items()]
+        mapping = cast(dict[Any, Any], value)
+        items = [(safe_data(key), safe_data(item)) for key, item in mapping.items()]
         if all(
             new_key is key and new_item is item
-            for (new_key, new_item), (key, item) in zip(items, value.items(), strict=True)
+            for (new_key, new_item), (key, item) in zip(items, mapping.items(), strict=True)
         ):
-            return value
+            return mapping
         return dict(items)
     if isinstance(value, list | tuple):
-        values = [safe_data(item) for item in value]
-        if all(new is old for new, old in zip(values, value, strict=True)):
-            return value
-        return type(value)(values) if isinstance(value, tuple) else values
+        sequence = cast(list[Any] | tuple[Any, ...], value)
+        values = [safe_data(item) for item in sequence]
+        if all(new is old for new, old in zip(values, sequence, strict=True)):
+            return sequence
+        return tuple(values) if isinstance(sequence, tuple) else values
     return value
 
 

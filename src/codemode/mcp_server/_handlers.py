@@ -262,8 +262,11 @@ class ConnectionSession:
                     summary = exc.summary if isinstance(exc, McpServerError) else str(exc)
                     logger.error("code mode failed to start: %s", summary)
                     self._start_error = exc
-            message = safe_text(f"code mode failed to start: {self._start_error}")
-            raise MCPError(code=types.INTERNAL_ERROR, message=message) from self._start_error
+            error = self._start_error
+            # The client may be remote, or a model: it gets no host paths or secrets (the log has them).
+            why = error.public_summary if isinstance(error, McpServerError) else str(error)
+            message = safe_text(f"code mode failed to start: {why}")
+            raise MCPError(code=types.INTERNAL_ERROR, message=message) from error
 
     async def aclose(self) -> None:
         await self.cm.aclose()

@@ -235,9 +235,10 @@ def from_wire(data: object) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError(f"not a message: {data!r:.200}")
     wire = cast(dict[str, Any], data)
-    kind = _TYPES.get(wire.get("k", ""))
-    if kind is None:
-        raise ProtocolError(f"unknown message: {wire!r:.200}")
+    try:
+        kind = _TYPES[wire.get("k", "")]
+    except (KeyError, TypeError):  # an unknown tag, or one that is not even hashable
+        raise ProtocolError(f"unknown message: {wire!r:.200}") from None
     names = _FIELDS[kind]
     if len(wire) != len(names) + 1:
         raise ProtocolError(f"malformed message (fields {sorted(wire)}, expected {names}): {wire!r:.200}")

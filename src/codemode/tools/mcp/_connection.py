@@ -27,7 +27,7 @@ import inspect
 import logging
 import sys
 import textwrap
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -47,7 +47,7 @@ from mcp.shared.exceptions import MCPError
 from codemode._tasks import TaskSet
 from codemode.errors import CodeModeError, ToolError
 from codemode.tools.mcp._config import McpHttpServer, McpServerConfig, McpStdioServer
-from codemode.tools.mcp._stderr import StderrPipe, StderrTail
+from codemode.tools.mcp._stderr import StderrPipe, StderrTail, redacted, stderr_cause
 
 __all__ = ["McpLogMessage", "McpProgress", "McpServerError", "ServerConnection"]
 
@@ -61,6 +61,8 @@ _CRASH_REPORT_WAIT = 5.0
 _STOP_WAIT = 10.0
 # tools/list pages followed before giving up on a paginator that never ends.
 _MAX_TOOL_PAGES = 100
+# How much of a start failure's stderr cause a model reads (the host's log has all of it).
+_PUBLIC_CAUSE_CHARS = 300
 
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -81,29 +83,48 @@ class McpServerError(CodeModeError):
         server: the server's name in the config.
         reason: what went wrong, e.g. "exited before completing the MCP handshake".
         stderr_tail: the last lines the server wrote to stderr ("" for HTTP servers).
+        stderr_cause: the lines of it that say why (`_stderr.stderr_cause`): error-like lines
+            first, noise such as npm's log-file pointer left out.
+        public_reason: the reason and a short cause with no host paths, user name or secrets
+            (header values, secret-looking variables of the environment and of the server's
+            `env`; its HOME and USER as well as this process's): what a
+            model or a remote client may read.
     """
 
-    def __init__(self, server: str, reason: str, stderr_tail: str = "") -> None:
+    def __init__(
+        self,
+        server: str,
+        reason: str,
+        stderr_tail: str = "",
+        *,
+        secrets: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.server = server
         self.reason = reason
         self.stderr_tail = stderr_tail
+        self.stderr_cause = stderr_cause(stderr_tail)
+        cause = "; ".join(self.stderr_cause)
+        public_cause = textwrap.shorten(cause, _PUBLIC_CAUSE_CHARS, placeholder=" …")
+        self.public_reason = redacted(f"{reason} ({public_cause})" if cause else reason, secrets, env)
         message = f"MCP server `{server}` {reason}"
         if stderr_tail:
+            if cause != stderr_tail.strip():
+                message += f"; the cause, from its stderr: {cause}"
             message += "; its stderr ends with:\n" + textwrap.indent(stderr_tail, "  ")
         super().__init__(message)
 
     @property
     def summary(self) -> str:
-        """The error in one line: the server, the reason and its last line on stderr."""
-        last = self.last_stderr_line
-        detail = f" (stderr: {last})" if last else ""
-        return f"MCP server `{self.server}` {self.reason}{detail}"
+        """The error in one line, for the host's log: the server, the reason and the cause
+        its stderr names."""
+        cause = "; ".join(self.stderr_cause)
+        return f"MCP server `{self.server}` {self.reason}" + (f" (stderr: {cause})" if cause else "")
 
     @property
-    def last_stderr_line(self) -> str:
-        """The last non-blank line the server wrote to stderr, trimmed ("" if none)."""
-        lines = self.stderr_tail.strip().splitlines()
-        return lines[-1].strip() if lines else ""
+    def public_summary(self) -> str:
+        """`summary` for a model or a remote client: `public_reason`, shortened and redacted."""
+        return f"MCP server `{self.server}` {self.public_reason}"
 
 
 @dataclass(frozen=True)
@@ -345,8 +366,10 @@ class ServerConnection:
             reason = "start was cancelled"
         else:
             reason = self._describe_startup_failure(failure)
-        tail = self._stderr.tail() if isinstance(self.config, McpStdioServer) else ""
-        return McpServerError(self.name, reason, tail)
+        config = self.config
+        if isinstance(config, McpStdioServer):
+            return McpServerError(self.name, reason, self._stderr.tail(), env=config.env)
+        return McpServerError(self.name, reason, secrets=config.headers.values())
 
     def _describe_startup_failure(self, failure: BaseException) -> str:
         leaf = _leaf_exception(failure)

@@ -1,8 +1,11 @@
-"""Capture of a stdio MCP server's stderr: a bounded tail for error messages, lines to logging.
+"""A stdio MCP server's stderr: captured as a bounded tail for error messages (lines to
+logging), and read: which lines name the cause of a failure, and how much of them a model may see.
 
 Invariants: memory is bounded (`max_lines` lines of at most `max_line_chars` characters); the
 pipe is always drained, so a chatty server never blocks on a full stderr pipe; every pipe
-opened here is closed by `StderrPipe.finish`, even if the server never started.
+opened here is closed by `StderrPipe.finish`, even if the server never started. `redacted`
+text names no home directory, user name, absolute path or secret-looking value of the
+environment: it is what reaches a model (the exec description) and remote MCP clients.
 """
 
 from __future__ import annotations
@@ -10,13 +13,39 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import getpass
 import io
 import logging
 import os
+import re
 from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TextIO
 
-__all__ = ["StderrPipe", "StderrTail"]
+__all__ = ["StderrPipe", "StderrTail", "redacted", "stderr_cause"]
+
+MAX_CAUSE_LINES = 3
+MIN_SECRET_CHARS = 6
+"""Shorter values are not redacted: they would blank out ordinary words."""
+
+_NOISE = re.compile(
+    r"A complete log of this run can be found in"  # npm's pointer to its own log file
+    r"|^npm (?:error|ERR!|warn|WARN)(?: (?:code|\d{3}))?$"  # npm's prefix with nothing after it
+    r"|^npm (?:error|ERR!) \d{3} (?:Note that you can also install from a|tarball, folder, http url, or git url\.)$"
+    r"|^Traceback \(most recent call last\):$"
+)
+_ERROR = re.compile(r"(?i)\b(?:error|fatal|panic)\b|ERR!|\w(?:Error|Exception)\b")
+"""A line that reports an error, e.g. `npm error ...`, `ModuleNotFoundError: ...`."""
+_TROUBLE = re.compile(
+    r"(?i)not found|denied|cannot|can't|failed|canceled|cancelled|no such|missing|invalid|refused|"
+    r"not set|unknown|unsupported|exception"
+)
+"""A line that reads like trouble (when no line reports an error)."""
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|AUTH|CREDENTIAL|COOKIE|SESSION|PRIVATE|DSN", re.I)
+_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
+_URL_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"`:;,()<>\[\]{}]+[/\\])*([^\s'\"`:;,()<>\[\]{}/\\]*)")
 
 
 class StderrTail:
@@ -130,3 +159,51 @@ class StderrPipe:
             self._transport.close()
             # One loop pass so the transport's connection_lost runs before we return.
             await asyncio.sleep(0)
+
+
+# -- reading it ------------------------------------------------------------------------------
+def stderr_cause(tail: str, max_lines: int = MAX_CAUSE_LINES) -> tuple[str, ...]:
+    """The lines of a failed server's stderr that say why: the first lines that read like an
+    error (else the last lines), without noise such as npm's "A complete log of this run can be
+    found in ..." (which npm prints last, so the last line alone hides the cause)."""
+    lines: list[str] = []
+    for line in tail.splitlines():
+        line = line.strip()
+        if line and not _NOISE.search(line) and line not in lines:
+            lines.append(line)
+    for kind in (_ERROR, _TROUBLE):
+        matching = [line for line in lines if kind.search(line)]
+        if matching:
+            return tuple(matching[:max_lines])
+    return tuple(lines[-max_lines:])
+
+
+def redacted(text: str, secrets: Iterable[str] = (), env: Mapping[str, str] | None = None) -> str:
+    """`text` with the values of `secrets` and of secret-looking variables (by name: KEY, TOKEN,
+    PASSWORD, ...) of this process's environment and of `env` (a server's own), bearer tokens,
+    URL credentials, the home directories, user names and absolute paths replaced (a path
+    keeps only its last part: `.../server.js`)."""
+    environment = {**os.environ, **(env or {})}
+    hidden = {value for value in secrets if len(value) >= MIN_SECRET_CHARS}
+    hidden |= {
+        value for name, value in environment.items() if _SECRET_NAME.search(name) and len(value) >= MIN_SECRET_CHARS
+    }
+    for value in sorted(hidden, key=len, reverse=True):
+        text = text.replace(value, "<redacted>")
+    text = _BEARER.sub(lambda match: f"{match.group(1)} <redacted>", text)
+    text = _URL_USERINFO.sub("<redacted>@", text)
+    for home in sorted({str(Path.home()), environment.get("HOME", "")}, key=len, reverse=True):
+        if len(home) > 1:
+            text = text.replace(home, "~")
+    text = _ABSOLUTE_PATH.sub(lambda match: f".../{match.group(1)}" if match.group(1) else "...", text)
+    for user in {_user_name(), environment.get("USER"), environment.get("LOGNAME")}:
+        if user is not None and len(user) >= 3:
+            text = re.sub(rf"(?<![\w.-]){re.escape(user)}(?![\w.-])", "<user>", text)
+    return text
+
+
+def _user_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME variable
+        return None

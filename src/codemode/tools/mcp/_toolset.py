@@ -140,8 +140,7 @@ class McpToolset(ToolSource):
         if self._failures:
             lines.append("Some MCP servers failed to start, so their tools are not available:")
             for name, error in self._failures.items():
-                last = error.last_stderr_line
-                lines.append(f"- `{name}`: {error.reason}" + (f" ({last})" if last else ""))
+                lines.append(f"- `{name}`: {error.public_reason}")  # the model reads no host details
         if self._task_only:
             lines.append(
                 "These MCP tools only run as MCP tasks, which code mode does not call yet, so they "
