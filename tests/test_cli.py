@@ -101,6 +101,39 @@ def test_a_call_that_needs_approval_is_refused_not_left_waiting(tmp_path: Path) 
     )
 
 
+@pytest.mark.integration
+def test_notify_texts_go_to_stderr_as_they_happen_and_stdout_is_unchanged(tmp_path: Path) -> None:
+    """The script notifies, then waits for a file the test creates only once stderr showed
+    the text: so it was printed while the script ran, not at the end."""
+    (tmp_path / "gate_tools.py").write_text(
+        "import asyncio, pathlib\n\n"
+        "async def gate(path: str) -> str:\n"
+        '    """Wait until a file exists."""\n'
+        "    while not pathlib.Path(path).exists():\n"
+        "        await asyncio.sleep(0.02)\n"
+        '    return "open"\n'
+    )
+    gate = tmp_path / "gate"
+    script = f'notify("first\\nof two lines"); text(await tools.gate({{ path: {str(gate)!r} }})); notify("last")'
+    with subprocess.Popen(
+        [sys.executable, "-m", "codemode", "exec", "--tools", "gate_tools:gate", "-"],
+        cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        process.stdin.write(script)
+        process.stdin.close()
+        try:
+            assert process.stderr.readline() == "notify: first\n"
+            assert process.stderr.readline() == "of two lines\n"
+        finally:
+            gate.touch()  # (also lets a failing run end)
+        stderr, stdout = process.stderr.read(), process.stdout.read()
+        assert process.wait(timeout=60) == 0, stderr
+    assert stderr == "notify: last\n"
+    assert stdout.startswith("Script completed\nWall time ") and stdout.endswith("Output:\n\nopen\n")
+    assert "first" not in stdout and "last" not in stdout
+
+
 ADD = "text(await tools.add({ a: 2, b: 3 }))"
 
 

@@ -225,3 +225,12 @@ async def test_a_request_state_the_server_did_not_seal_is_refused_and_nothing_ru
         )
     assert isinstance(result, mcp_types.CallToolResult)
     assert texts(result)[1:] == ["removed"] and ran == ["/x"]
+
+
+async def test_a_lone_surrogate_in_the_arguments_is_asked_about_and_answered() -> None:
+    answers = Answers(approve=True)
+    async with Client(create_server([delete_file]), elicitation_callback=answers) as client:
+        result = await within(client.call_tool("exec", {"code": 'text(await tools.delete_file({ path: "x\\udfffy" }))'}))
+    assert texts(result)[1:] == ["deleted x\ufffdy"]
+    [question] = answers.asked
+    assert "\ufffd" in question

@@ -7,14 +7,17 @@ notice and the pins disagree.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from codemode._engine.miniracer._stripper import TypeStripper
 from codemode._imports import parses_as_javascript
-from codemode._typescript import bundled_versions, strip_types
+from codemode.errors import EngineError
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "scripts" / "typescript_bundle"
@@ -31,8 +34,16 @@ def pinned() -> dict[str, str]:
     return declared
 
 
-async def test_the_committed_bundle_is_the_pinned_strippers() -> None:
-    assert await bundled_versions() == pinned()
+@pytest.fixture(scope="module")
+def stripper() -> Iterator[TypeStripper]:
+    """One stripper for the module (its context takes about 0.7 s to make)."""
+    stripper = TypeStripper()
+    yield stripper
+    asyncio.run(stripper.aclose())
+
+
+async def test_the_committed_bundle_is_the_pinned_strippers(stripper: TypeStripper) -> None:
+    assert await stripper.versions() == pinned()
 
 
 def test_the_bundle_header_and_notice_name_every_bundled_package_at_its_locked_version() -> None:
@@ -100,13 +111,28 @@ def test_typescript_does_not_parse_as_javascript(code: str) -> None:
     assert not parses_as_javascript(code)
 
 
-async def test_erasable_types_become_spaces_so_every_position_stays() -> None:
+async def test_erasable_types_become_spaces_so_every_position_stays(stripper: TypeStripper) -> None:
     code = "const a: number = 1;\ninterface I {\n  x: string\n}\nfunction f<T>(x: T, y?: T): T { return x as T; }\n"
-    stripped = await strip_types(code)
+    stripped = await stripper.strip_types(code)
     assert stripped == "const a         = 1;\n             \n           \n \nfunction f   (x   , y    )    { return x     ; }\n"
     assert len(stripped) == len(code)
 
 
-async def test_a_script_typescript_does_not_parse_either_is_returned_as_written() -> None:
+async def test_a_script_typescript_does_not_parse_either_is_returned_as_written(stripper: TypeStripper) -> None:
     for code in ["const x: = 1;", "function f(a: number { }", "namespace N { export const a = 1; }"]:
-        assert await strip_types(code) == code
+        assert await stripper.strip_types(code) == code
+
+
+async def test_a_closed_stripper_refuses_with_an_engine_error() -> None:
+    stripper = TypeStripper()
+    assert await stripper.strip_types("const a: number = 1;") == "const a         = 1;"
+    await stripper.aclose()
+    with pytest.raises(EngineError, match="closed"):
+        await stripper.strip_types("const a: number = 1;")
+
+
+async def test_a_stripper_that_fails_on_a_script_says_so_as_an_engine_error(stripper: TypeStripper) -> None:
+    # Deep enough to overflow the stack of TypeScript's recursive-descent parser.
+    code = "let a: number = " + "(" * 100_000 + "1" + ")" * 100_000 + ";"
+    with pytest.raises(EngineError, match="could not be removed"):
+        await stripper.strip_types(code)

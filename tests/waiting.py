@@ -78,6 +78,9 @@ class _SpiedSession:
         self._engine.cells.append(cell)
         return cell
 
+    async def strip_types(self, code: str) -> str:
+        return await self._session.strip_types(code)
+
     async def ready(self, isolates: int | None = None) -> None:
         await self._session.ready(isolates)
 

@@ -6,7 +6,7 @@ only what it prints with `text(...)`/`image(...)` goes back to the model. Layout
 
     _protocol/             the data leaf: results, output items, call records, Limits, Defaults
     _source, _imports      model input -> program (pragma, module syntax)
-    _typescript/           TypeScript in scripts: types removed by pinned, bundled strippers
+    _typescript/           TypeScript in scripts: the pinned strippers' bundle (the engine runs it)
     _session/              sessions and cells (engine-independent lifecycle)
     _engine/               the engine interface; V8 in process (miniracer/) and in
                            supervised worker processes (process/)

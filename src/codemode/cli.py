@@ -255,8 +255,9 @@ def exec_command(
 ) -> None:
     """Run SCRIPT (a file, or - for stdin) like a model's exec call; waits through yields.
 
-    Prints exactly what the model would receive for every observation; exits 1 if the script
-    failed or code mode could not start (e.g. a `required` MCP server failed).
+    Prints exactly what the model would receive for every observation, and `notify()` texts to
+    stderr as they happen; exits 1 if the script failed or code mode could not start (e.g. a
+    `required` MCP server failed).
     """
     from codemode._loop import run as run_loop
     from codemode._session.session import CodeMode
@@ -268,6 +269,7 @@ def exec_command(
     source: str = script.read()
     session = codemode_options(**options)
     session["approve"] = _no_one_to_ask
+    session["on_notify"] = _print_notification
 
     async def run() -> ExecResult:
         async with CodeMode(tools, **session) as cm:
@@ -292,6 +294,13 @@ def _no_one_to_ask(call: ToolCall) -> bool:
     raise ToolError(
         f"tools.{call.tool_name} needs approval, and `codemode exec` has no one to ask; the call was not run"
     )
+
+
+def _print_notification(cell_id: str, text: str) -> None:
+    """A `notify()` text, on stderr as it happens: stdout stays exactly what the model reads."""
+    from codemode._protocol.text import safe_text
+
+    click.echo(safe_text(f"notify: {text}"), err=True)
 
 
 def _print(result: ExecResult, as_json: bool) -> None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from codemode._engine.base import (
@@ -197,6 +197,10 @@ class FakeSession:
         self.engine.started_cells.put_nowait(cell)
         return cell
 
+    async def strip_types(self, code: str) -> str:
+        self.engine.stripped.append(code)
+        return self.engine.strip(code)
+
     async def ready(self, isolates: int | None = None) -> None:
         return None
 
@@ -208,9 +212,15 @@ class FakeSession:
 
 
 class FakeEngine(Engine):
-    """An engine whose scripts the test plays (an `Engine`); pass it as `CodeMode(engine=...)`."""
+    """An engine whose scripts the test plays (an `Engine`); pass it as `CodeMode(engine=...)`.
 
-    def __init__(self) -> None:
+    A script that does not parse as JavaScript is stripped by `strip` (default: returned
+    unchanged; raise `EngineError` from it to play a stripper that failed); `stripped` records
+    what the sessions asked to strip, in order."""
+
+    def __init__(self, strip: Callable[[str], str] | None = None) -> None:
+        self.strip: Callable[[str], str] = strip or (lambda code: code)
+        self.stripped: list[str] = []
         self.sessions: list[FakeSession] = []
         self.closed = False
         self.started_cells: asyncio.Queue[FakeCell] = asyncio.Queue()  # `next_cell` reads it

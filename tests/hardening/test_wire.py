@@ -29,6 +29,9 @@ MESSAGES: list[wire.Message] = [
     ),
     wire.Terminated(2),
     wire.Stuck(1.5),
+    wire.Strip(4, "const a: number = 1;"),
+    wire.Stripped(4, "const a         = 1;", None),
+    wire.Stripped(5, None, "The TypeScript in this script could not be removed: RangeError"),
 ]
 
 

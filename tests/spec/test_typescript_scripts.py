@@ -1,19 +1,22 @@
 """TypeScript in scripts (issue 21): it runs as the JavaScript it holds; JavaScript is untouched.
 
 Models read their tools as TypeScript declarations and write TypeScript back. A script that does
-not parse as JavaScript has its types removed (`codemode._typescript`) before it runs; one that
+not parse as JavaScript has its types removed by the engine (`EngineSession.strip_types`, with the
+strippers of `codemode._typescript`) before it runs; one that
 parses is never stripped (`f < T > (x)` stays two comparisons); one that is neither fails with
 V8's message, its position and the offending line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
-import codemode._session.session as session_module
 from codemode import SyncCodeMode
+from codemode._engine.miniracer import MiniRacerSession
+from codemode._engine.process import ProcessSession
 
 from ._support import texts
 
@@ -36,15 +39,16 @@ def session() -> Iterator[SyncCodeMode]:
 
 @pytest.fixture
 def strips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The scripts the session sends to the TypeScript stripper during the test."""
+    """The scripts the session sends to the engine's TypeScript stripper during the test."""
     sent: list[str] = []
-    strip = session_module.strip_types
+    for engine_session in (ProcessSession, MiniRacerSession):
+        strip = engine_session.strip_types
 
-    async def spy(code: str) -> str:
-        sent.append(code)
-        return await strip(code)
+        async def spy(self: Any, code: str, strip: Callable[[Any, str], Awaitable[str]] = strip) -> str:
+            sent.append(code)
+            return await strip(self, code)
 
-    monkeypatch.setattr(session_module, "strip_types", spy)
+        monkeypatch.setattr(engine_session, "strip_types", spy)
     return sent
 
 
@@ -323,6 +327,6 @@ def test_typescript_with_module_syntax_is_stripped_before_its_imports_are_rewrit
 
 
 def test_scripts_cannot_see_the_stripper(session: SyncCodeMode) -> None:
-    # The strippers run in the host's own context: not in any script's isolate, even after a strip.
+    # The strippers run in the engine's own context: not in any script's isolate, even after a strip.
     result = session.exec("const n: number = 1;\ntext(typeof __codemode_typescript__ + typeof ts + typeof sucrase);")
     assert texts(result) == ["undefinedundefinedundefined"]

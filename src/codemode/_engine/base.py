@@ -173,6 +173,14 @@ class EngineSession(Protocol):
         """
         ...
 
+    async def strip_types(self, code: str) -> str:
+        """`code` with its TypeScript syntax removed (the session asks only for a script that
+        does not parse as JavaScript), or `code` itself when TypeScript does not parse it either.
+
+        The engine strips where it runs scripts, never in a host that loads no V8. Raises
+        `EngineError` (saying what happened) when the engine fails while stripping."""
+        ...
+
     async def ready(self, isolates: int | None = None) -> None:
         """Wait until the engine is up and `isolates` prepared isolates (default: all it keeps
         ready) wait for cells, so the next execs do not pay for their creation.

@@ -60,8 +60,7 @@ from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._session.trace import KeptRecords, Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
 from codemode._threads import ToolThreads, use_tool_threads
-from codemode._typescript import strip_types
-from codemode.errors import ToolError, UsageError
+from codemode.errors import EngineError, ToolError, UsageError
 from codemode.formats import Api, described_tool_specs, exec_input
 from codemode.tools import Tool
 
@@ -325,11 +324,16 @@ class CodeMode:
         requested_yield = _first(request.yield_time_ms, yield_time_ms, defaults.exec_yield_time_ms)
         max_tokens = _first(request.max_output_tokens, max_output_tokens, defaults.max_output_tokens)
         code = request.code
+        cell_id = str(next(self._cell_ids))
         if not parses_as_javascript(code):  # TypeScript (or a syntax error, which V8 reports)
-            code = await strip_types(code)
+            assert self._engine_session is not None
+            try:
+                code = await self._engine_session.strip_types(code)  # where the engine runs V8
+            except EngineError as exc:
+                return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
+                                  max_output_tokens=max_tokens)
             if not await self._usable():  # closed while the types were stripped
                 return ExecResult("rejected", None, error=SHUTTING_DOWN, error_kind="shutting_down")
-        cell_id = str(next(self._cell_ids))
         try:
             rewritten = rewrite_modules(code, self._exports)
         except ImportError_ as exc:

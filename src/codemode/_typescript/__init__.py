@@ -1,7 +1,7 @@
-"""TypeScript in model code: remove its types so the script runs as the JavaScript it holds.
+"""TypeScript in model code: the bundled strippers that remove its types, as JavaScript text.
 
 Models read their tools as TypeScript declarations and often write TypeScript back. Only a
-script that does not parse as JavaScript comes here (the session asks `_imports` first, so valid
+script that does not parse as JavaScript is stripped (the session asks `_imports` first, so valid
 JavaScript is never touched and pays nothing more). `strippers.js` bundles two pinned, well-kept
 npm strippers (versions and licences in its header and `NOTICE.md`; rebuilt by
 `make typescript-bundle` from `scripts/typescript_bundle/`):
@@ -12,65 +12,30 @@ npm strippers (versions and licences in its header and `NOTICE.md`; rebuilt by
 * sucrase, for what must generate code (`enum`, constructor parameter properties), keeps
   every line where it was (columns on lines it rewrote may move).
 
-A script TypeScript does not parse either is returned unchanged, so V8 reports its own error on
-what the model wrote. The bundle runs in one V8 context of this process, apart from every
-script's isolate (a script cannot see or reach it), made on first need and kept: about 0.7 s on
-its own thread and 43 MiB (plus V8 itself, about 40 MiB, in a process that had no isolate yet);
-a strip then takes about 0.3 ms.
+This module only holds the bundle and the expressions that call it: running them is the
+engine's job (`EngineSession.strip_types`), since model-written input must reach V8 only where
+the engine runs it (an engine worker process, by default), never in a host that loads no V8.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import cast
 
-from codemode._engine.miniracer._compat import V8Context
-
-__all__ = ["bundled_versions", "strip_types"]
+__all__ = ["VERSIONS_EXPRESSION", "bundle_source", "strip_expression"]
 
 _GLOBAL = "__codemode_typescript__"
 
-# One thread owns the stripper context: it is made there, and every evaluation runs there, one
-# at a time (a V8 context runs one evaluation at a time anyway).
-_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codemode-typescript")
-_context: V8Context | None = None
-_context_lock = threading.Lock()
+VERSIONS_EXPRESSION = f"JSON.stringify({_GLOBAL}.versions)"
+"""Evaluates (after the bundle) to the JSON text of the bundled strippers' versions."""
 
 
-async def strip_types(code: str) -> str:
-    """`code` as JavaScript: its TypeScript syntax removed, or `code` itself when TypeScript does
-    not parse it either (then V8 reports the syntax error on the model's own text)."""
-    loop = asyncio.get_running_loop()
-    stripped = await loop.run_in_executor(_thread, _strip, loop, code)
-    return code if stripped is None else stripped
+def bundle_source() -> str:
+    """The strippers' bundle: evaluated once in a context of its own, it defines `_GLOBAL`."""
+    return resources.files("codemode._typescript").joinpath("strippers.js").read_text(encoding="utf-8")
 
 
-async def bundled_versions() -> dict[str, str]:
-    """The versions of the strippers in the bundle, as the bundle itself reports them."""
-    loop = asyncio.get_running_loop()
-    text = await loop.run_in_executor(_thread, _evaluate, loop, f"JSON.stringify({_GLOBAL}.versions)")
-    return cast("dict[str, str]", json.loads(cast("str", text)))
-
-
-def _strip(loop: asyncio.AbstractEventLoop, code: str) -> str | None:
-    return cast("str | None", _evaluate(loop, f"{_GLOBAL}.strip({json.dumps(code)})"))
-
-
-def _evaluate(loop: asyncio.AbstractEventLoop, expression: str) -> object:
-    return _stripper_context(loop).eval_blocking(expression)
-
-
-def _stripper_context(loop: asyncio.AbstractEventLoop) -> V8Context:
-    """The context with the bundle loaded (made on first use). It only ever evaluates blocking,
-    so the loop it is given is never called back (V8Context wants one for `submit`)."""
-    global _context
-    with _context_lock:
-        if _context is None:
-            context = V8Context(loop, lambda: None)
-            context.eval_blocking(resources.files("codemode._typescript").joinpath("strippers.js").read_text(encoding="utf-8"))
-            _context = context
-        return _context
+def strip_expression(code: str) -> str:
+    """Evaluates (after the bundle) to `code` without its types, or to null when TypeScript does
+    not parse it either (then V8 should report the syntax error on the model's own text)."""
+    return f"{_GLOBAL}.strip({json.dumps(code)})"

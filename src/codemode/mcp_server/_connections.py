@@ -35,7 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import ServerState
 
 from codemode.errors import UsageError
 
@@ -128,8 +130,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     census: ClassVar[_Census]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.timeout_keep_alive = self.census.limits.keep_alive_timeout_s  # type: ignore[assignment]  # uvicorn's own timer
         self._deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0

@@ -19,6 +19,10 @@ The output observed before the question is carried over into that retry's result
 that cannot be asked (no elicitation capability, no channel to ask on) gets the call rejected
 with a text saying approvals are not available; it never runs unasked.
 
+A session that cannot start tells the client why with the failed MCP server's
+`public_summary` (no host paths, user names or secrets: the client may be remote, or a model);
+the server's log has the whole cause.
+
 Everything these handlers send (results, tool listings, log data, approval questions, start
 errors) passes `safe_text`: a lone surrogate a script wrote (in a text, a data URL, a nested
 call's arguments) would make the SDK's UTF-8 writer raise, which ends a stdio server and leaves
@@ -28,7 +32,6 @@ an HTTP request unanswered.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 from collections import deque
@@ -39,6 +42,7 @@ from typing import Any, Protocol, get_args
 
 import anyio
 import mcp_types as types
+import pydantic
 from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -60,8 +64,8 @@ __all__ = [
     "CELL_ID_META_KEY",
     "LOGGER_NAME",
     "AskClient",
-    "ConnectionSession",
     "Clients",
+    "ConnectionSession",
     "NewSession",
     "OneClient",
     "ask_client_after",
@@ -277,7 +281,7 @@ class ConnectionSession:
         code: str,
         yield_time_ms: int | None,
         max_output_tokens: int | None,
-    ) -> ExecResult:
+    ) -> ExecResult | types.InputRequiredResult:
         observer = await self._observe(ctx)
         self._execs.append(observer)
         try:
@@ -340,9 +344,10 @@ class ConnectionSession:
     def _answer(self, ctx: ServerRequestContext[Any], result: ExecResult) -> ExecResult | types.InputRequiredResult:
         """The observation as the client gets it: with what earlier input-required answers held
         back, or (at 2026-07-28, calls waiting) as a question about the waiting calls."""
-        if result.cell_id is None:
+        cell_id = result.cell_id
+        if cell_id is None:
             return result
-        carried = self._carried.pop(result.cell_id, None)
+        carried = self._carried.pop(cell_id, None)
         if carried is not None:
             result = replace(
                 result,
@@ -354,10 +359,10 @@ class ConnectionSession:
         if not result.pending_approvals or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             return result
         running = set(self.cm.running_cells)
-        for cell_id in [cell_id for cell_id in self._carried if cell_id not in running]:
-            del self._carried[cell_id]  # asked, never retried, and ended since
-        self._carried[result.cell_id] = result
-        return self._ask(result.cell_id, result.pending_approvals)
+        for ended in [held for held in self._carried if held not in running]:
+            del self._carried[ended]  # asked, never retried, and ended since
+        self._carried[cell_id] = result
+        return self._ask(cell_id, result.pending_approvals)
 
     @staticmethod
     def _ask(cell_id: str, pending: Sequence[PendingApproval]) -> types.InputRequiredResult:
@@ -369,8 +374,8 @@ class ConnectionSession:
             )
             for approval in pending
         }
-        state = json.dumps({"cell_id": cell_id, "calls": {approval.call_id: approval.tool_name for approval in pending}})
-        return types.InputRequiredResult(input_requests=questions, request_state=state)
+        state = _Asked(cell_id=cell_id, calls={approval.call_id: approval.tool_name for approval in pending})
+        return types.InputRequiredResult(input_requests=questions, request_state=state.model_dump_json())
 
     async def _observe(self, ctx: ServerRequestContext[Any]) -> _Observer:
         observer = _Observer(ctx.session, ctx.request_id, allowed_log_levels(ctx.protocol_version, ctx.meta))
@@ -484,15 +489,19 @@ def _read_request_state(state: str) -> tuple[str, dict[str, str]]:
     Minted by `_ask` and sealed by the SDK's `RequestStateBoundary`, so only a state of this
     server's making gets here; the shape is checked all the same."""
     try:
-        decoded = json.loads(state)
-        cell_id, calls = decoded["cell_id"], decoded["calls"]
-    except (ValueError, KeyError, TypeError):
-        cell_id = calls = None
-    if not isinstance(cell_id, str) or not isinstance(calls, dict) or not all(
-        isinstance(key, str) and isinstance(value, str) for key, value in calls.items()
-    ):
-        raise MCPError(code=types.INVALID_PARAMS, message="Invalid or expired requestState")
-    return cell_id, {str(key): str(value) for key, value in calls.items()}
+        asked = _Asked.model_validate_json(state)
+    except pydantic.ValidationError:
+        raise MCPError(code=types.INVALID_PARAMS, message="Invalid or expired requestState") from None
+    return asked.cell_id, asked.calls
+
+
+class _Asked(pydantic.BaseModel):
+    """The `requestState` of an input-required result: the cell, and its calls asked about."""
+
+    model_config = pydantic.ConfigDict(frozen=True, strict=True)
+
+    cell_id: str
+    calls: dict[str, str]
 
 
 def _approvals_unavailable(call: ToolCall, why: str) -> str:
@@ -510,7 +519,7 @@ async def _send_log(session: ServerSession, cell_id: str, text: str, related: ty
     )
     try:
         await session.send_notification(notification, related_request_id=related)
-    except Exception:  # noqa: BLE001 - notifications are best-effort; the script never sees this
+    except Exception:  # notifications are best-effort; the script never sees this
         logger.debug("could not deliver a notify() text of cell %s", cell_id, exc_info=True)
 
 

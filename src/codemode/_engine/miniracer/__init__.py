@@ -31,6 +31,7 @@ from codemode._engine.miniracer._cell import MiniRacerCell, tools_source
 from codemode._engine.miniracer._compat import init_v8
 from codemode._engine.miniracer._isolate import CHANNEL_ERROR, Isolate
 from codemode._engine.miniracer._pool import POOL_SIZE, CreateLater, IsolatePool
+from codemode._engine.miniracer._stripper import TypeStripper
 from codemode.errors import EngineError, UsageError
 
 CREATE_HEADROOM_BYTES = 128 * 1024 * 1024  # memory a new isolate may need, below the cap
@@ -66,6 +67,10 @@ class MiniRacerSession:
     def is_alive(self) -> bool:
         """Whether new cells can run: the session is open and its isolates can be created."""
         return not self._closed and self._pool.error is None and not self._engine.closed
+
+    async def strip_types(self, code: str) -> str:
+        """`code` without its TypeScript types, by the engine's own stripper (in this process)."""
+        return await self._engine.stripper.strip_types(code)
 
     def start(
         self, program: CellProgram, on_event: EventSink, on_launch: Callable[[], None] | None = None
@@ -104,8 +109,11 @@ class MiniRacerEngine(Engine):
     while the process is close to it, since V8 aborts the process when an isolate cannot be
     set up (a cell that just filled memory is freed first).
 
-    `aclose()` (or leaving `async with`) frees the pool of the calling event loop and refuses new
-    sessions; pools of other loops are freed as their last session closes.
+    TypeScript is stripped by the engine's one `TypeStripper`, in this process too.
+
+    `aclose()` (or leaving `async with`) frees the pool of the calling event loop and the
+    stripper, and refuses new sessions; pools of other loops are freed as their last session
+    closes.
     """
 
     def __init__(self, pool_size: int = POOL_SIZE, memory_cap_bytes: int = 0) -> None:
@@ -113,6 +121,7 @@ class MiniRacerEngine(Engine):
         self.pool_size = pool_size
         self._memory_cap = memory_cap_bytes
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self.stripper = TypeStripper()  # one per engine: in an engine worker, the worker's
         self.closed = False
 
     async def open_session(self, setup: SessionSetup) -> MiniRacerSession:
@@ -140,6 +149,7 @@ class MiniRacerEngine(Engine):
         entry = self._pools.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry.pool.aclose()
+        await self.stripper.aclose()
 
     async def leave(self, pool: IsolatePool) -> None:
         loop = asyncio.get_running_loop()

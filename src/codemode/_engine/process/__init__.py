@@ -5,6 +5,7 @@ every session of this process, which speak a typed, versioned msgpack protocol o
 (`_protocol`); the
 supervisor (`_supervisor`) admits cells to workers, reads their events, kills workers whose
 isolates do not stop, and turns a worker's death into a clear failure of its cells only.
+TypeScript is stripped on a worker too (`ProcessSession.strip_types`).
 This module adapts all that to the `Engine` interface.
 """
 
@@ -27,7 +28,7 @@ from codemode._engine.base import (
 )
 from codemode._engine.process import _protocol as wire
 from codemode._engine.process._supervisor import MIB, TERMINATE_GRACE_S, Worker, WorkerConfig, WorkerPool
-from codemode.errors import UsageError
+from codemode.errors import EngineError, UsageError
 
 __all__ = ["ProcessEngine"]
 
@@ -35,7 +36,7 @@ _UNINTERRUPTIBLE = (
     "because another script in it could not be interrupted (a built-in operation on a huge array or "
     "string), and this script was lost with it. Run it again"
 )
-_ids = itertools.count(1)  # cell and setup ids, unique per host process
+_ids = itertools.count(1)  # cell, setup and strip ids, unique per host process
 MAX_PLACEMENTS = 3  # workers a cell is sent to when they die before its script started
 
 
@@ -254,6 +255,26 @@ class ProcessSession:
         cell = ProcessCell(self, program, on_event)
         cell.begin()
         return cell
+
+    async def strip_types(self, code: str) -> str:
+        """`code` without its TypeScript types, stripped on a worker (the host loads no V8). A
+        worker the host stopped meanwhile (idle, retired) hands the job to another, a few times
+        at most; one that died by itself fails it (the script may have caused that)."""
+        placements = 0
+        while True:
+            placements += 1
+            worker = await asyncio.wrap_future(self.pool.stripper())
+            try:
+                reply = await asyncio.wrap_future(worker.strip(next(_ids), code))
+            except wire.FrameTooLarge as exc:
+                raise EngineError(_too_large("The script", exc)) from exc
+            except EngineError:
+                if worker.kill_reason is None or self.pool.closed or placements >= MAX_PLACEMENTS:
+                    raise
+                continue
+            if reply.code is None:
+                raise EngineError(reply.error or "The TypeScript in this script could not be removed.")
+            return reply.code
 
     async def ready(self, isolates: int | None = None) -> None:
         """Wait until a worker is up (it keeps its own pool of prepared isolates); raises the

@@ -6,10 +6,11 @@ Each message is one frozen dataclass below, sent as one msgpack map: `{"k": <tag
 must arrive unchanged. Unknown tags, missing or extra fields are a `ProtocolError`.
 
 Host -> worker: `Setup` (before a session's first cell on that worker), `Forget`, `Start`,
-`Resolve`, `Terminate` (answered by `Terminated` once the isolate stopped), `Release`.
+`Resolve`, `Terminate` (answered by `Terminated` once the isolate stopped), `Release`, `Strip`
+(answered by `Stripped`).
 Worker -> host: `Ready` (first, always: V8 is up, and which `PROTOCOL_VERSION` it speaks),
 `Started`, `Events` (what scripts did, in order, batched per cell and loop iteration), `Terminated`,
-`Stuck` (an isolate has not stopped for `seconds`).
+`Stuck` (an isolate has not stopped for `seconds`), `Stripped`.
 
 Versioning: the host refuses a worker whose `Ready.protocol` is not its own `PROTOCOL_VERSION`
 (`read_ready` checks it before anything else of the message, so any later layout is refused
@@ -42,7 +43,7 @@ from codemode._engine.base import (
 )
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 MIB: Final = 1024 * 1024
 MAX_FRAME_BYTES: Final = 128 * MIB  # as the reference's host wire; a 64 MiB text of 2-byte characters fits
 READ_CHUNK_BYTES: Final = 1 << 18  # what a reader takes from its pipe at once
@@ -123,6 +124,15 @@ class Release:
     cell_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class Strip:
+    """Remove the TypeScript types of a script that does not parse as JavaScript, in the
+    worker's stripper (apart from every isolate); answered by `Stripped` with the same id."""
+
+    strip_id: int
+    code: str
+
+
 # -- worker -> host ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Ready:
@@ -161,8 +171,18 @@ class Stuck:
     seconds: float
 
 
-HostMessage: TypeAlias = Setup | Forget | Start | Resolve | Terminate | Release
-WorkerMessage: TypeAlias = Ready | Started | Events | Terminated | Stuck
+@dataclass(frozen=True, slots=True)
+class Stripped:
+    """The answer to `Strip`: the script without its types (itself when TypeScript does not
+    parse it either), or None and the `error` that kept the stripper from answering."""
+
+    strip_id: int
+    code: str | None
+    error: str | None
+
+
+HostMessage: TypeAlias = Setup | Forget | Start | Resolve | Terminate | Release | Strip
+WorkerMessage: TypeAlias = Ready | Started | Events | Terminated | Stuck | Stripped
 Message: TypeAlias = HostMessage | WorkerMessage
 
 _TAGS: Final[dict[type[Any], str]] = {
@@ -172,11 +192,13 @@ _TAGS: Final[dict[type[Any], str]] = {
     Resolve: "resolve",
     Terminate: "terminate",
     Release: "release",
+    Strip: "strip",
     Ready: "ready",
     Started: "started",
     Events: "events",
     Terminated: "terminated",
     Stuck: "stuck",
+    Stripped: "stripped",
 }
 _TYPES: Final[dict[str, type[Any]]] = {tag: kind for kind, tag in _TAGS.items()}
 _FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {kind: tuple(f.name for f in fields(kind)) for kind in _TAGS}

@@ -4,7 +4,7 @@ One `WorkerPool` serves every session of the host process, whatever event loop e
 
 Thread rules (the one contract between reader threads and event loops):
 * The pool lock guards all shared bookkeeping: the pool's lists, and each worker's `cells`,
-  `heap_admitted`, `setups`, `ready`, `retiring` and `idle_since`, and each cell's `started`. Any
+  `heap_admitted`, `setups`, `ready`, `retiring`, `idle_since` and `strips`, and each cell's `started`. Any
   thread reads or writes them only while holding it (`WorkerPool.lock`).
 * A worker's `dead` flag and its command pipe are guarded by the worker's own send lock, so
   writing a command never waits for the pool lock.
@@ -21,6 +21,9 @@ Thread rules (the one contract between reader threads and event loops):
 * Death: when a worker's pipe closes, each of its cells gets an `EngineDiedEvent` saying why
   (out of memory, killed by a signal, stopped because another cell could not be interrupted),
   and the spare takes its place.
+* Strips: a script's TypeScript is stripped on a worker (`WorkerPool.stripper`: the oldest ready
+  one in service), never in the host; a worker that dies before it answers fails the strip with
+  an `EngineError` saying so (its cells fail as above).
 * Kills: a terminate the worker does not confirm within `TERMINATE_GRACE_S` (a builtin V8 cannot
   interrupt) kills the worker. A worker whose finished cell's isolate will not stop (it reports
   STUCK) retires: it takes no new cells, the cells on it whose script has not reached V8 (they
@@ -130,6 +133,7 @@ class Worker:
         self.retired_at = 0.0  # when it retired (monotonic)
         self.started_at = self.idle_since = time.monotonic()  # idle: when its last cell left (or it started)
         self.kill_reason: str | None = None
+        self.strips: dict[int, concurrent.futures.Future[wire.Stripped]] = {}  # `Strip`s it has not answered
         self.refusal: EngineError | None = None  # set when it speaks another protocol version
         self.memory_cap_bytes = config.memory_cap_bytes
         self.max_frame_bytes = config.max_frame_bytes
@@ -171,6 +175,25 @@ class Worker:
                     view = view[written:]
             except OSError:
                 pass  # it died; the reader thread reports that
+
+    def strip(self, strip_id: int, code: str) -> concurrent.futures.Future[wire.Stripped]:
+        """Send a `Strip` (from any thread): the future settles with the worker's `Stripped`, or
+        fails with an `EngineError` when the worker dies first.
+
+        Raises `wire.FrameTooLarge` (and sends nothing) when `code` is over the frame cap."""
+        future: concurrent.futures.Future[wire.Stripped] = concurrent.futures.Future()
+        with self._pool.lock:  # `worker_died` takes the pending strips under it, after `dead` is set
+            if self.dead:
+                future.set_exception(EngineError(self.strip_death_text()))
+                return future
+            self.strips[strip_id] = future
+        try:
+            self.send(wire.Strip(strip_id, code))
+        except wire.FrameTooLarge:
+            with self._pool.lock:
+                del self.strips[strip_id]
+            raise
+        return future
 
     def kill(self, reason: str) -> None:
         """Kill the process now; its cells learn `reason` when the reader sees it die."""
@@ -262,15 +285,30 @@ class Worker:
             case wire.Stuck(seconds=seconds):
                 if seconds > TERMINATE_GRACE_S:
                     self._pool.worker_stuck(self)
+            case wire.Stripped(strip_id=strip_id):
+                with self._pool.lock:
+                    future = self.strips.pop(strip_id, None)
+                if future is not None:
+                    _settle(future, message)
             case _:
                 raise wire.ProtocolError(f"the worker sent an unexpected message: {message!r:.200}")
 
     def _death_text(self) -> str:
         """What the cells that were running here read: what stopped, why, and what to do."""
-        stderr = self._stderr.decode("utf-8", "replace")
-        code = self.proc.returncode
         if self.kill_reason is not None:
             return f"The JavaScript engine process running this script was stopped {self.kill_reason}."
+        return f"The JavaScript engine process running this script stopped: {self._cause()}. Output produced before is kept; nothing the script stored was saved."
+
+    def strip_death_text(self) -> str:
+        """What an exec whose TypeScript this worker was removing reads when the worker died."""
+        if self.kill_reason is not None:
+            return f"The JavaScript engine process removing this script's TypeScript types was stopped {self.kill_reason}. The script did not run."
+        return f"The JavaScript engine process removing this script's TypeScript types stopped: {self._cause()}. The script did not run."
+
+    def _cause(self) -> str:
+        """Why the process ended by itself (it was not killed by the host)."""
+        stderr = self._stderr.decode("utf-8", "replace")
+        code = self.proc.returncode
         if _out_of_memory(stderr):
             cap = self.memory_cap_bytes
             limit = f" (it may allocate at most {cap / MIB:.0f} MiB)" if cap else ""
@@ -287,7 +325,7 @@ class Worker:
                 why = f"V8 stopped with a fatal error (signal {number}, SIGTRAP). Process less data at once, or avoid the operation that caused it"
         else:
             why = f"it exited with code {code}. Run the script again"
-        return f"The JavaScript engine process running this script stopped: {why}. Output produced before is kept; nothing the script stored was saved."
+        return why
 
     def start_failure(self, failed_in_a_row: int, retry_in_s: float) -> EngineError:
         """Why the engine could not start, after this worker ended before it was ready: what
@@ -443,6 +481,7 @@ class WorkerPool:
         self._waiters: deque[_Waiter] = deque()
         self._up = False  # a first worker was ready
         self._ready_waiters: list[concurrent.futures.Future[None]] = []
+        self._strip_waiters: list[concurrent.futures.Future[Worker]] = []  # strips waiting for a ready worker
         self._failed_starts = 0  # workers in a row that ended before they were ready
         self._retry_at = 0.0  # no worker is started before then (monotonic), after start failures
         self.failure: EngineError | None = None  # why no worker could start (until one does)
@@ -458,6 +497,42 @@ class WorkerPool:
         with self.lock:
             if not self._closed and not self._active:
                 self._grow()
+
+    def stripper(self) -> concurrent.futures.Future[Worker]:
+        """A future (the caller's own: cancel it to stop waiting) of a ready worker to strip a
+        script's TypeScript on: the oldest in service (it is kept when idle, so one stripper
+        usually serves the pool), else the spare. It fails with an `EngineError` when the engine
+        is shut down or its next start fails."""
+        future: concurrent.futures.Future[Worker] = concurrent.futures.Future()
+        with self.lock:
+            worker = self._ready_stripper()
+            if worker is not None:
+                future.set_result(worker)
+                return future
+            if self._closed:
+                future.set_exception(_shut_down())
+                return future
+            self._strip_waiters.append(future)
+            if not self._active:
+                self._grow()
+            self._changed.notify()  # a retried start may be due for it
+        return future
+
+    def _ready_stripper(self) -> Worker | None:
+        for worker in [*self._active, *([self._spare] if self._spare is not None else [])]:
+            if worker.ready and not worker.retiring and not worker.doomed:
+                return worker
+        return None
+
+    def _settle_strip_waiters(self, outcome: Worker | EngineError) -> None:
+        waiters, self._strip_waiters = self._strip_waiters, []
+        for future in waiters:
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller stopped waiting
+            if isinstance(outcome, EngineError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def try_admit(self, cell: Tenant) -> Worker | None:
         """A worker with room for `cell` now (the cell is placed on it), else None."""
@@ -570,7 +645,7 @@ class WorkerPool:
 
     def _wanted(self) -> bool:
         """Whether a cell or a session waits for a worker."""
-        return bool(self._waiters or self._ready_waiters)
+        return bool(self._waiters or self._ready_waiters or self._strip_waiters)
 
     def _next_due(self, now: float) -> float | None:
         """Seconds until the janitor has something to do (None: nothing is scheduled)."""
@@ -645,6 +720,7 @@ class WorkerPool:
                 waiter.future.set_exception(failure)
         self._waiters.clear()
         self._settle_ready_waiters()
+        self._settle_strip_waiters(failure)
 
     def _serve_waiters(self) -> None:
         while self._waiters:
@@ -671,6 +747,9 @@ class WorkerPool:
             self.failure = None
             self._up = True
             self._settle_ready_waiters()
+            stripper = self._ready_stripper()
+            if stripper is not None:
+                self._settle_strip_waiters(stripper)
             self._changed.notify()
             if worker in self._active:
                 self._refill_spare()
@@ -718,6 +797,8 @@ class WorkerPool:
                 self._spare = None
             cells = list(worker.cells.values())
             worker.cells.clear()
+            strips = list(worker.strips.values())
+            worker.strips.clear()
             worker.heap_admitted = 0
             if not worker.ready and not self._closed and worker.refusal is None:
                 self._failed_starts += 1
@@ -740,6 +821,8 @@ class WorkerPool:
             self._changed.notify()
         for cell in cells:
             cell.died_threadsafe(error)
+        for strip in strips:
+            _settle(strip, EngineError(worker.strip_death_text()))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def when_ready(self) -> concurrent.futures.Future[None]:
@@ -788,9 +871,20 @@ class WorkerPool:
                 waiter.future.cancel()
             self._waiters.clear()
             self._settle_ready_waiters()
+            self._settle_strip_waiters(_shut_down())
         atexit.unregister(self.shutdown)  # (atexit would otherwise keep every closed pool alive)
         for worker in workers:
             worker.kill("because the code mode engine shut down")
+
+
+def _settle(future: concurrent.futures.Future[wire.Stripped], outcome: wire.Stripped | EngineError) -> None:
+    """Settle a strip's future, unless its caller stopped waiting (it was cancelled)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if isinstance(outcome, EngineError):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _shut_down() -> EngineError:

@@ -4,7 +4,8 @@ Started by the host's supervisor as `python -I -S -c <bootstrap>` with an empty 
 `TZ=UTC` and a fixed locale, so scripts cannot read the host's), a scratch working directory
 and no inherited file descriptors but the pipes. It runs the cells the host starts, in fresh
 isolates from one pool shared by every session, and sends their events back (see
-`_protocol`). It never decides anything about a cell: limits, admission and kills are the
+`_protocol`); it also strips the TypeScript types of the scripts the host asks about, in its
+engine's stripper (made on the first). It never decides anything about a cell: limits, admission and kills are the
 host's. When the host goes away (its end of the pipe closes, or it dies: the parent-death
 signal), the worker exits.
 """
@@ -32,12 +33,17 @@ from codemode._engine.miniracer._cell import MiniRacerCell
 from codemode._engine.miniracer._compat import init_v8, longest_free_s
 from codemode._engine.process import _protocol as wire
 from codemode._loop import run as run_loop
+from codemode.errors import EngineError
 
 STUCK_CHECK_S = 0.5  # how often the worker looks for isolates that do not stop
 OVERSIZED = (
     "The script sent one output of {size:.0f} MiB at once (a text, image, tool call, notification or its "
     "stored values); at most {limit:.0f} MiB can leave the JavaScript engine in one piece, so the script "
     "was stopped. Send less at once: split it into smaller pieces, or across several execs."
+)
+STRIPPED_OVERSIZED = (
+    "The script without its TypeScript types is {size:.0f} MiB: more than the {limit:.0f} MiB that can leave "
+    "the JavaScript engine at once. Send a shorter script."
 )
 
 
@@ -110,6 +116,8 @@ class _Server:
                 session = self._setups.pop(message.setup_id, None)
                 if session is not None:
                     self._tasks.create_task(session.aclose())
+            case wire.Strip():
+                self._tasks.create_task(self._strip(message.strip_id, message.code))
             case _:
                 raise wire.ProtocolError(f"the host sent a worker's message: {message!r:.200}")
 
@@ -124,6 +132,17 @@ class _Server:
         if cell is not None:
             await cell.terminate()
         self.send(wire.Terminated(cell_id))
+
+    async def _strip(self, strip_id: int, code: str) -> None:
+        """Answer a `Strip`: the stripper runs on its own thread, so cells keep being served."""
+        try:
+            reply = wire.Stripped(strip_id, await self._engine.stripper.strip_types(code), None)
+        except EngineError as exc:
+            reply = wire.Stripped(strip_id, None, str(exc))
+        try:
+            self.send(reply)
+        except wire.FrameTooLarge as exc:
+            self.send(wire.Stripped(strip_id, None, STRIPPED_OVERSIZED.format(size=exc.size / wire.MIB, limit=exc.limit / wire.MIB)))
 
     def _sink(self, cell_id: int) -> EventSink:
         def on_event(event: EngineEvent) -> None:
