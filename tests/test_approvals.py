@@ -19,16 +19,26 @@ import mcp_types
 import pytest
 from mcp import Client
 
-from codemode import CodeMode, ExecResult, Limits, TextItem, Tool, ToolError, UsageError, to_model
-from codemode import ApprovalDecision, ToolCall
+from codemode import (
+    ApprovalDecision,
+    CodeMode,
+    ExecResult,
+    Limits,
+    TextItem,
+    Tool,
+    ToolCall,
+    ToolError,
+    UsageError,
+    to_model,
+)
+from codemode._output import model_items
+from codemode._session.tool_calls import approve_running_call
 from codemode.formats import Api
 from codemode.mcp_server import create_server
 from codemode.testing import FakeEngine
-from mcp_support import STOPPED_CLEANLY, start_http_server, stop
-from codemode._output import model_items
-from codemode._session.tool_calls import approve_running_call
 from codemode.tools import requires_approval
 from codemode.tools.mcp import load_mcp_config
+from mcp_support import STOPPED_CLEANLY, start_http_server, stop
 
 T = TypeVar("T")
 

@@ -27,9 +27,9 @@ __all__ = [
     "NestedTool",
     "code_mode_name",
     "nested_tool_table",
-    "shadowed_tools",
     "normalize_identifier",
     "script_namespace",
+    "shadowed_tools",
 ]
 
 EXEC_TOOL_NAME = "exec"

@@ -90,7 +90,7 @@ _METHOD_ACTIONS: dict[str, frozenset[Action]] = {
 
 
 class _Stemmer(Protocol):
-    def stemWords(self, words: list[str]) -> list[str]: ...  # noqa: N802 - PyStemmer's name
+    def stemWords(self, words: list[str]) -> list[str]: ...
 
 
 class _Retriever(Protocol):

@@ -26,8 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal as TypingLiteral
-from typing import TypeAlias
+from typing import Literal as TypingLiteral, TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from codemode._describe._json import as_array, as_object

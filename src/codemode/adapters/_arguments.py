@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from jsonschema import Draft202012Validator
-from jsonschema import exceptions as schema_errors
+from jsonschema import Draft202012Validator, exceptions as schema_errors
 
 from codemode._protocol.text import safe_data, safe_text
 from codemode.errors import ToolError
