@@ -1,10 +1,11 @@
 """The README's examples, run: every ```python and ```sh block is listed below with how it runs.
 
 A Python block runs as written (top-level `await` allowed) in a namespace that gives it what
-the surrounding text assumes (`cm`, `add`, a scripted `client`), or is only compiled when it
-needs a real model or network (the reason is in the table). A `codemode` command runs, or has
-each option checked against the command's own. A block missing from the table fails the test,
-so a new example cannot go unchecked; so does a table entry whose block is gone.
+the surrounding text assumes (`cm`, `add`, a scripted `client`, an agent on the framework's own
+scripted test model), or is only compiled when it needs a real model or network (the reason is
+in the table). A `codemode` command runs, or has each option checked against the command's own.
+A block missing from the table fails the test, so a new example cannot go unchecked; so does a
+table entry whose block is gone.
 Statements about the API (field names, the sync wrapper's methods) are checked against the code.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
@@ -19,18 +21,26 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import agents
+import pydantic_ai
 import pytest
+from agents.testing import ScriptedModel, assistant_message, function_call
 from anthropic.types import Message, ToolResultBlockParam
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
-from openai.types.responses import Response, ResponseInputParam
+from openai.types.responses import Response, ResponseCustomToolCall, ResponseInputParam
 from pydantic import TypeAdapter
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 import codemode
-from codemode import CodeMode, SyncCodeMode, ToolCallRecord, cli as codemode_cli, to_model
+from codemode import CodeMode, PendingApproval, SyncCodeMode, ToolCallRecord, cli as codemode_cli, to_model
+from codemode.adapters.agents import CodeModeTools
+from codemode.adapters.pydantic_ai import CodeModeToolset
 from codemode.testing import FakeEngine
 from codemode.tools import requires_approval
 
@@ -227,15 +237,120 @@ def check_approval(namespace: dict[str, Any]) -> None:
     assert result.ok and result.items[-1].text == "refused: not that file"
 
 
+# The framework adapters' approval examples: deletions the user approves under /tmp, and refuses elsewhere.
+def delete_script(path: str) -> str:
+    return f'try {{ text(await tools.delete_file({{ path: "{path}" }})) }} catch (e) {{ text(`refused: ${{e}}`) }}'
+
+
+def only_tmp(calls: list[PendingApproval]) -> bool:
+    """The user's answer: deletions under /tmp are fine."""
+    return all(call.arguments["path"].startswith("/tmp/") for call in calls)
+
+
+def agents_interruptions_namespace() -> dict[str, Any]:
+    """An Agents SDK agent on the SDK's `ScriptedModel`: two execs in one turn, each stopped by its
+    deletion (one interruption approved, one rejected), then a wait reading the rejected cell."""
+
+    def delete_file(ctx: agents.RunContextWrapper[dict[str, list[str]]], path: str) -> str:
+        """Delete a file."""
+        ctx.context["deleted"].append(path)
+        return f"deleted {path}"
+
+    def exec_call(call_id: str, path: str) -> ResponseCustomToolCall:
+        return ResponseCustomToolCall(type="custom_tool_call", call_id=call_id, name="exec", input=delete_script(path))
+
+    code_mode = CodeModeTools([agents.function_tool(delete_file, needs_approval=True)])
+    model = ScriptedModel(
+        [
+            [exec_call("c1", "/tmp/old.log"), exec_call("c2", "/etc/hosts")],
+            [function_call("wait", {"cell_id": "2"}, call_id="w1")],
+            [assistant_message("Tidied /tmp; /etc/hosts stays.")],
+        ]
+    )
+    agent = agents.Agent(name="tidier", model=model, tools=code_mode.tools)
+    return {"code_mode": code_mode, "agent": agent, "ctx": {"deleted": []}, "ok_with_user": only_tmp}
+
+
+def check_agents_interruptions(namespace: dict[str, Any]) -> None:
+    result = namespace["result"]
+    namespace["agent"].model.assert_complete()
+    assert not result.interruptions and result.final_output == "Tidied /tmp; /etc/hosts stays."
+    assert namespace["ctx"]["deleted"] == ["/tmp/old.log"]  # the run's context reached the approved call
+    outputs = [item.output for item in result.new_items if isinstance(item, agents.ToolCallOutputItem)]
+    # The approved exec runs its cell to the end; the rejected one reads the rejection message, and
+    # the wait the script's catch of it.
+    approved, rejected, waited = outputs
+    assert approved.startswith("Script completed\n") and approved.endswith("Output:\ndeleted /tmp/old.log")
+    assert rejected == "Not approved; cell 2 goes on without it."
+    assert waited[0].text.startswith("Script completed\n")
+    assert [part.text for part in waited[1:]] == [f"refused: {rejected}"]
+
+
+def pydantic_ai_deferred_namespace() -> dict[str, Any]:
+    """pydantic-ai's `Agent`, answered by a `FunctionModel` in place of the model it names: exec a
+    deletion (deferred for approval), then, resumed, the final answer."""
+    deleted: list[str] = []
+
+    def delete_file(path: str) -> str:
+        """Delete a file."""
+        deleted.append(path)
+        return f"deleted {path}"
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if not any(isinstance(message, ModelResponse) for message in messages):
+            code = delete_script("/tmp/old.log")
+            return ModelResponse(parts=[ToolCallPart("exec", {"code": code}, tool_call_id="x1")])
+        return ModelResponse(parts=[TextPart("Cleaned up /tmp")])
+
+    def scripted_agent(model: str, **options: Any) -> pydantic_ai.Agent[Any, Any]:
+        assert model.startswith("openai:")  # the model the example names, played by the script
+        return pydantic_ai.Agent(FunctionModel(respond), **options)
+
+    return {
+        "Agent": scripted_agent,
+        "Tool": pydantic_ai.Tool,
+        "CodeModeToolset": CodeModeToolset,
+        "delete_file": delete_file,
+        "deleted": deleted,
+    }
+
+
+def check_pydantic_ai_deferred(namespace: dict[str, Any]) -> None:
+    result = namespace["result"]
+    assert result.output == "Cleaned up /tmp" and namespace["deleted"] == ["/tmp/old.log"]
+    [answer] = [part for m in result.all_messages() for part in m.parts if isinstance(part, ToolReturnPart)]
+    assert answer.tool_call_id == namespace["request"].tool_call_id == "x1"
+    assert answer.content[0].startswith("Script completed\n") and answer.content[1:] == ["deleted /tmp/old.log"]
+
+
+def shows_the_deferred_metadata(printed: str) -> None:
+    """The example prints the deferred exec call's metadata; its comment shows it."""
+    comment = re.search(r"print\(result\.output\.metadata\[.*\]\)\n\s*# (\{.*\})\n", README)
+    assert comment is not None, "the deferred approvals example no longer shows the metadata it prints"
+    metadata = ast.literal_eval(printed.strip())
+    shown = json.loads(comment.group(1).replace("{...}", json.dumps(metadata["calls"][0]["arguments"])))
+    assert metadata == shown
+    assert metadata["calls"][0]["arguments"] == {"path": "/tmp/old.log"}
+
+
+def no_agents_tracing() -> AbstractContextManager[Any]:
+    """The Agents SDK's tracing off for the block's runs, as `RunConfig(tracing_disabled=True)`
+    does in tests/adapters (an example leaves `run_config` out)."""
+    return agents.trace("README example", disabled=True)
+
+
 @dataclass(frozen=True)
 class Run:
     """How a Python block runs: `setup` gives names the text assumes; `session` opens `cm` with
-    these tools around it; `check` reads what the block left in its namespace."""
+    these tools around it; `within` is a context the block runs in; `check` reads what the block
+    left in its namespace, `printed` what it printed."""
 
     setup: Callable[[], dict[str, Any]] = dict
     session: tuple[Any, ...] | None = None
     check: Callable[[dict[str, Any]], None] | None = None
     needs: Path | None = None
+    within: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    printed: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -264,8 +379,14 @@ PYTHON_BLOCKS: dict[str, Run | CompileOnly] = {
     "from agents import Agent, RunContextWrapper, function_tool": CompileOnly(
         "it calls a model; tests/adapters runs the adapter with a scripted one"
     ),
+    "from agents import Runner": Run(
+        agents_interruptions_namespace, check=check_agents_interruptions, within=no_agents_tracing
+    ),
     "from pydantic_ai import Agent, RunContext, Tool": CompileOnly(
         "it calls a model; tests/adapters runs the adapter with a scripted one"
+    ),
+    "from pydantic_ai import DeferredToolRequests, DeferredToolResults": Run(
+        pydantic_ai_deferred_namespace, check=check_pydantic_ai_deferred, printed=shows_the_deferred_metadata
     ),
     "from langchain_core.tools import tool": CompileOnly(
         "it calls a chat model; tests/adapters runs the adapter with a scripted one"
@@ -293,7 +414,7 @@ def test_every_example_block_is_listed_here_and_every_listed_one_exists() -> Non
 
 
 @pytest.mark.parametrize("block", list(python_blocks()))
-def test_python_block_runs_as_written(block: Block) -> None:
+def test_python_block_runs_as_written(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
     how = PYTHON_BLOCKS[block.key]
     code = compile(block.code, f"README.md:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     if isinstance(how, CompileOnly):
@@ -312,17 +433,18 @@ def test_python_block_runs_as_written(block: Block) -> None:
         )
 
     async def run() -> None:
-        if how.session is None:
-            outcome = eval(code, namespace)
-        else:
-            async with CodeMode(list(how.session)) as cm:
-                namespace["cm"] = cm
+        with how.within():
+            if how.session is None:
                 outcome = eval(code, namespace)
-                if asyncio.iscoroutine(outcome):
-                    await outcome
-                return
-        if asyncio.iscoroutine(outcome):
-            await outcome
+            else:
+                async with CodeMode(list(how.session)) as cm:
+                    namespace["cm"] = cm
+                    outcome = eval(code, namespace)
+                    if asyncio.iscoroutine(outcome):
+                        await outcome
+                    return
+            if asyncio.iscoroutine(outcome):
+                await outcome
 
     if block.key == "import asyncio":  # the quick start calls asyncio.run itself
         exec(code, namespace)
@@ -330,6 +452,8 @@ def test_python_block_runs_as_written(block: Block) -> None:
         asyncio.run(run())
     if how.check is not None:
         how.check(namespace)
+    if how.printed is not None:
+        how.printed(capsys.readouterr().out)
 
 
 def test_the_quick_start_prints_what_its_comment_says(capsys: pytest.CaptureFixture[str]) -> None:
