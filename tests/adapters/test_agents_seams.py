@@ -27,7 +27,7 @@ from agents.mcp import MCPServerStdio, MCPServerStreamableHttp
 from agents.testing import ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseCustomToolCall
 
-from codemode import CodeMode, UsageError
+from codemode import CodeMode, Defaults, UsageError
 from codemode.adapters.agents import CodeModeTools
 
 pytestmark = pytest.mark.integration
@@ -158,6 +158,54 @@ async def test_rejecting_the_interruption_rejects_the_nested_call_and_the_cell_g
     assert waited[0].text.startswith("Script completed\n")
     assert [part.text for part in waited[1:]] == ["refused: not today"]
     assert revealed == []
+
+
+async def test_sequential_approvals_in_one_cell_each_become_an_interruption_without_waiting_out_the_yield() -> None:
+    deleted: list[str] = []
+
+    def delete_file(path: str) -> str:
+        """Delete a file."""
+        deleted.append(path)
+        return f"deleted {path}"
+
+    # Yields far longer than the liveness bound: only prompt interruptions keep the run short.
+    code_mode = CodeModeTools(
+        [function_tool(delete_file, needs_approval=True)],
+        defaults=Defaults(exec_yield_time_ms=30_000, wait_yield_time_ms=30_000),
+    )
+    script = 'text(await tools.delete_file({ path: "/tmp/a" }));\ntext(await tools.delete_file({ path: "/tmp/b" }));\ntext("end")'
+    model = ScriptedModel(
+        [
+            [custom_exec("c1", script)],
+            # The resumed exec reports call 2 waiting; the model waits on the cell.
+            [function_call("wait", {"cell_id": 1}, call_id="w1")],
+            [assistant_message("tidied")],
+        ]
+    )
+    agent = Agent(name="tidier", model=model, tools=code_mode.tools)
+    asked: list[tuple[str | None, str | None, list[Any], list[str]]] = []  # what each interruption asks; what ran by then
+    started = time.monotonic()
+    async with code_mode:
+        result = await Runner.run(agent, "tidy up", run_config=NO_TRACING)
+        while result.interruptions and len(asked) < 5:
+            state = result.to_state()
+            for interruption in result.interruptions:
+                calls = code_mode.pending_approvals(interruption)
+                paths = [call.arguments["path"] for call in calls]
+                asked.append((interruption.tool_name, interruption.call_id, paths, list(deleted)))
+                state.approve(interruption)
+            result = await Runner.run(agent, state, run_config=NO_TRACING)
+    elapsed = time.monotonic() - started
+
+    assert asked == [("exec", "c1", ["/tmp/a"], []), ("wait", "w1", ["/tmp/b"], ["/tmp/a"])]
+    assert deleted == ["/tmp/a", "/tmp/b"]
+    assert result.final_output == "tidied" and not result.interruptions
+    resumed_exec, waited = outputs(result)
+    assert resumed_exec.startswith("Script running with cell ID 1\n")
+    assert resumed_exec.endswith('Output:\ndeleted /tmp/a\nWaiting for approval: call 2 tools.delete_file({"path":"/tmp/b"})')
+    assert waited[0].text.startswith("Script completed\n")
+    assert [part.text for part in waited[1:]] == ["deleted /tmp/b", "end"]
+    assert elapsed < 5, f"two approvals took {elapsed:.1f} s (the yield time is 30 s)"
 
 
 async def test_a_nested_sdk_tool_failure_rejects_with_its_real_error_in_and_outside_a_run() -> None:

@@ -15,7 +15,10 @@ SDK's one hook before a call runs), hold the result, and ask for approval only w
 call waits for it (the `approve=` policy has decided first). The run then stops with the exec or
 wait call in `result.interruptions`; approving it through the `RunState` approves the calls it
 held and the resumed call waits on the same cell; rejecting it rejects them (seen when the
-resumed run next consults `wait`, before any model turn) and the script goes on.
+resumed run next consults `wait`, before any model turn) and the script goes on. A call that
+begins to wait while an approved exec or wait runs on (the SDK invokes an approved call, so it
+cannot stop there) is listed in that output; the model's next wait on the cell then returns at
+once and becomes the interruption asking about it, rather than waiting out its yield time.
 """
 
 from __future__ import annotations
@@ -224,7 +227,7 @@ class CodeModeTools:
             checked = checked_arguments(WAIT_TOOL_NAME, arguments, self._wait_schema)
         except ToolError:
             return False
-        return await self._hold(WAIT_TOOL_NAME, context, call_id, lambda session: session.wait(**checked))
+        return await self._hold(WAIT_TOOL_NAME, context, call_id, lambda session: self._held_wait(session, checked))
 
     async def _exec_custom(self, context: ToolContext[Any], source: str) -> str:
         result = await self._observe(self.session, EXEC_TOOL_NAME, context, lambda session: session.exec(source))
@@ -284,6 +287,32 @@ class CodeModeTools:
             tool_calls=held.result.tool_calls + later.tool_calls,
             wall_time_s=held.result.wall_time_s + later.wall_time_s,
         )
+
+    async def _held_wait(self, session: CodeMode, arguments: dict[str, Any]) -> ExecResult:
+        """The wait run in its approval check: at once when the cell has a call waiting for
+        approval that no interruption asked about yet, so that call becomes this wait's.
+
+        Such a call began to wait while an approved exec or wait ran (the SDK invokes an approved
+        call whatever its cell does next): the model read it in that output, but the cell
+        announced it then, so an observation would not return for it before the yield time.
+        """
+        if not arguments.get("terminate") and self._unasked(session, str(arguments["cell_id"])):
+            arguments = {**arguments, "yield_time_ms": 0}
+        return await session.wait(**arguments)
+
+    def _unasked(self, session: CodeMode, cell_id: str) -> bool:
+        """Whether a call of the cell waits for approval that no held exec or wait holds."""
+        try:
+            waiting = session.pending_approvals(cell_id)
+        except UsageError:
+            return False  # no such cell, or it ended: the wait says so
+        asked = {
+            (pending.cell_id, pending.call_id)
+            for held in self._held
+            if held.session is session
+            for pending in held.result.pending_approvals
+        }
+        return any((pending.cell_id, pending.call_id) not in asked for pending in waiting)
 
     def _take(self, tool_name: str, call_id: str, run: object) -> _Held | None:
         for held in self._held:
