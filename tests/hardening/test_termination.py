@@ -111,8 +111,10 @@ async def test_many_terminates_leave_no_threads(make_cm: MakeCodeMode) -> None:
 
 async def test_second_terminate_while_the_first_runs(make_cm: MakeCodeMode) -> None:
     cm = await make_cm()
-    result = await cm.exec("while (true) {}", yield_time_ms=0)
+    result = await cm.exec('notify("spinning"); while (true) {}', yield_time_ms=0)
     assert result.cell_id is not None
+    # The script is in V8 (a cell still waiting for its isolate stops at once, with no window).
+    await wait_until(lambda: cm.notifications, "the script runs")
     first = asyncio.ensure_future(cm.wait(result.cell_id, terminate=True))
     await asyncio.sleep(0)
     second = await cm.wait(result.cell_id, terminate=True)
