@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -75,14 +76,27 @@ def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str) -> None:
+def thread_names(pid: int) -> Counter[str]:
+    """The names of `pid`'s threads, counted (what a failed thread bound reports)."""
+    names: Counter[str] = Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names[Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()] += 1
+        except OSError:
+            continue
+    return names
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str | Callable[[], str]
+) -> None:
     deadline = time.monotonic() + LIVENESS_S
     while time.monotonic() < deadline:
         outcome = check()
         if await outcome if asyncio.iscoroutine(outcome) else outcome:
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {LIVENESS_S} s: {what}")
+    raise AssertionError(f"not within {LIVENESS_S} s: {what if isinstance(what, str) else what()}")
 
 
 @pytest.fixture
@@ -389,11 +403,15 @@ async def test_no_process_or_thread_outlives_its_session(tmp_path: Path, serve: 
     await sessions(5)  # warm: engine workers and the SDK's threads exist from here on
     await eventually(lambda: everything_servers(pid) == shared, "warm-up sessions end")
     baseline_threads = thread_count(pid)
+    baseline_names = thread_names(pid)
     await sessions(50)
     await eventually(lambda: everything_servers(pid) == shared, "no per-session server outlives its session")
     # Engine workers serve every session; the pool has at most its 2 and a spare (and a reader
     # thread each), however many sessions came and went.
-    await eventually(lambda: thread_count(pid) <= baseline_threads + 3, "threads back to idle")
+    await eventually(
+        lambda: thread_count(pid) <= baseline_threads + 3,
+        lambda: f"threads back to idle (new: {thread_names(pid) - baseline_names})",
+    )
     engine_workers = {child for child, line in children(pid).items() if "codemode._engine" in line}
     assert len(engine_workers) <= 3
     assert set(children(pid)) - engine_workers == shared

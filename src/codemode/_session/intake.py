@@ -84,9 +84,9 @@ class ToolIntake:
     ) -> None:
         self._entries = [intake_entry(obj) for obj in tools]
         if mcp_servers is not None:
-            self._entries.append(_BuiltAtStart(lambda: _mcp_toolset(mcp_servers)))
+            self._entries.append(_BuiltAtStart(lambda: _mcp_toolset(mcp_servers), in_thread=False))
         if openapi is not None:
-            self._entries.append(_BuiltAtStart(lambda: _openapi_toolset(openapi)))
+            self._entries.append(_BuiltAtStart(lambda: _openapi_toolset(openapi), in_thread=True))
         self._started: list[ToolSource] = []
         self._closer = AsyncExitStack()
 
@@ -118,15 +118,20 @@ class ToolIntake:
 
 
 class _BuiltAtStart(ToolSource):
-    """A built-in source made when the session starts, in a worker thread: making one reads
-    files (an MCP config, OpenAPI documents of megabytes) and checks them."""
+    """A built-in source made when the session starts, so its config errors surface there.
 
-    def __init__(self, build: Callable[[], ToolSource]) -> None:
+    OpenAPI documents (megabytes to read and check) are made in a worker thread; an MCP config
+    (a few lines) on the loop, so a server opening many sessions at once does not grow the
+    default executor's threads for it.
+    """
+
+    def __init__(self, build: Callable[[], ToolSource], *, in_thread: bool) -> None:
         self._build = build
+        self._in_thread = in_thread
         self._source: ToolSource | None = None
 
     async def start(self) -> list[Tool]:
-        self._source = await asyncio.to_thread(self._build)
+        self._source = await asyncio.to_thread(self._build) if self._in_thread else self._build()
         return list(await self._source.start())
 
     async def aclose(self) -> None:
