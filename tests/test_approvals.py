@@ -39,6 +39,7 @@ from codemode.testing import FakeEngine
 from codemode.tools import requires_approval
 from codemode.tools.mcp import load_mcp_config
 from mcp_support import STOPPED_CLEANLY, start_http_server, stop
+from waiting import wait_until
 
 T = TypeVar("T")
 
@@ -653,3 +654,17 @@ def test_over_mcp_http_the_client_approves_a_downstream_servers_call(tmp_path: P
     finally:
         assert stop(server) in STOPPED_CLEANLY, server.stderr.read_text()
     assert 'tools.mcp__py__add({"a":1,"b":2})' in accepted.asked[0].message
+
+
+async def test_a_call_answered_before_anyone_observed_it_does_not_end_the_next_wait_early(cm: CodeMode) -> None:
+    # The host answers a call it saw through `pending_approvals` (as the MCP front end does when
+    # it asks again at once); the next wait must run to completion, not return "running" at once.
+    code = 'await yield_control(); text(await tools.delete_file({ path: "/b" }).catch((e) => "no: " + e))'
+    result = await within(cm.exec(code, yield_time_ms=LONG_YIELD_MS))
+    assert result.status == "running" and result.cell_id is not None
+    cell_id = result.cell_id
+    await wait_until(lambda: cm.pending_approvals(cell_id), "the call waits for approval")
+    [pending] = cm.pending_approvals(cell_id)
+    await cm.reject(cell_id, pending.call_id, reason="not now")
+    done = await within(cm.wait(cell_id, yield_time_ms=LONG_YIELD_MS))
+    assert (done.status, texts(done)) == ("completed", ["no: not now"])

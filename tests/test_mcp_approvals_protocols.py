@@ -153,6 +153,7 @@ async def test_each_waiting_call_is_asked_and_answered_on_its_own() -> None:
     async with Client(create_server([delete_file]), elicitation_callback=answer) as client:
         result = await within(client.call_tool("exec", {"code": code}))
     assert len(asked) == 2
+    assert len(texts(result)) == 2, texts(result)
     assert texts(result)[1] == (
         "deleted /yes|The user did not approve this call to tools.delete_file (they left Approve unchecked); "
         "it was not run."

@@ -64,7 +64,7 @@ class Approvals:
         self._on_pending = on_pending
         self._waiting: dict[str, tuple[PendingApproval, asyncio.Future[str | None]]] = {}
         self._answered: dict[str, _Answer] = {}
-        self._unannounced = False
+        self._unannounced: set[str] = set()  # calls that began to wait since `announce`
 
     @property
     def pending(self) -> tuple[PendingApproval, ...]:
@@ -72,8 +72,10 @@ class Approvals:
         return tuple(pending for pending, _ in self._waiting.values())
 
     def announce(self) -> bool:
-        """Whether a call began to wait since the last time this was asked."""
-        news, self._unannounced = self._unannounced, False
+        """Whether a call began to wait since the last time this was asked and still waits (one
+        answered meanwhile, e.g. asked and answered through another channel, is no news)."""
+        news = any(call_id in self._waiting for call_id in self._unannounced)
+        self._unannounced.clear()
         return news
 
     async def seek(self, call_id: str, tool_name: str, arguments: Any) -> None:
@@ -125,7 +127,7 @@ class Approvals:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         pending = PendingApproval(call.cell_id, call.call_id, call.tool_name, call.arguments)
         self._waiting[call.call_id] = (pending, future)
-        self._unannounced = True
+        self._unannounced.add(call.call_id)
         self._on_pending()
         try:
             return await future
