@@ -175,7 +175,11 @@ def test_a_replaced_builtin_forges_nothing(host: Host, name: str) -> None:
     assert (result.status, result.error) == ("completed", None)
     assert list(result.items) == expected_items(awaits)
     assert host.cm.stored_values == {"kept": "small", "number": 7}  # nothing forged, limit held
-    assert [(r.tool_name, r.arguments) for r in result.tool_calls] == [("raw", '"after"')]
+    calls = [(r.tool_name, r.arguments) for r in result.tool_calls]
+    if awaits:
+        assert calls == [("raw", '"after"')]
+    else:  # the script ends without awaiting its call: the call may not have ended by then
+        assert calls in ([], [("raw", '"after"')])
     assert [n.text for n in host.cm.notifications[notes_before:]] == ["a note"]
     host.assert_healthy()
 
