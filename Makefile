@@ -12,7 +12,7 @@ NODE_STAMP := tests/mcp_servers/node_modules/.installed
 OPENAPI_STAMP := tests/openapi_servers/node_modules/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-quick check bench bench-smoke soak setup clean typescript-bundle
+.PHONY: demo test test-quick check bench bench-smoke soak setup clean typescript-bundle postgres haproxy
 
 $(DEMO_STAMP): pyproject.toml constraints.txt
 	@echo "make demo: installing codemode and the agent frameworks its examples use into $(VENV) (about a minute)..."
@@ -54,11 +54,21 @@ demo: $(DEMO_STAMP) $(NODE_DEMO_STAMP)
 # with V8 in the test process.
 IN_PROCESS_SUITES := tests/spec tests/hardening tests/test_agent_loops.py tests/test_mcp_client.py tests/test_cell_logic.py
 
-test: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP) postgres haproxy
 	$(MAKE) check
 	$(PY) -m pytest -q
 	CODEMODE_TEST_ISOLATION=in-process $(PY) -m pytest -q $(IN_PROCESS_SUITES)
 	$(MAKE) bench-smoke
+
+# A private PostgreSQL server for the store tests: Debian's package installed if missing, a cluster
+# in .build/postgres started if stopped; tests/postgres_support.py reads the URL it writes there.
+postgres:
+	@scripts/postgres.sh
+
+# HAProxy for the two-replica tests (tests/test_mcp_replicas.py starts its own, from
+# scripts/haproxy-test.cfg): Debian's package, installed if missing.
+haproxy:
+	@scripts/haproxy.sh
 
 # The net: lint, strict types on src/, the import layering (.importlinter), the public surface.
 check: $(STAMP)
@@ -92,4 +102,5 @@ typescript-bundle:
 	npm run --prefix scripts/typescript_bundle build
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info tests/mcp_servers/node_modules tests/openapi_servers/node_modules scripts/typescript_bundle/node_modules
+	scripts/postgres.sh stop
+	rm -rf $(VENV) build .build src/*.egg-info tests/mcp_servers/node_modules tests/openapi_servers/node_modules scripts/typescript_bundle/node_modules

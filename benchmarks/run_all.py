@@ -6,7 +6,7 @@ Usage:
 Parts, each in its own process: floor.py (the raw engine floor) before and after every other
 part; exec_overhead.py (the reference method, both modes interleaved); tool_calls.py once per
 mode (pause, nested tool calls, concurrent cells, sustained execs, where the time goes);
-peers.py. Then writes the machine description, both modes side by side with every figure also
+peers.py; durable.py (what durable cells cost: journaling on the exec path, replaying a cell). Then writes the machine description, both modes side by side with every figure also
 as a ratio to the floor, the targets and whether they are met, and where the time goes; last,
 tokens.py appends its token table (direct tool calling vs code mode) and http_load.py its table of
 50 MCP clients over streamable HTTP to the same file.
@@ -126,11 +126,12 @@ def x(seconds: float | None, floor: float) -> str:
 
 class Report:
     def __init__(self, floors: list[dict[str, Any]], exec_rows: list[dict[str, Any]], tools: dict[str, Any],
-                 peers: dict[str, Any], cores: int) -> None:
+                 peers: dict[str, Any], cores: int, durable: dict[str, Any] | None = None) -> None:
         self.floors = floors  # floors[i] was measured before part i (and after part i - 1)
         self.exec_rows = exec_rows
         self.tools = tools  # by mode
         self.peers = peers
+        self.durable = durable  # None in raw files from before durable.py
         self.floor_all = statistics.mean(f["mean_s"] for f in floors)
         self.cores = cores
 
@@ -138,7 +139,7 @@ class Report:
         """The floor of a part: the mean of the floors measured right before and after it."""
         return (self.floors[part]["mean_s"] + self.floors[part + 1]["mean_s"]) / 2
 
-    # parts: 0 exec_overhead, 1 tool_calls process, 2 tool_calls in-process, 3 peers
+    # parts: 0 exec_overhead, 1 tool_calls process, 2 tool_calls in-process, 3 peers, 4 durable
     def tool_floor(self, mode: str) -> float:
         return self.floor(1 if mode == "process" else 2)
 
@@ -420,6 +421,90 @@ class Report:
                   f"{si['threads_start']} → {si['threads_end']} ({si['threads_max']}) | |"]
         return lines
 
+    def durable_section(self) -> list[str]:
+        """What durable cells cost (durable.py), as ratios to the floor of its part (part 4)."""
+        if self.durable is None:
+            return []
+        data, f = self.durable, self.floor(4)
+        modes = [m for m in MODES if m in data["modes"]]
+        warm = {m: data["modes"][m]["warm"] for m in modes}
+        nested = {m: data["modes"][m]["nested"] for m in modes}
+        replay = {m: data["modes"][m]["replay"] for m in modes}
+        reference = {m: next(r for r in self.exec_rows if r["scenario"] == "warm_exec" and r["isolation"] == m
+                             and r["tools"] == 0) for m in modes}
+        first = warm[modes[0]]["none"]
+        calls = nested[modes[0]]["calls"]
+        lines = [
+            "## Durable cells: what journaling and replay cost (`benchmarks/durable.py`)", "",
+            "Without a store the default process engine journals every cell in memory (a cell on a worker that "
+            "dies is replayed elsewhere); with a store the journal is also appended to it. SQLite: a fresh file "
+            "in a temp dir per sample. Warm exec: the reference method (fresh process per sample, pool full, "
+            f"quiet, 1 warm-up, {first['iterations']} execs of `text(\"bench\")`, 0 tools), "
+            f"{len(first['samples_s'])} samples without and {len(first['samples_s'])} with the store, interleaved. "
+            f"{calls}-call exec: a session without and one with the store on the same engine, their execs "
+            f"alternating ({nested[modes[0]]['sqlite']['n']} each, medians). Replay: host A (a process) runs a "
+            f"cell making {replay[modes[0]]['sqlite']['calls']:,} calls of a tool that returns at once, then "
+            "awaits a `retry_on_restart` tool that never returns in A, and closes (`aclose()`: journal kept, "
+            "lease released); host B (a fresh process) opens the same store and session id and `wait`s on the "
+            "cell, which is replayed (no journaled call runs again; checked) and completes. Medians of "
+            f"{len(replay[modes[0]]['sqlite']['samples'])} A/B pairs. Ratios use the floor measured around this "
+            f"part ({ms(f)}).", "",
+            f"| figure | {LABEL['process']} | × floor | in-process | × floor | target | default mode | in-process |",
+            "|---|---|---|---|---|---|---|---|"]
+
+        def row(name: str, values: dict[str, float | None], target: str = "") -> None:
+            cells = [c for m in MODES for c in ((ms(values.get(m)), x(values.get(m), f)))]
+            lines.append(f"| {name} | {' | '.join(cells)} | {target} | | |")
+
+        def change(name: str, new: dict[str, float], base: dict[str, float], limit: float | None) -> None:
+            cells, verdicts = [], []
+            for m in MODES:
+                if m not in new:
+                    cells += ["n/a", ""]
+                    verdicts.append("")
+                    continue
+                pct = (new[m] / base[m] - 1) * 100
+                cells += [f"{pct:+.1f} %", ""]
+                verdicts.append("" if limit is None else "met" if pct <= limit else "**not met**")
+            target = "" if limit is None else f"≤ +{limit:.0f} %"
+            lines.append(f"| {name} | {' | '.join(cells)} | {target} | {' | '.join(verdicts)} |")
+
+        no_store = {m: warm[m]["none"]["mean_s"] for m in modes}
+        sqlite = {m: warm[m]["sqlite"]["mean_s"] for m in modes}
+        row(f"warm exec, no store (mean of {len(first['samples_s'])} × {first['iterations']} execs)", no_store)
+        row("warm exec, SQLite store", sqlite)
+        change("… SQLite over no store", sqlite, no_store, 10)
+        change("… the same in CPU per exec (host + engine workers)", {m: warm[m]["sqlite"]["cpu_s"] for m in modes},
+               {m: warm[m]["none"]["cpu_s"] for m in modes}, None)
+        exec_ref = {m: reference[m]["mean_exec_nanos"] / 1e9 for m in modes}
+        row("exec_overhead.py's warm exec in this run (0 tools, no store)", exec_ref)
+        change("… this part's no-store warm exec over it, as ratios to each part's floor (the noise: "
+               "its samples span " + ", ".join(
+                   f"{m} {ms(min(warm[m]['none']['samples_s']))}–{ms(max(warm[m]['none']['samples_s']))}"
+                   for m in modes) + ")",
+               {m: no_store[m] / f for m in modes}, {m: exec_ref[m] / self.floor(0) for m in modes}, None)
+        plain = {m: nested[m]["none"]["median_s"] for m in modes}
+        stored = {m: nested[m]["sqlite"]["median_s"] for m in modes}
+        row(f"{calls}-call nested-tool exec ({calls} sequential awaits of an async tool that returns at once), "
+            "no store", plain)
+        row(f"{calls}-call nested-tool exec, SQLite store", stored)
+        change("… SQLite over no store", stored, plain, 10)
+        change("… the same in CPU per exec (host + engine workers, mean)", {m: nested[m]["sqlite"]["cpu_s"] for m in modes},
+               {m: nested[m]["none"]["cpu_s"] for m in modes}, None)
+        for kind, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+            if not all(kind in replay[m] for m in modes):
+                continue
+            n = replay[modes[0]][kind]["calls"]
+            row(f"replay of a cell with {n:,} journaled calls, {label}: B's `wait` → completed result",
+                {m: replay[m][kind]["replay_s"] for m in modes})
+            row(f"… B's start (`CodeMode(store=..., session_id=...)` entry + `start()`, fresh process), {label}",
+                {m: replay[m][kind]["start_s"] for m in modes})
+            row(f"… for scale: A's live run of those {n:,} calls, {label}", {m: replay[m][kind]["live_s"] for m in modes})
+        if not data["postgres"]:
+            lines += ["", "No PostgreSQL server answered (CODEMODE_TEST_POSTGRES_URL, or `make postgres`): its replay "
+                      "rows are left out."]
+        return lines
+
 
 def measure_all(size: str) -> dict[str, Any]:
     """Every part, at `size` "full", "quick" (fewer samples) or "smoke" (does it still run?)."""
@@ -437,9 +522,11 @@ def measure_all(size: str) -> dict[str, Any]:
         floors.append(run("floor.py", floor_args))
     peers = run("peers.py", ["--smoke"] if size == "smoke" else ["--samples", samples[2]])
     floors.append(run("floor.py", floor_args))
+    durable = run("durable.py", ["--smoke"] if size == "smoke" else ["--samples", samples[1]])
+    floors.append(run("floor.py", floor_args))
     return {"started": started, "seconds": time.time() - started, "machine": description, "cores": os.cpu_count(),
             "load_end": ", ".join(f"{v:.2f}" for v in os.getloadavg()), "floors": floors, "exec_rows": exec_rows,
-            "tools": tools, "peers": peers}
+            "tools": tools, "peers": peers, "durable": durable}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -475,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
     from peers import table as peers_table
 
     cores = raw.get("cores") or os.cpu_count() or 1
-    report = Report(floors, exec_rows, tools, peers, cores)
+    report = Report(floors, exec_rows, tools, peers, cores, raw.get("durable"))
     lines = [
         "# codemode benchmarks",
         "",
@@ -527,6 +614,7 @@ def main(argv: list[str] | None = None) -> None:
         "creates and closes an in-process `pydeno.Runtime`; pydeno codemode checks out a pre-started, "
         "OS-sandboxed worker process from `AsyncPydeno` and runs one `feed_run`.",
         "",
+        *report.durable_section(),
     ]
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")

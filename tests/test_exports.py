@@ -25,6 +25,7 @@ PUBLIC_MODULES = [
     "codemode.tools.mcp",
     "codemode.tools.openapi",
     "codemode.mcp_server",
+    "codemode.store",
     "codemode.adapters",
     "codemode.adapters.agents",
     "codemode.adapters.pydantic_ai",

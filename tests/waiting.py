@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from codemode import Tool
 from codemode._engine.base import CellProgram, Engine, EngineCell, EngineSession, EventSink, SessionSetup
@@ -59,6 +59,15 @@ class SpiedCell:
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
         self._cell.resolve_tool_call(call_id, ok, payload)
 
+    def resolve_together(self, results: Sequence[tuple[int, bool, str]]) -> None:
+        self._cell.resolve_together(results)
+
+    def fire_timer(self, timer_id: int) -> None:
+        self._cell.fire_timer(timer_id)
+
+    def go_live(self) -> None:
+        self._cell.go_live()
+
     async def terminate(self) -> None:
         self.stopping.set()
         await self._cell.terminate()
@@ -73,8 +82,8 @@ class _SpiedSession:
         self._session = session
         self._engine = engine
 
-    def start(self, program: CellProgram, on_event: EventSink) -> SpiedCell:
-        cell = SpiedCell(self._session.start(program, on_event))
+    def start(self, program: CellProgram, on_event: EventSink, *, alone: bool = False) -> SpiedCell:
+        cell = SpiedCell(self._session.start(program, on_event, alone=alone))
         self._engine.cells.append(cell)
         return cell
 
@@ -83,6 +92,9 @@ class _SpiedSession:
 
     async def ready(self, isolates: int | None = None) -> None:
         await self._session.ready(isolates)
+
+    def may_lose_cells(self) -> bool:
+        return self._session.may_lose_cells()
 
     def is_alive(self) -> bool:
         return self._session.is_alive()

@@ -179,3 +179,8 @@ class SyncCodeMode:
     def isolation(self) -> Isolation:
         """See `CodeMode.isolation`."""
         return self._session.isolation
+
+    @property
+    def session_id(self) -> str:
+        """See `CodeMode.session_id`."""
+        return self._session.session_id

@@ -350,6 +350,13 @@ def _print(result: ExecResult, as_json: bool) -> None:
     show_default=True,
     help="HTTP: open MCP sessions before new ones are refused.",
 )
+@click.option(
+    "--store",
+    metavar="URL",
+    default=None,
+    help="Keep sessions and their cells in this store (sqlite:///ABS/PATH or postgresql://...): cells "
+    "survive a restart, and HTTP replicas sharing the store serve the same sessions.",
+)
 def mcp_command(
     tool_specs: tuple[str, ...],
     config: str | None,
@@ -359,6 +366,7 @@ def mcp_command(
     auth_token_env: str | None,
     session_idle_timeout: float,
     max_sessions: int,
+    store: str | None,
     **options: Unpack[SessionFlags],
 ) -> None:
     """Serve code mode over MCP: the tools `exec` and `wait`.
@@ -376,6 +384,8 @@ def mcp_command(
         options["mcp_config"] = config
     tools = _tools(tool_specs)
     session = codemode_options(**options)
+    if store is not None:
+        session["store"] = store
     auth_token = None
     if auth_token_env is not None:
         auth_token = os.environ.get(auth_token_env)

@@ -27,8 +27,9 @@ commands is reached on purpose, so tests need events, never sleeps.
 
 The source given to `exec` is not run: it only reaches `cell.program`. The script is what the
 test calls on the `FakeCell` (`emit_text`, `call_tool`, `yield_`, `finish`, `memory_limit`,
-`die`, ...); the cell records what the session told the engine (`resolved`, `terminate_calls`,
-`terminated`, `released`, and `commands` in order). `block_terminate()` makes `terminate` hang
+`die`, `journal`, ...); the cell records what the session told the engine (`resolved`,
+`resolved_together`, `fired_timers`, `went_live`, `terminate_calls`, `terminated`, `released`,
+and `commands` in order), and whether it was started `alone`. `block_terminate()` makes `terminate` hang
 until `unblock_terminate()`, so a test can act while the session waits for a script to stop.
 
 Delivery is synchronous: each scripting method calls the session's event sink before it
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from codemode._engine.base import (
@@ -54,6 +55,8 @@ from codemode._engine.base import (
     EngineEvent,
     EventSink,
     FinishedEvent,
+    JournalEntry,
+    JournalEvent,
     MemoryLimitEvent,
     NotifyEvent,
     OutputEvent,
@@ -70,15 +73,21 @@ __all__ = ["FakeCell", "FakeEngine", "FakeSession"]
 class FakeCell:
     """One scripted script: the test plays it, the session commands it (an `EngineCell`)."""
 
-    def __init__(self, program: CellProgram, on_event: EventSink) -> None:
+    def __init__(self, program: CellProgram, on_event: EventSink, alone: bool = False) -> None:
         self.program = program
+        self.alone = alone  # started with `alone=True` (a worker of its own, in the process engine)
         self._on_event = on_event
         self._call_ids = itertools.count(1)
         self._calls: dict[int, asyncio.Future[tuple[bool, str]]] = {}
         self._terminate_gate: asyncio.Event | None = None
         # What the session told the engine.
-        self.commands: list[str] = []  # "resolve <id>", "terminate", "release", in order
+        # "resolve <id>", "resolve_together <id,id>", "fire_timer <id>", "go_live", "terminate",
+        # "release", in order
+        self.commands: list[str] = []
         self.resolved: dict[int, tuple[bool, str]] = {}
+        self.resolved_together: list[tuple[tuple[int, bool, str], ...]] = []  # each batch, in order
+        self.fired_timers: list[int] = []
+        self.went_live = False
         self.terminate_calls = 0
         self.terminate_started = asyncio.Event()  # set when the first terminate begins
         self.terminated = False  # a terminate returned, with the script stopped
@@ -132,13 +141,18 @@ class FakeCell:
         self.emit(FinishedEvent(error, dict(writes or {})))
         self.finished = True
 
+    def journal(self, *entries: JournalEntry) -> None:
+        """The isolate applied these non-deterministic inputs (a cell with a `Determinism`)."""
+        self.emit(JournalEvent(entries))
+
     def memory_limit(self) -> None:
         """The isolate reached its heap limit (the script stays stuck until terminated)."""
         self.emit(MemoryLimitEvent())
 
-    def die(self, error: str) -> None:
-        """The engine under the script stopped: nothing follows, commands become no-ops."""
-        self.emit(EngineDiedEvent(error))
+    def die(self, error: str, *, suspect: bool = True) -> None:
+        """The engine under the script stopped: nothing follows, commands become no-ops.
+        `suspect=False`: the host stopped it for another reason than this script."""
+        self.emit(EngineDiedEvent(error, suspect))
         self.died = True
         if self._terminate_gate is not None:
             self._terminate_gate.set()  # a terminate in progress is over: nothing left to stop
@@ -163,6 +177,24 @@ class FakeCell:
         else:
             self.resolved[call_id] = (ok, payload)
             future.set_result((ok, payload))
+
+    def resolve_together(self, results: Sequence[tuple[int, bool, str]]) -> None:
+        batch = tuple(results)
+        self.commands.append(f"resolve_together {','.join(str(call_id) for call_id, _, _ in batch)}")
+        self.resolved_together.append(batch)
+        for call_id, ok, payload in batch:
+            future = self._calls.get(call_id)
+            if future is not None and not future.done():
+                self.resolved[call_id] = (ok, payload)
+                future.set_result((ok, payload))
+
+    def fire_timer(self, timer_id: int) -> None:
+        self.commands.append(f"fire_timer {timer_id}")
+        self.fired_timers.append(timer_id)
+
+    def go_live(self) -> None:
+        self.commands.append("go_live")
+        self.went_live = True
 
     async def terminate(self) -> None:
         self.commands.append("terminate")
@@ -189,10 +221,10 @@ class FakeSession:
         self.cells: list[FakeCell] = []
         self.closed = False
 
-    def start(self, program: CellProgram, on_event: EventSink) -> FakeCell:
+    def start(self, program: CellProgram, on_event: EventSink, *, alone: bool = False) -> FakeCell:
         if self.closed:
             raise AssertionError("start() on a closed session")
-        cell = FakeCell(program, on_event)
+        cell = FakeCell(program, on_event, alone)
         self.cells.append(cell)
         self.engine.started_cells.put_nowait(cell)
         return cell
@@ -203,6 +235,9 @@ class FakeSession:
 
     async def ready(self, isolates: int | None = None) -> None:
         return None
+
+    def may_lose_cells(self) -> bool:
+        return self.engine.may_lose_cells
 
     def is_alive(self) -> bool:
         return not self.closed and not self.engine.closed
@@ -216,10 +251,13 @@ class FakeEngine(Engine):
 
     A script that does not parse as JavaScript is stripped by `strip` (default: returned
     unchanged; raise `EngineError` from it to play a stripper that failed); `stripped` records
-    what the sessions asked to strip, in order."""
+    what the sessions asked to strip, in order. `may_lose_cells=True` plays an engine whose
+    cells may die alone (as on worker processes): sessions journal their cells and replay a cell
+    that `die`s on a new one (`alone`), which the test then plays."""
 
-    def __init__(self, strip: Callable[[str], str] | None = None) -> None:
+    def __init__(self, strip: Callable[[str], str] | None = None, *, may_lose_cells: bool = False) -> None:
         self.strip: Callable[[str], str] = strip or (lambda code: code)
+        self.may_lose_cells = may_lose_cells
         self.stripped: list[str] = []
         self.sessions: list[FakeSession] = []
         self.closed = False

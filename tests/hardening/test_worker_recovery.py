@@ -113,8 +113,10 @@ async def main():
     await asyncio.sleep(6)  # past the grace of the last retired worker
     ends = []
     for cell_id in forever:
-        r = await cm.wait(cell_id, yield_time_ms=20000)
-        ends.append([r.status, r.error])
+        r = await cm.wait(cell_id, yield_time_ms=500)
+        ends.append([r.status, r.error, texts(r)])
+        if r.status == "running":
+            await cm.wait(cell_id, terminate=True)
     after = await cm.exec('text("after")', yield_time_ms=20000)
     report(most=most, ends=ends, after=[after.status, texts(after)], settled=len(engine_processes()),
            spinning=sum(1 for p in engine_processes() if open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] == "R"))
@@ -132,11 +134,15 @@ async def test_retired_workers_are_killed_and_engine_processes_stay_bounded() ->
     assert outcome["most"] <= 2 + MAX_RETIRING + 1 + 1, outcome
     assert outcome["after"] == ["completed", ["after"]], outcome
     assert outcome["settled"] <= 2 + 1, outcome  # every retired worker is gone
-    for status, error in outcome["ends"]:
-        # The never-ending cells on retired workers end with a text that says why and what to do.
-        assert status == "failed", outcome
-        assert "could not be stopped" in error and "Run it again" in error, error
-        assert "less data" not in error and "out of memory" not in error, error
+    for status, error, items in outcome["ends"]:
+        # The never-ending cells on retired workers are not to blame: replayed where cells run,
+        # they go on (their output not handed out again); past a few such stops they end with a
+        # text that says why and what to do.
+        assert status in ("running", "failed"), outcome
+        assert items == [], outcome
+        if status == "failed":
+            assert "could not be stopped" in error and "Run it again" in error, error
+            assert "less data" not in error and "out of memory" not in error, error
 
 
 # --- start failures: retried, never a permanent disable, truthful texts -------------------------

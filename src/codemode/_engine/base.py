@@ -1,9 +1,11 @@
 """The engine interface: what the cell logic needs from a JavaScript engine, and nothing more.
 
-Commands go in as method calls (`start`, `resolve_tool_call`, `terminate`, `release`); everything
-the script does, and everything that happens to the engine under it (a heap limit reached, an
-engine process that died), comes out as `EngineEvent`s through one callback, in order. The
-session/cell layer imports only this module, so engines (in-process V8, V8 in supervised worker
+Commands go in as method calls (`start`, `resolve_tool_call`, `terminate`, `release`, and for
+durable cells `resolve_together`, `fire_timer`, `go_live`), reaching the script in the order they
+are made; everything the script does, and everything that happens to the engine under it (a heap
+limit reached, an engine process that died), comes out as `EngineEvent`s through one callback, in
+order. A program given a `Determinism` is journaled (`JournalEvent`s) so that a fresh isolate can
+replay it. The session/cell layer imports only this module, so engines (in-process V8, V8 in supervised worker
 processes, a scripted fake in tests) are interchangeable.
 
 Lifecycle: an `Engine` is an async context manager; `aclose()` stops what it runs (its worker
@@ -94,6 +96,47 @@ class EngineDiedEvent:
     """
 
     error: str
+    # True when the engine died on its own while this cell ran on it (a crash, an out-of-memory
+    # abort, a kill from outside), so this cell may be what killed it; False when the host
+    # stopped the engine for another reason (it was retired, another cell could not be
+    # interrupted), so this cell is not to blame.
+    suspect: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedCalls:
+    """One step of the script settled these calls, in this order (one `resolve_together` replays it)."""
+
+    call_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer's callback ran live, as its own step (`fire_timer` replays it)."""
+
+    timer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClockRead:
+    """The script read the real clock (`Date.now()`, `new Date()`, `Date()`, `Temporal.Now`,
+    `Intl.DateTimeFormat().format()`) `times` times in a row and got `ms` each time (a loop
+    waiting on the clock reads one value a million times); replay hands them back."""
+
+    ms: float
+    times: int = 1
+
+
+JournalEntry: TypeAlias = ResolvedCalls | TimerFired | ClockRead
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    """Non-deterministic inputs the isolate applied, in order, since the last event (cells with a
+    `Determinism` only). It precedes every event that depends on them, so a host that journals
+    what it saw can replay the cell up to its last event."""
+
+    entries: tuple[JournalEntry, ...]
 
 
 EngineEvent: TypeAlias = (
@@ -105,6 +148,7 @@ EngineEvent: TypeAlias = (
     | FinishedEvent
     | MemoryLimitEvent
     | EngineDiedEvent
+    | JournalEvent
 )
 EventSink: TypeAlias = Callable[[EngineEvent], None]
 
@@ -125,6 +169,29 @@ class SessionSetup:
     heap_limit_bytes: int
 
 
+MAX_RANDOM_SEED = 2**53  # seeds are JS numbers: integers below this are exact
+
+
+@dataclass(frozen=True)
+class Determinism:
+    """Makes a cell replayable: its non-deterministic inputs are seeded, recorded or handed back.
+
+    `random_seed` seeds the script's Math.random (the host journals the seed, so nothing is
+    recorded per call); `clock` are recorded clock readings (a number: one reading; a
+    `ClockRead`: its `ms`, `times` times), handed out first (in replay) before the real clock,
+    which is recorded; `replaying` makes timers wait for `fire_timer` until
+    `go_live`, and leaves the batches and fires the host replays out of the journal.
+    """
+
+    random_seed: int
+    clock: tuple[float | ClockRead, ...] = ()
+    replaying: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.random_seed < MAX_RANDOM_SEED:
+            raise ValueError(f"random_seed must be in [0, 2**53), got {self.random_seed}")
+
+
 @dataclass(frozen=True)
 class CellProgram:
     """One script ready to run.
@@ -140,6 +207,7 @@ class CellProgram:
     stored_json: str = "{}"  # JSON object: each stored key -> the JSON text of its value
     store_budget_bytes: int = 1 << 62  # key + JSON text characters `store` may add this cell
     store_limit_error: str = "store: the stored values are too large"  # what `store` throws then
+    determinism: Determinism | None = None  # None: nothing seeded or recorded
 
 
 class EngineCell(Protocol):
@@ -147,6 +215,20 @@ class EngineCell(Protocol):
 
     def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None:
         """Settle a pending tool call: `payload` is JSON text when ok, else the error message."""
+        ...
+
+    def resolve_together(self, results: Sequence[tuple[int, bool, str]]) -> None:
+        """Settle these calls `(call_id, ok, payload)` in one step of the script (replays a
+        recorded `ResolvedCalls`); calls not pending are skipped."""
+        ...
+
+    def fire_timer(self, timer_id: int) -> None:
+        """Replay: run this timer's callback now, as its own step (no-op if cleared/unknown)."""
+        ...
+
+    def go_live(self) -> None:
+        """Replay is over: arm the timers still registered (with their full delay), record
+        everything from now on."""
         ...
 
     async def terminate(self) -> None:
@@ -164,8 +246,12 @@ class EngineCell(Protocol):
 class EngineSession(Protocol):
     """One code-mode session's handle on the engine: its cells all run with one `SessionSetup`."""
 
-    def start(self, program: CellProgram, on_event: EventSink) -> EngineCell:
+    def start(self, program: CellProgram, on_event: EventSink, *, alone: bool = False) -> EngineCell:
         """Run a program in a fresh, never-used isolate; events flow to `on_event`.
+
+        `alone=True`: the process engine runs this cell on a worker of its own (a suspect
+        replayed after a worker died must not take innocent cells down with it); the in-process
+        engine ignores it.
 
         Returns at once: when the engine must first find room for the cell (an isolate, a
         worker with capacity), the cell waits inside the engine, so the caller can observe it
@@ -190,6 +276,11 @@ class EngineSession(Protocol):
 
     def is_alive(self) -> bool:
         """Whether new cells can run: the session is open and its engine has not failed or closed."""
+        ...
+
+    def may_lose_cells(self) -> bool:
+        """Whether a cell may end with `EngineDiedEvent` while the host lives on (its worker
+        process died): the session then journals its cells, to replay them elsewhere."""
         ...
 
     async def aclose(self) -> None:

@@ -7,12 +7,19 @@
 //     directly, so output is never stuck inside an isolate that is busy in a loop; a ping
 //     (one-way native callback) tells the host to look. Messages that do not fit wait in an
 //     overflow queue the host drains with `drain()` when the isolate is idle.
-//   * host -> script: short scripts calling `__codemode_host__` (run / resolve / drain), a
+//   * host -> script: short scripts calling `__codemode_host__` (run / resolve / fire / live /
+//     drain), a
 //     script-level const, not a property of globalThis; the host renames it to a random name per
 //     process before evaluating this file, so the script can neither name nor find it (nor the
 //     ring it holds).
 // The isolate is generic until `run`: the session's tools, stored values and store budget come
 // with the program, so one pool of prepared isolates serves every session.
+// Durable cells: when `run` is given a determinism (seed, recorded clock, replaying flag), every
+// non-deterministic input the isolate applies is journaled so a fresh isolate can replay the
+// cell: each `resolve` batch (`["b", ids]`), each live timer fire (`["t", id]`), each real clock
+// reading (`["d", ms, times]`: repeats of one value in a row are counted); Math.random becomes a PRNG seeded by the host. Entries are written as
+// one `{k: "journal"}` message before the next other message, so whatever the host sees is
+// preceded by the inputs it depends on. In replay, timers wait for the host's `fire` until `live`.
 // Helper errors are thrown as plain strings, as in the reference runtime; `exit()` called from
 // anywhere (a getter, a toJSON the helpers invoke) still ends the cell like `exit()`.
 // Performance: the functions every exec runs are written as parenthesized function expressions
@@ -38,6 +45,7 @@ const __codemode_host__ = (function (setup) {
   const ReflectApply = Reflect.apply;
   const ObjectDefineProperty = Object.defineProperty;
   const ObjectEntries = Object.entries;
+  const ObjectKeys = Object.keys;
   const ObjectFreeze = Object.freeze;
   const ObjectSetPrototypeOf = Object.setPrototypeOf;
   const ArrayIsArray = Array.isArray;
@@ -64,6 +72,20 @@ const __codemode_host__ = (function (setup) {
   const ProxyCtor = Proxy;
   const NumberIsFinite = Number.isFinite;
   const MathTrunc = Math.trunc;
+  const MathImul = Math.imul;
+  const MathObject = Math;
+  const ReflectConstruct = Reflect.construct;
+  const DateCtor = Date;
+  const DateNow = Date.now;
+  const DateParse = Date.parse;
+  const DateUTC = Date.UTC;
+  const DatePrototypeToString = uncurryThis(Date.prototype.toString);
+  const ObjectGetOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+  const WeakMapCtor = WeakMap;
+  const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
+  const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
+  const TemporalObject = g.Temporal;
+  const IntlObject = g.Intl;
   const Int32ArrayCtor = Int32Array;
   const SAB = g.SharedArrayBuffer;
   const AtomicsLoad = g.Atomics.load;
@@ -142,6 +164,16 @@ const __codemode_host__ = (function (setup) {
   let droppedItems = 0;
   let droppedChars = 0;
 
+  // Journal entries recorded since the last message (only with a determinism); they go to the
+  // host as one `{k: "journal"}` message ahead of the next other message.
+  let journal = safeList();
+
+  function writeJournal() {
+    const entries = journal;
+    journal = safeList();
+    write(JSONStringify({ __proto__: null, k: "journal", v: entries }));
+  }
+
   // The characters of an output message's item, as the host counts them; -1 for other kinds.
   function outputChars(message) {
     const k = message.k;
@@ -161,6 +193,7 @@ const __codemode_host__ = (function (setup) {
   // the script runs on; other messages always go (calls must be answered, `done` must arrive;
   // the heap limit bounds them).
   const send = (function send(message) {
+    if (journal.length !== 0) writeJournal();
     const s = JSONStringify(message);
     const n = s.length;
     const need = 4 + ((n * 2 + 3) & ~3);
@@ -413,7 +446,7 @@ const __codemode_host__ = (function (setup) {
   const writes = new MapCtor();
   const pendingCalls = new MapCtor();
   let nextCallId = 0;
-  const timers = new MapCtor();
+  const timers = new MapCtor(); // id -> { callback, ms }: registered, not yet fired or cleared
   let nextTimerId = 0;
 
   function storedValues() {
@@ -429,6 +462,217 @@ const __codemode_host__ = (function (setup) {
   }
 
   const SUCCESS = ObjectFreeze({ __proto__: null, codemodeSuccess: true });
+
+  // ---- determinism ---------------------------------------------------------------------------
+  // Set by `run` when the host gives a determinism; without one none of this is installed and
+  // Date and Math.random are the originals.
+  let recording = false; // inputs applied live are journaled
+  let replaying = false; // timers wait for the host's `fire` until `live`
+  let clock = null; // recorded clock readings handed out first (replay): [ms, times] pairs
+  let clockNext = 0; // the pair handed out now
+  let clockTaken = 0; // times it was handed out
+
+  const entry = (kind, value) => {
+    const e = safeList();
+    e[0] = kind;
+    e[1] = value;
+    return e;
+  };
+
+  // What every reading of the clock by the script returns: the recorded readings first, then
+  // the real clock, recorded as `["d", ms, times]` (a busy loop reads the same ms many times).
+  const readClock = (function readClock() {
+    if (clock !== null) {
+      let reading = clock[clockNext];
+      if (clockTaken === reading[1]) {
+        clockNext++;
+        clockTaken = 0;
+        reading = clockNext < clock.length ? clock[clockNext] : undefined;
+      }
+      if (reading !== undefined) {
+        clockTaken++;
+        return reading[0];
+      }
+      clock = null;
+    }
+    const ms = DateNow();
+    const last = journal.length === 0 ? undefined : journal[journal.length - 1];
+    if (last !== undefined && last[0] === "d" && last[1] === ms) {
+      last[2]++;
+    } else {
+      const reading = entry("d", ms);
+      reading[2] = 1;
+      append(journal, reading);
+    }
+    return ms;
+  });
+
+  // xoshiro128** (Blackman and Vigna), its state filled by splitmix32 from the 53-bit seed.
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const seedRandom = (function seedRandom(seed) {
+    let x = seed >>> 0;
+    const high = MathTrunc(seed / 4294967296) | 0;
+    const next = () => {
+      x = (x + 0x9e3779b9) | 0;
+      let z = x ^ (x >>> 16);
+      z = MathImul(z, 0x21f0aaad);
+      z ^= z >>> 15;
+      z = MathImul(z, 0x735a2d97);
+      return z ^ (z >>> 15);
+    };
+    s0 = next();
+    x ^= high;
+    s1 = next();
+    s2 = next();
+    s3 = next();
+    if ((s0 | s1 | s2 | s3) === 0) s0 = 1; // the one state xoshiro never leaves
+  });
+  const nextRandom = (function nextRandom() {
+    const r = MathImul(s1, 5);
+    const result = MathImul((r << 7) | (r >>> 25), 9);
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
+    return result >>> 0;
+  });
+  // Method definitions: named like the originals, not constructors, length 0.
+  const replacements = {
+    __proto__: null,
+    random() {
+      return ((nextRandom() >>> 5) * 67108864 + (nextRandom() >>> 6)) / 9007199254740992;
+    },
+    now() {
+      return readClock();
+    },
+  };
+
+  // A Date whose no-argument forms and `now` read `readClock`; everything else is the original
+  // Date's (its prototype, statics, `new Date(x)`, subclassing, `instanceof Date`).
+  const installDate = (function installDate() {
+    const DatePrototype = DateCtor.prototype;
+    // (Seven parameters: the original's length.)
+    const Date = function Date(year, month, day, hours, minutes, seconds, ms) {
+      if (new.target === undefined) return DatePrototypeToString(ReflectConstruct(DateCtor, [readClock()], DateCtor));
+      return ReflectConstruct(DateCtor, arguments.length === 0 ? [readClock()] : arguments, new.target);
+    };
+    ObjectDefineProperty(Date, "prototype", { __proto__: null, value: DatePrototype, writable: false });
+    ObjectDefineProperty(Date, "now", dataProperty(replacements.now, false));
+    ObjectDefineProperty(Date, "parse", dataProperty(DateParse, false));
+    ObjectDefineProperty(Date, "UTC", dataProperty(DateUTC, false));
+    ObjectDefineProperty(DatePrototype, "constructor", dataProperty(Date, false));
+    ObjectDefineProperty(g, "Date", dataProperty(Date, false));
+  });
+
+  // Temporal.Now reads the clock through `readClock` too (at its precision here: milliseconds).
+  const installTemporalNow = (function installTemporalNow() {
+    if (TemporalObject === undefined) return;
+    const Now = TemporalObject.Now;
+    const Instant = TemporalObject.Instant;
+    const fromEpochMilliseconds = Instant.fromEpochMilliseconds;
+    const timeZoneId = Now.timeZoneId;
+    const toZoned = uncurryThis(Instant.prototype.toZonedDateTimeISO);
+    const zonedPrototype = TemporalObject.ZonedDateTime.prototype;
+    const toPlainDateTime = uncurryThis(zonedPrototype.toPlainDateTime);
+    const toPlainDate = uncurryThis(zonedPrototype.toPlainDate);
+    const toPlainTime = uncurryThis(zonedPrototype.toPlainTime);
+    const instant = () => ReflectApply(fromEpochMilliseconds, Instant, [readClock()]);
+    const zoned = (zone) => toZoned(instant(), zone === undefined ? ReflectApply(timeZoneId, Now, []) : zone);
+    // (Rest parameters: the originals' length, 0.)
+    const methods = {
+      __proto__: null,
+      instant() {
+        return instant();
+      },
+      zonedDateTimeISO(...zone) {
+        return zoned(zone[0]);
+      },
+      plainDateTimeISO(...zone) {
+        return toPlainDateTime(zoned(zone[0]));
+      },
+      plainDateISO(...zone) {
+        return toPlainDate(zoned(zone[0]));
+      },
+      plainTimeISO(...zone) {
+        return toPlainTime(zoned(zone[0]));
+      },
+    };
+    const names = ObjectKeys(methods);
+    for (let i = 0; i < names.length; i++) ObjectDefineProperty(Now, names[i], dataProperty(methods[names[i]], false));
+  });
+
+  // Intl.DateTimeFormat's format (and formatToParts) of no date formats `readClock()`.
+  const installDateTimeFormat = (function installDateTimeFormat() {
+    if (IntlObject === undefined) return;
+    const prototype = IntlObject.DateTimeFormat.prototype;
+    const formatGetter = ObjectGetOwnPropertyDescriptor(prototype, "format").get;
+    const formatToParts = prototype.formatToParts;
+    const formats = new WeakMapCtor(); // each formatter's format function, made once as the original's
+    const members = {
+      get format() {
+        let format = WeakMapPrototypeGet(formats, this);
+        if (format === undefined) {
+          const original = ReflectApply(formatGetter, this, []); // a TypeError for a non-formatter
+          format = (date) => original(date === undefined ? readClock() : date);
+          ObjectDefineProperty(format, "name", { __proto__: null, value: "" });
+          WeakMapPrototypeSet(formats, this, format);
+        }
+        return format;
+      },
+      formatToParts(date) {
+        return ReflectApply(formatToParts, this, [date === undefined ? readClock() : date]);
+      },
+    };
+    const getter = ObjectGetOwnPropertyDescriptor(members, "format").get;
+    ObjectDefineProperty(prototype, "format", { __proto__: null, get: getter, set: undefined, enumerable: false, configurable: true });
+    ObjectDefineProperty(prototype, "formatToParts", dataProperty(members.formatToParts, false));
+  });
+
+  // `determinism` (from the host, read before the script exists): { seed, clock, replaying }.
+  const startDeterminism = (function startDeterminism(determinism) {
+    recording = true;
+    replaying = determinism.replaying === true;
+    const readings = determinism.clock; // [[ms, times], ...], each times > 0
+    if (readings.length > 0) {
+      clock = safeList();
+      for (let i = 0; i < readings.length; i++) {
+        const reading = entry(readings[i][0], readings[i][1]);
+        append(clock, reading);
+      }
+    }
+    seedRandom(determinism.seed);
+    ObjectDefineProperty(MathObject, "random", dataProperty(replacements.random, false));
+    installDate();
+    installTemporalNow();
+    installDateTimeFormat();
+  });
+
+  // Runs a registered timer's callback once (the caller has unregistered it).
+  const runTimer = (function runTimer(callback) {
+    try {
+      ReflectApply(callback, undefined, []);
+    } catch (e) {
+      finish(e);
+    }
+  });
+
+  // Fires timer `id` after `ms` unless it is cleared first; a live fire is journaled.
+  const armTimer = (function armTimer(id, ms) {
+    const cell = new Int32ArrayCtor(new SAB(4));
+    settle(AtomicsWaitAsync(cell, 0, 0, ms > 0 ? ms : 1).value, () => {
+      const timer = MapPrototypeGet(timers, id);
+      if (timer === undefined || finished) return;
+      MapPrototypeDelete(timers, id);
+      if (recording) append(journal, entry("t", id));
+      runTimer(timer.callback);
+    });
+  });
 
   // `finish(SUCCESS)` or `finish(thrownValue)`: any thrown value but the exit sentinel is a
   // failure, `undefined` included (`throw undefined` fails with "undefined").
@@ -571,16 +815,8 @@ const __codemode_host__ = (function (setup) {
       let ms = +delay; // ToNumber: a BigInt or Symbol throws, as in the reference
       ms = !NumberIsFinite(ms) || ms <= 0 ? 0 : MathTrunc(ms);
       const id = ++nextTimerId;
-      MapPrototypeSet(timers, id, true);
-      const cell = new Int32ArrayCtor(new SAB(4));
-      settle(AtomicsWaitAsync(cell, 0, 0, ms > 0 ? ms : 1).value, () => {
-        if (!MapPrototypeDelete(timers, id) || finished) return;
-        try {
-          ReflectApply(callback, undefined, []);
-        } catch (e) {
-          finish(e);
-        }
-      });
+      MapPrototypeSet(timers, id, { __proto__: null, callback, ms });
+      if (!replaying) armTimer(id, ms);
       return id;
     },
     clearTimeout(id) {
@@ -695,8 +931,9 @@ const __codemode_host__ = (function (setup) {
   const host = ObjectFreeze({
     __proto__: null,
     ring,
-    run: ((toolNames, allToolsEntries, snapshotJson, budget, limitError, main) => {
+    run: ((toolNames, allToolsEntries, snapshotJson, budget, limitError, determinism, main) => {
       installTools(toolNames, allToolsEntries);
+      if (determinism !== null) startDeterminism(determinism);
       storedJson = snapshotJson;
       storeBudget = budget;
       storeLimitError = limitError;
@@ -709,12 +946,35 @@ const __codemode_host__ = (function (setup) {
       }
       settle(promise, (() => finish(SUCCESS)), ((e) => finish(e)));
     }),
-    resolve: ((id, ok, payload) => {
-      const call = MapPrototypeGet(pendingCalls, id);
-      if (call === undefined) return;
-      MapPrototypeDelete(pendingCalls, id);
-      if (ok) call.resolve(JSONParse(payload));
-      else call.reject(payload);
+    // One step settling `[[id, ok, payload], ...]` (payload: JSON text when ok, else the error),
+    // journaled as one batch of the calls it settled, in the order given.
+    resolve: ((batch) => {
+      const ids = safeList();
+      for (let i = 0; i < batch.length; i++) {
+        const result = batch[i];
+        const id = result[0];
+        const call = MapPrototypeGet(pendingCalls, id);
+        if (call === undefined) continue;
+        MapPrototypeDelete(pendingCalls, id);
+        append(ids, id);
+        if (result[1]) call.resolve(JSONParse(result[2]));
+        else call.reject(result[2]);
+      }
+      if (recording && !replaying && ids.length !== 0) append(journal, entry("b", ids));
+    }),
+    // Replay: run timer `id`'s callback now, as its own step, if it is still registered.
+    fire: ((id) => {
+      const timer = MapPrototypeGet(timers, id);
+      if (timer === undefined || finished) return;
+      MapPrototypeDelete(timers, id);
+      runTimer(timer.callback);
+    }),
+    // Replay is over: the timers still registered are armed with their full delay, and every
+    // input from now on is journaled.
+    live: (() => {
+      if (!replaying) return;
+      replaying = false;
+      MapPrototypeForEach(timers, (timer, id) => armTimer(id, timer.ms));
     }),
     // The oldest overflow messages, about DRAIN_CHARS at most, as one JSON array text; the
     // host drains again while the count in the header is not 0.

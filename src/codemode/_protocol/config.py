@@ -82,6 +82,10 @@ class Limits:
         max_tool_threads: threads the session's sync tools may use at once (16).
         approval_timeout_s: seconds a call may wait for approval before it is rejected (600;
             None: no limit).
+        max_journal_bytes: characters one cell's journal may hold (16 MiB: the program, stored
+            values it started with, tool results, timer and clock records). A cell past it says
+            it can no longer be made durable and runs on, but is not replayed if its engine
+            worker or host stops.
     """
 
     heap_limit_bytes: int = DEFAULT_HEAP_LIMIT_BYTES
@@ -93,6 +97,7 @@ class Limits:
     max_stored_bytes: int = 16 * MIB
     max_tool_threads: int = 16
     approval_timeout_s: float | None = DEFAULT_APPROVAL_TIMEOUT_S
+    max_journal_bytes: int = 16 * MIB
 
     def __post_init__(self) -> None:
         for f in fields(self):

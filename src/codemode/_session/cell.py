@@ -31,10 +31,9 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from codemode._engine.base import (
-    EngineCell,
     EngineDiedEvent,
     EngineEvent,
     FinishedEvent,
@@ -55,6 +54,16 @@ from codemode._session.script_text import safe_event
 from codemode._session.trace import CallTrace, KeptRecords, Spans
 from codemode._tasks import TaskSet
 from codemode.errors import UsageError
+
+
+class ScriptControl(Protocol):
+    """What a cell does to its running script: an `EngineCell`, or a layer over one."""
+
+    def resolve_tool_call(self, call_id: int, ok: bool, payload: str) -> None: ...
+
+    async def terminate(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class CellState(enum.Enum):
@@ -128,7 +137,7 @@ class Cell:
         self._tool_call_count = 0
         self._time_limit: asyncio.TimerHandle | None = None
         self._aborting: asyncio.Task[None] | None = None
-        self._engine: EngineCell | None = None
+        self._engine: ScriptControl | None = None
         self.state = CellState.RUNNING
         self._items: list[OutputItem] = []
         self._error: str | None = None
@@ -149,8 +158,14 @@ class Cell:
         self._terminated = asyncio.Event()
         self._driver_context = contextvars.copy_context()  # the exec's, until an observer takes over
 
-    def attach(self, engine: EngineCell) -> None:
+    def attach(self, engine: ScriptControl) -> None:
         self._engine = engine
+
+    @property
+    def undelivered_outputs(self) -> int:
+        """Output events the cell holds that no observation has handed out yet."""
+        held = len(self._items) - (1 if self._dropped_items else 0)
+        return held + self._dropped_items
 
     # -- engine events ----------------------------------------------------------------------
     def on_event(self, event: EngineEvent) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from codemode._engine.base import Engine
     from codemode._protocol.calls import ApprovalPolicy
     from codemode._protocol.config import Defaults, Isolation, Limits
+    from codemode.store import Store
 
 __all__ = ["CodeModeOptions", "NotifyCallback", "check_options"]
 
@@ -40,6 +41,8 @@ class CodeModeOptions(TypedDict, total=False):
     engine: Engine | None
     approve: ApprovalPolicy | None
     tracer_provider: TracerProvider | None
+    store: str | Store | None
+    session_id: str | None
 
 
 def check_options(options: Mapping[str, object]) -> None:

@@ -46,7 +46,7 @@ def safe_event(event: EngineEvent) -> EngineEvent:
         return _safe_finished(event)
     if isinstance(event, EngineDiedEvent):
         error = safe_text(event.error)
-        return event if error is event.error else EngineDiedEvent(error)
+        return event if error is event.error else EngineDiedEvent(error, event.suspect)
     return event
 
 

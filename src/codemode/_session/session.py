@@ -11,6 +11,7 @@ import inspect
 import itertools
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,7 +48,9 @@ from codemode._session.cell import (
     Observation,
     ToolCallRequest,
 )
+from codemode._session.durable import DurableCell, new_random_seed
 from codemode._session.intake import ToolIntake
+from codemode._session.journal import CellJournal, JournalPlace
 from codemode._session.limits import (
     concurrency_error,
     source_size_error,
@@ -59,9 +62,11 @@ from codemode._session.options import NotifyCallback
 from codemode._session.tool_calls import ToolCallFailed, call_tool
 from codemode._session.trace import KeptRecords, Spans
 from codemode._source import SourceError, effective_yield_time_ms, parse_exec_source
+from codemode._tasks import TaskSet
 from codemode._threads import ToolThreads, use_tool_threads
 from codemode.errors import EngineError, ToolError, UsageError
 from codemode.formats import Api, described_tool_specs, exec_input
+from codemode.store import Store, open_store
 from codemode.tools import Tool
 
 if TYPE_CHECKING:
@@ -70,6 +75,11 @@ if TYPE_CHECKING:
 KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_notify sees all)...
 KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
 SHUTTING_DOWN = "code mode session is shutting down"
+LEASE_S = 6.0  # how long a host owns a durable cell without renewing its lease (every third of it)
+RUNNING_ELSEWHERE = (
+    "exec cell {cell_id} is running on another host of this session right now; wait on it there, "
+    "or try again in a few seconds"
+)
 
 
 logger = logging.getLogger("codemode")
@@ -109,6 +119,13 @@ class CodeMode:
             Raising `ToolError` rejects the call with its message.
         tracer_provider: the OpenTelemetry `TracerProvider` for the exec/wait and nested-call
             spans (default: the global one; spans need `opentelemetry-api` installed).
+        store: where cells and stored values outlive this process ("sqlite:///path/file.db",
+            "postgresql://...", or a `codemode.store.Store`): every cell's journal, the stored
+            values and the session's cells are kept there, and a new `CodeMode` with the same
+            `session_id` and store resumes them (`wait` on a cell that was running continues it
+            by replay). Without it nothing is written anywhere.
+        session_id: the session to open or resume in `store` (default: a new random id, see
+            `session_id`).
     """
 
     def __init__(
@@ -125,6 +142,8 @@ class CodeMode:
         engine: Engine | None = None,
         approve: ApprovalPolicy | None = None,
         tracer_provider: TracerProvider | None = None,
+        store: str | Store | None = None,
+        session_id: str | None = None,
     ) -> None:
         if not isinstance(limits, Limits):
             raise UsageError(f"`limits` must be a codemode.Limits, got {limits!r}")
@@ -132,6 +151,18 @@ class CodeMode:
             raise UsageError(f"`defaults` must be a codemode.Defaults, got {defaults!r}")
         self._limits = limits
         self._defaults = defaults
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise UsageError(f"`session_id` must be a non-empty string, got {session_id!r}")
+        self._session_id = session_id if session_id is not None else uuid.uuid4().hex
+        self._store: Store | None = open_store(store) if store is not None else None
+        self._owns_store = isinstance(store, str)
+        self._owner = uuid.uuid4().hex  # this host, as the owner of the cells it runs
+        self._durable: dict[str, DurableCell] = {}
+        self._pending_values: dict[str, str | None] = {}
+        self._cells_to_forget: list[str] = []
+        self._keep_journals = False  # closing with a store: cells stop here, their journals stay
+        self._handed_over: set[str] = set()  # cells another host took over: their journals stay
+        self._leases = TaskSet("codemode session leases")
         if isolation is None:
             isolation = DEFAULT_ISOLATION
         if isolation not in ("process", "in-process"):
@@ -231,6 +262,12 @@ class CodeMode:
         if self._collision_notice:
             logger.warning("%s", self._collision_notice)
         self._exports = module_exports(set(self._by_global_name))
+        if self._store is not None:
+            record = await self._store.open_session(self._session_id)
+            self._stored = dict(record.values)
+            self._stored_bytes = sum(_stored_size(key, text) for key, text in self._stored.items())
+            self._stored_json = None
+            self._leases.spawn(self._renew_leases(), name="codemode-leases")
         if self._engine is None:
             from codemode import engines
 
@@ -267,6 +304,7 @@ class CodeMode:
         if self._state in (State.CLOSING, State.CLOSED):
             return
         self._state = State.CLOSING
+        self._keep_journals = self._store is not None
         cells = list(self._cells.values())
         await asyncio.gather(*(self._terminate_quietly(cell) for cell in cells))
         await self._release()
@@ -279,6 +317,16 @@ class CodeMode:
         if engine_session is not None:
             await engine_session.aclose()
         await self._tool_intake.aclose()
+        self._leases.cancel_all()
+        if self._store is not None:
+            try:
+                await self._persist()
+                for cell_id in list(self._durable):
+                    await self._store.release_lease(self._session_id, cell_id, self._owner)
+            finally:
+                self._durable.clear()
+                if self._owns_store and self._state is not State.STARTING:
+                    await self._store.aclose()
 
     @staticmethod
     async def _terminate_quietly(cell: Cell) -> None:
@@ -324,7 +372,10 @@ class CodeMode:
         requested_yield = _first(request.yield_time_ms, yield_time_ms, defaults.exec_yield_time_ms)
         max_tokens = _first(request.max_output_tokens, max_output_tokens, defaults.max_output_tokens)
         code = request.code
-        cell_id = str(next(self._cell_ids))
+        if self._store is not None:
+            cell_id = str(await self._store.next_cell_id(self._session_id))
+        else:
+            cell_id = str(next(self._cell_ids))
         if not parses_as_javascript(code):  # TypeScript (or a syntax error, which V8 reports)
             assert self._engine_session is not None
             try:
@@ -339,11 +390,7 @@ class CodeMode:
         except ImportError_ as exc:
             return ExecResult("failed", cell_id, error=str(exc), wall_time_s=loop.time() - started,
                               max_output_tokens=max_tokens)
-        cell = Cell(
-            cell_id, self._hooks_for(cell_id), self._limits, approvals=self._approvals, spans=self._spans,
-            kept_records=self._kept_records,
-        )
-        self._cells[cell_id] = cell
+        cell = self._new_cell(cell_id)
         assert self._engine_session is not None
         program = CellProgram(
             rewritten.code,
@@ -352,12 +399,17 @@ class CodeMode:
             store_budget_bytes=max(0, self._limits.max_stored_bytes - self._stored_bytes),
             store_limit_error=store_limit_error(self._limits.max_stored_bytes),
         )
-        cell.attach(self._engine_session.start(program, cell.on_event))
-        if self._limits.cell_time_limit_ms is not None:
-            limit_ms = self._limits.cell_time_limit_ms
-            cell.start_time_limit(limit_ms / 1000, time_limit_error(limit_ms))
+        if self._journaled:
+            journal = CellJournal(program, new_random_seed(), self._limits.max_journal_bytes)
+            if self._store is not None:
+                header = journal.header()
+                await self._store.create_cell(self._session_id, cell_id, header, self._owner, LEASE_S)
+                journal.place = JournalPlace(self._store, self._session_id, cell_id, self._owner)
+            self._durable_cell(cell, journal).start_live()
+        else:
+            cell.attach(self._engine_session.start(program, cell.on_event))
         observation = await cell.observe(effective_yield_time_ms(requested_yield, defaults.max_yield_time_ms))
-        return self._result(cell_id, observation, started, max_tokens)
+        return await self._observed(cell, observation, started, max_tokens)
 
     async def wait(
         self,
@@ -390,6 +442,10 @@ class CodeMode:
         if self._state in (State.CLOSING, State.CLOSED):
             return refused(SHUTTING_DOWN, "shutting_down")
         cell = self._cells.get(str(cell_id))
+        if cell is None and self._store is not None and await self._usable():
+            cell = await self._resume(str(cell_id))
+            if isinstance(cell, str):
+                return refused(cell, "busy")
         if cell is None:
             return refused(f"exec cell {cell_id} not found", "not_found")
         try:
@@ -400,7 +456,7 @@ class CodeMode:
                 observation = await cell.observe(effective_yield_time_ms(requested, defaults.max_yield_time_ms))
         except CellBusyError as exc:
             return refused(str(exc), exc.kind)
-        return self._result(cell.id, observation, started, budget)
+        return await self._observed(cell, observation, started, budget)
 
     # -- approvals and the trace -------------------------------------------------------------
     async def approve(self, cell_id: str, call_id: str) -> None:
@@ -484,6 +540,8 @@ class CodeMode:
             return False
         self._stored_bytes -= _stored_size(key, text)
         self._stored_json = None
+        if self._store is not None:
+            self._pending_values[key] = None  # written with the next exec or wait
         return True
 
     def tool_specs(self, api: Api = "responses", *, code_mode_only: bool = True) -> list[dict[str, Any]]:
@@ -518,6 +576,12 @@ class CodeMode:
             raise UsageError(use_refusal(self._state, "this CodeMode", self._start_error)) from self._start_error
 
     @property
+    def session_id(self) -> str:
+        """This session's id: the one given, or a random one. With a store, a new `CodeMode`
+        given it (and the same store) resumes this session's cells and stored values."""
+        return self._session_id
+
+    @property
     def tools(self) -> Sequence[NestedTool]:
         """The nested tools as the script sees them (after `start`)."""
         return tuple(self._table)
@@ -526,6 +590,113 @@ class CodeMode:
     def running_cells(self) -> list[str]:
         """Ids of cells that have not been closed yet."""
         return list(self._cells)
+
+    # -- durable cells ----------------------------------------------------------------------
+    @property
+    def _journaled(self) -> bool:
+        """Whether cells keep a journal: with a store, and on an engine whose cells may die
+        alone (a worker process), which are then replayed from memory."""
+        assert self._engine_session is not None
+        return self._store is not None or self._engine_session.may_lose_cells()
+
+    def _new_cell(self, cell_id: str) -> Cell:
+        cell = Cell(
+            cell_id, self._hooks_for(cell_id), self._limits, approvals=self._approvals, spans=self._spans,
+            kept_records=self._kept_records,
+        )
+        self._cells[cell_id] = cell
+        if self._limits.cell_time_limit_ms is not None:
+            limit_ms = self._limits.cell_time_limit_ms
+            cell.start_time_limit(limit_ms / 1000, time_limit_error(limit_ms))
+        return cell
+
+    def _durable_cell(self, cell: Cell, journal: CellJournal) -> DurableCell:
+        engine_session = self._engine_session
+        assert engine_session is not None
+
+        def retry_on_restart(tool_name: str) -> bool:
+            entry = self._by_global_name.get(tool_name)
+            return entry is not None and entry.tool.retry_on_restart
+
+        durable = DurableCell(
+            cell.id,
+            journal,
+            lambda program, sink, alone: engine_session.start(program, sink, alone=alone),
+            cell.on_event,
+            retry_on_restart,
+        )
+        self._durable[cell.id] = durable
+        cell.attach(durable)
+        return durable
+
+    async def _resume(self, cell_id: str) -> Cell | str | None:
+        """A cell of this session that another host ran, continued here by replay; None when
+        the store has no such cell, or the refusal text when another host owns it now."""
+        store = self._store
+        assert store is not None
+        record = await store.read_cell(self._session_id, cell_id)
+        if record is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEASE_S + 1
+        while not await store.acquire_lease(self._session_id, cell_id, self._owner, LEASE_S):
+            if loop.time() >= deadline:  # its owner renews it: it is alive
+                return RUNNING_ELSEWHERE.format(cell_id=cell_id)
+            await asyncio.sleep(LEASE_S / 6)  # polling the store: the lease has no wake-up
+        if cell_id in self._cells:  # resumed by a concurrent wait meanwhile
+            return self._cells[cell_id]
+        record = await store.read_cell(self._session_id, cell_id) or record
+        journal = CellJournal.restore(record.header, record.records, self._limits.max_journal_bytes)
+        journal.place = JournalPlace(store, self._session_id, cell_id, self._owner)
+        cell = self._new_cell(cell_id)
+        self._durable_cell(cell, journal).resume()
+        return cell
+
+    async def _observed(self, cell: Cell, observation: Observation, started: float, max_tokens: int) -> ExecResult:
+        """The result of an observation, once what it hands out is on record: the caller has
+        seen this output (a replay will not hand it out again) and these stored values."""
+        durable = self._durable.get(cell.id)
+        if durable is not None:
+            durable.journal.delivered(
+                durable.outputs_forwarded - cell.undelivered_outputs, durable.notifications_forwarded
+            )
+        if self._store is not None:
+            await self._persist()
+        return self._result(cell.id, observation, started, max_tokens)
+
+    async def _persist(self) -> None:
+        """Write what is pending to the store: journals, stored values, cells that closed."""
+        store = self._store
+        assert store is not None
+        for durable in list(self._durable.values()):
+            await durable.journal.flush()
+        if self._pending_values:
+            values, self._pending_values = self._pending_values, {}
+            await store.put_values(self._session_id, values)
+        while self._cells_to_forget:
+            cell_id = self._cells_to_forget.pop()
+            await store.drop_cell(self._session_id, cell_id)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of the cells running here; a cell whose lease another host took
+        stops here (its journal stays: that host continues it)."""
+        store = self._store
+        assert store is not None
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            for cell_id, durable in list(self._durable.items()):
+                if not durable.journal.durable:
+                    continue
+                try:
+                    kept = await store.acquire_lease(self._session_id, cell_id, self._owner, LEASE_S)
+                except Exception:  # the store is unreachable now: try again next round
+                    logger.warning("codemode: could not renew the lease of exec cell %s", cell_id, exc_info=True)
+                    continue
+                cell = self._cells.get(cell_id)
+                if not kept and cell is not None:
+                    self._durable.pop(cell_id, None)
+                    self._handed_over.add(cell_id)
+                    await self._terminate_quietly(cell)
 
     # -- internals --------------------------------------------------------------------------
     def _refusal(self, source: str) -> str | None:
@@ -565,6 +736,8 @@ class CodeMode:
             self._stored[key] = text
             self._stored_bytes += _stored_size(key, text)
         self._stored_json = None
+        if self._store is not None:
+            self._pending_values.update(writes)  # written before the completion is reported
         return None
 
     def _keep_notification(self, notification: Notification) -> None:
@@ -595,6 +768,9 @@ class CodeMode:
                     return await self._catalog.answer(call.tool_name, call.arguments_json)
                 except ToolError as exc:
                     raise ToolCallFailed(str(exc)) from None
+            durable = self._durable.get(cell_id)
+            if durable is not None:
+                await durable.journal.flush()  # the call is on record before it can have an effect
             use_tool_threads(self._tool_threads)  # this call's task: sync tools run on ours
             return await call_tool(entry.tool, call.tool_name, call.arguments_json, call.seek_approval)
 
@@ -609,6 +785,11 @@ class CodeMode:
             cell = self._cells.pop(cell_id, None)
             if cell is not None:
                 self._kept_records.close(cell.trace)
+            if self._keep_journals:
+                return  # closing with a store: the journal stays, for a host that resumes the cell
+            durable = self._durable.pop(cell_id, None)
+            if durable is not None and durable.journal.place is not None and cell_id not in self._handed_over:
+                self._cells_to_forget.append(cell_id)
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
 

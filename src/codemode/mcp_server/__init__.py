@@ -17,9 +17,14 @@ Invariants:
 * Over HTTP each connection is bounded (`HttpLimits`: head and body deadlines, head size, how
   many connections may be open or still sending their head), so stalled clients cannot lock
   out the others (`_connections`).
-* Over HTTP the sessionless 2026-07-28 entry is refused: it has no connection to keep cells in.
-  `server/discover` answers "method not found", which negotiating clients read as "use the
-  initialize handshake".
+* Over HTTP without a store the sessionless 2026-07-28 entry is refused: it has no connection
+  to keep cells in. `server/discover` answers "method not found" either way, which negotiating
+  clients read as "use the initialize handshake".
+* With `store` (a URL or a store object), every session lives in the store too, and replicas
+  sharing it serve the same sessions (`_replicas`): a session started on one replica continues
+  on another, which replays its running cells. Sessionless 2026-07-28 clients are served then,
+  carrying their session in a handle (`SESSION_META_KEY` in exec/wait results' `_meta`, sent
+  back in the request's `_meta`). `/healthz` answers load balancers.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from codemode.mcp_server._http import (
     HttpSessions,
     SessionWatch,
 )
+from codemode.mcp_server._replicas import HEALTH_PATH, SESSION_META_KEY, HealthCheck, Replica, SessionAdoption
 from codemode.tools import Tool
 
 if TYPE_CHECKING:
@@ -76,7 +82,9 @@ __all__ = [
     "CELL_ID_META_KEY",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_SESSION_IDLE_TIMEOUT_S",
+    "HEALTH_PATH",
     "LOGGER_NAME",
+    "SESSION_META_KEY",
     "HttpLimits",
     "create_server",
     "http_app",
@@ -140,8 +148,11 @@ def http_app(
         session_idle_timeout: seconds a session may go with no request in flight before it is
             ended (its cells terminated); sessions of clients that went away end sooner.
         max_sessions: open sessions before new ones are refused (None: no limit).
-        auth_token: if set, every request needs `Authorization: Bearer <auth_token>` (else 401).
-        **options: `CodeMode` keyword arguments, as for `create_server`.
+        auth_token: if set, every request needs `Authorization: Bearer <auth_token>` (else 401),
+            but `GET /healthz`.
+        **options: `CodeMode` keyword arguments, as for `create_server`, but `session_id` (each
+            MCP session is one). With `store`, sessions are kept in the store and every replica
+            with the same store serves them (a URL is opened once, for all sessions).
 
     The app bounds sessions, not connections: under a server of your own, set its header, body
     and keep-alive timeouts and connection limits (`serve_http` does, with `HttpLimits`).
@@ -150,13 +161,18 @@ def http_app(
         raise UsageError(f"session_idle_timeout must be a positive number of seconds, got {session_idle_timeout!r}")
     if max_sessions is not None and max_sessions < 1:
         raise UsageError(f"max_sessions must be at least 1 (or None), got {max_sessions!r}")
-    new_session = _session_factory(tools, options)
+    if "session_id" in options:
+        raise UsageError("each MCP session is a code-mode session of its own: drop `session_id`")
+    replica = Replica(options.get("store"), credentialed=auth_token is not None)
+    new_session = _session_factory(tools, options, replica)
     mcp_servers = options.get("mcp_servers")
 
     @asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncGenerator[Clients]:
-        async with _shared_servers(mcp_servers), anyio.create_task_group() as closing:
-            sessions = HttpSessions(new_session, closing)
+        async with replica.running(), _shared_servers(mcp_servers), anyio.create_task_group() as closing:
+            sessions = HttpSessions(
+                new_session, closing, replica, idle_timeout_s=session_idle_timeout, max_sessions=max_sessions
+            )
             try:
                 yield sessions
             finally:
@@ -172,10 +188,11 @@ def http_app(
         session_idle_timeout=session_idle_timeout,
         max_sessions=max_sessions,
     )
-    app = SessionWatch(JsonWhenAlone(app), server, max_sessions=max_sessions, grace_s=VANISHED_GRACE_S)
+    app = SessionAdoption(JsonWhenAlone(app), server, replica)
+    app = SessionWatch(app, server, max_sessions=max_sessions, grace_s=VANISHED_GRACE_S)
     if auth_token is not None:
         app = BearerAuth(app, auth_token)
-    return app
+    return HealthCheck(app, replica)
 
 
 async def serve_stdio(tools: Iterable[ToolLike] = (), **options: Unpack[CodeModeOptions]) -> None:
@@ -326,17 +343,21 @@ async def _shared_servers(mcp_servers: McpServers) -> AsyncGenerator[None]:
         yield
 
 
-def _session_factory(tools: Iterable[ToolLike], options: CodeModeOptions) -> NewSession:
+def _session_factory(tools: Iterable[ToolLike], options: CodeModeOptions, replica: Replica | None = None) -> NewSession:
     """Each connection's `CodeMode`: `options`, checked now, with the client as notify target
-    and as the approver of last resort."""
+    and as the approver of last resort; over HTTP with a store, the replica's open store and
+    the stored session's id (none: a session kept nowhere)."""
     check_options(options)
     if "on_notify" in options:
         raise UsageError("the MCP server sends notify() texts to its client as log messages; drop `on_notify`")
     tool_list = list(tools)
     policy = options.get("approve")
 
-    def new_session(on_notify: NotifyCallback, ask_client: AskClient) -> CodeMode:
+    def new_session(on_notify: NotifyCallback, ask_client: AskClient, session_id: str | None) -> CodeMode:
         connection = CodeModeOptions(on_notify=on_notify, approve=ask_client_after(policy, ask_client))
+        if replica is not None and replica.store is not None:
+            connection["store"] = replica.store if session_id is not None else None
+            connection["session_id"] = session_id
         return CodeMode(tool_list, **(options | connection))
 
     return new_session

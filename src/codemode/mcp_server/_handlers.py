@@ -91,7 +91,9 @@ bounds a waiting call; this only bounds how long a sealed `requestState` can be 
 
 NotifyCallback = Callable[[str, str], Awaitable[None]]
 AskClient = Callable[[ToolCall], Awaitable[ApprovalDecision]]
-NewSession = Callable[[NotifyCallback, AskClient], CodeMode]
+NewSession = Callable[[NotifyCallback, AskClient, str | None], CodeMode]
+"""Makes a connection's `CodeMode`: its notify target, its approver, and the id of the stored
+session it serves (None: a session of its own, kept nowhere)."""
 
 _LOG_LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)
 
@@ -133,9 +135,11 @@ def build_server(lifespan: Callable[[Server[Any]], Any]) -> Server[Any]:
             result = await client.exec(ctx, **parsed)
         else:
             result = await client.wait(ctx, **parsed)
-        if isinstance(result, types.InputRequiredResult):
-            return result
-        return types.CallToolResult.model_validate(safe_data(to_model(result, "mcp")))
+        if not isinstance(result, types.InputRequiredResult):
+            result = types.CallToolResult.model_validate(safe_data(to_model(result, "mcp")))
+        if client.result_meta:
+            result.meta = {**(result.meta or {}), **client.result_meta}
+        return result
 
     async def set_logging_level(
         ctx: ServerRequestContext[Clients], params: types.SetLevelRequestParams
@@ -236,8 +240,10 @@ class _Observer:
 class ConnectionSession:
     """One client connection's `CodeMode`, and where its notifications go."""
 
-    def __init__(self, new_session: NewSession) -> None:
+    def __init__(self, new_session: NewSession, session_id: str | None = None) -> None:
         self.min_level: types.LoggingLevel | None = None
+        self.result_meta: dict[str, str] = {}
+        """Added to the `_meta` of every exec/wait result (a sessionless client's session handle)."""
         self._execs: list[_Observer] = []
         self._waits: dict[str, list[_Observer]] = {}
         self._channel: ServerSession | None = None
@@ -247,7 +253,12 @@ class ConnectionSession:
         self._start_lock = anyio.Lock()
         self._start_error: BaseException | None = None
         self._started = False
-        self.cm = new_session(self._on_notify, self._ask_client)
+        self.cm = new_session(self._on_notify, self._ask_client, session_id)
+
+    @property
+    def busy(self) -> bool:
+        """Whether an exec or wait call is in flight on this session."""
+        return bool(self._execs or self._waits)
 
     async def start(self) -> None:
         """Start the session once, or tell the client why it cannot (a bad MCP config).

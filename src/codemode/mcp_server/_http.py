@@ -3,7 +3,8 @@
 Invariants:
 
 * Each stateful MCP session (`Mcp-Session-Id`) gets its own `ConnectionSession`, made on its first
-  request and kept in the SDK's per-connection state. However the session ends (DELETE, idle
+  request and kept in the SDK's per-connection state; with a store, its `CodeMode` serves the
+  stored session of that id (`_replicas`). However the session ends (DELETE, idle
   timeout, vanished client, server shutdown) its teardown only hands the session to a task
   group owned by the app's lifespan, which closes it to the end: the SDK bounds its own
   teardown (5 s), and a session it gave up on would keep its cells running.
@@ -15,6 +16,11 @@ Invariants:
   timeout: between requests it cannot be told from a client that is thinking.
 * At the session limit a request that would open another session is refused with a JSON-RPC
   error naming the limit; open sessions are unaffected.
+* Sessionless (2026-07-28) requests are refused without a store. With one, each carries its
+  session in a handle (`_replicas.SESSION_META_KEY`); an exec without one starts a new session.
+  Such a session's `ConnectionSession` is kept here until it has had no request for the idle
+  timeout; a request without a handle that is no tool call (a tool listing) is answered by one
+  unstored session kept for that.
 * The grace timers run in a task group `SessionWatch` holds open for the app's lifespan (the SDK
   app needs its lifespan anyway); a request that comes in cancels its session's timer.
 """
@@ -27,6 +33,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import anyio
 import anyio.abc
@@ -39,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codemode._protocol.config import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
 from codemode.mcp_server._handlers import ConnectionSession, NewSession
+from codemode.mcp_server._replicas import SESSION_META_KEY, Replica
 from codemode.mcp_server._sdk import connection_of, end_session, live_session_ids
 
 __all__ = [
@@ -59,6 +67,12 @@ SESSIONLESS_REFUSAL = (
     "codemode keeps cells and stored values per connection, so over streamable HTTP it needs a "
     "stateful session: connect with the initialize handshake (a protocol version up to 2025-11-25)"
 )
+FOREIGN_HANDLE = (
+    f"codemode: the session handle in `_meta[{SESSION_META_KEY!r}]` was not issued by this server for "
+    "these credentials; pass back the handle from an exec/wait result of your own, or leave it out "
+    "to start a new session"
+)
+ENDED_SESSION = "codemode: this session is no longer in the store; leave the handle out to start a new session"
 _STATE_KEY = "codemode.client"
 _SESSION_HEADER = b"mcp-session-id"
 
@@ -68,23 +82,93 @@ logger = logging.getLogger("codemode.mcp_server")
 class HttpSessions:
     """The `ConnectionSession`s of a streamable-HTTP server, one per MCP session."""
 
-    def __init__(self, new_session: NewSession, closing: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self,
+        new_session: NewSession,
+        closing: anyio.abc.TaskGroup,
+        replica: Replica | None = None,
+        *,
+        idle_timeout_s: float = DEFAULT_SESSION_IDLE_TIMEOUT_S,
+        max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+    ) -> None:
         self._new_session = new_session
         self._closing = closing
+        self._replica = replica
+        self._idle_timeout_s = idle_timeout_s
+        self._max_sessions = max_sessions
         self._open: set[ConnectionSession] = set()
+        self._sessionless: dict[str, _Kept] = {}
+        self._catalog: ConnectionSession | None = None
 
     async def client_for(self, ctx: ServerRequestContext[Any]) -> ConnectionSession:
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            raise MCPError(code=types.INVALID_REQUEST, message=SESSIONLESS_REFUSAL)
+            client = await self._sessionless_client(ctx)
+            await client.start()
+            return client
         connection = connection_of(ctx)
         client = connection.state.get(_STATE_KEY)
         if not isinstance(client, ConnectionSession):
-            client = ConnectionSession(self._new_session)
+            stored = self._replica is not None and self._replica.store is not None
+            client = ConnectionSession(self._new_session, connection.session_id if stored else None)
             connection.state[_STATE_KEY] = client
             self._open.add(client)
             connection.exit_stack.callback(self._retire, client)
         await client.start()
         return client
+
+    async def _sessionless_client(self, ctx: ServerRequestContext[Any]) -> ConnectionSession:
+        """The session a sessionless request's handle names (checked against its credential),
+        a new one for a tool call without a handle, or the catalog session for anything else."""
+        replica = self._replica
+        store = replica.store if replica is not None else None
+        if replica is None or store is None:
+            raise MCPError(code=types.INVALID_REQUEST, message=SESSIONLESS_REFUSAL)
+        credential = replica.credential_of(ctx.request)
+        handle = (ctx.meta or {}).get(SESSION_META_KEY)
+        if handle is None:
+            if ctx.method != "tools/call":
+                return self._catalog_client()
+            if self._max_sessions is not None and len(self._sessionless) >= self._max_sessions:
+                message = f"codemode: this server is at its limit of {self._max_sessions} open sessions; try again later"
+                raise MCPError(code=types.INTERNAL_ERROR, message=message)
+            session_id = uuid4().hex
+            await store.open_session(session_id)
+        else:
+            named = replica.session_of(handle, credential)
+            if named is None:
+                raise MCPError(code=types.INVALID_PARAMS, message=FOREIGN_HANDLE)
+            session_id = named
+            if session_id not in self._sessionless and not await store.session_exists(session_id):
+                raise MCPError(code=types.INVALID_PARAMS, message=ENDED_SESSION)
+        kept = self._sessionless.get(session_id)
+        if kept is None:
+            client = ConnectionSession(self._new_session, session_id)
+            client.result_meta = {SESSION_META_KEY: replica.handle_for(session_id, credential)}
+            kept = self._sessionless[session_id] = _Kept(client, anyio.CancelScope(), anyio.current_time())
+            self._open.add(client)
+            self._closing.start_soon(self._close_when_idle, session_id, kept)
+        kept.last_used = anyio.current_time()
+        return kept.client
+
+    def _catalog_client(self) -> ConnectionSession:
+        """The unstored session that answers sessionless requests naming no session (tool lists)."""
+        if self._catalog is None:
+            self._catalog = ConnectionSession(self._new_session, None)
+            self._open.add(self._catalog)
+        return self._catalog
+
+    async def _close_when_idle(self, session_id: str, kept: _Kept) -> None:
+        """End a sessionless session's `CodeMode` here once it has had no call for the idle
+        timeout (the session stays in the store: the client may come back, here or elsewhere)."""
+        with kept.idle:
+            while True:
+                left = kept.last_used + self._idle_timeout_s - anyio.current_time()
+                if left <= 0 and not kept.client.busy:
+                    break
+                await anyio.sleep(left if left > 0 else self._idle_timeout_s)
+            if self._sessionless.get(session_id) is kept:
+                del self._sessionless[session_id]
+            self._retire(kept.client)
 
     def _retire(self, client: ConnectionSession) -> None:
         """The SDK ended the session: close it in a task of ours, which nobody abandons."""
@@ -94,10 +178,22 @@ class HttpSessions:
 
     async def aclose(self) -> None:
         """Close every session still open (server shutdown)."""
+        for kept in self._sessionless.values():
+            kept.idle.cancel()
+        self._sessionless.clear()
         clients, self._open = list(self._open), set()
         async with anyio.create_task_group() as closing:
             for client in clients:
                 closing.start_soon(_close, client)
+
+
+@dataclass
+class _Kept:
+    """A sessionless session's `ConnectionSession` on this replica, and when it was last used."""
+
+    client: ConnectionSession
+    idle: anyio.CancelScope
+    last_used: float
 
 
 async def _close(client: ConnectionSession) -> None:

@@ -47,6 +47,10 @@ class Tool:
         requires_approval: True if every call waits for approval (`CodeMode(approve=...)`, then
             `CodeMode.approve`/`reject`), or a function of the validated arguments saying
             whether this call must (sync or async; if it raises, the call must).
+        retry_on_restart: with a durable store (`CodeMode(store=...)`), a call of this tool
+            that was running when its host stopped is run again when the cell resumes (say so
+            only for tools that are safe to run twice); otherwise the script's call rejects
+            saying the host restarted during it and it may or may not have run.
     """
 
     name: str
@@ -59,6 +63,7 @@ class Tool:
     namespace_description: str | None = None
     deferred: bool = False
     requires_approval: ApprovalRequirement = False
+    retry_on_restart: bool = False
     _validator: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +101,7 @@ class Tool:
         description: str | None = None,
         namespace: str | None = None,
         requires_approval: ApprovalRequirement | None = None,
+        retry_on_restart: bool = False,
     ) -> Tool:
         """Build a tool from a typed Python function (sync or async).
 
@@ -115,7 +121,9 @@ class Tool:
                 getattr(marked, _REQUIRES_APPROVAL_ATTRIBUTE, False) for marked in (fn, target.function)
             )
         tool = _function_tool(fn, target, name=name, description=description, namespace=namespace)
-        return replace(tool, requires_approval=requires_approval) if requires_approval is not False else tool
+        if requires_approval is not False or retry_on_restart:
+            tool = replace(tool, requires_approval=requires_approval, retry_on_restart=retry_on_restart)
+        return tool
 
 
 def requires_approval(fn: F) -> F:

@@ -64,6 +64,10 @@ class MiniRacerSession:
                 self._pool.error
             )
 
+    def may_lose_cells(self) -> bool:
+        """No: V8 dies only with this process, and its cells with it."""
+        return False
+
     def is_alive(self) -> bool:
         """Whether new cells can run: the session is open and its isolates can be created."""
         return not self._closed and self._pool.error is None and not self._engine.closed
@@ -73,12 +77,19 @@ class MiniRacerSession:
         return await self._engine.stripper.strip_types(code)
 
     def start(
-        self, program: CellProgram, on_event: EventSink, on_launch: Callable[[], None] | None = None
+        self,
+        program: CellProgram,
+        on_event: EventSink,
+        on_launch: Callable[[], None] | None = None,
+        *,
+        alone: bool = False,
     ) -> MiniRacerCell:
         """Run `program` in a prepared isolate, or in the next one made. `on_launch` is called
         once the script was handed to V8 (an engine worker tells its host, which moves cells
         still waiting for an isolate off a worker that cannot make one); not for a cell
-        terminated before, though it may be after a terminate that came too late."""
+        terminated before, though it may be after a terminate that came too late. `alone` is
+        ignored: in one process there is no worker of its own to give a cell."""
+        del alone
         cell = MiniRacerCell(on_event, self._pool.release)
         isolate = self._pool.take_nowait()
         if isolate is not None:

@@ -1,26 +1,34 @@
-"""One script in one isolate: launching it, reading its messages, settling its tool calls,
-turning engine failures into model-facing error texts, and terminating it.
+"""One script in one isolate: launching it, reading its messages, settling its tool calls (and,
+for a durable cell, replaying its recorded steps), turning engine failures into model-facing error
+texts, and terminating it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from codemode._engine.base import (
     CellProgram,
+    ClockRead,
+    Determinism,
     EngineEvent,
     EventSink,
     FinishedEvent,
+    JournalEntry,
+    JournalEvent,
     MemoryLimitEvent,
     NotifyEvent,
     OutputDroppedEvent,
     OutputEvent,
+    ResolvedCalls,
     SessionSetup,
+    TimerFired,
     ToolCallEvent,
     YieldEvent,
 )
@@ -43,7 +51,7 @@ from codemode._protocol.syntax import UNFINISHED_SCRIPT, source_excerpt
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
 PROGRAM_PREFIX = (
-    HOST + ".run({tools}, {snapshot}, {budget}, {limit_error}, "
+    HOST + ".run({tools}, {snapshot}, {budget}, {limit_error}, {determinism}, "
     'async function (__codemode_module__, __codemode_import__) {{"use strict";{hoisted}'
 )
 PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
@@ -59,6 +67,18 @@ def tools_source(setup: SessionSetup) -> str:
     names = json.dumps([t.global_name for t in setup.tools])
     entries = json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
     return f"{names}, {json.dumps(entries)}"
+
+
+def determinism_source(determinism: Determinism | None) -> str:
+    """The determinism as the prelude's `run` takes it: a JS object literal (its clock as
+    `[ms, times]` pairs), or null."""
+    if determinism is None:
+        return "null"
+    clock = [[r.ms, r.times] if isinstance(r, ClockRead) else [r, 1] for r in determinism.clock]
+    return json.dumps(
+        {"seed": determinism.random_seed, "clock": [r for r in clock if r[1] > 0], "replaying": determinism.replaying}
+    )
+
 
 STORE_TOO_DEEP = (
     "store: the value of {key} is nested too deeply to keep (the host reads at most about 900 levels), "
@@ -79,8 +99,9 @@ _MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "call": frozenset({"k", "id", "name", "args"}),
     "yield": frozenset({"k"}),
     "done": frozenset({"k", "error", "writes"}),
+    "journal": frozenset({"k", "v"}),
 }
-_MAX_CALL_ID = 2**53  # call ids count up from 1 as JS numbers
+_MAX_CALL_ID = 2**53  # call ids (and timer ids) count up from 1 as JS numbers
 
 
 class MiniRacerCell:
@@ -109,18 +130,22 @@ class MiniRacerCell:
         self._draining = False
         self._tasks: set[asyncio.Future[Any]] = set()
         self._open_calls = 0  # tool calls the script made that are not resolved yet
-        self._resolutions: list[str] = []  # resolve statements batched into one eval
+        self._resolutions: list[str] = []  # `[id, ok, payload]` sources batched into one resolve eval
+        self._early: list[str] = []  # commands made before the isolate arrived, run after the program
+        self._recording = False  # the program has a determinism: journal messages are expected
 
     # -- commands ---------------------------------------------------------------------------
     def launch(self, isolate: Isolate, setup: SessionSetup, tools: str, program: CellProgram) -> None:
         """Run `program` in `isolate` (fresh, never used) with the session's `setup` (whose
         tools are given as `tools_source`)."""
         self._isolate = isolate
+        self._recording = program.determinism is not None
         prefix = PROGRAM_PREFIX.format(
             tools=tools,
             snapshot=json.dumps(program.stored_json),
             budget=program.store_budget_bytes,
             limit_error=json.dumps(program.store_limit_error),
+            determinism=determinism_source(program.determinism),
             hoisted=program.hoisted,
         )
         self._prefix_length = len(prefix)
@@ -130,6 +155,9 @@ class MiniRacerCell:
             isolate.v8.set_heap_limit(setup.heap_limit_bytes)
             self._memory_check = asyncio.get_running_loop().call_later(MEMORY_CHECK_S, self._check_memory)
         self._watch(isolate.submit(prefix + program.code + PROGRAM_SUFFIX))
+        early, self._early = self._early, []
+        for code in early:
+            self._watch(isolate.submit(code))
 
     def launch_when_ready(
         self,
@@ -174,7 +202,7 @@ class MiniRacerCell:
         if self._finished or self._freed:
             return
         self._open_calls -= 1
-        self._resolutions.append(f"{HOST}.resolve({call_id},{1 if ok else 0},{json.dumps(payload)});")
+        self._resolutions.append(_result_source(call_id, ok, payload))
         if self._open_calls <= 0:
             self._flush_resolutions()  # the last call the script waits for: no delay
         elif len(self._resolutions) == 1:
@@ -186,8 +214,30 @@ class MiniRacerCell:
         if not self._resolutions or self._finished or self._freed or self._isolate is None:
             self._resolutions.clear()
             return
-        code = "".join(self._resolutions)
+        code = f"{HOST}.resolve([{','.join(self._resolutions)}]);"
         self._resolutions.clear()
+        self._watch(self._isolate.submit(code))
+
+    def resolve_together(self, results: Sequence[tuple[int, bool, str]]) -> None:
+        self._open_calls -= len(results)
+        sources = ",".join(_result_source(call_id, ok, payload) for call_id, ok, payload in results)
+        self._command(f"{HOST}.resolve([{sources}]);")
+
+    def fire_timer(self, timer_id: int) -> None:
+        self._command(f"{HOST}.fire({int(timer_id)});")
+
+    def go_live(self) -> None:
+        self._command(f"{HOST}.live();")
+
+    def _command(self, code: str) -> None:
+        """Run `code` in the isolate after every command made before it (batched resolutions
+        included), or after the program once the isolate arrives."""
+        if self._finished or self._freed:
+            return
+        if self._isolate is None:
+            self._early.append(code)
+            return
+        self._flush_resolutions()
         self._watch(self._isolate.submit(code))
 
     async def terminate(self) -> None:
@@ -272,6 +322,9 @@ class MiniRacerCell:
     def _dispatch(self, message: dict[str, Any]) -> None:
         if self._finished:
             return
+        if isinstance(message, dict) and message.get("k") == "journal":
+            self._journal(message)
+            return
         problem = _message_problem(message)
         if problem is not None:
             self._fail(problem)
@@ -300,6 +353,15 @@ class MiniRacerCell:
         else:  # pragma: no cover - the prelude sends only the kinds above
             raise AssertionError(f"unknown engine message kind {kind!r}")
         self._on_event(event)
+
+    def _journal(self, message: dict[str, Any]) -> None:
+        """A journal message, parsed once (it may hold a million clock readings); only a cell
+        with a determinism records."""
+        entries = _journal_entries(message["v"]) if message.keys() == _MESSAGE_FIELDS["journal"] else None
+        if entries is None or not self._recording:
+            self._fail(CHANNEL_ERROR)
+            return
+        self._on_event(JournalEvent(entries))
 
     def _fail(self, error: str) -> None:
         if not self._finished:
@@ -407,6 +469,8 @@ def _message_problem(received: Any) -> str | None:
         )
     elif kind == "yield":
         ok = True
+    elif kind == "journal":
+        ok = _journal_entries(message["v"]) is not None
     elif kind == "dropped":
         items, chars = message["items"], message["chars"]
         ok = type(items) is int and type(chars) is int and items > 0 and chars >= 0
@@ -422,6 +486,53 @@ def _message_problem(received: Any) -> str | None:
                 return problem
         ok = True
     return None if ok else CHANNEL_ERROR
+
+
+def _result_source(call_id: int, ok: bool, payload: str) -> str:
+    """One call's result as the prelude's `resolve` takes it, as JS source."""
+    return f"[{int(call_id)},{1 if ok else 0},{json.dumps(payload)}]"
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 0 < value <= _MAX_CALL_ID
+
+
+def _journal_entries(received: Any) -> tuple[JournalEntry, ...] | None:
+    """The typed entries of a journal message, or None unless it holds exactly what the prelude
+    records: `["b", [call ids...]]`, `["t", timer id]`, `["d", finite ms, times]`."""
+    if type(received) is not list or not received:
+        return None
+    items = cast("list[Any]", received)
+    entries: list[JournalEntry] = []
+    isfinite = math.isfinite
+    for item in items:
+        if type(item) is not list:
+            return None
+        fields = cast("list[Any]", item)
+        kind = fields[0] if fields else None
+        if kind == "d":
+            if len(fields) != 3:
+                return None
+            ms, times = fields[1], fields[2]
+            if (type(ms) is not int and type(ms) is not float) or not isfinite(ms) or not _is_id(times):
+                return None
+            entries.append(ClockRead(float(ms), times))
+        elif len(fields) != 2:
+            return None
+        elif kind == "b":
+            if type(fields[1]) is not list:
+                return None
+            ids = cast("list[Any]", fields[1])
+            if not ids or not all(_is_id(i) for i in ids):
+                return None
+            entries.append(ResolvedCalls(tuple(ids)))
+        elif kind == "t":
+            if not _is_id(fields[1]):
+                return None
+            entries.append(TimerFired(fields[1]))
+        else:
+            return None
+    return tuple(entries)
 
 
 def _stored_value_problem(key: str, text: str) -> str | None:

@@ -16,9 +16,12 @@ import concurrent.futures
 import contextlib
 import itertools
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from codemode._engine.base import (
     CellProgram,
+    ClockRead,
     Engine,
     EngineDiedEvent,
     EngineEvent,
@@ -43,8 +46,9 @@ MAX_PLACEMENTS = 3  # workers a cell is sent to when they die before its script 
 class ProcessCell:
     """One script on a worker (or waiting for room on one); implements `EngineCell`."""
 
-    def __init__(self, session: ProcessSession, program: CellProgram, on_event: EventSink) -> None:
+    def __init__(self, session: ProcessSession, program: CellProgram, on_event: EventSink, alone: bool) -> None:
         self.id = next(_ids)
+        self._alone = alone  # runs on a worker of its own (see `WorkerPool.alone_admission`)
         self.heap = session.admission_heap
         self._loop = asyncio.get_running_loop()
         self._session = session
@@ -57,15 +61,21 @@ class ProcessCell:
         self._finished = False  # the script ended (or its worker died): no more commands
         self._left = False  # discharged from its worker
         self._stopped: asyncio.Future[None] | None = None  # a terminate waiting for the worker
+        # Replay commands made before the script is known to have reached V8: sent (again) after
+        # the program whenever the cell is placed on a worker.
+        self._early: list[wire.ResolveTogether | wire.FireTimer | wire.GoLive] = []
 
     # -- start ---------------------------------------------------------------------------------
     def begin(self) -> None:
         pool = self._session.pool
-        worker = pool.try_admit(self)
-        if worker is not None:
-            self._launch(worker)
-            return
-        self._admission = pool.admission(self)
+        if self._alone:
+            self._admission = pool.alone_admission(self)
+        else:
+            worker = pool.try_admit(self)
+            if worker is not None:
+                self._launch(worker)
+                return
+            self._admission = pool.admission(self)
         self._admission.add_done_callback(self._admitted_threadsafe)
 
     def _admitted_threadsafe(self, future: concurrent.futures.Future[Worker]) -> None:
@@ -103,8 +113,11 @@ class ProcessCell:
                     stored_json=program.stored_json,
                     store_budget_bytes=program.store_budget_bytes,
                     store_limit_error=program.store_limit_error,
+                    **_determinism_fields(program),
                 )
             )
+            for command in self._early:
+                worker.send(command)
         except wire.FrameTooLarge as exc:
             self._finished = True
             self._leave()
@@ -118,6 +131,34 @@ class ProcessCell:
             self._worker.send(wire.Resolve(self.id, call_id, ok, payload))
         except wire.FrameTooLarge as exc:  # the script sees a failed call instead
             self._worker.send(wire.Resolve(self.id, call_id, False, _too_large("The tool's result", exc)))
+
+    def resolve_together(self, results: Sequence[tuple[int, bool, str]]) -> None:
+        message = wire.ResolveTogether(self.id, list(results))
+        try:
+            wire.pack(message, self._session.pool.config.max_frame_bytes)
+        except wire.FrameTooLarge as exc:  # the script sees failed calls instead
+            error = _too_large("The tool results settled together", exc)
+            message = wire.ResolveTogether(self.id, [(call_id, False, error) for call_id, _, _ in results])
+        self._command(message)
+
+    def fire_timer(self, timer_id: int) -> None:
+        self._command(wire.FireTimer(self.id, timer_id))
+
+    def go_live(self) -> None:
+        self._command(wire.GoLive(self.id))
+
+    def _command(self, message: wire.ResolveTogether | wire.FireTimer | wire.GoLive) -> None:
+        """Send a replay command in order with the others, also before the cell has a worker."""
+        if self._finished:
+            return
+        with self._session.pool.lock:
+            started = self.started
+        if started:
+            self._early.clear()
+        else:
+            self._early.append(message)
+        if self._worker is not None:
+            self._worker.send(message)
 
     async def terminate(self) -> None:
         if self._finished or self._left:
@@ -159,9 +200,9 @@ class ProcessCell:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._settle_stop)
 
-    def died_threadsafe(self, error: str) -> None:
+    def died_threadsafe(self, error: str, suspect: bool) -> None:
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._died, error)
+            self._loop.call_soon_threadsafe(self._died, error, suspect)
 
     def move_threadsafe(self) -> None:
         with contextlib.suppress(RuntimeError):
@@ -195,7 +236,7 @@ class ProcessCell:
         self._placements -= 1
         self.begin()
 
-    def _died(self, error: str) -> None:
+    def _died(self, error: str, suspect: bool) -> None:
         self._left = True  # the supervisor dropped it with its worker
         self._settle_stop()
         worker = self._worker
@@ -219,7 +260,16 @@ class ProcessCell:
             return
         if not self._finished:
             self._finished = True
-            self._on_event(EngineDiedEvent(error))
+            self._on_event(EngineDiedEvent(error, suspect))
+
+
+def _determinism_fields(program: CellProgram) -> dict[str, Any]:
+    """The `Start` fields carrying the program's determinism (none: the defaults)."""
+    determinism = program.determinism
+    if determinism is None:
+        return {}
+    clock = [(r.ms, r.times) if isinstance(r, ClockRead) else (r, 1) for r in determinism.clock]
+    return {"random_seed": determinism.random_seed, "clock": clock, "replaying": determinism.replaying}
 
 
 def _too_large(what: str, exc: wire.FrameTooLarge) -> str:
@@ -248,11 +298,14 @@ class ProcessSession:
             if self.setup_id in worker.setups:
                 return
             worker.setups.add(self.setup_id)
+        self._installed = [w for w in self._installed if not w.dead]  # (alone workers come and go)
         self._installed.append(worker)
         worker.send(wire.Setup(self.setup_id, self._tools_json, self.heap_limit))
 
-    def start(self, program: CellProgram, on_event: EventSink) -> ProcessCell:
-        cell = ProcessCell(self, program, on_event)
+    def start(self, program: CellProgram, on_event: EventSink, *, alone: bool = False) -> ProcessCell:
+        """`alone`: on a worker started for this cell that runs nothing else (a suspect replayed
+        after its worker died cannot take other cells down with it)."""
+        cell = ProcessCell(self, program, on_event, alone)
         cell.begin()
         return cell
 
@@ -283,6 +336,10 @@ class ProcessSession:
         self.pool.start()
         await asyncio.wrap_future(self.pool.when_ready())
 
+    def may_lose_cells(self) -> bool:
+        """Yes: a worker dies alone (a fatal script, a kill) and takes its cells with it."""
+        return True
+
     def is_alive(self) -> bool:
         """Whether new cells can run now: the session is open, the pool is not closed, and its
         last start did not fail."""
@@ -308,7 +365,8 @@ class ProcessEngine(Engine):
         workers: engine processes in service at most (default: the number of CPU cores, at
             least 4: most cells wait on tools rather than compute), plus one spare started in
             advance. They start as cells need room; one idle for `idle_worker_s` (default 60)
-            stops again, except the first.
+            stops again, except the first. Cells started `alone` (replayed after their worker
+            died) each get a worker of their own besides, `workers` of them at most at once.
         cells_per_worker: cells one worker runs at once (default 64).
         heap_per_worker: the sum of the heap limits of the cells one worker runs at once
             (default 2 GiB, well inside V8's 4 GiB pointer-compression cage).

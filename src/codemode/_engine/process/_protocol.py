@@ -6,8 +6,9 @@ Each message is one frozen dataclass below, sent as one msgpack map: `{"k": <tag
 must arrive unchanged. Unknown tags, missing or extra fields are a `ProtocolError`.
 
 Host -> worker: `Setup` (before a session's first cell on that worker), `Forget`, `Start`,
-`Resolve`, `Terminate` (answered by `Terminated` once the isolate stopped), `Release`, `Strip`
-(answered by `Stripped`).
+`Resolve`, `ResolveTogether`, `FireTimer`, `GoLive` (the last three replay a durable cell),
+`Terminate` (answered by `Terminated` once the isolate stopped), `Release`, `Strip` (answered by
+`Stripped`).
 Worker -> host: `Ready` (first, always: V8 is up, and which `PROTOCOL_VERSION` it speaks),
 `Started`, `Events` (what scripts did, in order, batched per cell and loop iteration), `Terminated`,
 `Stuck` (an isolate has not stopped for `seconds`), `Stripped`.
@@ -25,25 +26,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Protocol, TypeAlias, cast
 
 import msgpack
 
 from codemode._engine.base import (
+    ClockRead,
+    Determinism,
     EngineEvent,
     FinishedEvent,
+    JournalEntry,
+    JournalEvent,
     MemoryLimitEvent,
     NotifyEvent,
     OutputDroppedEvent,
     OutputEvent,
+    ResolvedCalls,
+    TimerFired,
     ToolBinding,
     ToolCallEvent,
     YieldEvent,
 )
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
-PROTOCOL_VERSION: Final = 3
+PROTOCOL_VERSION: Final = 4
 MIB: Final = 1024 * 1024
 MAX_FRAME_BYTES: Final = 128 * MIB  # as the reference's host wire; a 64 MiB text of 2-byte characters fits
 READ_CHUNK_BYTES: Final = 1 << 18  # what a reader takes from its pipe at once
@@ -89,7 +96,8 @@ class Forget:
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Run one cell's program (see `CellProgram`) with a setup the worker already has."""
+    """Run one cell's program (see `CellProgram`) with a setup the worker already has; its
+    `Determinism`, if any, is `random_seed` (None: none), `clock` and `replaying`."""
 
     cell_id: int
     setup_id: int
@@ -98,6 +106,14 @@ class Start:
     stored_json: str
     store_budget_bytes: int
     store_limit_error: str
+    random_seed: int | None = None
+    clock: list[tuple[float, int]] = field(default_factory=list[tuple[float, int]])  # (ms, times)
+    replaying: bool = False
+
+    def determinism(self) -> Determinism | None:
+        if self.random_seed is None:
+            return None
+        return Determinism(self.random_seed, tuple(ClockRead(ms, times) for ms, times in self.clock), self.replaying)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +124,29 @@ class Resolve:
     call_id: int
     ok: bool
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveTogether:
+    """Settle these calls `(call_id, ok, payload)` in one step of the script (replay)."""
+
+    cell_id: int
+    results: list[tuple[int, bool, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class FireTimer:
+    """Replay: run the timer's callback now, as its own step."""
+
+    cell_id: int
+    timer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoLive:
+    """Replay is over: arm the cell's registered timers and journal everything from now on."""
+
+    cell_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +220,9 @@ class Stripped:
     error: str | None
 
 
-HostMessage: TypeAlias = Setup | Forget | Start | Resolve | Terminate | Release | Strip
+HostMessage: TypeAlias = (
+    Setup | Forget | Start | Resolve | ResolveTogether | FireTimer | GoLive | Terminate | Release | Strip
+)
 WorkerMessage: TypeAlias = Ready | Started | Events | Terminated | Stuck | Stripped
 Message: TypeAlias = HostMessage | WorkerMessage
 
@@ -190,6 +231,9 @@ _TAGS: Final[dict[type[Any], str]] = {
     Forget: "forget",
     Start: "start",
     Resolve: "resolve",
+    ResolveTogether: "resolve_together",
+    FireTimer: "fire_timer",
+    GoLive: "go_live",
     Terminate: "terminate",
     Release: "release",
     Strip: "strip",
@@ -267,6 +311,13 @@ def from_wire(data: object) -> Message:
     try:
         if kind is Events:
             return Events(wire["cell_id"], [_event_from_wire(event) for event in wire["events"]])
+        if kind is Start:
+            values = {name: wire[name] for name in names}
+            values["clock"] = [(float(ms), int(times)) for ms, times in values["clock"]]
+            return Start(**values)
+        if kind is ResolveTogether:
+            results = [(int(r[0]), bool(r[1]), str(r[2])) for r in wire["results"]]
+            return ResolveTogether(wire["cell_id"], results)
         message: Message = kind(*[wire[name] for name in names])
     except (KeyError, TypeError) as exc:
         raise ProtocolError(f"malformed message ({exc!r}): {wire!r:.200}") from exc
@@ -296,6 +347,16 @@ def decode_tools(text: str) -> list[ToolBinding]:
     return [ToolBinding(t["name"], t["description"]) for t in json.loads(text)]
 
 
+_ENTRY_TO_WIRE: Final[dict[type[Any], Callable[[Any], list[Any]]]] = {
+    ResolvedCalls: lambda entry: ["b", list(entry.call_ids)],
+    TimerFired: lambda entry: ["t", entry.timer_id],
+    ClockRead: lambda entry: ["d", entry.ms, entry.times],
+}
+_ENTRY_FROM_WIRE: Final[dict[str, Callable[[list[Any]], JournalEntry]]] = {
+    "b": lambda data: ResolvedCalls(tuple(data[1])),
+    "t": lambda data: TimerFired(data[1]),
+    "d": lambda data: ClockRead(data[1], data[2]),
+}
 _YIELD = YieldEvent()
 _MEMORY = MemoryLimitEvent()
 
@@ -318,6 +379,7 @@ _EVENT_TO_WIRE: Final[dict[type[Any], Callable[[Any], dict[str, Any]]]] = {
     YieldEvent: lambda event: {"k": "yield"},
     FinishedEvent: lambda event: {"k": "finished", "error": event.error, "stored_writes": dict(event.stored_writes)},
     MemoryLimitEvent: lambda event: {"k": "memory"},
+    JournalEvent: lambda event: {"k": "journal", "entries": [_ENTRY_TO_WIRE[type(e)](e) for e in event.entries]},
 }  # EngineDiedEvent has no wire form: the host makes it when a worker dies
 _EVENT_FROM_WIRE: Final[dict[str, Callable[[Mapping[str, Any]], EngineEvent]]] = {
     "text": lambda data: OutputEvent(TextItem(data["text"])),
@@ -329,6 +391,7 @@ _EVENT_FROM_WIRE: Final[dict[str, Callable[[Mapping[str, Any]], EngineEvent]]] =
     "yield": lambda data: _YIELD,
     "finished": lambda data: FinishedEvent(data["error"], data["stored_writes"]),
     "memory": lambda data: _MEMORY,
+    "journal": lambda data: JournalEvent(tuple(_ENTRY_FROM_WIRE[e[0]](e) for e in data["entries"])),
 }
 
 

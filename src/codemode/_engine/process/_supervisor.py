@@ -18,6 +18,12 @@ Thread rules (the one contract between reader threads and event loops):
   Cells beyond that go to another worker, start one (up to `workers`), or wait in order.
 * Spare: once a worker is up, one more is started and kept idle, so replacing a dead worker or
   growing the pool does not make an exec wait for Python and V8 to start.
+* Alone: a cell started with `alone=True` gets a worker started for it that runs and strips
+  nothing else and is killed when the cell leaves it (the session layer replays a dead worker's
+  cells so: any of them may have killed it, and one that does again must take no other cell
+  with it). Alone workers are apart from the ones in service (they neither count against
+  `workers` nor are the spare); at most `workers` of them live at once, and further alone cells
+  wait, in order, for one.
 * Death: when a worker's pipe closes, each of its cells gets an `EngineDiedEvent` saying why
   (out of memory, killed by a signal, stopped because another cell could not be interrupted),
   and the spare takes its place.
@@ -30,8 +36,8 @@ Thread rules (the one contract between reader threads and event loops):
   wait for an isolate its stuck threads may never make) move to another worker, and it is
   killed once its other cells are done, or `retire_grace_s` after it retired, or when a newer
   worker retires while `MAX_RETIRING` others already are. So the engine processes of one pool
-  number at most `workers` in service + `MAX_RETIRING` retiring + the spare (+ workers being
-  killed, for the moment it takes).
+  number at most `workers` in service + `MAX_RETIRING` retiring + the spare + `workers` alone
+  (+ workers being killed, for the moment it takes).
 * Start failures: a worker that is not ready within `START_TIMEOUT_S`, or dies before it is, is
   a failed start. After `MAX_FAILED_STARTS` in a row (or one that speaks another protocol
   version) the pool's `failure` is an `EngineError` saying the engine could not start, with the
@@ -87,6 +93,7 @@ START_TIMEOUT_S = 60.0  # a worker not ready this long after it started is kille
 RETIRE_GRACE_S = 30.0  # a retired worker's cells have this long to finish before it is killed
 MAX_RETIRING = 2  # retired workers alive at once; a newer one retiring kills the oldest
 SCRATCH_PREFIX = "codemode-engine-"
+ALONE_ISOLATES = 1  # prepared isolates an alone worker keeps: it runs one cell
 MIB = wire.MIB
 
 
@@ -113,7 +120,7 @@ class Tenant(Protocol):
 
     def deliver_threadsafe(self, events: list[EngineEvent]) -> None: ...
     def terminated_threadsafe(self) -> None: ...
-    def died_threadsafe(self, error: str) -> None: ...
+    def died_threadsafe(self, error: str, suspect: bool) -> None: ...
     def move_threadsafe(self) -> None:
         """The supervisor took the cell off its retiring worker before its script started: it
         must drop it there and be placed again."""
@@ -122,8 +129,9 @@ class Tenant(Protocol):
 class Worker:
     """One engine worker process, its pipes, and the reader thread that listens to it."""
 
-    def __init__(self, pool: WorkerPool, config: WorkerConfig) -> None:
+    def __init__(self, pool: WorkerPool, config: WorkerConfig, *, alone: bool = False) -> None:
         self._pool = pool
+        self.alone = alone  # runs one cell, the alone cell it was started for (see the module docstring)
         self.cells: dict[int, Tenant] = {}
         self.heap_admitted = 0
         self.setups: set[int] = set()
@@ -145,7 +153,7 @@ class Worker:
             "path": [p for p in sys.path if p],
             "host_pid": os.getpid(),
             "memory_cap_bytes": config.memory_cap_bytes,
-            "isolate_pool_size": config.isolate_pool_size,
+            "isolate_pool_size": ALONE_ISOLATES if alone else config.isolate_pool_size,
             "max_frame_bytes": config.max_frame_bytes,
         }
         try:
@@ -479,6 +487,8 @@ class WorkerPool:
         self._active: list[Worker] = []
         self._spare: Worker | None = None
         self._waiters: deque[_Waiter] = deque()
+        self._alone: list[Worker] = []  # alone workers, starting or running their cell
+        self._alone_waiters: deque[_Waiter] = deque()  # alone cells waiting for their worker
         self._up = False  # a first worker was ready
         self._ready_waiters: list[concurrent.futures.Future[None]] = []
         self._strip_waiters: list[concurrent.futures.Future[Worker]] = []  # strips waiting for a ready worker
@@ -557,12 +567,33 @@ class WorkerPool:
             self._changed.notify()  # a start may be due for it
         return future
 
+    def alone_admission(self, cell: Tenant) -> concurrent.futures.Future[Worker]:
+        """A future of a worker started for `cell` alone, in the order alone cells asked; it
+        fails with an `EngineError` when the engine is shut down or its next start fails.
+
+        Cancel the future to withdraw; a cell placed meanwhile must be `discharge`d.
+        """
+        future: concurrent.futures.Future[Worker] = concurrent.futures.Future()
+        with self.lock:
+            if self._closed:
+                future.set_exception(_shut_down())
+                return future
+            self._alone_waiters.append(_Waiter(cell, future))
+            self._serve_alone()
+            self._changed.notify()  # the janitor times its start
+        return future
+
     def discharge(self, cell: Tenant, worker: Worker) -> None:
-        """`cell` left `worker` (finished, terminated, or withdrawn): its room is free again."""
+        """`cell` left `worker` (finished, terminated, or withdrawn): its room is free again
+        (an alone worker is stopped)."""
         with self.lock:
             if worker.cells.pop(cell.id, None) is None:
                 return
             worker.heap_admitted -= cell.heap
+            if worker.alone:
+                worker.kill("because its script ended")  # never reused: it ran only that cell
+                self._serve_alone()
+                return
             if not worker.cells:
                 worker.idle_since = time.monotonic()
                 self._changed.notify()
@@ -601,6 +632,7 @@ class WorkerPool:
                 if self.failure is not None and now >= self._retry_at and self._wanted():
                     self._grow()
                     self._serve_waiters()
+                    self._serve_alone()
                 self._changed.wait(self._next_due(time.monotonic()))
 
     def _stop_idle_workers(self, now: float) -> None:
@@ -640,12 +672,12 @@ class WorkerPool:
                 worker.kill(f"because it was not ready {START_TIMEOUT_S:g} s after it started")
 
     def _starting(self) -> list[Worker]:
-        workers = [*self._active, *([self._spare] if self._spare is not None else [])]
+        workers = [*self._active, *([self._spare] if self._spare is not None else []), *self._alone]
         return [w for w in workers if not w.ready and not w.doomed]
 
     def _wanted(self) -> bool:
         """Whether a cell or a session waits for a worker."""
-        return bool(self._waiters or self._ready_waiters or self._strip_waiters)
+        return bool(self._waiters or self._alone_waiters or self._ready_waiters or self._strip_waiters)
 
     def _next_due(self, now: float) -> float | None:
         """Seconds until the janitor has something to do (None: nothing is scheduled)."""
@@ -684,13 +716,13 @@ class WorkerPool:
         if self._spare is None and not self._closed:
             self._spare = self._spawn()
 
-    def _spawn(self) -> Worker | None:
+    def _spawn(self, *, alone: bool = False) -> Worker | None:
         """A new worker process, or None while a retried start is not due or when none can be
         started (a failed start)."""
         if self._closed or time.monotonic() < self._retry_at:
             return None
         try:
-            worker = Worker(self, self.config)
+            worker = Worker(self, self.config, alone=alone)
         except OSError as exc:
             self._failed_starts = max(self._failed_starts + 1, MAX_FAILED_STARTS)
             delay = self._next_retry()
@@ -715,10 +747,11 @@ class WorkerPool:
         start is retried, when something waits for it)."""
         failure.__cause__ = cause
         self.failure = failure
-        for waiter in self._waiters:
+        for waiter in [*self._waiters, *self._alone_waiters]:
             if waiter.future.set_running_or_notify_cancel():
                 waiter.future.set_exception(failure)
         self._waiters.clear()
+        self._alone_waiters.clear()
         self._settle_ready_waiters()
         self._settle_strip_waiters(failure)
 
@@ -737,6 +770,32 @@ class WorkerPool:
                 continue
             waiter.future.set_result(worker)
 
+    def _serve_alone(self) -> None:
+        """Hand each ready alone worker to the next alone cell waiting (stop it when none
+        waits), and start one for each cell still waiting, within the bound."""
+        live = [w for w in self._alone if not w.doomed]
+        for worker in live:
+            if not worker.ready or worker.cells:
+                continue
+            while self._alone_waiters and not worker.cells:
+                waiter = self._alone_waiters.popleft()
+                if waiter.future.set_running_or_notify_cancel():
+                    worker.cells[waiter.cell.id] = waiter.cell
+                    worker.heap_admitted += waiter.cell.heap
+                    waiter.future.set_result(worker)
+            if not worker.cells:
+                worker.kill("because no script waited for it any more")
+        live = [w for w in live if not w.doomed]
+        starting = sum(1 for w in live if not w.ready)
+        waiting = sum(1 for w in self._alone_waiters if not w.future.cancelled())
+        while starting < waiting and len(live) < self.config.workers:
+            worker = self._spawn(alone=True)
+            if worker is None:
+                return
+            self._alone.append(worker)
+            live.append(worker)
+            starting += 1
+
     # -- what the reader threads report -------------------------------------------------------
     def worker_ready(self, worker: Worker, ready: wire.Ready) -> None:
         del ready  # checked by `wire.read_ready`: nothing else in it matters yet
@@ -754,6 +813,8 @@ class WorkerPool:
             if worker in self._active:
                 self._refill_spare()
                 self._serve_waiters()
+            elif worker.alone:
+                self._serve_alone()
 
     def worker_stuck(self, worker: Worker) -> None:
         """`worker` has an isolate that will not stop: retire it (see the module docstring)."""
@@ -792,6 +853,8 @@ class WorkerPool:
         with self.lock:
             if worker in self._active:
                 self._active.remove(worker)
+            if worker in self._alone:
+                self._alone.remove(worker)
             was_spare = self._spare is worker
             if was_spare:
                 self._spare = None
@@ -818,9 +881,11 @@ class WorkerPool:
                 if was_spare and any(w.ready for w in self._active):
                     self._refill_spare()
                 self._serve_waiters()
+                self._serve_alone()
             self._changed.notify()
+        suspect = worker.kill_reason is None  # it died on its own: one of its cells may be why
         for cell in cells:
-            cell.died_threadsafe(error)
+            cell.died_threadsafe(error, suspect)
         for strip in strips:
             _settle(strip, EngineError(worker.strip_death_text()))
 
@@ -855,9 +920,10 @@ class WorkerPool:
         return self._closed
 
     def workers(self) -> list[Worker]:
-        """The workers in service (retiring ones included) and the spare (for diagnostics and tests)."""
+        """The workers in service (retiring ones included), the spare and the alone workers
+        (for diagnostics and tests)."""
         with self.lock:
-            return [*self._active, *([self._spare] if self._spare is not None else [])]
+            return [*self._active, *([self._spare] if self._spare is not None else []), *self._alone]
 
     def shutdown(self) -> None:
         """Kill every worker (at interpreter exit, or when the engine is closed)."""
@@ -867,9 +933,10 @@ class WorkerPool:
             self._closed = True
             self._changed.notify()
             workers = self.workers()
-            for waiter in self._waiters:
+            for waiter in [*self._waiters, *self._alone_waiters]:
                 waiter.future.cancel()
             self._waiters.clear()
+            self._alone_waiters.clear()
             self._settle_ready_waiters()
             self._settle_strip_waiters(_shut_down())
         atexit.unregister(self.shutdown)  # (atexit would otherwise keep every closed pool alive)

@@ -92,6 +92,7 @@ class _Server:
                     message.stored_json,
                     message.store_budget_bytes,
                     message.store_limit_error,
+                    message.determinism(),
                 )
                 setup = self._setups[message.setup_id]
                 self._cells[message.cell_id] = setup.start(
@@ -101,6 +102,18 @@ class _Server:
                 cell = self._cells.get(message.cell_id)
                 if cell is not None:
                     cell.resolve_tool_call(message.call_id, message.ok, message.payload)
+            case wire.ResolveTogether():
+                cell = self._cells.get(message.cell_id)
+                if cell is not None:
+                    cell.resolve_together(message.results)
+            case wire.FireTimer():
+                cell = self._cells.get(message.cell_id)
+                if cell is not None:
+                    cell.fire_timer(message.timer_id)
+            case wire.GoLive():
+                cell = self._cells.get(message.cell_id)
+                if cell is not None:
+                    cell.go_live()
             case wire.Release():
                 self._cut_off.discard(message.cell_id)
                 cell = self._cells.pop(message.cell_id, None)

@@ -1,0 +1,192 @@
+"""One cell's journal: what a fresh isolate needs to replay the cell exactly (issue 22).
+
+A journal is a header (the program, the stored values it started with, the seed of its
+`Math.random`) and records, in the order they happened:
+
+* `call`: the script called a tool (its id, name and a hash of its arguments). With a store it is
+  written before the tool runs, so after a restart a call that may have run is known.
+* `result`: the call's outcome, before the script is handed it.
+* `steps`: what the isolate applied, as its engine reported (`JournalEvent`): which calls one
+  host step settled, which timer fired, which clock value a `Date` read.
+* `seen`: how many output items and notifications the caller had received, so a replay does not
+  hand them out again.
+
+Every record is one JSON text. The journal keeps them in memory (a cell whose engine worker
+dies is replayed from memory) and, with a store, appends them there; `flush` writes what is
+pending, at the points where something leaves the host: before a tool runs and before an
+observation is returned. Past `max_bytes` the cell is no longer durable: its records are
+dropped and the store forgets it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from codemode._engine.base import CellProgram, ClockRead, JournalEntry, ResolvedCalls, TimerFired
+
+if TYPE_CHECKING:
+    from codemode.store import Store
+
+__all__ = ["CallRecord", "CellJournal", "JournalPlace", "argument_hash"]
+
+JOURNAL_FORMAT = 1
+
+
+def argument_hash(tool_name: str, arguments_json: str | None) -> str:
+    """What a replay compares to know the script made the same call: the tool and its arguments."""
+    text = tool_name + "\0" + ("" if arguments_json is None else arguments_json)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass
+class CallRecord:
+    """A call the script made; `outcome` is (ok, payload) once it ended."""
+
+    tool_name: str
+    argument_hash: str
+    outcome: tuple[bool, str] | None = None
+
+
+@dataclass(frozen=True)
+class JournalPlace:
+    """Where a journal lives in a store: the session and cell, and the host that owns the cell."""
+
+    store: Store
+    session_id: str
+    cell_id: str
+    owner: str
+
+
+@dataclass
+class CellJournal:
+    """The journal of one cell (see the module docstring)."""
+
+    program: CellProgram
+    random_seed: int
+    max_bytes: int
+    calls: dict[int, CallRecord] = field(default_factory=dict[int, CallRecord])
+    steps: list[JournalEntry] = field(default_factory=list[JournalEntry])
+    delivered_outputs: int = 0
+    delivered_notifications: int = 0
+    durable: bool = True
+    size: int = 0
+    place: JournalPlace | None = None
+    _pending: list[str] = field(default_factory=list[str])
+    _forget_in_store: bool = False
+
+    # -- the header -------------------------------------------------------------------------
+    def header(self) -> str:
+        program = self.program
+        text = json.dumps(
+            {
+                "format": JOURNAL_FORMAT,
+                "code": program.code,
+                "hoisted": program.hoisted,
+                "stored_json": program.stored_json,
+                "store_budget_bytes": program.store_budget_bytes,
+                "store_limit_error": program.store_limit_error,
+                "random_seed": self.random_seed,
+            },
+        )
+        self.size += len(text)
+        return text
+
+    @classmethod
+    def restore(cls, header: str, records: Sequence[str], max_bytes: int) -> CellJournal:
+        """A journal read back from a store (a new host resuming the cell)."""
+        fields_ = json.loads(header)
+        if fields_.get("format") != JOURNAL_FORMAT:
+            raise ValueError(f"unknown journal format {fields_.get('format')!r}")
+        program = CellProgram(
+            fields_["code"],
+            fields_["hoisted"],
+            stored_json=fields_["stored_json"],
+            store_budget_bytes=fields_["store_budget_bytes"],
+            store_limit_error=fields_["store_limit_error"],
+        )
+        journal = cls(program, int(fields_["random_seed"]), max_bytes, size=len(header))
+        for text in records:
+            journal.size += len(text)
+            journal._apply(json.loads(text))
+        return journal
+
+    # -- records ----------------------------------------------------------------------------
+    def call_started(self, call_id: int, tool_name: str, arguments_json: str | None) -> None:
+        digest = argument_hash(tool_name, arguments_json)
+        self._record({"call": call_id, "tool": tool_name, "hash": digest})
+
+    def call_ended(self, call_id: int, ok: bool, payload: str) -> None:
+        if call_id in self.calls and self.calls[call_id].outcome is None:
+            self._record({"result": call_id, "ok": ok, "payload": payload})
+
+    def applied(self, entries: Sequence[JournalEntry]) -> None:
+        self._record({"steps": [_entry_json(entry) for entry in entries]})
+
+    def delivered(self, outputs: int, notifications: int) -> None:
+        if (outputs, notifications) != (self.delivered_outputs, self.delivered_notifications):
+            self._record({"seen": [outputs, notifications]})
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if not self.durable:
+            return  # nothing will replay this cell: keep nothing
+        self._apply(record)
+        text = json.dumps(record)  # ASCII: a lone surrogate a script sent stays storable
+        self.size += len(text)
+        if self.size > self.max_bytes:
+            self.durable = False
+            self._pending.clear()
+            self.calls.clear()
+            self.steps.clear()
+            self._forget_in_store = self.place is not None
+            return
+        if self.place is not None:
+            self._pending.append(text)
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        if "call" in record:
+            self.calls[int(record["call"])] = CallRecord(record["tool"], record["hash"])
+        elif "result" in record:
+            call = self.calls.get(int(record["result"]))
+            if call is not None:
+                call.outcome = (bool(record["ok"]), str(record["payload"]))
+        elif "steps" in record:
+            self.steps.extend(_entry(item) for item in record["steps"])
+        elif "seen" in record:
+            self.delivered_outputs, self.delivered_notifications = (int(n) for n in record["seen"])
+
+    # -- the store ---------------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Append the pending records to the store (or forget the cell there once not durable)."""
+        place = self.place
+        if place is None:
+            return
+        if self._forget_in_store:
+            self._forget_in_store = False
+            await place.store.drop_cell(place.session_id, place.cell_id)
+            return
+        if self._pending:
+            pending, self._pending = self._pending, []
+            await place.store.append(place.session_id, place.cell_id, pending)
+
+
+def _entry_json(entry: JournalEntry) -> list[Any]:
+    if isinstance(entry, ResolvedCalls):
+        return ["b", list(entry.call_ids)]
+    if isinstance(entry, TimerFired):
+        return ["t", entry.timer_id]
+    return ["d", entry.ms, entry.times]
+
+
+def _entry(item: list[Any]) -> JournalEntry:
+    kind = item[0]
+    if kind == "b":
+        return ResolvedCalls(tuple(int(i) for i in item[1]))
+    if kind == "t":
+        return TimerFired(int(item[1]))
+    if kind == "d":
+        return ClockRead(float(item[1]), int(item[2]))
+    raise ValueError(f"unknown journal step {kind!r}")
