@@ -301,6 +301,7 @@ def measure(isolations: list[str], sizes: Sizes) -> dict[str, Any]:
                 "samples": samples, "calls": sizes.replay_calls}
         out["modes"][isolation] = {
             "warm": {name: {"mean_s": statistics.mean(s["mean_s"] for s in v), "samples_s": [s["mean_s"] for s in v],
+                            "median_s": statistics.median(s["mean_s"] for s in v),
                             "cpu_s": statistics.mean(s["cpu_s"] for s in v), "iterations": sizes.warm_iterations}
                      for name, v in warm.items()},
             "nested": nested_rows,

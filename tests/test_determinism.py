@@ -526,6 +526,20 @@ def test_replay_messages_round_trip_the_wire() -> None:
     assert isinstance(messages[1], wire.Start) and messages[1].determinism() is None
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"k": "start", "cell_id": 1, "setup_id": 1, "code": "", "hoisted": "", "stored_json": "{}",
+         "store_budget_bytes": 1, "store_limit_error": "", "random_seed": 1, "clock": [[1.0]], "replaying": True},
+        {"k": "resolve_together", "cell_id": 1, "results": [[1, True]]},
+        {"k": "events", "cell_id": 1, "events": [{"k": "journal", "entries": [["x", 1]]}]},
+    ],
+)
+def test_malformed_replay_messages_are_protocol_errors(data: object) -> None:
+    with pytest.raises(wire.ProtocolError):
+        wire.from_wire(data)
+
+
 def test_a_seed_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError):
         Determinism(2**53)

@@ -358,6 +358,10 @@ class CompileOnly:
     why: str
 
 
+def _says_resumed(printed: str) -> None:
+    assert printed.strip() == "completed ['3']", printed
+
+
 PYTHON_BLOCKS: dict[str, Run | CompileOnly] = {
     "import asyncio": Run(),  # the quick start; its printed output is checked too
     "from codemode.engines import ProcessEngine": Run(lambda: {"add": add, "CodeMode": CodeMode}),
@@ -393,6 +397,10 @@ PYTHON_BLOCKS: dict[str, Run | CompileOnly] = {
     ),
     "async with CodeMode(tools=[delete_file, read_file]) as cm:": Run(
         lambda: {**approval_namespace(), "CodeMode": CodeMode}, check=check_approval
+    ),
+    "import tempfile": Run(lambda: {"add": add, "CodeMode": CodeMode}, printed=lambda out: _says_resumed(out)),
+    """result = await client.call_tool("exec", {"code": 'store("k", 1)'})""": CompileOnly(
+        "it needs a sessionless MCP client; tests/test_mcp_replicas.py sends the handle over HTTP"
     ),
     "engine = FakeEngine()": Run(
         lambda: {"FakeEngine": FakeEngine, "CodeMode": CodeMode, "add": add, "asyncio": asyncio}

@@ -47,6 +47,8 @@ async def first_host(url: str, session_id: str, isolation: str) -> None:
 
     tools = [Tool("later", "Later.", later), Tool("slow", "Slow.", slow)]
     async with CodeMode(tools=tools, store=url, session_id=session_id, isolation=isolation) as cm:
+        earlier = await cm.exec('store("earlier", "kept")')
+        assert earlier.status == "completed", earlier
         result = await cm.exec(SCRIPT, yield_time_ms=100)
         while "before slow" not in " ".join(getattr(i, "text", "") for i in result.items):
             print(result_json(result), flush=True)

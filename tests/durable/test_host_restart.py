@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -58,6 +59,7 @@ def test_a_killed_host_s_cell_resumes_in_a_new_process(store_url: str, retry: st
             first.wait(timeout=30)
     observed = [text for line in seen if "texts" in line for text in line["texts"]]
     cell_id = seen[0]["cell_id"]
+    assert cell_id == "2"  # cell 1 stored a value and completed
     assert observed[0].startswith("start ") and observed[1].startswith("together ab ")
     assert observed[-1] == "before slow"
     _, t0, r0 = observed[0].split(" ")
@@ -75,7 +77,7 @@ def test_a_killed_host_s_cell_resumes_in_a_new_process(store_url: str, retry: st
     assert result["texts"][1:] == [f"end {t0} {r0}"], result
     if retry == "no-retry":
         assert "restarted while tools.slow was running" in result["texts"][0]
-    assert stored == {"stored": {"k": {"v": 42, "at": int(t0)}}}
+    assert stored == {"stored": {"earlier": "kept", "k": {"v": 42, "at": int(t0)}}}
     assert again["status"] == "failed" and "not found" in again["error"]  # closed: forgotten
 
 
@@ -106,3 +108,35 @@ asyncio.run(main())
     assert run("s1", "write") == ["s1", {"a": [1, 2]}, "[1,2]"]
     assert run("s1", "read") == ["s1", {"a": [1, 2]}, "[[1,2],null]"]
     assert run("s2", "read") == ["s2", {}, "[null,null]"]
+
+
+def test_a_journal_that_does_not_match_the_script_fails_the_resumed_cell(tmp_path: Path) -> None:
+    """A store whose record of a call differs from the call the replay makes (here: edited)."""
+    path = tmp_path / "diverge.db"
+    url = f"sqlite:///{path}"
+    session_id = uuid.uuid4().hex
+    with subprocess.Popen(
+        [*CHILD, "first", url, session_id, ISOLATION], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    ) as first:
+        try:
+            seen = _lines(first)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+    cell_id = seen[0]["cell_id"]
+    with sqlite3.connect(path) as db:
+        edited = db.execute(
+            "UPDATE codemode_cell_records SET body = replace(body, '\"tool\": \"later\"', '\"tool\": \"other\"')"
+            " WHERE body LIKE '%\"call\": 2,%'"
+        ).rowcount
+    assert edited == 1
+    second = subprocess.run(
+        [*CHILD, "second", url, session_id, ISOLATION, cell_id, "retry"], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    result = json.loads(second.stdout.strip().splitlines()[0])
+    assert result["status"] == "failed", result
+    assert result["error"].startswith("replay diverged at call 2 (tools.later)"), result
+    assert result["texts"] == []  # nothing handed out again, nothing new made up

@@ -447,3 +447,16 @@ def test_sqlite_keeps_every_append_of_a_killed_process(tmp_path: Path) -> None:
     records = json.loads(reader.stdout)
     assert records[: acknowledged + 1] == [f"record-{n}" for n in range(acknowledged + 1)]
     assert len(records) <= acknowledged + 2  # at most the append that was under way
+
+
+async def test_a_cell_can_start_with_its_first_records(stores: Stores) -> None:
+    writer, reader = stores.open(), stores.open()
+    await writer.open_session("s")
+    await writer.create_cell("s", "1", "{}", "replica-a", 30.0, [f"[{n}]" for n in range(5)])
+    await writer.append("s", "1", ["[5]"])
+    cell = await reader.read_cell("s", "1")
+    assert cell is not None and cell.records == tuple(f"[{n}]" for n in range(6))
+    with pytest.raises(UsageError, match="already has a journal"):
+        await writer.create_cell("s", "1", "{}", "replica-b", 30.0, ["[99]"])
+    again = await reader.read_cell("s", "1")
+    assert again is not None and again.records == cell.records and again.lease_owner == "replica-a"

@@ -66,7 +66,7 @@ DIVERGED_AT_END = (
     "stopped, so it cannot be resumed; run it again"
 )
 NOT_DURABLE = (
-    "[exec cell {cell_id}: its journal passed {mib} MiB, so it can no longer be made durable: it "
+    "[exec cell {cell_id}: its journal passed {size}, so it can no longer be made durable: it "
     "runs on, but if its engine worker or host stops it is lost]"
 )
 
@@ -299,8 +299,9 @@ class DurableCell:
     def _say_if_not_durable(self) -> None:
         if not self.journal.durable and not self._told_not_durable:
             self._told_not_durable = True
-            mib = self.journal.max_bytes / (1024 * 1024)
-            notice = NOT_DURABLE.format(cell_id=self._cell_id, mib=f"{mib:g}")
+            limit = self.journal.max_bytes
+            size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit:,} bytes"
+            notice = NOT_DURABLE.format(cell_id=self._cell_id, size=size)
             self._forward(OutputEvent(TextItem(notice)))
 
 

@@ -14,15 +14,16 @@ A journal is a header (the program, the stored values it started with, the seed 
 Every record is one JSON text. The journal keeps them in memory (a cell whose engine worker
 dies is replayed from memory) and, with a store, appends them there; `flush` writes what is
 pending, at the points where something leaves the host: before a tool runs and before an
-observation is returned. Past `max_bytes` the cell is no longer durable: its records are
-dropped and the store forgets it.
+observation is returned; the cell's row is written with its first flush, so a cell that ends
+within its first observation without calling a tool writes nothing. Past `max_bytes` the cell
+is no longer durable: its records are dropped and the store forgets it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class JournalPlace:
     session_id: str
     cell_id: str
     owner: str
+    lease_s: float
 
 
 @dataclass
@@ -75,8 +77,14 @@ class CellJournal:
     durable: bool = True
     size: int = 0
     place: JournalPlace | None = None
+    created: bool = False  # the store has the cell's row (written with its first flush)
     _pending: list[str] = field(default_factory=list[str])
     _forget_in_store: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size == 0:  # a new journal: the program counts against the cap too
+            program = self.program
+            self.size = len(program.code) + len(program.hoisted) + len(program.stored_json) + 200
 
     # -- the header -------------------------------------------------------------------------
     def header(self) -> str:
@@ -92,7 +100,6 @@ class CellJournal:
                 "random_seed": self.random_seed,
             },
         )
-        self.size += len(text)
         return text
 
     @classmethod
@@ -108,7 +115,7 @@ class CellJournal:
             store_budget_bytes=fields_["store_budget_bytes"],
             store_limit_error=fields_["store_limit_error"],
         )
-        journal = cls(program, int(fields_["random_seed"]), max_bytes, size=len(header))
+        journal = cls(program, int(fields_["random_seed"]), max_bytes, size=len(header), created=True)
         for text in records:
             journal.size += len(text)
             journal._apply(json.loads(text))
@@ -116,35 +123,46 @@ class CellJournal:
 
     # -- records ----------------------------------------------------------------------------
     def call_started(self, call_id: int, tool_name: str, arguments_json: str | None) -> None:
+        if not self.durable:
+            return
         digest = argument_hash(tool_name, arguments_json)
-        self._record({"call": call_id, "tool": tool_name, "hash": digest})
+        self.calls[call_id] = CallRecord(tool_name, digest)
+        self._keep(lambda: {"call": call_id, "tool": tool_name, "hash": digest}, 64 + len(tool_name))
 
     def call_ended(self, call_id: int, ok: bool, payload: str) -> None:
-        if call_id in self.calls and self.calls[call_id].outcome is None:
-            self._record({"result": call_id, "ok": ok, "payload": payload})
+        call = self.calls.get(call_id)
+        if call is None or call.outcome is not None or not self.durable:
+            return
+        call.outcome = (ok, payload)
+        self._keep(lambda: {"result": call_id, "ok": ok, "payload": payload}, 40 + len(payload))
 
     def applied(self, entries: Sequence[JournalEntry]) -> None:
-        self._record({"steps": [_entry_json(entry) for entry in entries]})
+        if not self.durable:
+            return
+        self.steps.extend(entries)
+        self._keep(lambda: {"steps": [_entry_json(entry) for entry in entries]}, 16 + 24 * len(entries))
 
     def delivered(self, outputs: int, notifications: int) -> None:
-        if (outputs, notifications) != (self.delivered_outputs, self.delivered_notifications):
-            self._record({"seen": [outputs, notifications]})
+        if (outputs, notifications) == (self.delivered_outputs, self.delivered_notifications) or not self.durable:
+            return
+        self.delivered_outputs, self.delivered_notifications = outputs, notifications
+        self._keep(lambda: {"seen": [outputs, notifications]}, 24)
 
-    def _record(self, record: dict[str, Any]) -> None:
-        if not self.durable:
-            return  # nothing will replay this cell: keep nothing
-        self._apply(record)
-        text = json.dumps(record)  # ASCII: a lone surrogate a script sent stays storable
-        self.size += len(text)
+    def _keep(self, record: Callable[[], dict[str, Any]], estimate: int) -> None:
+        """Count a record against the cap; with a store, queue its text for the next flush.
+        (In memory only, its size is estimated: encoding it would cost more than the record.)"""
+        if self.place is None:
+            self.size += estimate
+        else:
+            text = json.dumps(record())  # ASCII: a lone surrogate a script sent stays storable
+            self.size += len(text)
+            self._pending.append(text)
         if self.size > self.max_bytes:
             self.durable = False
             self._pending.clear()
             self.calls.clear()
             self.steps.clear()
-            self._forget_in_store = self.place is not None
-            return
-        if self.place is not None:
-            self._pending.append(text)
+            self._forget_in_store = self.created
 
     def _apply(self, record: dict[str, Any]) -> None:
         if "call" in record:
@@ -160,7 +178,9 @@ class CellJournal:
 
     # -- the store ---------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Append the pending records to the store (or forget the cell there once not durable)."""
+        """Write the pending records to the store: the cell's row comes with its first ones (a
+        cell that ends before anything needs to last is never written). Once the cell is no
+        longer durable, forget it there instead."""
         place = self.place
         if place is None:
             return
@@ -168,8 +188,15 @@ class CellJournal:
             self._forget_in_store = False
             await place.store.drop_cell(place.session_id, place.cell_id)
             return
-        if self._pending:
-            pending, self._pending = self._pending, []
+        if not self.durable:
+            return
+        pending, self._pending = self._pending, []
+        if not self.created:
+            self.created = True
+            await place.store.create_cell(
+                place.session_id, place.cell_id, self.header(), place.owner, place.lease_s, pending
+            )
+        elif pending:
             await place.store.append(place.session_id, place.cell_id, pending)
 
 

@@ -321,8 +321,9 @@ class CodeMode:
         if self._store is not None:
             try:
                 await self._persist()
-                for cell_id in list(self._durable):
-                    await self._store.release_lease(self._session_id, cell_id, self._owner)
+                for cell_id, durable in self._durable.items():
+                    if durable.journal.created:
+                        await self._store.release_lease(self._session_id, cell_id, self._owner)
             finally:
                 self._durable.clear()
                 if self._owns_store and self._state is not State.STARTING:
@@ -402,9 +403,7 @@ class CodeMode:
         if self._journaled:
             journal = CellJournal(program, new_random_seed(), self._limits.max_journal_bytes)
             if self._store is not None:
-                header = journal.header()
-                await self._store.create_cell(self._session_id, cell_id, header, self._owner, LEASE_S)
-                journal.place = JournalPlace(self._store, self._session_id, cell_id, self._owner)
+                journal.place = JournalPlace(self._store, self._session_id, cell_id, self._owner, LEASE_S)
             self._durable_cell(cell, journal).start_live()
         else:
             cell.attach(self._engine_session.start(program, cell.on_event))
@@ -647,7 +646,7 @@ class CodeMode:
             return self._cells[cell_id]
         record = await store.read_cell(self._session_id, cell_id) or record
         journal = CellJournal.restore(record.header, record.records, self._limits.max_journal_bytes)
-        journal.place = JournalPlace(store, self._session_id, cell_id, self._owner)
+        journal.place = JournalPlace(store, self._session_id, cell_id, self._owner, LEASE_S)
         cell = self._new_cell(cell_id)
         self._durable_cell(cell, journal).resume()
         return cell
@@ -685,7 +684,7 @@ class CodeMode:
         while True:
             await asyncio.sleep(LEASE_S / 3)
             for cell_id, durable in list(self._durable.items()):
-                if not durable.journal.durable:
+                if not durable.journal.durable or not durable.journal.created:
                     continue
                 try:
                     kept = await store.acquire_lease(self._session_id, cell_id, self._owner, LEASE_S)
@@ -788,7 +787,7 @@ class CodeMode:
             if self._keep_journals:
                 return  # closing with a store: the journal stays, for a host that resumes the cell
             durable = self._durable.pop(cell_id, None)
-            if durable is not None and durable.journal.place is not None and cell_id not in self._handed_over:
+            if durable is not None and durable.journal.created and cell_id not in self._handed_over:
                 self._cells_to_forget.append(cell_id)
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)

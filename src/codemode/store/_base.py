@@ -52,8 +52,11 @@ class Store(Protocol):
         """Upsert each value, delete each key mapped to None, all in one transaction."""
         ...
 
-    async def create_cell(self, session_id: str, cell_id: str, header: str, owner: str, lease_s: float) -> None:
-        """Start a cell's journal, leased to `owner` for `lease_s` seconds (UsageError if it exists)."""
+    async def create_cell(
+        self, session_id: str, cell_id: str, header: str, owner: str, lease_s: float, records: Sequence[str] = ()
+    ) -> None:
+        """Start a cell's journal with its first `records`, atomically, leased to `owner` for
+        `lease_s` seconds (UsageError if it exists)."""
         ...
 
     async def append(self, session_id: str, cell_id: str, records: Sequence[str]) -> None:

@@ -158,14 +158,28 @@ class PostgresStore:
                     "DELETE FROM codemode_values WHERE session_id = %s AND key = ANY(%s)", (session_id, deletes)
                 )
 
-    async def create_cell(self, session_id: str, cell_id: str, header: str, owner: str, lease_s: float) -> None:
+    async def create_cell(
+        self, session_id: str, cell_id: str, header: str, owner: str, lease_s: float, records: Sequence[str] = ()
+    ) -> None:
         async with self._db() as db:
+            # One statement: the cell and its first records, atomically, in one round trip.
             created = await db.execute(
-                f"""INSERT INTO codemode_cells (session_id, cell_id, header, lease_owner, lease_expires)
-                VALUES (%s, %s, %s, %s, {_NOW} + %s) ON CONFLICT DO NOTHING""",
-                (session_id, cell_id, header, owner, lease_s),
+                f"""WITH cell AS (
+                    INSERT INTO codemode_cells (session_id, cell_id, header, lease_owner, lease_expires)
+                    VALUES (%(session)s, %(cell)s, %(header)s, %(owner)s, {_NOW} + %(lease)s)
+                    ON CONFLICT DO NOTHING RETURNING ordinal
+                ), first_records AS (
+                    INSERT INTO codemode_cell_records (cell, body)
+                    SELECT cell.ordinal, r.body
+                    FROM cell, unnest(%(bodies)s::text[]) WITH ORDINALITY AS r(body, n)
+                    ORDER BY r.n
+                )
+                SELECT count(*) FROM cell""",
+                {"session": session_id, "cell": cell_id, "header": header, "owner": owner, "lease": lease_s,
+                 "bodies": list(records)},
             )
-            if created.rowcount != 1:
+            row = await created.fetchone()
+            if row is None or row[0] != 1:
                 raise UsageError(f"cell {cell_id!r} of session {session_id!r} already has a journal")
 
     async def append(self, session_id: str, cell_id: str, records: Sequence[str]) -> None:

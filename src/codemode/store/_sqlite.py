@@ -162,13 +162,18 @@ class SQLiteStore:
             )
             db.executemany("DELETE FROM codemode_values WHERE session_id = ? AND key = ?", deletes)
 
-    async def create_cell(self, session_id: str, cell_id: str, header: str, owner: str, lease_s: float) -> None:
+    async def create_cell(
+        self, session_id: str, cell_id: str, header: str, owner: str, lease_s: float, records: Sequence[str] = ()
+    ) -> None:
         try:
-            self._db().execute(
-                """INSERT INTO codemode_cells (session_id, cell_id, header, lease_owner, lease_expires)
-                VALUES (?, ?, ?, ?, ?)""",
-                (session_id, cell_id, header, owner, time.time() + lease_s),
-            )
+            with self._write() as db:
+                db.execute(
+                    """INSERT INTO codemode_cells (session_id, cell_id, header, lease_owner, lease_expires)
+                    VALUES (?, ?, ?, ?, ?)""",
+                    (session_id, cell_id, header, owner, time.time() + lease_s),
+                )
+                if records:
+                    db.executemany(_APPEND, [(session_id, cell_id, record) for record in records])
         except sqlite3.IntegrityError:
             raise UsageError(f"cell {cell_id!r} of session {session_id!r} already has a journal") from None
 

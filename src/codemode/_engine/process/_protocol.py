@@ -319,7 +319,7 @@ def from_wire(data: object) -> Message:
             results = [(int(r[0]), bool(r[1]), str(r[2])) for r in wire["results"]]
             return ResolveTogether(wire["cell_id"], results)
         message: Message = kind(*[wire[name] for name in names])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed message ({exc!r}): {wire!r:.200}") from exc
     return message
 
