@@ -52,7 +52,8 @@ demo: $(DEMO_STAMP) $(NODE_DEMO_STAMP)
 
 # The whole suite on the default engine (worker processes), then the engine-facing suites again
 # with V8 in the test process.
-IN_PROCESS_SUITES := tests/spec tests/hardening tests/test_agent_loops.py tests/test_mcp_client.py tests/test_cell_logic.py
+IN_PROCESS_SUITES := tests/spec tests/hardening tests/test_agent_loops.py tests/test_mcp_client.py tests/test_cell_logic.py \
+	tests/durable tests/test_determinism.py
 
 test: $(STAMP) $(NODE_STAMP) $(OPENAPI_STAMP) postgres haproxy
 	$(MAKE) check

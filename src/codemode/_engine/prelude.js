@@ -77,6 +77,7 @@ const __codemode_host__ = (function (setup) {
   const ReflectConstruct = Reflect.construct;
   const DateCtor = Date;
   const DateNow = Date.now;
+  const MathRandom = Math.random;
   const DateParse = Date.parse;
   const DateUTC = Date.UTC;
   const DatePrototypeToString = uncurryThis(Date.prototype.toString);
@@ -482,6 +483,7 @@ const __codemode_host__ = (function (setup) {
   // What every reading of the clock by the script returns: the recorded readings first, then
   // the real clock, recorded as `["d", ms, times]` (a busy loop reads the same ms many times).
   const readClock = (function readClock() {
+    if (!recording) return DateNow();
     if (clock !== null) {
       let reading = clock[clockNext];
       if (clockTaken === reading[1]) {
@@ -546,6 +548,7 @@ const __codemode_host__ = (function (setup) {
   const replacements = {
     __proto__: null,
     random() {
+      if (!recording) return MathRandom();
       return ((nextRandom() >>> 5) * 67108864 + (nextRandom() >>> 6)) / 9007199254740992;
     },
     now() {
@@ -647,11 +650,13 @@ const __codemode_host__ = (function (setup) {
       }
     }
     seedRandom(determinism.seed);
-    ObjectDefineProperty(MathObject, "random", dataProperty(replacements.random, false));
-    installDate();
-    installTemporalNow();
-    installDateTimeFormat();
   });
+  // Installed once, while the isolate is prepared (each costs more than a whole warm exec's
+  // share of V8 time if done per cell); without a determinism they read the originals.
+  ObjectDefineProperty(MathObject, "random", dataProperty(replacements.random, false));
+  installDate();
+  installTemporalNow();
+  installDateTimeFormat();
 
   // Runs a registered timer's callback once (the caller has unregistered it).
   const runTimer = (function runTimer(callback) {

@@ -11,7 +11,8 @@ A journal is a header (the program, the stored values it started with, the seed 
 * `seen`: how many output items and notifications the caller had received, so a replay does not
   hand them out again.
 
-Every record is one JSON text. The journal keeps them in memory (a cell whose engine worker
+Every record is one JSON object; the records of one flush are stored as one JSON array. The
+journal keeps them in memory (a cell whose engine worker
 dies is replayed from memory) and, with a store, appends them there; `flush` writes what is
 pending, at the points where something leaves the host: before a tool runs and before an
 observation is returned; the cell's row is written with its first flush, so a cell that ends
@@ -118,7 +119,8 @@ class CellJournal:
         journal = cls(program, int(fields_["random_seed"]), max_bytes, size=len(header), created=True)
         for text in records:
             journal.size += len(text)
-            journal._apply(json.loads(text))
+            for record in json.loads(text):  # each stored row holds the records of one flush
+                journal._apply(record)
         return journal
 
     # -- records ----------------------------------------------------------------------------
@@ -190,14 +192,16 @@ class CellJournal:
             return
         if not self.durable:
             return
-        pending, self._pending = self._pending, []
+        # The records of one flush go as one (a JSON array): one row, one statement.
+        batch = [f"[{','.join(self._pending)}]"] if self._pending else []
+        self._pending = []
         if not self.created:
             self.created = True
             await place.store.create_cell(
-                place.session_id, place.cell_id, self.header(), place.owner, place.lease_s, pending
+                place.session_id, place.cell_id, self.header(), place.owner, place.lease_s, batch
             )
-        elif pending:
-            await place.store.append(place.session_id, place.cell_id, pending)
+        elif batch:
+            await place.store.append(place.session_id, place.cell_id, batch)
 
 
 def _entry_json(entry: JournalEntry) -> list[Any]:
