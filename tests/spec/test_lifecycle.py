@@ -247,8 +247,9 @@ async def test_case45_terminate_cancels_a_pending_notification(make_cm: MakeCode
 
 
 async def test_case46_second_terminate_while_terminating(cm: CodeMode) -> None:
-    first = await cm.exec(f'// @exec: {{"yield_time_ms": 10}}\n{FOREVER}')
-    assert first.status == "running"
+    # Running in its isolate (not still waiting for one, which a terminate stops at once).
+    first = await cm.exec(f'text("in V8"); yield_control(); {FOREVER}', yield_time_ms=60_000)
+    assert (first.status, texts(first)) == ("running", ["in V8"])
     one, two = await asyncio.gather(cm.wait("1", terminate=True), cm.wait("1", terminate=True))
     assert (one.status, one.items) == ("terminated", ())
     assert (two.status, two.error) == ("failed", "exec cell 1 is already terminating")

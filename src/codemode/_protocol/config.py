@@ -83,9 +83,9 @@ class Limits:
         approval_timeout_s: seconds a call may wait for approval before it is rejected (600;
             None: no limit).
         max_journal_bytes: characters one cell's journal may hold (16 MiB: the program, stored
-            values it started with, tool results, timer and clock records). A cell past it says
-            it can no longer be made durable and runs on, but is not replayed if its engine
-            worker or host stops.
+            values it started with, tool results, timer and clock records). A cell past it runs
+            on, but is not replayed if its engine worker or host stops (with a store it says it
+            can no longer be made durable).
     """
 
     heap_limit_bytes: int = DEFAULT_HEAP_LIMIT_BYTES

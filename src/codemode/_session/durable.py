@@ -62,8 +62,8 @@ DIVERGED = (
     "before its engine stopped ({why}), so it cannot be resumed; run it again"
 )
 DIVERGED_AT_END = (
-    "replay diverged: the script ended before it made call {call_id} it made before its engine "
-    "stopped, so it cannot be resumed; run it again"
+    "replay diverged: the script ended before {what}, as it did before its engine stopped, so it "
+    "cannot be resumed; run it again"
 )
 NOT_DURABLE = (
     "[exec cell {cell_id}: its journal passed {size}, so it can no longer be made durable: it "
@@ -79,7 +79,8 @@ def new_random_seed() -> int:
 
 
 class DurableCell:
-    """See the module docstring. `forward` is the `Cell`'s event sink. `outputs_forwarded` and
+    """See the module docstring. `forward` is the `Cell`'s event sink; `say_when_not_durable`:
+    a cell past its journal cap says so in its output. `outputs_forwarded` and
     `notifications_forwarded` count from the cell's start, replays included."""
 
     def __init__(
@@ -89,6 +90,8 @@ class DurableCell:
         start_engine: StartEngineCell,
         forward: EventSink,
         retry_on_restart: Callable[[str], bool],
+        *,
+        say_when_not_durable: bool,
     ) -> None:
         self._cell_id = cell_id
         self.journal = journal
@@ -100,7 +103,10 @@ class DurableCell:
         self._deaths = 0  # engine workers that died on their own under this cell
         self._stops = 0  # engine workers the host stopped under this cell (not its fault)
         self._ended = False  # finished, terminated or released: no more replays
-        self._told_not_durable = False
+        # With a store the caller asked for durable cells: a cell past its journal cap says so.
+        # Without one the journal only guards against a dying worker, a thing the model cannot
+        # act on, so the cell loses that quietly.
+        self._told_not_durable = not say_when_not_durable
         self.outputs_forwarded = 0
         self.notifications_forwarded = 0
         # Replay state.
@@ -195,8 +201,11 @@ class DurableCell:
             self._ended = True
             if self._replaying:
                 pending = self._steps[self._step]
-                call_id = pending.call_ids[0] if isinstance(pending, ResolvedCalls) else 0
-                event = FinishedEvent(DIVERGED_AT_END.format(call_id=call_id))
+                if isinstance(pending, ResolvedCalls):
+                    what = f"it made call {pending.call_ids[0]}"
+                else:
+                    what = f"its timer {pending.timer_id} fired"
+                event = FinishedEvent(DIVERGED_AT_END.format(what=what))
         elif isinstance(event, EngineDiedEvent):
             if self._replay_after_death(event.suspect):
                 return

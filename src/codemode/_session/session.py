@@ -623,6 +623,7 @@ class CodeMode:
             lambda program, sink, alone: engine_session.start(program, sink, alone=alone),
             cell.on_event,
             retry_on_restart,
+            say_when_not_durable=self._store is not None,
         )
         self._durable[cell.id] = durable
         cell.attach(durable)
