@@ -85,7 +85,6 @@ const __codemode_host__ = (function (setup) {
   const WeakMapCtor = WeakMap;
   const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
   const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
-  const TemporalObject = g.Temporal;
   const IntlObject = g.Intl;
   const Int32ArrayCtor = Int32Array;
   const SAB = g.SharedArrayBuffer;
@@ -574,7 +573,10 @@ const __codemode_host__ = (function (setup) {
   });
 
   // Temporal.Now reads the clock through `readClock` too (at its precision here: milliseconds).
+  // Read only for a script that names Temporal (`temporal` in the determinism): merely reading
+  // the global makes V8 build the whole Temporal namespace, about as much as a warm exec costs.
   const installTemporalNow = (function installTemporalNow() {
+    const TemporalObject = g.Temporal;
     if (TemporalObject === undefined) return;
     const Now = TemporalObject.Now;
     const Instant = TemporalObject.Instant;
@@ -637,7 +639,8 @@ const __codemode_host__ = (function (setup) {
     ObjectDefineProperty(prototype, "formatToParts", dataProperty(members.formatToParts, false));
   });
 
-  // `determinism` (from the host, read before the script exists): { seed, clock, replaying }.
+  // `determinism` (from the host, read before the script exists): { seed, clock, replaying,
+  // temporal }.
   const startDeterminism = (function startDeterminism(determinism) {
     recording = true;
     replaying = determinism.replaying === true;
@@ -650,12 +653,12 @@ const __codemode_host__ = (function (setup) {
       }
     }
     seedRandom(determinism.seed);
+    if (determinism.temporal === true) installTemporalNow();
   });
   // Installed once, while the isolate is prepared (each costs more than a whole warm exec's
   // share of V8 time if done per cell); without a determinism they read the originals.
   ObjectDefineProperty(MathObject, "random", dataProperty(replacements.random, false));
   installDate();
-  installTemporalNow();
   installDateTimeFormat();
 
   // Runs a registered timer's callback once (the caller has unregistered it).

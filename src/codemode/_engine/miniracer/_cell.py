@@ -69,14 +69,21 @@ def tools_source(setup: SessionSetup) -> str:
     return f"{names}, {json.dumps(entries)}"
 
 
-def determinism_source(determinism: Determinism | None) -> str:
+def determinism_source(determinism: Determinism | None, code: str) -> str:
     """The determinism as the prelude's `run` takes it: a JS object literal (its clock as
-    `[ms, times]` pairs), or null."""
+    `[ms, times]` pairs), or null. `temporal`: the script names Temporal, so Temporal.Now is
+    journaled too (building Temporal costs every other cell too much; a script that reaches it
+    without its name reads the real clock, unjournaled)."""
     if determinism is None:
         return "null"
     clock = [[r.ms, r.times] if isinstance(r, ClockRead) else [r, 1] for r in determinism.clock]
     return json.dumps(
-        {"seed": determinism.random_seed, "clock": [r for r in clock if r[1] > 0], "replaying": determinism.replaying}
+        {
+            "seed": determinism.random_seed,
+            "clock": [r for r in clock if r[1] > 0],
+            "replaying": determinism.replaying,
+            "temporal": "Temporal" in code,
+        }
     )
 
 
@@ -145,7 +152,7 @@ class MiniRacerCell:
             snapshot=json.dumps(program.stored_json),
             budget=program.store_budget_bytes,
             limit_error=json.dumps(program.store_limit_error),
-            determinism=determinism_source(program.determinism),
+            determinism=determinism_source(program.determinism, program.code),
             hoisted=program.hoisted,
         )
         self._prefix_length = len(prefix)
