@@ -35,6 +35,19 @@ def _lines(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
     raise AssertionError(f"the first host ended early: {seen}")
 
 
+def _run_first_host_until_killed(url: str, session_id: str) -> list[dict[str, Any]]:
+    """What the first host reported before it was SIGKILLed, its cell waiting in `tools.slow`."""
+    with subprocess.Popen(
+        [*CHILD, "first", url, session_id, ISOLATION], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    ) as first:
+        try:
+            return _lines(first)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -48,15 +61,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def test_a_killed_host_s_cell_resumes_in_a_new_process(store_url: str, retry: str) -> None:
     url = store_url
     session_id = uuid.uuid4().hex
-    with subprocess.Popen(
-        [*CHILD, "first", url, session_id, ISOLATION], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True,
-    ) as first:
-        try:
-            seen = _lines(first)
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=30)
+    seen = _run_first_host_until_killed(url, session_id)
     observed = [text for line in seen if "texts" in line for text in line["texts"]]
     cell_id = seen[0]["cell_id"]
     assert cell_id == "2"  # cell 1 stored a value and completed
@@ -115,15 +120,7 @@ def test_a_journal_that_does_not_match_the_script_fails_the_resumed_cell(tmp_pat
     path = tmp_path / "diverge.db"
     url = f"sqlite:///{path}"
     session_id = uuid.uuid4().hex
-    with subprocess.Popen(
-        [*CHILD, "first", url, session_id, ISOLATION], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True,
-    ) as first:
-        try:
-            seen = _lines(first)
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=30)
+    seen = _run_first_host_until_killed(url, session_id)
     cell_id = seen[0]["cell_id"]
     with sqlite3.connect(path) as db:
         edited = db.execute(

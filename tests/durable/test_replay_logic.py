@@ -82,6 +82,16 @@ async def run_until_death(cm: CodeMode, engine: FakeEngine) -> tuple[asyncio.Tas
     return run, cell
 
 
+async def died_and_replayed(
+    cm: CodeMode, engine: FakeEngine, release: Release, error: str = DIED
+) -> tuple[asyncio.Task[ExecResult], FakeCell, FakeCell]:
+    """`run_until_death`, the worker dies while `hold` runs; the exec, its first and its replayed cell."""
+    run, first = await run_until_death(cm, engine)
+    await within(release.started.wait())
+    first.die(error)
+    return run, first, await within(engine.next_cell())
+
+
 async def replay_as_before(cell: FakeCell) -> None:
     """The replayed script does what the first did (until `hold`)."""
     cell.emit_text("a")
@@ -94,10 +104,7 @@ async def replay_as_before(cell: FakeCell) -> None:
 async def test_a_cell_whose_worker_died_is_replayed_alone_and_completes(
     cm: CodeMode, engine: FakeEngine, release: Release
 ) -> None:
-    run, first = await run_until_death(cm, engine)
-    await within(release.started.wait())
-    first.die(DIED)
-    replay = await within(engine.next_cell())
+    run, first, replay = await died_and_replayed(cm, engine, release)
     assert replay.alone
     determinism = replay.program.determinism
     assert determinism is not None and determinism.replaying
@@ -121,10 +128,7 @@ async def test_a_cell_whose_worker_died_is_replayed_alone_and_completes(
 async def test_a_replay_that_makes_another_call_fails_saying_where(
     cm: CodeMode, engine: FakeEngine, release: Release
 ) -> None:
-    run, first = await run_until_death(cm, engine)
-    await within(release.started.wait())
-    first.die(DIED)
-    replay = await within(engine.next_cell())
+    run, _first, replay = await died_and_replayed(cm, engine, release)
     replay.emit_text("a")
     replay.call_tool("add", '{"a":1,"b":2}')
     replay.call_tool("add", '{"a":3,"b":5}')  # not what the journal holds
@@ -138,10 +142,7 @@ async def test_a_replay_that_makes_another_call_fails_saying_where(
 
 
 async def test_a_replay_that_ends_early_fails(cm: CodeMode, engine: FakeEngine, release: Release) -> None:
-    run, first = await run_until_death(cm, engine)
-    await within(release.started.wait())
-    first.die(DIED)
-    replay = await within(engine.next_cell())
+    run, _first, replay = await died_and_replayed(cm, engine, release)
     replay.call_tool("add", '{"a":1,"b":2}')
     replay.finish()
     result = await within(run)

@@ -22,6 +22,7 @@ is no longer durable: its records are dropped and the store forgets it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -80,6 +81,7 @@ class CellJournal:
     place: JournalPlace | None = None
     created: bool = False  # the store has the cell's row (written with its first flush)
     _pending: list[str] = field(default_factory=list[str])
+    _flushing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time: calls run at once
     _forget_in_store: bool = False
 
     def __post_init__(self) -> None:
@@ -186,22 +188,28 @@ class CellJournal:
         place = self.place
         if place is None:
             return
-        if self._forget_in_store:
-            self._forget_in_store = False
-            await place.store.drop_cell(place.session_id, place.cell_id)
-            return
-        if not self.durable:
-            return
+        async with self._flushing:  # concurrent calls (`Promise.all`) flush in turn, in order
+            if self._forget_in_store:
+                self._forget_in_store = False
+                await place.store.drop_cell(place.session_id, place.cell_id)
+            elif self.durable:
+                await self._flush_pending(place)
+
+    async def _flush_pending(self, place: JournalPlace) -> None:
         # The records of one flush go as one (a JSON array): one row, one statement.
-        batch = [f"[{','.join(self._pending)}]"] if self._pending else []
-        self._pending = []
-        if not self.created:
-            self.created = True
-            await place.store.create_cell(
-                place.session_id, place.cell_id, self.header(), place.owner, place.lease_s, batch
-            )
-        elif batch:
-            await place.store.append(place.session_id, place.cell_id, batch)
+        pending, self._pending = self._pending, []
+        batch = [f"[{','.join(pending)}]"] if pending else []
+        try:
+            if not self.created:
+                await place.store.create_cell(
+                    place.session_id, place.cell_id, self.header(), place.owner, place.lease_s, batch
+                )
+                self.created = True
+            elif batch:
+                await place.store.append(place.session_id, place.cell_id, batch)
+        except BaseException:
+            self._pending[:0] = pending  # not written: they go with the next flush
+            raise
 
 
 def _entry_json(entry: JournalEntry) -> list[Any]:

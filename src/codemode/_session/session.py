@@ -76,6 +76,11 @@ KEPT_NOTIFICATIONS = 1000  # the newest notify() texts kept on the session (on_n
 KEPT_NOTIFICATION_CHARS = 4 * 1024 * 1024  # ...as long as together they stay this short
 SHUTTING_DOWN = "code mode session is shutting down"
 LEASE_S = 6.0  # how long a host owns a durable cell without renewing its lease (every third of it)
+STORE_UNAVAILABLE = "this session's store did not answer ({error}); nothing ran: try again shortly"
+STORE_FAILED_BEFORE_CALL = (
+    "tools.{tool} did not run: this session's store could not record the call first ({error}); "
+    "try again shortly"
+)
 RUNNING_ELSEWHERE = (
     "exec cell {cell_id} is running on another host of this session right now; wait on it there, "
     "or try again in a few seconds"
@@ -374,7 +379,12 @@ class CodeMode:
         max_tokens = _first(request.max_output_tokens, max_output_tokens, defaults.max_output_tokens)
         code = request.code
         if self._store is not None:
-            cell_id = str(await self._store.next_cell_id(self._session_id))
+            try:
+                cell_id = str(await self._store.next_cell_id(self._session_id))
+            except Exception as exc:
+                logger.warning("codemode: the store could not give a cell id", exc_info=True)
+                return ExecResult("rejected", None, error=STORE_UNAVAILABLE.format(error=exc),
+                                  wall_time_s=loop.time() - started)
         else:
             cell_id = str(next(self._cell_ids))
         if not parses_as_javascript(code):  # TypeScript (or a syntax error, which V8 reports)
@@ -442,7 +452,11 @@ class CodeMode:
             return refused(SHUTTING_DOWN, "shutting_down")
         cell = self._cells.get(str(cell_id))
         if cell is None and self._store is not None and await self._usable():
-            cell = await self._resume(str(cell_id))
+            try:
+                cell = await self._resume(str(cell_id))
+            except Exception as exc:
+                logger.warning("codemode: could not resume exec cell %s from the store", cell_id, exc_info=True)
+                return refused(STORE_UNAVAILABLE.format(error=exc), "busy")
             if isinstance(cell, str):
                 return refused(cell, "busy")
         if cell is None:
@@ -661,7 +675,11 @@ class CodeMode:
                 durable.outputs_forwarded - cell.undelivered_outputs, durable.notifications_forwarded
             )
         if self._store is not None:
-            await self._persist()
+            try:
+                await self._persist()
+            except Exception:
+                # The output is the caller's either way; unrecorded, a replay may hand it out again.
+                logger.warning("codemode: the store could not record exec cell %s", cell.id, exc_info=True)
         return self._result(cell.id, observation, started, max_tokens)
 
     async def _persist(self) -> None:
@@ -672,10 +690,14 @@ class CodeMode:
             await durable.journal.flush()
         if self._pending_values:
             values, self._pending_values = self._pending_values, {}
-            await store.put_values(self._session_id, values)
+            try:
+                await store.put_values(self._session_id, values)
+            except BaseException:
+                self._pending_values = values | self._pending_values  # written with the next one
+                raise
         while self._cells_to_forget:
-            cell_id = self._cells_to_forget.pop()
-            await store.drop_cell(self._session_id, cell_id)
+            await store.drop_cell(self._session_id, self._cells_to_forget[-1])
+            self._cells_to_forget.pop()
 
     async def _renew_leases(self) -> None:
         """Keep the leases of the cells running here; a cell whose lease another host took
@@ -770,7 +792,11 @@ class CodeMode:
                     raise ToolCallFailed(str(exc)) from None
             durable = self._durable.get(cell_id)
             if durable is not None:
-                await durable.journal.flush()  # the call is on record before it can have an effect
+                try:
+                    await durable.journal.flush()  # the call is on record before it can have an effect
+                except Exception as exc:
+                    logger.warning("codemode: the store could not record a call of exec cell %s", cell_id, exc_info=True)
+                    raise ToolCallFailed(STORE_FAILED_BEFORE_CALL.format(tool=call.tool_name, error=exc)) from None
             use_tool_threads(self._tool_threads)  # this call's task: sync tools run on ours
             return await call_tool(entry.tool, call.tool_name, call.arguments_json, call.seek_approval)
 

@@ -48,7 +48,7 @@ class ProcessCell:
 
     def __init__(self, session: ProcessSession, program: CellProgram, on_event: EventSink, alone: bool) -> None:
         self.id = next(_ids)
-        self._alone = alone  # runs on a worker of its own (see `WorkerPool.alone_admission`)
+        self._alone = alone  # runs on a worker of its own (see `WorkerPool.admission`)
         self.heap = session.admission_heap
         self._loop = asyncio.get_running_loop()
         self._session = session
@@ -69,7 +69,7 @@ class ProcessCell:
     def begin(self) -> None:
         pool = self._session.pool
         if self._alone:
-            self._admission = pool.alone_admission(self)
+            self._admission = pool.admission(self, alone=True)
         else:
             worker = pool.try_admit(self)
             if worker is not None:

@@ -551,9 +551,10 @@ class WorkerPool:
                 return None
             return self._place(cell)
 
-    def admission(self, cell: Tenant) -> concurrent.futures.Future[Worker]:
-        """A future of the worker that will run `cell`, in the order cells asked; it fails with
-        an `EngineError` when the engine is shut down or its next start fails.
+    def admission(self, cell: Tenant, *, alone: bool = False) -> concurrent.futures.Future[Worker]:
+        """A future of the worker that will run `cell` (`alone`: a worker started for it alone),
+        in the order cells (alone cells) asked; it fails with an `EngineError` when the engine is
+        shut down or its next start fails.
 
         Cancel the future to withdraw; a cell placed meanwhile must be `discharge`d.
         """
@@ -562,25 +563,13 @@ class WorkerPool:
             if self._closed:
                 future.set_exception(_shut_down())
                 return future
-            self._waiters.append(_Waiter(cell, future))
-            self._serve_waiters()
-            self._changed.notify()  # a start may be due for it
-        return future
-
-    def alone_admission(self, cell: Tenant) -> concurrent.futures.Future[Worker]:
-        """A future of a worker started for `cell` alone, in the order alone cells asked; it
-        fails with an `EngineError` when the engine is shut down or its next start fails.
-
-        Cancel the future to withdraw; a cell placed meanwhile must be `discharge`d.
-        """
-        future: concurrent.futures.Future[Worker] = concurrent.futures.Future()
-        with self.lock:
-            if self._closed:
-                future.set_exception(_shut_down())
-                return future
-            self._alone_waiters.append(_Waiter(cell, future))
-            self._serve_alone()
-            self._changed.notify()  # the janitor times its start
+            if alone:
+                self._alone_waiters.append(_Waiter(cell, future))
+                self._serve_alone()
+            else:
+                self._waiters.append(_Waiter(cell, future))
+                self._serve_waiters()
+            self._changed.notify()  # a start may be due for it (the janitor times it)
         return future
 
     def discharge(self, cell: Tenant, worker: Worker) -> None:
