@@ -81,6 +81,15 @@ async def _running_threads(samples: int) -> set[str]:
     return {thread for thread, count in running.items() if count >= samples * 0.8}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def thread_count() -> int:
     """Native threads of this process and of the engine workers (V8 isolate threads), from /proc.
 

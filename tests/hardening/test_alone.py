@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import process_only
-from tests.hardening._support import linux_only
+from tests.hardening._support import linux_only, pid_alive
 
 from codemode import TextItem
 from codemode._engine.base import (
@@ -94,14 +94,6 @@ def worker_of(engine: ProcessEngine, cell: Cell) -> Worker | None:
 def alone_workers(engine: ProcessEngine) -> list[Worker]:
     """The alone workers alive (starting or running their cell), not yet killed."""
     return [w for w in engine.pool.workers() if w.alone and not w.doomed]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import MakeCodeMode, process_only
-from tests.hardening._support import linux_only, rss_bytes, texts
+from tests.hardening._support import linux_only, pid_alive, rss_bytes, texts
 
 from codemode import CodeMode, Limits
 from codemode._engine.base import CellProgram, FinishedEvent, SessionSetup
@@ -80,14 +80,6 @@ async def eventually(predicate: Callable[[], bool], timeout: float, interval: fl
 
 def busy_workers(engine: ProcessEngine) -> list[Any]:
     return [w for w in engine.pool.workers() if w.cells and not w.dead]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 async def ok(cm: CodeMode, label: str = "alive") -> None:
