@@ -464,6 +464,41 @@ async def test_array_buffers_are_bounded(private: Any, source: str) -> None:
         await ok(cm, f"after {i}")
 
 
+LOST_WORK = """
+import asyncio, ctypes, sys
+from codemode._engine.process._worker import _lost_work_is_fatal
+
+def fail():
+    raise {error}
+
+async def main():
+    _lost_work_is_fatal(asyncio.get_running_loop())
+    if sys.argv[1] == "loop":
+        asyncio.get_running_loop().call_soon(fail)
+    else:
+        ctypes.CFUNCTYPE(None)(lambda: fail())()  # through ctypes' thunk, as an isolate calls back
+    await asyncio.sleep(10)
+    print("lived on")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "error"), [("loop", "MemoryError"), ("loop", "RuntimeError('lost')"), ("ctypes", "MemoryError")]
+)
+def test_an_error_that_loses_a_cells_events_ends_the_worker(where: str, error: str) -> None:
+    """Near the memory cap, packing a cell's last events can raise `MemoryError` in a loop or
+    ctypes callback, where Python only logs it: the worker must end (the host then fails or
+    replays the cell) rather than live on with the cell's events gone and the cell waiting forever."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOST_WORK.format(error=error), where], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 5, (done.returncode, done.stdout, done.stderr)
+    assert "lived on" not in done.stdout
+    assert error.split("(")[0] in done.stderr
+
+
 async def test_exhausting_a_young_worker_costs_only_that_cell(private: Any) -> None:
     """A cell that exhausts the memory cap of a worker still filling its isolate pool fails; the
     cells after it must not be lost with that worker (creating an isolate while the failed cell's

@@ -251,8 +251,38 @@ class _Commands(asyncio.Protocol):
             self._closed.set_result(None)
 
 
+def _lost_work_is_fatal(loop: asyncio.AbstractEventLoop) -> None:
+    """Make an exception nobody handles end the worker. asyncio only logs one raised by a loop
+    callback (a flush, a settled eval), and ctypes only prints one raised by an isolate's
+    callback: either way a cell's events are gone while the worker lives on, and the host would
+    wait for that cell forever. Near the memory cap that is a `MemoryError`; as a death, the
+    host fails or replays the cell and says it ran out of memory."""
+
+    def on_loop_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if exc is None or isinstance(exc, (ConnectionError, BrokenPipeError)):
+            _loop.default_exception_handler(context)  # a message, or the host going away
+            return
+        _die(f"{context.get('message', 'unhandled error')}: {type(exc).__name__}: {exc}")
+
+    def on_unraisable(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, MemoryError):
+            _die(f"{unraisable.err_msg or 'in a callback'}: MemoryError")
+        sys.__unraisablehook__(unraisable)
+
+    loop.set_exception_handler(on_loop_error)
+    sys.unraisablehook = on_unraisable
+
+
+def _die(why: str) -> None:
+    with contextlib.suppress(BaseException):
+        os.write(2, f"codemode engine worker: {why}\n".encode("utf-8", "replace"))
+    os._exit(5)
+
+
 async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> None:
     loop = asyncio.get_running_loop()
+    _lost_work_is_fatal(loop)
     max_frame = config["max_frame_bytes"]
     memory_cap = config["memory_cap_bytes"]
     engine = MiniRacerEngine(pool_size=config["isolate_pool_size"], memory_cap_bytes=memory_cap)
