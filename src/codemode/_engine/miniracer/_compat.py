@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -53,6 +54,7 @@ __all__ = [
     "V8Context",
     "init_v8",
     "longest_free_s",
+    "make_lost_callbacks_fatal",
 ]
 
 V8_FLAGS = ("--single-threaded",)
@@ -61,6 +63,20 @@ _init_lock = threading.Lock()
 _dll: Any = None
 _first_context_lock = threading.Lock()
 _first_context_made = False
+_fatal: tuple[int, bytes] | None = None  # (exit status, what to print) when a callback is lost
+
+
+def make_lost_callbacks_fatal(status: int, message: bytes) -> None:
+    """End the process with `status`, printing `message`, when handling a callback from an
+    isolate fails.
+
+    ctypes only prints an error raised in a callback, and asyncio only logs one raised while the
+    loop hands the callbacks on: the eval or message is lost and the cell waiting for it waits
+    forever. An engine worker near its memory cap gets exactly that (a `MemoryError`), and ends
+    instead; in-process, errors go where Python sends them. The exit allocates nothing: calling
+    a Python function may itself need memory there is none of."""
+    global _fatal
+    _fatal = (status, message)
 
 
 def init_v8() -> Any:
@@ -119,9 +135,18 @@ class _Context(Context):
     def _drain_inbox(self) -> None:
         self._drain_scheduled[0] = False  # before draining: a later callback schedules again
         inbox = self._inbox
-        while inbox:
-            callback_id, val_handle = inbox.popleft()
-            self._handle_callback_from_v8_on_event_loop(callback_id, val_handle)
+        try:
+            while inbox:
+                callback_id, val_handle = inbox.popleft()
+                self._handle_callback_from_v8_on_event_loop(callback_id, val_handle)
+        except MemoryError:
+            fatal = _fatal
+            if fatal is None:
+                raise
+            try:
+                os.write(2, fatal[1])
+            finally:
+                os._exit(fatal[0])
 
     def _free(self, raw: Any) -> None:
         if not self._alive[0]:
@@ -147,7 +172,16 @@ class V8Context:
 
         @mr_callback_func
         def callback(callback_id: int, raw_val_handle: Any) -> None:
-            context_ref[0].handle_callback_from_v8(callback_id, raw_val_handle)
+            try:
+                context_ref[0].handle_callback_from_v8(callback_id, raw_val_handle)
+            except BaseException:
+                fatal = _fatal
+                if fatal is None:
+                    raise
+                try:
+                    os.write(2, fatal[1])
+                finally:
+                    os._exit(fatal[0])
 
         self._callback = callback  # must outlive the context
         self._raw = _init_context(self._dll, callback)

@@ -30,12 +30,14 @@ from codemode._engine.miniracer import (
     data_bytes,
 )
 from codemode._engine.miniracer._cell import MiniRacerCell
-from codemode._engine.miniracer._compat import init_v8, longest_free_s
+from codemode._engine.miniracer._compat import init_v8, longest_free_s, make_lost_callbacks_fatal
 from codemode._engine.process import _protocol as wire
 from codemode._loop import run as run_loop
 from codemode.errors import EngineError
 
-STUCK_CHECK_S = 0.5  # how often the worker looks for isolates that do not stop
+STUCK_CHECK_S = 0.5  # how often the worker looks for isolates that do not stop, and at its memory
+AT_CAP_BYTES = 4 * 1024 * 1024  # this close to the memory cap, the worker's own Python may not fit
+AT_CAP_CHECKS = 3  # checks in a row at the cap (1.5 s) after which the worker ends
 OVERSIZED = (
     "The script sent one output of {size:.0f} MiB at once (a text, image, tool call, notification or its "
     "stored values); at most {limit:.0f} MiB can leave the JavaScript engine in one piece, so the script "
@@ -176,6 +178,12 @@ class _Server:
 
     def _flush(self) -> None:
         """Everything queued this loop iteration, in one write."""
+        try:
+            self._flush_events()
+        except MemoryError:
+            _die_of_memory()  # the events taken from the outbox would be lost
+
+    def _flush_events(self) -> None:
         self._flush_scheduled = False
         parts: list[bytes] = []
         if self._started:
@@ -220,14 +228,23 @@ class _Server:
         if cell is not None:
             await cell.terminate()
 
-    async def watch_stuck(self) -> None:
+    async def watch(self, memory_cap: int) -> None:
         """Report isolates that do not stop. A poll, and the only way: mini-racer tells nobody
-        when a freed isolate's thread finally returns (`longest_free_s` reads its clock)."""
+        when a freed isolate's thread finally returns (`longest_free_s` reads its clock).
+
+        Also end the worker when it stays at its memory cap: a script that took nearly all of
+        it (many small ArrayBuffers) leaves the worker's Python no room, and an error Python
+        could not even report may have lost a cell's events. A cell that fails at the cap
+        normally frees its memory within milliseconds, when the host releases it."""
+        at_cap = 0
         while True:
             await asyncio.sleep(STUCK_CHECK_S)
             stuck_for = longest_free_s()
             if stuck_for > STUCK_CHECK_S:
                 self.send(wire.Stuck(stuck_for))
+            at_cap = at_cap + 1 if memory_cap and data_bytes() > memory_cap - AT_CAP_BYTES else 0
+            if at_cap >= AT_CAP_CHECKS:
+                _die_of_memory()
 
 
 class _Commands(asyncio.Protocol):
@@ -251,33 +268,47 @@ class _Commands(asyncio.Protocol):
             self._closed.set_result(None)
 
 
+_OUT_OF_MEMORY = b"codemode engine worker: MemoryError: out of memory at the memory cap; cells' events may be lost\n"
+
+
+LOST_WORK_STATUS = 5
+
+
+def _die_of_memory() -> None:
+    """End the worker, allocating nothing (there is no memory left): the host then fails or
+    replays its cells and says they ran out of memory. Callers inline the same where even a
+    Python call may not fit."""
+    try:
+        os.write(2, _OUT_OF_MEMORY)
+    finally:
+        os._exit(LOST_WORK_STATUS)
+
+
 def _lost_work_is_fatal(loop: asyncio.AbstractEventLoop) -> None:
-    """Make an exception nobody handles end the worker. asyncio only logs one raised by a loop
-    callback (a flush, a settled eval), and ctypes only prints one raised by an isolate's
-    callback: either way a cell's events are gone while the worker lives on, and the host would
-    wait for that cell forever. Near the memory cap that is a `MemoryError`; as a death, the
-    host fails or replays the cell and says it ran out of memory."""
+    """Make an error that would lose a cell's events end the worker. asyncio only logs one
+    raised by a loop callback (a flush, a settled eval), and ctypes only prints one raised by an
+    isolate's callback: either way the events are gone while the worker lives on, and the host
+    would wait for that cell forever. Near the memory cap that error is a `MemoryError`."""
 
     def on_loop_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        if exc is None or isinstance(exc, (ConnectionError, BrokenPipeError)):
+        if isinstance(exc, MemoryError):
+            _die_of_memory()
+        if exc is None or isinstance(exc, ConnectionError):
             _loop.default_exception_handler(context)  # a message, or the host going away
             return
-        _die(f"{context.get('message', 'unhandled error')}: {type(exc).__name__}: {exc}")
+        with contextlib.suppress(BaseException):
+            print(f"codemode engine worker: {context.get('message')}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(LOST_WORK_STATUS)
 
     def on_unraisable(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, MemoryError):
-            _die(f"{unraisable.err_msg or 'in a callback'}: MemoryError")
+            _die_of_memory()
         sys.__unraisablehook__(unraisable)
 
     loop.set_exception_handler(on_loop_error)
     sys.unraisablehook = on_unraisable
-
-
-def _die(why: str) -> None:
-    with contextlib.suppress(BaseException):
-        os.write(2, f"codemode engine worker: {why}\n".encode("utf-8", "replace"))
-    os._exit(5)
+    make_lost_callbacks_fatal(LOST_WORK_STATUS, _OUT_OF_MEMORY)
 
 
 async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> None:
@@ -306,7 +337,7 @@ async def _serve(config: dict[str, Any], commands_fd: int, events_fd: int) -> No
             lambda: _Commands(server, closed, max_frame), os.fdopen(commands_fd, "rb", buffering=0)
         )
         server.send(wire.Ready(wire.PROTOCOL_VERSION, os.getpid()))
-        tasks.create_task(server.watch_stuck())
+        tasks.create_task(server.watch(memory_cap))
         await closed  # the host closed its end: nothing more to do
         # At once: an isolate stuck in a builtin would keep a normal interpreter exit waiting.
         os._exit(0)
