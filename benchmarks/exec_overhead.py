@@ -130,7 +130,7 @@ async def run_worker(scenario: str, tool_count: int, iterations: int, warmups: i
             await cm.start(fill_pool=True)  # warm = steady state: the isolate pool is full
         session_start = time.perf_counter_ns() - start_began
         if scenario == "warm_exec":
-            await procstats.settle(isolation)  # and the workers' pools, and the spare worker
+            await procstats.settle(isolation, in_smoke=True)  # and the workers' pools, and the spare worker
         for _ in range(warmups):
             await execute_benchmark_script(cm)
         baseline_rss = max_rss_bytes(isolation)

@@ -34,6 +34,10 @@ steady state:
    (Finer phases, the bare worker-pipe and isolate round trips, needed the engine's private
    classes and were dropped: a refactor broke them silently.)
 
+6. Memory: the RSS of one engine worker (process mode; the host's growth in-process) once a
+   session's first exec ran and its isolate pool refilled, with a pool of 1 and of 33
+   prepared isolates: what a worker costs, and each prepared isolate (the difference / 32).
+
 `--smoke` runs every part at a tiny size without settling (`make bench-smoke`): it checks that
 the benchmark still runs, not its figures.
 """
@@ -56,6 +60,7 @@ import procstats
 from codemode import CodeMode, Limits, Tool, engines
 
 PAUSE_S = 0.03
+MEMORY_POOL = 32  # prepared isolates whose memory part 6 measures
 MIB = 1024 * 1024
 
 
@@ -117,7 +122,7 @@ class Sizes:
         self.back_to_back = 3 if smoke else 12
         self.after_pause = 3 if smoke else 10 if quick else 20
         self.fast_pairs = 1 if smoke else 5 if quick else 10
-        self.pairs = 1 if smoke else 3
+        self.pairs = 2 if smoke else 3
         self.concurrent_cells = 8 if smoke else 200
         self.concurrent_repeats = 1 if smoke else 2 if quick else 3
         self.phase_execs = 3 if smoke else 10
@@ -135,8 +140,8 @@ class Bench:
         return CodeMode(tools=TOOLS, isolation=self.isolation, limits=limits or Limits(),  # type: ignore[arg-type]
                         on_notify=on_notify)
 
-    async def settle(self) -> None:
-        await procstats.settle(self.isolation)
+    async def settle(self, in_smoke: bool = False) -> None:
+        await procstats.settle(self.isolation, in_smoke=in_smoke)
 
     async def group(self, cm: CodeMode, code: str, repeats: int, pause: float = 0.0) -> list[float]:
         """`repeats` timed execs of `code` after the session went quiet and one warm-up."""
@@ -148,6 +153,34 @@ class Bench:
                 await asyncio.sleep(pause)
             times.append(await timed_exec(cm, code))
         return times
+
+    # -- part 6 ------------------------------------------------------------------------------
+    async def memory(self) -> dict[str, Any]:
+        """RSS with an isolate pool of 1 and of 1 + MEMORY_POOL prepared isolates."""
+        rss: dict[str, int] = {}
+        for size in (1, 1 + MEMORY_POOL):
+            baseline = procstats.rss_bytes()
+            engine: Any
+            if self.isolation == "process":
+                engine = engines.ProcessEngine(workers=1, isolate_pool_size=size)
+            else:
+                engine = engines.InProcessEngine(size)
+            async with CodeMode(engine=engine) as cm:
+                await timed_exec(cm, BENCH)
+                await self.pool_filled(engine, size)
+                if self.isolation == "process":
+                    rss[str(size)] = max(procstats.rss_bytes(pid) for pid in engine.worker_pids())
+                else:
+                    rss[str(size)] = procstats.rss_bytes() - baseline
+            await engine.aclose()
+        small, large = rss["1"], rss[str(1 + MEMORY_POOL)]
+        return {"pool_sizes": [1, 1 + MEMORY_POOL], "rss": rss, "worker_rss": small,
+                "per_isolate": (large - small) / MEMORY_POOL}
+
+    async def pool_filled(self, engine: Any, size: int) -> None:
+        """Until the engine and host are quiet: the pool holds `size` prepared isolates again."""
+        extra = (engine,) if self.isolation == "process" else ()
+        await procstats.settle(self.isolation, extra=extra, in_smoke=True)
 
     # -- part 1 ------------------------------------------------------------------------------
     async def pause(self, cm: CodeMode) -> dict[str, Any]:
@@ -162,7 +195,7 @@ class Bench:
         base: list[float] = []
         calls: list[float] = []
         while len(calls) < pairs:
-            await self.settle()
+            await self.settle(in_smoke=True)  # `--smoke` checks the nested call for gross regressions
             await timed_exec(cm, code)
             for _ in range(min(5, pairs - len(calls))):
                 base.append(await timed_exec(cm, BENCH))
@@ -409,6 +442,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         data["sustained"] = await bench.sustained(cm, args.execs)
     data["concurrent"] = await bench.concurrent()
     data["workers_end"] = len(procstats.engine_pids(args.isolation))
+    data["memory"] = await bench.memory()
     engine = engines.shared(args.isolation)
     if isinstance(engine, engines.ProcessEngine):
         data["engine_config"] = dataclasses.asdict(engine.config)

@@ -124,9 +124,9 @@ def test_a_journal_that_does_not_match_the_script_fails_the_resumed_cell(tmp_pat
     cell_id = seen[0]["cell_id"]
     with sqlite3.connect(path) as db:
         edited = db.execute(
-            "UPDATE codemode_cell_records SET body = replace(body, '\"call\": 2, \"tool\": \"later\"',"
-            " '\"call\": 2, \"tool\": \"other\"')"
-            " WHERE body LIKE '%\"call\": 2,%'"
+            "UPDATE codemode_cell_records SET body = replace(body, '\"call\":2,\"tool\":\"later\"',"
+            " '\"call\":2,\"tool\":\"other\"')"
+            " WHERE body LIKE '%\"call\":2,%'"
         ).rowcount
     assert edited == 1
     second = subprocess.run(

@@ -515,6 +515,38 @@ async def test_exhausting_a_young_worker_costs_only_that_cell(private: Any) -> N
     assert not lost, f"{len(lost)} of {len(after)} innocent cells failed: {lost[0]}"
 
 
+async def test_a_cell_waiting_for_an_isolate_memory_cannot_make_moves_to_another_worker(private: Any) -> None:
+    """A cell that holds most of its worker's memory cap leaves no room for the isolates the
+    next cells need (and memory a process frees does not always lower what its cap counts): a
+    cell placed there must not wait forever. The worker reports it; the host retires it and
+    moves the waiting cell to a new worker, while the holding cell keeps running."""
+    cap = 1 << 30
+    engine, session = private(workers=1, memory_cap_bytes=cap, isolate_pool_size=1)
+    cm = session()
+    await ok(cm, "warm")
+    # Leave 64 MiB under the cap: less than a new isolate may need, more than the worker's Python needs.
+    hold = cap - max(_data_bytes(pid) for pid in engine.worker_pids()) - 64 * MIB
+    holder = await cm.exec(SHORT_YIELD + f"const held = new Uint8Array({hold}); text(`holding`); {PARKED}")
+    assert (holder.status, texts(holder)) == ("running", ["holding"]), holder.error
+    [worker] = busy_workers(engine)
+    await ok(cm, "takes the isolate prepared before the memory was held")
+    started = time.monotonic()
+    moved = await cm.exec('text("moved")', yield_time_ms=60_000)
+    assert (moved.status, texts(moved), moved.error) == ("completed", ["moved"], None)
+    assert time.monotonic() - started < 30
+    assert worker.retiring and not worker.doomed  # retired, not killed: its cell still runs
+    assert holder.cell_id is not None
+    assert (await cm.wait(holder.cell_id, yield_time_ms=100)).status == "running"
+    assert (await cm.wait(holder.cell_id, terminate=True)).status == "terminated"
+    await ok(cm, "after")
+
+
+def _data_bytes(pid: int) -> int:
+    """What RLIMIT_DATA counts of a process (VmData)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmData:"))
+
+
 # --- 7. builtins V8 cannot interrupt -------------------------------------------------------------------
 
 

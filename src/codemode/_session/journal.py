@@ -27,6 +27,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as json_string
 from typing import TYPE_CHECKING, Any
 
 from codemode._engine.base import CellProgram, ClockRead, JournalEntry, ResolvedCalls, TimerFired
@@ -131,34 +132,39 @@ class CellJournal:
             return
         digest = argument_hash(tool_name, arguments_json)
         self.calls[call_id] = CallRecord(tool_name, digest)
-        self._keep(lambda: {"call": call_id, "tool": tool_name, "hash": digest}, 64 + len(tool_name))
+        self._keep(lambda: f'{{"call":{call_id},"tool":{json_string(tool_name)},"hash":"{digest}"}}', 64 + len(tool_name))
 
     def call_ended(self, call_id: int, ok: bool, payload: str) -> None:
         call = self.calls.get(call_id)
         if call is None or call.outcome is not None or not self.durable:
             return
         call.outcome = (ok, payload)
-        self._keep(lambda: {"result": call_id, "ok": ok, "payload": payload}, 40 + len(payload))
+        self._keep(
+            lambda: f'{{"result":{call_id},"ok":{"true" if ok else "false"},"payload":{json_string(payload)}}}',
+            40 + len(payload),
+        )
 
     def applied(self, entries: Sequence[JournalEntry]) -> None:
         if not self.durable:
             return
         self.steps.extend(entries)
-        self._keep(lambda: {"steps": [_entry_json(entry) for entry in entries]}, 16 + 24 * len(entries))
+        self._keep(lambda: f'{{"steps":[{",".join(map(_entry_json, entries))}]}}', 16 + 24 * len(entries))
 
     def delivered(self, outputs: int, notifications: int) -> None:
         if (outputs, notifications) == (self.delivered_outputs, self.delivered_notifications) or not self.durable:
             return
         self.delivered_outputs, self.delivered_notifications = outputs, notifications
-        self._keep(lambda: {"seen": [outputs, notifications]}, 24)
+        self._keep(lambda: f'{{"seen":[{outputs},{notifications}]}}', 24)
 
-    def _keep(self, record: Callable[[], dict[str, Any]], estimate: int) -> None:
-        """Count a record against the cap; with a store, queue its text for the next flush.
-        (In memory only, its size is estimated: encoding it would cost more than the record.)"""
+    def _keep(self, record: Callable[[], str], estimate: int) -> None:
+        """Count a record against the cap; with a store, queue its JSON text for the next flush.
+        (In memory only, its size is estimated: encoding it would cost more than the record.)
+        The texts are built by hand, strings escaped to ASCII (a lone surrogate a script sent
+        stays storable): `json.dumps` of a dict cost more than the store's write."""
         if self.place is None:
             self.size += estimate
         else:
-            text = json.dumps(record())  # ASCII: a lone surrogate a script sent stays storable
+            text = record()
             self.size += len(text)
             self._pending.append(text)
         if self.size > self.max_bytes:
@@ -212,12 +218,12 @@ class CellJournal:
             raise
 
 
-def _entry_json(entry: JournalEntry) -> list[Any]:
+def _entry_json(entry: JournalEntry) -> str:
     if isinstance(entry, ResolvedCalls):
-        return ["b", list(entry.call_ids)]
+        return f'["b",[{",".join(map(str, entry.call_ids))}]]'
     if isinstance(entry, TimerFired):
-        return ["t", entry.timer_id]
-    return ["d", entry.ms, entry.times]
+        return f'["t",{entry.timer_id}]'
+    return json.dumps(["d", entry.ms, entry.times])
 
 
 def _entry(item: list[Any]) -> JournalEntry:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from codemode._engine.base import CellProgram, Engine, EventSink, SessionSetup
 from codemode._engine.miniracer._cell import MiniRacerCell, tools_source
-from codemode._engine.miniracer._compat import init_v8
+from codemode._engine.miniracer._compat import JSEvalException, JSOOMException, init_v8
 from codemode._engine.miniracer._isolate import CHANNEL_ERROR, Isolate
 from codemode._engine.miniracer._pool import POOL_SIZE, CreateLater, IsolatePool
 from codemode._engine.miniracer._stripper import TypeStripper
@@ -150,10 +150,24 @@ class MiniRacerEngine(Engine):
         return MiniRacerSession(self, entry.pool, setup)
 
     def _create(self, loop: asyncio.AbstractEventLoop) -> Isolate:
-        """A new isolate (on an isolate thread), unless memory is too short for one now."""
+        """A new isolate (on an isolate thread), unless memory is too short for one now.
+
+        Under a memory cap, a failure to allocate while preparing it is short memory too: a
+        cell that just exhausted the cap holds it until its isolate is freed, which the check
+        before creating may not have seen yet."""
         if self._memory_cap and data_bytes() > self._memory_cap - CREATE_HEADROOM_BYTES:
             raise CreateLater
-        return Isolate(loop)
+        try:
+            return Isolate(loop)
+        except (MemoryError, JSOOMException, JSEvalException) as exc:
+            if self._memory_cap and (not isinstance(exc, JSEvalException) or "allocation failed" in str(exc)):
+                raise CreateLater from exc
+            raise
+
+    def starved(self) -> bool:
+        """Whether cells wait for an isolate that memory is too short to create now (under a
+        memory cap; an engine worker reports it, and its supervisor moves them elsewhere)."""
+        return any(entry.pool.starved() for entry in self._pools.values())
 
     async def aclose(self) -> None:
         self.closed = True

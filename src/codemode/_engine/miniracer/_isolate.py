@@ -92,9 +92,13 @@ class Isolate:
         self.loop = loop
         self.on_ping: Callable[[], None] = lambda: None
         self.v8 = V8Context(loop, lambda: self.on_ping())
-        ring = self.v8.eval_blocking(PRELUDE)
-        if not isinstance(ring, memoryview) or len(cast(memoryview, ring)) != _HEADER + RING_BYTES:
-            raise EngineError("the codemode prelude did not return its output ring")
+        try:
+            ring = self.v8.eval_blocking(PRELUDE)
+            if not isinstance(ring, memoryview) or len(cast(memoryview, ring)) != _HEADER + RING_BYTES:
+                raise EngineError("the codemode prelude did not return its output ring")
+        except BaseException:
+            self.v8.free()  # a context that failed to prepare is no isolate anybody frees later
+            raise
         self.ring: memoryview | None = ring
 
     def submit(self, code: str) -> asyncio.Future[Any]:

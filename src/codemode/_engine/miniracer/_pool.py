@@ -53,6 +53,7 @@ class IsolatePool:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._create_after = 0.0  # creation paused until then (CreateLater)
+        self._short = False  # the last creation found memory too short (CreateLater)
         self._closed = False
         self._changed: asyncio.Event = asyncio.Event()
         self.error: BaseException | None = None
@@ -78,6 +79,8 @@ class IsolatePool:
         reservation: asyncio.Future[Isolate] = self._loop.create_future()
         if self.ready:
             reservation.set_result(self.ready.popleft())
+        elif self.error is not None:
+            reservation.set_exception(self.error)  # none will be created: say so, not wait forever
         else:
             self._waiting.append(reservation)
         self._kick()
@@ -102,6 +105,10 @@ class IsolatePool:
         """A finished cell's isolate: freed soon, off the critical path."""
         self._to_free.append((self._loop.time(), isolate))
         self._kick()
+
+    def starved(self) -> bool:
+        """Whether cells wait for an isolate that memory is too short to create now."""
+        return self._short and bool(self._waiting)
 
     async def filled(self, count: int) -> None:
         """Wait until the pool holds `count` prepared isolates (at most its size), or creation
@@ -189,6 +196,7 @@ class IsolatePool:
         if future.cancelled():
             pass
         elif isinstance(future.exception(), CreateLater):
+            self._short = True
             self._create_after = self._loop.time() + CREATE_RETRY_S
         elif (error := future.exception()) is not None:
             self.error = error
@@ -196,7 +204,11 @@ class IsolatePool:
                 waiter = self._waiting.popleft()
                 if not waiter.done():
                     waiter.set_exception(error)
+            # Reported too: in-process it is logged; an engine worker, which can serve no cell
+            # any more, ends, and its supervisor starts another.
+            self._loop.call_exception_handler({"message": "codemode: creating an isolate failed", "exception": error})
         else:
+            self._short = False
             isolate = future.result()
             while self._waiting and self._waiting[0].done():
                 self._waiting.popleft()

@@ -11,7 +11,8 @@ Host -> worker: `Setup` (before a session's first cell on that worker), `Forget`
 `Stripped`).
 Worker -> host: `Ready` (first, always: V8 is up, and which `PROTOCOL_VERSION` it speaks),
 `Started`, `Events` (what scripts did, in order, batched per cell and loop iteration), `Terminated`,
-`Stuck` (an isolate has not stopped for `seconds`), `Stripped`.
+`Stuck` (an isolate has not stopped for `seconds`), `Starved` (a cell waits for an isolate memory
+is too short to make), `Stripped`.
 
 Versioning: the host refuses a worker whose `Ready.protocol` is not its own `PROTOCOL_VERSION`
 (`read_ready` checks it before anything else of the message, so any later layout is refused
@@ -50,7 +51,7 @@ from codemode._engine.base import (
 )
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
-PROTOCOL_VERSION: Final = 4
+PROTOCOL_VERSION: Final = 5
 MIB: Final = 1024 * 1024
 MAX_FRAME_BYTES: Final = 128 * MIB  # as the reference's host wire; a 64 MiB text of 2-byte characters fits
 READ_CHUNK_BYTES: Final = 1 << 18  # what a reader takes from its pipe at once
@@ -211,6 +212,13 @@ class Stuck:
 
 
 @dataclass(frozen=True, slots=True)
+class Starved:
+    """Cells have waited `seconds` for an isolate that the worker's memory is too short to make."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Stripped:
     """The answer to `Strip`: the script without its types (itself when TypeScript does not
     parse it either), or None and the `error` that kept the stripper from answering."""
@@ -223,7 +231,7 @@ class Stripped:
 HostMessage: TypeAlias = (
     Setup | Forget | Start | Resolve | ResolveTogether | FireTimer | GoLive | Terminate | Release | Strip
 )
-WorkerMessage: TypeAlias = Ready | Started | Events | Terminated | Stuck | Stripped
+WorkerMessage: TypeAlias = Ready | Started | Events | Terminated | Stuck | Starved | Stripped
 Message: TypeAlias = HostMessage | WorkerMessage
 
 _TAGS: Final[dict[type[Any], str]] = {
@@ -242,6 +250,7 @@ _TAGS: Final[dict[type[Any], str]] = {
     Events: "events",
     Terminated: "terminated",
     Stuck: "stuck",
+    Starved: "starved",
     Stripped: "stripped",
 }
 _TYPES: Final[dict[str, type[Any]]] = {tag: kind for kind, tag in _TAGS.items()}

@@ -32,8 +32,9 @@ Thread rules (the one contract between reader threads and event loops):
   an `EngineError` saying so (its cells fail as above).
 * Kills: a terminate the worker does not confirm within `TERMINATE_GRACE_S` (a builtin V8 cannot
   interrupt) kills the worker. A worker whose finished cell's isolate will not stop (it reports
-  STUCK) retires: it takes no new cells, the cells on it whose script has not reached V8 (they
-  wait for an isolate its stuck threads may never make) move to another worker, and it is
+  STUCK), or whose cells wait for isolates its memory is too short to make (STARVED), retires:
+  it takes no new cells, the cells on it whose script has not reached V8 (they wait for an
+  isolate it may never make) move to another worker, and it is
   killed once its other cells are done, or `retire_grace_s` after it retired, or when a newer
   worker retires while `MAX_RETIRING` others already are. So the engine processes of one pool
   number at most `workers` in service + `MAX_RETIRING` retiring + the spare + `workers` alone
@@ -139,6 +140,7 @@ class Worker:
         self.dead = False
         self.retiring = False  # takes no new cells; killed when its last cell is done
         self.retired_at = 0.0  # when it retired (monotonic)
+        self.retired_because = ""  # why, as a clause: "an earlier script in it could not be stopped"
         self.started_at = self.idle_since = time.monotonic()  # idle: when its last cell left (or it started)
         self.kill_reason: str | None = None
         self.strips: dict[int, concurrent.futures.Future[wire.Stripped]] = {}  # `Strip`s it has not answered
@@ -292,7 +294,9 @@ class Worker:
                     cell.terminated_threadsafe()
             case wire.Stuck(seconds=seconds):
                 if seconds > TERMINATE_GRACE_S:
-                    self._pool.worker_stuck(self)
+                    self._pool.retire(self, "an earlier script in it could not be stopped")
+            case wire.Starved():
+                self._pool.retire(self, "it had no memory left to start new scripts")
             case wire.Stripped(strip_id=strip_id):
                 with self._pool.lock:
                     future = self.strips.pop(strip_id, None)
@@ -587,7 +591,7 @@ class WorkerPool:
                 worker.idle_since = time.monotonic()
                 self._changed.notify()
                 if worker.retiring and not worker.dead:
-                    worker.kill("because an earlier script in it could not be stopped")
+                    worker.kill(f"because {worker.retired_because}")
             self._serve_waiters()
 
     def _place(self, cell: Tenant) -> Worker | None:
@@ -645,14 +649,14 @@ class WorkerPool:
         for index, worker in enumerate(retiring):
             if now - worker.retired_at >= grace:
                 worker.kill(
-                    f"because an earlier script in it could not be stopped, and this script was still "
+                    f"because {worker.retired_because}, and this script was still "
                     f"running {grace:g} s later (a worker in that state is retired: it takes no new scripts "
                     "and is stopped once its scripts end, or after that grace). Run it again"
                 )
             elif index < len(retiring) - MAX_RETIRING:
                 worker.kill(
-                    "because an earlier script in it could not be stopped, and more engine processes were "
-                    "in that state than are kept. Run it again"
+                    f"because {worker.retired_because}, and more engine processes were in that state than are "
+                    "kept. Run it again"
                 )
 
     def _stop_slow_starts(self, now: float) -> None:
@@ -805,19 +809,21 @@ class WorkerPool:
             elif worker.alone:
                 self._serve_alone()
 
-    def worker_stuck(self, worker: Worker) -> None:
-        """`worker` has an isolate that will not stop: retire it (see the module docstring)."""
+    def retire(self, worker: Worker, why: str) -> None:
+        """`worker` has an isolate that will not stop, or no memory for new ones: retire it (see
+        the module docstring); `why` goes into what its cells read if it is killed before they end."""
         with self.lock:
             if worker.retiring or worker.dead:
                 return
             worker.retiring = True
             worker.retired_at = time.monotonic()
+            worker.retired_because = why
             moved = [cell for cell in worker.cells.values() if not cell.started]
             for cell in moved:
                 del worker.cells[cell.id]
                 worker.heap_admitted -= cell.heap
             if not worker.cells:
-                worker.kill("because an earlier script in it could not be stopped")
+                worker.kill(f"because {why}")
             self._end_retirements(worker.retired_at)
             self._changed.notify()
             self._grow()

@@ -38,6 +38,7 @@ from codemode.errors import EngineError
 STUCK_CHECK_S = 0.5  # how often the worker looks for isolates that do not stop, and at its memory
 AT_CAP_BYTES = 4 * 1024 * 1024  # this close to the memory cap, the worker's own Python may not fit
 AT_CAP_CHECKS = 3  # checks in a row at the cap (1.5 s) after which the worker ends
+STARVED_CHECKS = 4  # checks in a row (2 s) with cells waiting for an isolate memory is too short for
 OVERSIZED = (
     "The script sent one output of {size:.0f} MiB at once (a text, image, tool call, notification or its "
     "stored values); at most {limit:.0f} MiB can leave the JavaScript engine in one piece, so the script "
@@ -235,13 +236,20 @@ class _Server:
         Also end the worker when it stays at its memory cap: a script that took nearly all of
         it (many small ArrayBuffers) leaves the worker's Python no room, and an error Python
         could not even report may have lost a cell's events. A cell that fails at the cap
-        normally frees its memory within milliseconds, when the host releases it."""
-        at_cap = 0
+        normally frees its memory within milliseconds, when the host releases it.
+
+        And report cells that wait for an isolate the memory is too short to make: memory freed
+        inside the process does not always lower what its cap counts, so they may wait for
+        good; the host moves them to another worker and retires this one."""
+        at_cap = starved = 0
         while True:
             await asyncio.sleep(STUCK_CHECK_S)
             stuck_for = longest_free_s()
             if stuck_for > STUCK_CHECK_S:
                 self.send(wire.Stuck(stuck_for))
+            starved = starved + 1 if self._engine.starved() else 0
+            if starved == STARVED_CHECKS:
+                self.send(wire.Starved(starved * STUCK_CHECK_S))
             at_cap = at_cap + 1 if memory_cap and data_bytes() > memory_cap - AT_CAP_BYTES else 0
             if at_cap >= AT_CAP_CHECKS:
                 _die_of_memory()
