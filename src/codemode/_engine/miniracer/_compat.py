@@ -73,10 +73,21 @@ def make_lost_callbacks_fatal(status: int, message: bytes) -> None:
     ctypes only prints an error raised in a callback, and asyncio only logs one raised while the
     loop hands the callbacks on: the eval or message is lost and the cell waiting for it waits
     forever. An engine worker near its memory cap gets exactly that (a `MemoryError`), and ends
-    instead; in-process, errors go where Python sends them. The exit allocates nothing: calling
-    a Python function may itself need memory there is none of."""
+    instead; in-process, errors go where Python sends them."""
     global _fatal
     _fatal = (status, message)
+
+
+def _exit_if_lost_callbacks_fatal() -> None:
+    """End the process as `make_lost_callbacks_fatal` said, allocating nothing (memory may be
+    what ran out); return when it said nothing, for the caller to re-raise."""
+    fatal = _fatal
+    if fatal is None:
+        return
+    try:
+        os.write(2, fatal[1])
+    finally:
+        os._exit(fatal[0])
 
 
 def init_v8() -> Any:
@@ -140,13 +151,8 @@ class _Context(Context):
                 callback_id, val_handle = inbox.popleft()
                 self._handle_callback_from_v8_on_event_loop(callback_id, val_handle)
         except MemoryError:
-            fatal = _fatal
-            if fatal is None:
-                raise
-            try:
-                os.write(2, fatal[1])
-            finally:
-                os._exit(fatal[0])
+            _exit_if_lost_callbacks_fatal()
+            raise
 
     def _free(self, raw: Any) -> None:
         if not self._alive[0]:
@@ -175,13 +181,8 @@ class V8Context:
             try:
                 context_ref[0].handle_callback_from_v8(callback_id, raw_val_handle)
             except BaseException:
-                fatal = _fatal
-                if fatal is None:
-                    raise
-                try:
-                    os.write(2, fatal[1])
-                finally:
-                    os._exit(fatal[0])
+                _exit_if_lost_callbacks_fatal()
+                raise
 
         self._callback = callback  # must outlive the context
         self._raw = _init_context(self._dll, callback)

@@ -277,15 +277,12 @@ class _Commands(asyncio.Protocol):
 
 
 _OUT_OF_MEMORY = b"codemode engine worker: MemoryError: out of memory at the memory cap; cells' events may be lost\n"
-
-
 LOST_WORK_STATUS = 5
 
 
 def _die_of_memory() -> None:
     """End the worker, allocating nothing (there is no memory left): the host then fails or
-    replays its cells and says they ran out of memory. Callers inline the same where even a
-    Python call may not fit."""
+    replays its cells and says they ran out of memory."""
     try:
         os.write(2, _OUT_OF_MEMORY)
     finally:
