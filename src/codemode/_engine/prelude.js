@@ -168,10 +168,10 @@ const __codemode_host__ = (function (setup) {
   // host as one `{k: "journal"}` message ahead of the next other message.
   let journal = safeList();
 
-  function writeJournal() {
+  function putJournal() {
     const entries = journal;
     journal = safeList();
-    write(JSONStringify({ __proto__: null, k: "journal", v: entries }));
+    put(JSONStringify({ __proto__: null, k: "journal", v: entries }));
   }
 
   // The characters of an output message's item, as the host counts them; -1 for other kinds.
@@ -193,7 +193,7 @@ const __codemode_host__ = (function (setup) {
   // the script runs on; other messages always go (calls must be answered, `done` must arrive;
   // the heap limit bounds them).
   const send = (function send(message) {
-    if (journal.length !== 0) writeJournal();
+    if (journal.length !== 0) putJournal(); // pinged with the message: one wake-up for both
     const s = JSONStringify(message);
     const n = s.length;
     const need = 4 + ((n * 2 + 3) & ~3);
@@ -207,13 +207,20 @@ const __codemode_host__ = (function (setup) {
         return;
       }
     }
-    if (droppedItems !== 0) write(droppedReport());
+    if (droppedItems !== 0) put(droppedReport());
     write(s);
   });
 
   // One message's JSON text into the ring, or into the overflow when the ring has no room (or
-  // older messages wait there).
+  // older messages wait there); the host is pinged unless a ping is still pending.
   const write = (function write(s) {
+    put(s);
+    if (AtomicsExchange(header, 3, 1) === 0) ping();
+  });
+
+  // The same without the ping, for a message that goes just ahead of another: the host wakes
+  // once, for both.
+  const put = (function put(s) {
     const n = s.length;
     const need = 4 + ((n * 2 + 3) & ~3);
     const w = AtomicsLoad(header, 0) >>> 0;
@@ -234,7 +241,6 @@ const __codemode_host__ = (function (setup) {
       }
       AtomicsStore(header, 0, (w + need) | 0);
     }
-    if (AtomicsExchange(header, 3, 1) === 0) ping();
   });
 
   // ---- value helpers -------------------------------------------------------------------------
