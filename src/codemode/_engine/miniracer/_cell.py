@@ -164,7 +164,7 @@ class MiniRacerCell:
         self._watch(isolate.submit(prefix + program.code + PROGRAM_SUFFIX))
         early, self._early = self._early, []
         for code in early:
-            self._watch(isolate.submit(code))
+            self._watch(isolate.submit(code, quiet=True))
 
     def launch_when_ready(
         self,
@@ -223,7 +223,7 @@ class MiniRacerCell:
             return
         code = f"{HOST}.resolve([{','.join(self._resolutions)}]);"
         self._resolutions.clear()
-        self._watch(self._isolate.submit(code))
+        self._watch(self._isolate.submit(code, quiet=True))
 
     def resolve_together(self, results: Sequence[tuple[int, bool, str]]) -> None:
         self._open_calls -= len(results)
@@ -245,7 +245,7 @@ class MiniRacerCell:
             self._early.append(code)
             return
         self._flush_resolutions()
-        self._watch(self._isolate.submit(code))
+        self._watch(self._isolate.submit(code, quiet=True))
 
     async def terminate(self) -> None:
         if self._freed:

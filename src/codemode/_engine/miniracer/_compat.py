@@ -44,7 +44,7 @@ from py_mini_racer._exc import (  # noqa: E402
     JSOOMException,
     JSParseException,
 )
-from py_mini_racer._objects import ObjectFactoryImpl  # noqa: E402
+from py_mini_racer._objects import ObjectFactoryImpl, _MiniRacerTypes  # noqa: E402
 
 __all__ = [
     "JSConversionException",
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 V8_FLAGS = ("--single-threaded",)
+_UNDEFINED = _MiniRacerTypes.undefined
 
 _init_lock = threading.Lock()
 _dll: Any = None
@@ -122,12 +123,17 @@ class _Context(Context):
     * Callbacks from the isolate (the ping, eval completions) that arrive before the loop got
       round to the previous ones share one wake-up of the loop (one self-pipe write and read)
       instead of one each.
+    * A quiet eval (a command whose value nobody uses) that completes without error wakes
+      nobody: its completion waits in the inbox for the next wake-up. Each nested tool call
+      ends in one such eval (its result handed in) after the ping of the script's next message,
+      so this spares a wake-up of the loop per call.
     """
 
     _unfreed: list[Any] = field(default_factory=list[Any])
     _alive: list[bool] = field(default_factory=lambda: [True])
     _inbox: deque[tuple[int, Any]] = field(default_factory=deque[tuple[int, Any]])
     _drain_scheduled: list[bool] = field(default_factory=lambda: [False])
+    _quiet: set[int] = field(default_factory=set[int])
 
     def handle_callback_from_v8(self, callback_id: int, raw_val_handle: Any) -> None:
         # On the isolate's thread, holding the GIL: queue and, if the loop was not told yet, tell it.
@@ -136,6 +142,8 @@ class _Context(Context):
             self._non_cancelable_mr_task_results_queue.put(val_handle)
             return
         self._inbox.append((callback_id, val_handle))
+        if callback_id in self._quiet and raw_val_handle.contents.type == _UNDEFINED:
+            return  # went well: handled with whatever wakes the loop next
         if not self._drain_scheduled[0]:
             self._drain_scheduled[0] = True
             try:
@@ -205,8 +213,10 @@ class V8Context:
         self._dll.mr_eval(self._raw, handle.raw, 0)
         return self._ctx._value_handle_to_python(self._ctx._non_cancelable_mr_task_results_queue.get())
 
-    def submit(self, code: str) -> asyncio.Future[Any]:
-        """Queue `code` for the isolate; the future settles (on the loop) when V8 has run it."""
+    def submit(self, code: str, *, quiet: bool = False) -> asyncio.Future[Any]:
+        """Queue `code` for the isolate; the future settles (on the loop) when V8 has run it.
+        `quiet`: if it ran without error to `undefined`, not before something else wakes the
+        loop (a ping, another eval; see `_Context`)."""
         future: asyncio.Future[Any] = self._loop.create_future()
         ctx = self._ctx
         callback_id = next(ctx._next_async_callback_id)
@@ -214,6 +224,7 @@ class V8Context:
 
         def done(value_handle: Any) -> None:
             ctx._active_cancelable_mr_task_callbacks.pop(callback_id, None)
+            ctx._quiet.discard(callback_id)
             if future.done():
                 return
             try:
@@ -222,6 +233,8 @@ class V8Context:
                 future.set_exception(exc)
 
         ctx._active_cancelable_mr_task_callbacks[callback_id] = done
+        if quiet:
+            ctx._quiet.add(callback_id)
         future.add_done_callback(lambda _: handle)  # keep the code alive until V8 took it
         self._dll.mr_eval(self._raw, handle.raw, callback_id)
         return future

@@ -101,9 +101,10 @@ class Isolate:
             raise
         self.ring: memoryview | None = ring
 
-    def submit(self, code: str) -> asyncio.Future[Any]:
-        """Queue `code` for the isolate; the future settles when V8 has run it."""
-        return self.v8.submit(code)
+    def submit(self, code: str, *, quiet: bool = False) -> asyncio.Future[Any]:
+        """Queue `code` for the isolate; the future settles when V8 has run it (`quiet`: see
+        `V8Context.submit`)."""
+        return self.v8.submit(code, quiet=quiet)
 
     def overflow_count(self) -> int:
         """How many messages wait in the script-side overflow queue (readable while it runs)."""
