@@ -92,12 +92,14 @@ class DurableCell:
         retry_on_restart: Callable[[str], bool],
         *,
         say_when_not_durable: bool,
+        on_result: Callable[[], None] = lambda: None,
     ) -> None:
         self._cell_id = cell_id
         self.journal = journal
         self._start_engine = start_engine
         self._forward = forward
         self._retry_on_restart = retry_on_restart
+        self._on_result = on_result  # a call's result was handed to the script
         self._engine: EngineCell | None = None
         self._generation = 0
         self._deaths = 0  # engine workers that died on their own under this cell
@@ -119,6 +121,7 @@ class DurableCell:
         self._skip_outputs = 0
         self._skip_notifications = 0
         self._calls_running_here = True
+        self._armed_before = 0  # calls another host armed: made again without a record, they may have run
 
     # -- starting -----------------------------------------------------------------------------
     def start_live(self) -> None:
@@ -128,6 +131,7 @@ class DurableCell:
     def resume(self) -> None:
         """Replay a journal read back from a store (this host never ran the cell)."""
         self._calls_running_here = False
+        self._armed_before = self.journal.armed
         self.outputs_forwarded = self.journal.delivered_outputs  # numbered from the cell's start
         self.notifications_forwarded = self.journal.delivered_notifications
         self._replay(self.journal.delivered_outputs, self.journal.delivered_notifications, alone=False)
@@ -162,6 +166,7 @@ class DurableCell:
         self.journal.call_ended(call_id, ok, payload)
         if call_id in self._issued:
             self._settle(call_id, ok, payload)
+            self._on_result()
         # else: made by an engine cell that is gone, and not yet again by its replay, which
         # finds the outcome in the journal when it does.
 
@@ -220,6 +225,10 @@ class DurableCell:
         if recorded is None:  # a call the script makes for the first time
             journal.call_started(call_id, event.tool_name, event.arguments_json)
             self._say_if_not_durable()
+            if call_id <= self._armed_before:  # the old host armed it: it may have run there
+                self._rerun_or_refuse(event)
+                self._pump()
+                return
             self._forward(event)
             return
         # A call the script made before its engine stopped: the same one, or the replay diverged.
@@ -235,15 +244,19 @@ class DurableCell:
             if call_id not in self._batched:  # it ended outside the record: settled as a live step
                 self._settle(call_id, *recorded.outcome)
         elif not self._calls_running_here:
-            # The old host stopped during this call: run it again, or tell the script.
-            if self._retry_on_restart(event.tool_name):
-                self._forward(event)
-            else:
-                error = RESTARTED_DURING_CALL.format(tool=event.tool_name)
-                journal.call_ended(call_id, False, error)
-                self._settle(call_id, False, error)
+            self._rerun_or_refuse(event)  # the old host stopped during this call
         # else: the call still runs here; `resolve_tool_call` settles it when it ends.
         self._pump()
+
+    def _rerun_or_refuse(self, event: ToolCallEvent) -> None:
+        """A call that may have run on a host that stopped: run it again if its tool says
+        `retry_on_restart`, else tell the script."""
+        if self._retry_on_restart(event.tool_name):
+            self._forward(event)
+        else:
+            error = RESTARTED_DURING_CALL.format(tool=event.tool_name)
+            self.journal.call_ended(event.call_id, False, error)
+            self._settle(event.call_id, False, error)
 
     def _settle(self, call_id: int, ok: bool, payload: str) -> None:
         if self._replaying:

@@ -10,6 +10,7 @@ A journal is a header (the program, the stored values it started with, the seed 
   host step settled, which timer fired, which clock value a `Date` read.
 * `seen`: how many output items and notifications the caller had received, so a replay does not
   hand them out again.
+* `armed`: calls up to this id may have started even without a `call` record (see below).
 
 Every record is one JSON object; the records of one flush are stored as one JSON array. The
 journal keeps them in memory (a cell whose engine worker
@@ -18,6 +19,15 @@ pending, at the points where something leaves the host: before a tool runs and b
 observation is returned; the cell's row is written with its first flush, so a cell that ends
 within its first observation without calling a tool writes nothing. Past `max_bytes` the cell
 is no longer durable: its records are dropped and the store forgets it.
+
+Arming takes the store's write off a call's path. A call must be on record as possibly started
+before its tool runs (at-most-once). Once a call's result is handed to the script, the host
+`arm`s the script's next call and flushes that in the background, while the isolate works
+towards the call; when the call comes, `flush_before_call` finds it covered and the tool runs at
+once. A replay treats an armed call without a `call` record as one that may have run. If no call
+comes soon (`DISARM_AFTER_S`), or at the next observation, the arming is withdrawn (`disarm`), so
+a host that stops while the script computes or sleeps between calls does not make the next call
+look interrupted.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["CallRecord", "CellJournal", "JournalPlace", "argument_hash"]
 
 JOURNAL_FORMAT = 1
+DISARM_AFTER_S = 0.05  # an arming no call used within this long is withdrawn
 
 
 def argument_hash(tool_name: str, arguments_json: str | None) -> str:
@@ -66,7 +77,7 @@ class JournalPlace:
     lease_s: float
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: the session keeps sets of them
 class CellJournal:
     """The journal of one cell (see the module docstring)."""
 
@@ -81,6 +92,9 @@ class CellJournal:
     size: int = 0
     place: JournalPlace | None = None
     created: bool = False  # the store has the cell's row (written with its first flush)
+    highest_call: int = 0  # the highest call id the script made
+    armed: int = 0  # calls up to this id are on record as possibly started (see the docstring)
+    armed_on_store: int = 0  # ... and that record is in the store
     _pending: list[str] = field(default_factory=list[str])
     _flushing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one flush at a time: calls run at once
     _forget_in_store: bool = False
@@ -132,6 +146,7 @@ class CellJournal:
             return
         digest = argument_hash(tool_name, arguments_json)
         self.calls[call_id] = CallRecord(tool_name, digest)
+        self.highest_call = max(self.highest_call, call_id)
         self._keep(lambda: f'{{"call":{call_id},"tool":{json_string(tool_name)},"hash":"{digest}"}}', 64 + len(tool_name))
 
     def call_ended(self, call_id: int, ok: bool, payload: str) -> None:
@@ -156,6 +171,24 @@ class CellJournal:
         self.delivered_outputs, self.delivered_notifications = outputs, notifications
         self._keep(lambda: f'{{"seen":[{outputs},{notifications}]}}', 24)
 
+    def arm(self) -> bool:
+        """Put the script's next call on record as possibly started, ahead of it (with a store
+        only); True if that needs a flush."""
+        call_id = self.highest_call + 1
+        if self.place is None or not self.durable or call_id <= self.armed:
+            return False
+        self.armed = call_id
+        self._keep(lambda: f'{{"armed":{call_id}}}', 16)
+        return True
+
+    def disarm(self) -> bool:
+        """Withdraw an arming no call used; True if that needs a flush."""
+        if self.armed <= self.highest_call or not self.durable:
+            return False
+        made = self.armed = self.highest_call
+        self._keep(lambda: f'{{"armed":{made}}}', 16)
+        return True
+
     def _keep(self, record: Callable[[], str], estimate: int) -> None:
         """Count a record against the cap; with a store, queue its JSON text for the next flush.
         (In memory only, its size is estimated: encoding it would cost more than the record.)
@@ -176,7 +209,9 @@ class CellJournal:
 
     def _apply(self, record: dict[str, Any]) -> None:
         if "call" in record:
-            self.calls[int(record["call"])] = CallRecord(record["tool"], record["hash"])
+            call_id = int(record["call"])
+            self.calls[call_id] = CallRecord(record["tool"], record["hash"])
+            self.highest_call = max(self.highest_call, call_id)
         elif "result" in record:
             call = self.calls.get(int(record["result"]))
             if call is not None:
@@ -185,6 +220,8 @@ class CellJournal:
             self.steps.extend(_entry(item) for item in record["steps"])
         elif "seen" in record:
             self.delivered_outputs, self.delivered_notifications = (int(n) for n in record["seen"])
+        elif "armed" in record:
+            self.armed = self.armed_on_store = int(record["armed"])
 
     # -- the store ---------------------------------------------------------------------------
     async def flush(self) -> None:
@@ -195,15 +232,29 @@ class CellJournal:
         if place is None:
             return
         async with self._flushing:  # concurrent calls (`Promise.all`) flush in turn, in order
-            if self._forget_in_store:
-                self._forget_in_store = False
-                await place.store.drop_cell(place.session_id, place.cell_id)
-            elif self.durable:
-                await self._flush_pending(place)
+            await self._flush_locked(place)
+
+    async def flush_before_call(self, call_id: int) -> None:
+        """`flush`, unless call `call_id` is on record already: armed, and that in the store."""
+        place = self.place
+        if place is None:
+            return
+        async with self._flushing:  # an arming being written: wait for it
+            if self.durable and not self._forget_in_store and call_id <= self.armed_on_store:
+                return
+            await self._flush_locked(place)
+
+    async def _flush_locked(self, place: JournalPlace) -> None:
+        if self._forget_in_store:
+            self._forget_in_store = False
+            await place.store.drop_cell(place.session_id, place.cell_id)
+        elif self.durable:
+            await self._flush_pending(place)
 
     async def _flush_pending(self, place: JournalPlace) -> None:
         # The records of one flush go as one (a JSON array): one row, one statement.
         pending, self._pending = self._pending, []
+        armed = self.armed
         batch = [f"[{','.join(pending)}]"] if pending else []
         try:
             if not self.created:
@@ -216,6 +267,7 @@ class CellJournal:
         except BaseException:
             self._pending[:0] = pending  # not written: they go with the next flush
             raise
+        self.armed_on_store = armed
 
 
 def _entry_json(entry: JournalEntry) -> str:

@@ -50,7 +50,7 @@ from codemode._session.cell import (
 )
 from codemode._session.durable import DurableCell, new_random_seed
 from codemode._session.intake import ToolIntake
-from codemode._session.journal import CellJournal, JournalPlace
+from codemode._session.journal import DISARM_AFTER_S, CellJournal, JournalPlace
 from codemode._session.limits import (
     concurrency_error,
     source_size_error,
@@ -164,10 +164,14 @@ class CodeMode:
         self._owner = uuid.uuid4().hex  # this host, as the owner of the cells it runs
         self._durable: dict[str, DurableCell] = {}
         self._pending_values: dict[str, str | None] = {}
-        self._cells_to_forget: list[str] = []
+        self._cells_to_forget: list[str] = []  # closed cells whose journals the store still holds
+        self._forget_wanted = asyncio.Event()
+        self._to_flush: set[CellJournal] = set()  # journals with an arming to write
+        self._flush_wanted = asyncio.Event()
+        self._disarm_checks: set[CellJournal] = set()  # journals with a disarm check scheduled
         self._keep_journals = False  # closing with a store: cells stop here, their journals stay
         self._handed_over: set[str] = set()  # cells another host took over: their journals stay
-        self._leases = TaskSet("codemode session leases")
+        self._store_work = TaskSet("codemode session store work")  # lease renewals, forgetting cells
         if isolation is None:
             isolation = DEFAULT_ISOLATION
         if isolation not in ("process", "in-process"):
@@ -272,7 +276,9 @@ class CodeMode:
             self._stored = dict(record.values)
             self._stored_bytes = sum(_stored_size(key, text) for key, text in self._stored.items())
             self._stored_json = None
-            self._leases.spawn(self._renew_leases(), name="codemode-leases")
+            self._store_work.spawn(self._renew_leases(), name="codemode-leases")
+            self._store_work.spawn(self._forget_closed_cells(), name="codemode-forget")
+            self._store_work.spawn(self._flush_armings(), name="codemode-armings")
         if self._engine is None:
             from codemode import engines
 
@@ -322,10 +328,11 @@ class CodeMode:
         if engine_session is not None:
             await engine_session.aclose()
         await self._tool_intake.aclose()
-        self._leases.cancel_all()
+        self._store_work.cancel_all()
         if self._store is not None:
             try:
                 await self._persist()
+                await self._forget_cells()
                 for cell_id, durable in self._durable.items():
                     if durable.journal.created:
                         await self._store.release_lease(self._session_id, cell_id, self._owner)
@@ -638,6 +645,7 @@ class CodeMode:
             cell.on_event,
             retry_on_restart,
             say_when_not_durable=self._store is not None,
+            on_result=lambda: self._arm_next_call(journal),
         )
         self._durable[cell.id] = durable
         cell.attach(durable)
@@ -648,6 +656,8 @@ class CodeMode:
         the store has no such cell, or the refusal text when another host owns it now."""
         store = self._store
         assert store is not None
+        if cell_id in self._cells_to_forget:  # it closed here; its journal is being dropped
+            return None
         record = await store.read_cell(self._session_id, cell_id)
         if record is None:
             return None
@@ -671,6 +681,7 @@ class CodeMode:
         seen this output (a replay will not hand it out again) and these stored values."""
         durable = self._durable.get(cell.id)
         if durable is not None:
+            durable.journal.disarm()  # flushed below: no call is waiting for the arming
             durable.journal.delivered(
                 durable.outputs_forwarded - cell.undelivered_outputs, durable.notifications_forwarded
             )
@@ -683,7 +694,7 @@ class CodeMode:
         return self._result(cell.id, observation, started, max_tokens)
 
     async def _persist(self) -> None:
-        """Write what is pending to the store: journals, stored values, cells that closed."""
+        """Write what is pending to the store: journals and stored values."""
         store = self._store
         assert store is not None
         for durable in list(self._durable.values()):
@@ -695,6 +706,61 @@ class CodeMode:
             except BaseException:
                 self._pending_values = values | self._pending_values  # written with the next one
                 raise
+
+    def _arm_next_call(self, journal: CellJournal) -> None:
+        """After a call's result went to the script: its next call on record ahead of it, the
+        store written while the isolate works (`CellJournal.arm`); withdrawn if no call comes."""
+        if not journal.arm():
+            return
+        self._to_flush.add(journal)
+        self._flush_wanted.set()
+        if journal not in self._disarm_checks:
+            self._disarm_checks.add(journal)
+            asyncio.get_running_loop().call_later(DISARM_AFTER_S, self._disarm_if_unused, journal, journal.armed)
+
+    def _disarm_if_unused(self, journal: CellJournal, armed: int) -> None:
+        """Withdraw an arming that is still unused `DISARM_AFTER_S` after it was made (one check
+        per cell at a time: a newer arming is checked again later)."""
+        if self._state is not State.OPEN or not journal.durable:
+            self._disarm_checks.discard(journal)
+            return
+        if journal.armed != armed and journal.armed > journal.highest_call:
+            asyncio.get_running_loop().call_later(DISARM_AFTER_S, self._disarm_if_unused, journal, journal.armed)
+            return
+        self._disarm_checks.discard(journal)
+        if journal.disarm():
+            self._to_flush.add(journal)
+            self._flush_wanted.set()
+
+    async def _flush_armings(self) -> None:
+        """Write armings (and their withdrawals) in the background: one task for the session,
+        woken per arming, so a call costs no task of its own."""
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            while self._to_flush:
+                journal = self._to_flush.pop()
+                try:
+                    await journal.flush()
+                except Exception:  # not on record: the next call flushes before its tool runs
+                    logger.warning("codemode: the store could not record an arming", exc_info=True)
+
+    async def _forget_closed_cells(self) -> None:
+        """Drop the journals of cells that closed, in the background: deleting a journal costs
+        about as much as writing it, and an exec's result need not wait for it. (A host that
+        dies first leaves them; a new host replays such a cell to its end, handing out nothing
+        the caller already had.) What is left when the session closes, `_release` drops."""
+        while True:
+            await self._forget_wanted.wait()
+            self._forget_wanted.clear()
+            try:
+                await self._forget_cells()
+            except Exception:  # the store is unreachable now: the next closed cell tries again
+                logger.warning("codemode: could not drop the journal of a closed cell", exc_info=True)
+
+    async def _forget_cells(self) -> None:
+        store = self._store
+        assert store is not None
         while self._cells_to_forget:
             await store.drop_cell(self._session_id, self._cells_to_forget[-1])
             self._cells_to_forget.pop()
@@ -792,8 +858,8 @@ class CodeMode:
                     raise ToolCallFailed(str(exc)) from None
             durable = self._durable.get(cell_id)
             if durable is not None:
-                try:
-                    await durable.journal.flush()  # the call is on record before it can have an effect
+                try:  # the call is on record before it can have an effect
+                    await durable.journal.flush_before_call(int(call.call_id))
                 except Exception as exc:
                     logger.warning("codemode: the store could not record a call of exec cell %s", cell_id, exc_info=True)
                     raise ToolCallFailed(STORE_FAILED_BEFORE_CALL.format(tool=call.tool_name, error=exc)) from None
@@ -816,6 +882,7 @@ class CodeMode:
             durable = self._durable.pop(cell_id, None)
             if durable is not None and durable.journal.created and cell_id not in self._handed_over:
                 self._cells_to_forget.append(cell_id)
+                self._forget_wanted.set()
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
 
