@@ -132,6 +132,29 @@ async def test_tools_and_all_tools_shapes(make_cm: MakeCodeMode) -> None:
     assert out[4] == "TypeError: tools.gamma is not a function"
 
 
+async def test_tools_is_made_on_first_read_and_all_tools_only_for_a_script_that_names_it(
+    tool_cm: CodeMode,
+) -> None:
+    """A fresh isolate pays for what it compiles: `tools` is built when first read, and ALL_TOOLS'
+    entries come only to a script that names them. Nothing a script sees changes but a global
+    reached by a computed name, which says what to do."""
+    code = (
+        'const d = Object.getOwnPropertyDescriptor(globalThis, "tools");'
+        "text(JSON.stringify([d.enumerable, d.configurable, typeof tools, Object.keys(tools)]));"
+        'text(JSON.stringify(Object.getOwnPropertyDescriptor(globalThis, "tools").value === tools));'
+        'try { globalThis["ALL_" + "TOOLS"]; } catch (e) { text(String(e)); }'
+        "tools = 5; text(String(tools));"
+    )
+    assert await run(tool_cm, code) == [
+        '[false,true,"object",["my_tool"]]',
+        "true",
+        "ALL_TOOLS is loaded only for a script that names it: write ALL_TOOLS in the script",
+        "5",
+    ]
+    named = 'text(JSON.stringify(globalThis["ALL_" + "TOOLS"].map((t) => t.name))); ALL_TOOLS;'
+    assert await run(tool_cm, named) == ['["my_tool"]']
+
+
 async def test_eval_function_math_random_and_date_are_real(cm: CodeMode) -> None:
     before = time.time() * 1000
     out = await run(

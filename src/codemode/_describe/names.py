@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from codemode._describe.declaration import augmented_description
+from codemode._protocol.helpers import HOST_HELPER_PREFIX
 
 if TYPE_CHECKING:
     from codemode.tools._tool import Tool
@@ -39,7 +40,6 @@ WAIT_TOOL_NAME = "wait"
 # (a prefix no tool identifier can have), which the prelude installs as globals of that name.
 SEARCH_HELPER_NAME = "tools_search"
 DESCRIBE_HELPER_NAME = "tools_describe"
-HOST_HELPER_PREFIX = "codemode:"
 # Namespaces that mean "no namespace" (`functions` is the Responses API's default one).
 _DEFAULT_NAMESPACES = frozenset({"", "functions"})
 

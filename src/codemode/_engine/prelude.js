@@ -854,20 +854,34 @@ const __codemode_host__ = (function (setup) {
   for (const name of setup.module_exports) codeModeModule[name] = helpers[name];
   ObjectFreeze(codeModeModule);
 
-  // The session's tools, installed by `run` (the script cannot have run before). ALL_TOOLS
-  // arrives as JSON text and is parsed on first read: most scripts never read it.
+  // The session's tools, installed by `run` (the script cannot have run before). What a fresh
+  // isolate compiles costs every exec, so the tool names arrive as one JSON text that becomes
+  // `tools` when the script first reads it, and ALL_TOOLS' entries as JSON text parsed on first
+  // read, sent only to a script that names ALL_TOOLS or imports a module (null otherwise).
   // Bindings named HELPER_PREFIX + name are host helpers, not tools (the host sends them only
   // when its catalog is too large to declare): each becomes the global `name`, whose call
-  // sends its arguments as one array; they come first, and are taken off ALL_TOOLS. With them,
-  // `tools` also answers unknown names with a function, so a call to a misspelt tool rejects
-  // with the host's suggestions instead of throwing "is not a function".
+  // sends its arguments as one array; they are the first entries, taken off ALL_TOOLS. With
+  // them, `tools` also answers unknown names with a function, so a call to a misspelt tool
+  // rejects with the host's suggestions instead of throwing "is not a function".
   const HELPER_PREFIX = "codemode:";
-  let tools = {};
-  let allToolsJson = "[]";
+  const ALL_TOOLS_NOT_SENT = "ALL_TOOLS is loaded only for a script that names it: write ALL_TOOLS in the script";
+  let tools = null;
+  let toolNamesJson = "[]";
+  let allToolsJson = null;
   let allTools = null;
   let helperCount = 0;
+  const toolsValue = (function toolsValue() {
+    if (tools === null) {
+      const names = JSONParse(toolNamesJson);
+      let made = {};
+      for (let i = 0; i < names.length; i++) made[names[i]] = toolFunction(names[i]);
+      tools = helperCount > 0 ? unknownNames(made) : made;
+    }
+    return tools;
+  });
   const allToolsValue = (function allToolsValue() {
     if (allTools === null) {
+      if (allToolsJson === null) throw ALL_TOOLS_NOT_SENT;
       const entries = JSONParse(allToolsJson);
       if (helperCount > 0) {
         allTools = [];
@@ -899,22 +913,26 @@ const __codemode_host__ = (function (setup) {
       },
     });
   }
-  const installTools = (function installTools(names, entriesJson) {
-    tools = {};
-    helperCount = 0;
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i];
-      if (StringPrototypeStartsWith(name, HELPER_PREFIX)) {
-        helperCount++;
-        const helperName = StringPrototypeSlice(name, HELPER_PREFIX.length);
-        ObjectDefineProperty(g, helperName, dataProperty(hostHelper(name), false));
-        continue;
-      }
-      tools[name] = toolFunction(name);
+  const installTools = (function installTools(helperNames, namesJson, entriesJson) {
+    helperCount = helperNames.length;
+    for (let i = 0; i < helperNames.length; i++) {
+      const name = helperNames[i];
+      const helperName = StringPrototypeSlice(name, HELPER_PREFIX.length);
+      ObjectDefineProperty(g, helperName, dataProperty(hostHelper(name), false));
     }
+    toolNamesJson = namesJson;
     allToolsJson = entriesJson;
-    if (helperCount > 0) tools = unknownNames(tools);
-    ObjectDefineProperty(g, "tools", dataProperty(tools, false));
+    ObjectDefineProperty(g, "tools", {
+      __proto__: null,
+      get: () => {
+        const value = toolsValue();
+        ObjectDefineProperty(g, "tools", dataProperty(value, false));
+        return value;
+      },
+      set: (value) => ObjectDefineProperty(g, "tools", dataProperty(value, false)),
+      configurable: true,
+      enumerable: false,
+    });
     ObjectDefineProperty(g, "ALL_TOOLS", {
       __proto__: null,
       get: allToolsValue,
@@ -928,7 +946,8 @@ const __codemode_host__ = (function (setup) {
   function moduleFor(specifier) {
     if (specifier === "@openai/code_mode" || specifier === "openai/code_mode") return codeModeModule;
     if (specifier === "tools.js") {
-      return ObjectFreeze({ __proto__: null, ...tools, ALL_TOOLS: allToolsValue(), default: tools });
+      const value = toolsValue();
+      return ObjectFreeze({ __proto__: null, ...value, ALL_TOOLS: allToolsValue(), default: value });
     }
     throw `Unsupported import in exec: ${specifier}`;
   }
@@ -945,8 +964,8 @@ const __codemode_host__ = (function (setup) {
   const host = ObjectFreeze({
     __proto__: null,
     ring,
-    run: ((toolNames, allToolsEntries, snapshotJson, budget, limitError, determinism, main) => {
-      installTools(toolNames, allToolsEntries);
+    run: ((helperNames, toolNamesJson, allToolsEntries, snapshotJson, budget, limitError, determinism, main) => {
+      installTools(helperNames, toolNamesJson, allToolsEntries);
       if (determinism !== null) startDeterminism(determinism);
       storedJson = snapshotJson;
       storeBudget = budget;

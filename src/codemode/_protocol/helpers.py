@@ -14,7 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["HELPERS", "MODULE_EXPORTS", "PRELUDE_HELPERS", "Helper", "InstalledBy"]
+__all__ = ["HELPERS", "HOST_HELPER_PREFIX", "MODULE_EXPORTS", "PRELUDE_HELPERS", "Helper", "InstalledBy"]
+
+HOST_HELPER_PREFIX = "codemode:"
+"""Bindings named `HOST_HELPER_PREFIX + name` are host helpers (the discovery helpers of a large
+catalog), not tools: the prelude installs each as the global `name` (`prelude.js` HELPER_PREFIX).
+No tool identifier can start with it."""
 
 InstalledBy = Literal["prelude", "tools"]
 """Who puts the global there: the prelude, once per isolate before any script; or the run

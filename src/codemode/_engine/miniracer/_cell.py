@@ -11,6 +11,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from codemode._engine.base import (
@@ -47,6 +48,7 @@ from codemode._engine.miniracer._isolate import (
     Isolate,
     isolate_executor,
 )
+from codemode._protocol.helpers import HOST_HELPER_PREFIX
 from codemode._protocol.syntax import UNFINISHED_SCRIPT, source_excerpt
 from codemode._protocol.types import AudioItem, ImageItem, TextItem
 
@@ -60,13 +62,41 @@ PROGRAM_SUFFIX = f"\n}});\n//# sourceURL={SCRIPT_NAME}\n"
 MEMORY_CHECK_S = 0.1
 
 
-def tools_source(setup: SessionSetup) -> str:
+@dataclass(frozen=True)
+class ToolsSource:
     """The session's tools as the prelude's `run` takes them, as JS source (built once per
-    session): an array of names, and ALL_TOOLS as JSON text that is parsed only if the script
-    reads it (with a hundred tools, parsing it on every exec cost more than the exec)."""
-    names = json.dumps([t.global_name for t in setup.tools])
+    session, `tools_source`).
+
+    A fresh isolate pays for every literal it compiles: 128 tool names as an array cost about
+    0.1 ms and ALL_TOOLS' entries (names and descriptions) 0.2 ms, every exec. So the host
+    helpers (a few) come as an array, the tool names as one JSON string that the prelude parses
+    when the script first touches `tools`, and the entries only to a script that names
+    ALL_TOOLS or a module that exports it (`needs_entries`).
+    """
+
+    helpers_and_names: str
+    entries: str
+
+    def for_program(self, program: CellProgram) -> str:
+        return f"{self.helpers_and_names}, {self.entries if needs_entries(program) else 'null'}"
+
+
+def tools_source(setup: SessionSetup) -> ToolsSource:
+    helpers = [t.global_name for t in setup.tools if t.global_name.startswith(HOST_HELPER_PREFIX)]
+    names = [t.global_name for t in setup.tools if not t.global_name.startswith(HOST_HELPER_PREFIX)]
     entries = json.dumps([{"name": t.global_name, "description": t.description} for t in setup.tools])
-    return f"{names}, {json.dumps(entries)}"
+    return ToolsSource(f"{json.dumps(helpers)}, {json.dumps(json.dumps(names))}", json.dumps(entries))
+
+
+def needs_entries(program: CellProgram) -> bool:
+    """Whether a script may read ALL_TOOLS: it names it, imports the tools module, or imports a
+    module by a computed name. (One that reaches it only by a computed global name is told to
+    name it.)"""
+    return any(
+        marker in text
+        for text in (program.code, program.hoisted)
+        for marker in ("ALL_TOOLS", "tools.js", "__codemode_import__")
+    )
 
 
 def determinism_source(determinism: Determinism | None, code: str) -> str:
@@ -142,13 +172,13 @@ class MiniRacerCell:
         self._recording = False  # the program has a determinism: journal messages are expected
 
     # -- commands ---------------------------------------------------------------------------
-    def launch(self, isolate: Isolate, setup: SessionSetup, tools: str, program: CellProgram) -> None:
+    def launch(self, isolate: Isolate, setup: SessionSetup, tools: ToolsSource, program: CellProgram) -> None:
         """Run `program` in `isolate` (fresh, never used) with the session's `setup` (whose
         tools are given as `tools_source`)."""
         self._isolate = isolate
         self._recording = program.determinism is not None
         prefix = PROGRAM_PREFIX.format(
-            tools=tools,
+            tools=tools.for_program(program),
             snapshot=json.dumps(program.stored_json),
             budget=program.store_budget_bytes,
             limit_error=json.dumps(program.store_limit_error),
@@ -171,7 +201,7 @@ class MiniRacerCell:
         reservation: asyncio.Future[Isolate],
         give_back: Callable[[Isolate], None],
         setup: SessionSetup,
-        tools: str,
+        tools: ToolsSource,
         program: CellProgram,
     ) -> None:
         """`launch` once the pool fills `reservation` (`terminate` meanwhile withdraws it, or
