@@ -70,11 +70,18 @@ def _codemode_version() -> str:
 
 
 class Spans:
-    """A session's OpenTelemetry tracer, resolved on first use (None when OTel is absent)."""
+    """A session's OpenTelemetry tracer, resolved on first use; None while spans would record
+    nothing (OTel absent, or no tracer provider given nor set globally yet).
+
+    The API without an SDK hands out non-recording spans that carry their parent's context:
+    making them cost about 40 µs an exec and 10 µs a nested call for nothing, so they are
+    skipped (the parent's context stays current, the same context the script's calls saw).
+    A provider set globally later is picked up."""
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._provider = tracer_provider
         self._tracer: Any = _UNRESOLVED
+        self._no_provider_yet: Any = None  # the API's placeholder provider, while it is the global one
 
     def _resolve(self) -> Any:
         if self._tracer is _UNRESOLVED:
@@ -82,8 +89,16 @@ class Spans:
                 from opentelemetry import trace
             except ImportError:
                 self._tracer = None
-            else:
-                self._tracer = trace.get_tracer("codemode", _codemode_version(), tracer_provider=self._provider)
+                return None
+            self._tracer = trace.get_tracer("codemode", _codemode_version(), tracer_provider=self._provider)
+            if self._provider is None:
+                self._no_provider_yet = trace.ProxyTracerProvider
+        if self._no_provider_yet is not None:
+            from opentelemetry import trace
+
+            if isinstance(trace.get_tracer_provider(), self._no_provider_yet):
+                return None
+            self._no_provider_yet = None  # set globally now: the tracer records from here on
         return self._tracer
 
     @contextmanager
