@@ -13,6 +13,7 @@ from tests.postgres_support import fresh_postgres_schema, postgres_url
 
 from codemode import CodeMode, Tool
 from codemode._protocol.types import TextItem
+from codemode._session import session as session_module
 from codemode.store import PostgresStore
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,12 @@ def texts(result: Any) -> list[str]:
     return [item.text for item in result.items if isinstance(item, TextItem)]
 
 
-async def test_a_store_that_drops_its_connection_fails_nothing_silently(store_url: str) -> None:
+async def test_a_store_that_drops_its_connection_fails_nothing_silently(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each exec takes its cell id from the store (not from a block of them), so the exec right
+    # after the drop is the first to meet it.
+    monkeypatch.setattr(session_module, "CELL_IDS_AT_ONCE", 1)
     runs: list[str] = []
 
     async def effect(args: dict[str, Any]) -> str:

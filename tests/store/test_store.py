@@ -123,6 +123,8 @@ async def test_cell_ids_count_per_session(store: Store) -> None:
     assert [await store.next_cell_id("s") for _ in range(3)] == [1, 2, 3]
     assert await store.next_cell_id("t") == 1
     assert await store.next_cell_id("s") == 4
+    assert await store.next_cell_id("s", 16) == 5  # 5..20 reserved at once
+    assert await store.next_cell_id("s") == 21
 
 
 async def test_cell_ids_are_unique_across_concurrent_replicas(stores: Stores) -> None:

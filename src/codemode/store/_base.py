@@ -44,8 +44,9 @@ class Store(Protocol):
         """Whether the session was opened (and not dropped) by any replica."""
         ...
 
-    async def next_cell_id(self, session_id: str) -> int:
-        """1, 2, 3... per session: unique across replicas (atomic in the store)."""
+    async def next_cell_id(self, session_id: str, count: int = 1) -> int:
+        """The first of the session's next `count` cell ids (1, 2, 3... per session), reserved
+        for the caller: unique across replicas (atomic in the store)."""
         ...
 
     async def put_values(self, session_id: str, writes: Mapping[str, str | None]) -> None:

@@ -130,17 +130,17 @@ class PostgresStore:
             found = await db.execute("SELECT 1 FROM codemode_sessions WHERE session_id = %s", (session_id,))
             return await found.fetchone() is not None
 
-    async def next_cell_id(self, session_id: str) -> int:
+    async def next_cell_id(self, session_id: str, count: int = 1) -> int:
         async with self._db() as db:
             taken = await db.execute(
-                """INSERT INTO codemode_sessions AS s (session_id, last_cell_id) VALUES (%s, 1)
-                ON CONFLICT (session_id) DO UPDATE SET last_cell_id = s.last_cell_id + 1
+                """INSERT INTO codemode_sessions AS s (session_id, last_cell_id) VALUES (%(id)s, %(count)s)
+                ON CONFLICT (session_id) DO UPDATE SET last_cell_id = s.last_cell_id + %(count)s
                 RETURNING last_cell_id""",
-                (session_id,),
+                {"id": session_id, "count": count},
             )
             row = await taken.fetchone()
         assert row is not None
-        return int(row[0])
+        return int(row[0]) - count + 1
 
     async def put_values(self, session_id: str, writes: Mapping[str, str | None]) -> None:
         upserts = [(session_id, key, value) for key, value in writes.items() if value is not None]

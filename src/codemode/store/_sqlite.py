@@ -143,18 +143,18 @@ class SQLiteStore:
         row = self._db().execute("SELECT 1 FROM codemode_sessions WHERE session_id = ?", (session_id,)).fetchone()
         return row is not None
 
-    async def next_cell_id(self, session_id: str) -> int:
+    async def next_cell_id(self, session_id: str, count: int = 1) -> int:
         row: tuple[int] = (
             self._db()
             .execute(
-                """INSERT INTO codemode_sessions (session_id, last_cell_id) VALUES (?, 1)
-                ON CONFLICT (session_id) DO UPDATE SET last_cell_id = last_cell_id + 1
+                """INSERT INTO codemode_sessions (session_id, last_cell_id) VALUES (?1, ?2)
+                ON CONFLICT (session_id) DO UPDATE SET last_cell_id = last_cell_id + ?2
                 RETURNING last_cell_id""",
-                (session_id,),
+                (session_id, count),
             )
             .fetchone()
         )
-        return row[0]
+        return row[0] - count + 1
 
     async def put_values(self, session_id: str, writes: Mapping[str, str | None]) -> None:
         upserts = [(session_id, key, value) for key, value in writes.items() if value is not None]
