@@ -47,6 +47,7 @@ from codemode import CodeMode, Tool, to_model  # noqa: E402
 from codemode.tools.mcp import McpToolset  # noqa: E402
 from codemode.tools.openapi import OpenApiToolset  # noqa: E402
 from openapi_servers.prism import GITHUB_SPEC, prism, subset_spec  # noqa: E402
+from report_file import replace_section  # noqa: E402
 
 NODE_PACKAGES = ROOT / "tests" / "openapi_servers"
 EVERYTHING_BIN = ROOT / "tests" / "mcp_servers" / "node_modules" / ".bin" / "mcp-server-everything"
@@ -422,17 +423,6 @@ def section(counts: dict[str, Any], seconds: float) -> list[str]:
     return lines
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = "\n".join(lines) + "\n"
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1].lstrip("\n")
-        text = before + block + ("\n" + after if after else "")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + block
-    path.write_text(text, encoding="utf-8")
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
@@ -453,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     lines = section(counts, time.monotonic() - started)
     print("\n".join(lines))
     if args.results is not None:
-        write_section(args.results, lines)
+        replace_section(args.results, START_MARK, END_MARK, "\n".join(lines) + "\n")
     if args.json is not None:
         args.json.write_text(json.dumps(counts, indent=1), encoding="utf-8")
 

@@ -1,7 +1,7 @@
 """Where the Python side of an exec spends its time: py-spy samples of the hot paths (issue 23).
 
 Usage:
-    python benchmarks/profile.py [--results benchmarks/RESULTS.md] [--smoke] [--json out.json]
+    python benchmarks/profiles.py [--results benchmarks/RESULTS.md] [--smoke] [--json out.json]
 
 Each path runs in a child process that, once its session is set up, has py-spy sample it
 (`record --pid --nonblocking --threads --subprocesses`: the process is never paused, its engine
@@ -38,8 +38,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-START_MARK = "<!-- profile.py: start -->"
-END_MARK = "<!-- profile.py: end -->"
+from report_file import replace_section
+
+START_MARK = "<!-- profiles.py: start -->"
+END_MARK = "<!-- profiles.py: end -->"
 RATE = 1000  # samples per second and thread
 PR_SET_PTRACER, PR_SET_PTRACER_ANY = 0x59616D61, 2**64 - 1
 WARM_SCRIPT = 'notify("in"); text("bench")'
@@ -69,7 +71,7 @@ ACTIVITIES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("the session: source, cell, limits, output, trace spans, the tool call", (
         ("codemode/_session/", ""), ("codemode/_source.py", ""), ("codemode/_output.py", ""),
         ("codemode/_protocol/", ""), ("codemode/tools/", ""), ("codemode/_imports.py", ""),
-        ("opentelemetry/", ""), ("contextlib.py", ""), ("profile.py", ""),
+        ("opentelemetry/", ""), ("contextlib.py", ""), ("profiles.py", ""),
     )),
     ("uvloop's own C code, the worker's loop (waiting in epoll or dispatching: py-spy cannot tell which)", (
         ("asyncio/runners.py", "run"),
@@ -238,7 +240,7 @@ def per_exec(samples: int, execs: int) -> str:
 def report_lines(data: dict[str, Any]) -> list[str]:
     lines = [
         START_MARK,
-        "## Where the time goes: profiles of the Python side (`benchmarks/profile.py`)",
+        "## Where the time goes: profiles of the Python side (`benchmarks/profiles.py`)",
         "",
     ]
     if "skipped" in data:
@@ -283,17 +285,6 @@ def report_lines(data: dict[str, Any]) -> list[str]:
     return [*lines, END_MARK]
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = "\n".join(lines) + "\n"
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1].lstrip("\n")
-        text = before + block + ("\n" + after if after else "")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + block
-    path.write_text(text, encoding="utf-8")
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
@@ -312,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(data), encoding="utf-8")
     if args.results:
-        write_section(args.results, lines)
+        replace_section(args.results, START_MARK, END_MARK, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
