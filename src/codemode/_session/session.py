@@ -166,14 +166,13 @@ class CodeMode:
         self._durable: dict[str, DurableCell] = {}
         self._pending_values: dict[str, str | None] = {}
         self._cells_to_forget: list[str] = []  # closed cells whose journals the store still holds
-        self._forget_wanted = asyncio.Event()
         self._cell_id_block: deque[int] = deque()  # cell ids the store reserved for this host
         self._to_flush: set[CellJournal] = set()  # journals with an arming to write
-        self._flush_wanted = asyncio.Event()
+        self._store_work_wanted = asyncio.Event()  # wakes `_write_in_background`
         self._disarm_checks: set[CellJournal] = set()  # journals with a disarm check scheduled
         self._keep_journals = False  # closing with a store: cells stop here, their journals stay
         self._handed_over: set[str] = set()  # cells another host took over: their journals stay
-        self._store_work = TaskSet("codemode session store work")  # lease renewals, forgetting cells
+        self._store_work = TaskSet("codemode session store work")  # lease renewals, background writes
         if isolation is None:
             isolation = DEFAULT_ISOLATION
         if isolation not in ("process", "in-process"):
@@ -279,8 +278,7 @@ class CodeMode:
             self._stored_bytes = sum(_stored_size(key, text) for key, text in self._stored.items())
             self._stored_json = None
             self._store_work.spawn(self._renew_leases(), name="codemode-leases")
-            self._store_work.spawn(self._forget_closed_cells(), name="codemode-forget")
-            self._store_work.spawn(self._flush_armings(), name="codemode-armings")
+            self._store_work.spawn(self._write_in_background(), name="codemode-store-writes")
         if self._engine is None:
             from codemode import engines
 
@@ -715,7 +713,7 @@ class CodeMode:
         if not journal.arm():
             return
         self._to_flush.add(journal)
-        self._flush_wanted.set()
+        self._store_work_wanted.set()
         if journal not in self._disarm_checks:
             self._disarm_checks.add(journal)
             asyncio.get_running_loop().call_later(DISARM_AFTER_S, self._disarm_if_unused, journal, journal.armed)
@@ -732,20 +730,29 @@ class CodeMode:
         self._disarm_checks.discard(journal)
         if journal.disarm():
             self._to_flush.add(journal)
-            self._flush_wanted.set()
+            self._store_work_wanted.set()
 
-    async def _flush_armings(self) -> None:
-        """Write armings (and their withdrawals) in the background: one task for the session,
-        woken per arming, so a call costs no task of its own."""
+    async def _write_in_background(self) -> None:
+        """The store writes nothing waits for, in one task for the session (woken per arming or
+        closed cell, so a call costs no task of its own):
+        * armings and their withdrawals (`_arm_next_call`); one not written leaves its call to
+          flush before its tool runs, as always;
+        * dropping the journals of cells that closed: deleting a journal costs about as much as
+          writing it, and an exec's result need not wait for it. (A host that dies first leaves
+          them; a new host replays such a cell to its end, handing out nothing the caller already
+          had.) What is left when the session closes, `_release` drops."""
         while True:
-            await self._flush_wanted.wait()
-            self._flush_wanted.clear()
+            await self._store_work_wanted.wait()
+            self._store_work_wanted.clear()
             while self._to_flush:
-                journal = self._to_flush.pop()
                 try:
-                    await journal.flush()
-                except Exception:  # not on record: the next call flushes before its tool runs
+                    await self._to_flush.pop().flush()
+                except Exception:
                     logger.warning("codemode: the store could not record an arming", exc_info=True)
+            try:
+                await self._forget_cells()
+            except Exception:  # the store is unreachable now: the next wake-up tries again
+                logger.warning("codemode: could not drop the journal of a closed cell", exc_info=True)
 
     async def _next_stored_cell_id(self) -> int:
         """A cell id from the store, which hands them out `CELL_IDS_AT_ONCE` at a time: a round
@@ -754,21 +761,8 @@ class CodeMode:
         if not self._cell_id_block:
             assert self._store is not None
             first = await self._store.next_cell_id(self._session_id, CELL_IDS_AT_ONCE)
-            self._cell_id_block = deque(range(first, first + CELL_IDS_AT_ONCE))
+            self._cell_id_block.extend(range(first, first + CELL_IDS_AT_ONCE))  # concurrent execs: both blocks used
         return self._cell_id_block.popleft()
-
-    async def _forget_closed_cells(self) -> None:
-        """Drop the journals of cells that closed, in the background: deleting a journal costs
-        about as much as writing it, and an exec's result need not wait for it. (A host that
-        dies first leaves them; a new host replays such a cell to its end, handing out nothing
-        the caller already had.) What is left when the session closes, `_release` drops."""
-        while True:
-            await self._forget_wanted.wait()
-            self._forget_wanted.clear()
-            try:
-                await self._forget_cells()
-            except Exception:  # the store is unreachable now: the next closed cell tries again
-                logger.warning("codemode: could not drop the journal of a closed cell", exc_info=True)
 
     async def _forget_cells(self) -> None:
         store = self._store
@@ -894,7 +888,7 @@ class CodeMode:
             durable = self._durable.pop(cell_id, None)
             if durable is not None and durable.journal.created and cell_id not in self._handed_over:
                 self._cells_to_forget.append(cell_id)
-                self._forget_wanted.set()
+                self._store_work_wanted.set()
 
         return CellHooks(run_tool=run_tool, notify=notify, commit=self._commit, closed=closed)
 
