@@ -10,8 +10,9 @@ Invariants:
   shortened texts), and a session keeps records (of its open cells and of its newest
   `KEPT_CLOSED_CELLS` closed ones) within `KEPT_RECORD_BYTES`: the oldest closed cells' records
   go first, and an open cell that would still exceed the budget keeps no more (`dropped`).
-* This is the only module that imports `opentelemetry`, on the first span, and only if it is
-  installed; without it spans are skipped and nothing else changes.
+* This is the only module that imports `opentelemetry`: on the first span once a tracer provider
+  was given or could have been set globally (the application imported the API), and only if it
+  is installed; without it spans are skipped and nothing else changes.
 * Span names and attributes follow the OpenTelemetry GenAI semantic conventions where they have
   one (`execute_tool <name>`, `gen_ai.*`); the rest are `codemode.*`.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
 import time
 from collections.abc import Generator
@@ -69,6 +71,12 @@ def _codemode_version() -> str:
     return version("codemode")
 
 
+def _global_provider_impossible() -> bool:
+    """True while no global tracer provider can exist: setting one imports `opentelemetry.trace`
+    first, and the API makes one by itself only when `OTEL_PYTHON_TRACER_PROVIDER` names it."""
+    return "opentelemetry.trace" not in sys.modules and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+
+
 class Spans:
     """A session's OpenTelemetry tracer, resolved on first use; None while spans would record
     nothing (OTel absent, or no tracer provider given nor set globally yet).
@@ -85,6 +93,8 @@ class Spans:
 
     def _resolve(self) -> Any:
         if self._tracer is _UNRESOLVED:
+            if self._provider is None and _global_provider_impossible():
+                return None  # nothing set one: importing the API (~10 ms) can wait until something has
             try:
                 from opentelemetry import trace
             except ImportError:
