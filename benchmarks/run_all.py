@@ -9,9 +9,10 @@ mode (pause, nested tool calls, concurrent cells, sustained execs, where the tim
 peers.py; durable.py (what durable cells cost: journaling on the exec path, replaying a cell). Then writes the machine description, both modes side by side with every figure also
 as a ratio to the floor, the targets and whether they are met, and where the time goes; last,
 tokens.py appends its token table (direct tool calling vs code mode), http_load.py its table of
-50 MCP clients over streamable HTTP and profiles.py its py-spy profiles of the exec paths to the same file.
+50 MCP clients over streamable HTTP, profiles.py its py-spy profiles of the exec paths and bounds.py
+the parts every exec must pay (what issue 23's targets leave room for) to the same file.
 
-Every part uses codemode's public API only. `--smoke` (`make bench-smoke`, in `make test`) runs
+Every part but bounds.py (which measures the engine's own parts alone) uses codemode's public API only. `--smoke` (`make bench-smoke`, in `make test`) runs
 every part at a tiny size without settling and writes the report to a temp file (never to
 RESULTS.md): it checks that the benchmarks and this report still run, and fails on a gross
 regression of the warm exec or the nested call (`GROSS_FACTOR` times its target, as a ratio to
@@ -673,7 +674,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
     if not args.render:  # sections of their own in the same file: the token table, many HTTP clients
         smoke = ["--smoke"] if args.smoke else []
-        for part in ("tokens.py", "http_load.py", "profiles.py"):
+        for part in ("tokens.py", "http_load.py", "profiles.py", "bounds.py"):
             print("$", "benchmarks/" + part, *smoke, "--results", os.path.relpath(args.out), flush=True)
             subprocess.run([sys.executable, os.path.join(HERE, part), *smoke, "--results", args.out], check=True,
                            stdout=subprocess.DEVNULL)
