@@ -145,6 +145,63 @@ async def test_retired_workers_are_killed_and_engine_processes_stay_bounded() ->
             assert "less data" not in error and "out of memory" not in error, error
 
 
+# --- a worker that starts nothing it is given retires, whatever stopped it -----------------------
+
+STOPPED_CHILD = (
+    CHILDREN
+    + """
+import signal
+from codemode._engine.process import _supervisor
+_supervisor.UNSTARTED_S = float(sys.argv[1])  # the net's delay, short for the test
+
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+async def main():
+    engine = ProcessEngine(workers=1)
+    cm = CodeMode(engine=engine)
+    before = await cm.exec('text("before")')
+    for _ in range(600):  # the one in service and the spare, both ready
+        spare = engine.pool._spare
+        if spare is not None and spare.ready:
+            break
+        await asyncio.sleep(0.05)
+    stopped = engine_processes()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)  # alive, but it reads and starts nothing, and says nothing
+    started = time.monotonic()
+    after = await cm.exec('text("after")', yield_time_ms=60000)
+    took = time.monotonic() - started
+    for _ in range(100):  # retired with no cell left: killed
+        if all(state(pid) in ("gone", "Z") for pid in stopped):
+            break
+        await asyncio.sleep(0.1)
+    report(before=before.status, after=[after.status, texts(after), after.error], took=took, stopped=len(stopped),
+           left=[state(pid) for pid in stopped if state(pid) not in ("gone", "Z")])
+    os._exit(0)
+
+asyncio.run(main())
+"""
+)
+
+
+async def test_a_worker_that_starts_nothing_it_is_given_retires_and_the_cell_runs_elsewhere() -> None:
+    """The host's net under the worker's own reports: cells placed on a worker that neither
+    starts them nor says why (here: every engine process stopped, the one in service and the
+    spare) move on after `UNSTARTED_S`; without it the exec stayed "running" past its 60 s."""
+    child = start_child(STOPPED_CHILD, "1.0")
+    outcome = await finish_child_async(child, timeout=120)
+    assert outcome["before"] == "completed", outcome
+    assert outcome["stopped"] >= 2, outcome
+    assert outcome["after"] == ["completed", ["after"], None], outcome
+    assert outcome["took"] < 50, outcome
+    assert outcome["left"] == [], outcome  # the stopped workers were killed
+
+
 # --- start failures: retried, never a permanent disable, truthful texts -------------------------
 
 STORM_CHILD = (

@@ -36,7 +36,10 @@ Thread rules (the one contract between reader threads and event loops):
   it takes no new cells, the cells on it whose script has not reached V8 (they wait for an
   isolate it may never make) move to another worker, and it is
   killed once its other cells are done, or `retire_grace_s` after it retired, or when a newer
-  worker retires while `MAX_RETIRING` others already are. So the engine processes of one pool
+  worker retires while `MAX_RETIRING` others already are. A worker that holds cells it has not
+  started and confirms no start for `UNSTARTED_S` retires the same way, whatever stopped it (a
+  loop or memory stuck without a STARVED, a stopped process): the host's net under the
+  worker's own reports. So the engine processes of one pool
   number at most `workers` in service + `MAX_RETIRING` retiring + the spare + `workers` alone
   (+ workers being killed, for the moment it takes).
 * Start failures: a worker that is not ready within `START_TIMEOUT_S`, or dies before it is, is
@@ -61,6 +64,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import queue
 import selectors
@@ -93,6 +97,7 @@ RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # between retried starts after
 START_TIMEOUT_S = 60.0  # a worker not ready this long after it started is killed (a failed start)
 RETIRE_GRACE_S = 30.0  # a retired worker's cells have this long to finish before it is killed
 MAX_RETIRING = 2  # retired workers alive at once; a newer one retiring kills the oldest
+UNSTARTED_S = 10.0  # a worker that starts none of the cells it holds this long retires (they move)
 SCRATCH_PREFIX = "codemode-engine-"
 ALONE_ISOLATES = 1  # prepared isolates an alone worker keeps: it runs one cell
 MIB = wire.MIB
@@ -142,6 +147,7 @@ class Worker:
         self.retired_at = 0.0  # when it retired (monotonic)
         self.retired_because = ""  # why, as a clause: "an earlier script in it could not be stopped"
         self.started_at = self.idle_since = time.monotonic()  # idle: when its last cell left (or it started)
+        self.unstarted_since: float | None = None  # since when it holds a cell it has not started (see `hold`)
         self.kill_reason: str | None = None
         self.strips: dict[int, concurrent.futures.Future[wire.Stripped]] = {}  # `Strip`s it has not answered
         self.refusal: EngineError | None = None  # set when it speaks another protocol version
@@ -168,6 +174,19 @@ class Worker:
         assert self.proc.stdin is not None  # spawned with pipes
         self._commands = self.proc.stdin.fileno()
         threading.Thread(target=self._read, name=f"codemode-engine-{self.pid}", daemon=True).start()
+
+    # -- cells (pool lock held) ----------------------------------------------------------------
+    def hold(self, cell: Tenant) -> None:
+        """Take `cell`; it waits to start from now if no other cell here was waiting."""
+        if self.unstarted_since is None or all(c.started for c in self.cells.values()):
+            self.unstarted_since = time.monotonic()
+        self.cells[cell.id] = cell
+        self.heap_admitted += cell.heap
+
+    def note_started(self) -> None:
+        """A start was confirmed: what still waits to start, waits from now."""
+        waiting = any(not c.started for c in self.cells.values())
+        self.unstarted_since = time.monotonic() if waiting else None
 
     # -- host -> worker -----------------------------------------------------------------------
     def send(self, message: wire.HostMessage) -> None:
@@ -287,6 +306,7 @@ class Worker:
                         cell = self.cells.get(cell_id)
                         if cell is not None:
                             cell.started = True
+                    self.note_started()
             case wire.Terminated(cell_id=cell_id):
                 with self._pool.lock:
                     cell = self.cells.get(cell_id)
@@ -501,6 +521,7 @@ class WorkerPool:
         self.failure: EngineError | None = None  # why no worker could start (until one does)
         self._closed = False
         self._changed = threading.Condition(self.lock)  # wakes the janitor
+        self._janitor_wakes_at = math.inf  # when the janitor wakes by itself next (monotonic)
         atexit.register(self.shutdown)
         threading.Thread(target=remove_stale_scratch, name="codemode-engine-scratch", daemon=True).start()
         threading.Thread(target=self._janitor, name="codemode-engine-janitor", daemon=True).start()
@@ -608,8 +629,8 @@ class WorkerPool:
         if best is None:
             self._grow()
             return None
-        best.cells[cell.id] = cell
-        best.heap_admitted += cell.heap
+        best.hold(cell)
+        self._wake_janitor_by(best)
         return best
 
     # -- the janitor: idle workers, retired workers, slow starts, retried starts ----------------
@@ -622,11 +643,15 @@ class WorkerPool:
                 self._stop_idle_workers(now)
                 self._end_retirements(now)
                 self._stop_slow_starts(now)
+                self._retire_workers_that_start_nothing(now)
                 if self.failure is not None and now >= self._retry_at and self._wanted():
                     self._grow()
                     self._serve_waiters()
                     self._serve_alone()
-                self._changed.wait(self._next_due(time.monotonic()))
+                now = time.monotonic()
+                timeout = self._next_due(now)
+                self._janitor_wakes_at = math.inf if timeout is None else now + timeout
+                self._changed.wait(timeout)
 
     def _stop_idle_workers(self, now: float) -> None:
         """Stop workers a burst started once they have been idle for `idle_worker_s`; the
@@ -659,6 +684,21 @@ class WorkerPool:
                     "kept. Run it again"
                 )
 
+    def _retire_workers_that_start_nothing(self, now: float) -> None:
+        for worker in [*self._active, *self._alone]:
+            if worker.retiring or worker.doomed or worker.unstarted_since is None:
+                continue
+            if all(cell.started for cell in worker.cells.values()):
+                worker.unstarted_since = None  # the cells that waited left unstarted
+            elif now - worker.unstarted_since >= UNSTARTED_S:
+                self.retire(worker, f"it started none of the scripts it was given for {UNSTARTED_S:g} s")
+
+    def _wake_janitor_by(self, worker: Worker) -> None:
+        """Make sure the janitor looks at `worker` once its waiting cells are due (it is asleep
+        until a later time): a wake-up only when the deadline is new, not per cell placed."""
+        if worker.unstarted_since is not None and worker.unstarted_since + UNSTARTED_S < self._janitor_wakes_at:
+            self._changed.notify()
+
     def _stop_slow_starts(self, now: float) -> None:
         for worker in self._starting():
             if now - worker.started_at >= START_TIMEOUT_S:
@@ -676,6 +716,11 @@ class WorkerPool:
         """Seconds until the janitor has something to do (None: nothing is scheduled)."""
         due = [w.retired_at + self.config.retire_grace_s for w in self._active if w.retiring and not w.doomed]
         due += [w.started_at + START_TIMEOUT_S for w in self._starting()]
+        due += [
+            w.unstarted_since + UNSTARTED_S
+            for w in [*self._active, *self._alone]
+            if w.unstarted_since is not None and not w.retiring and not w.doomed
+        ]
         if len(self._active) > 1:
             due += [
                 w.idle_since + self.config.idle_worker_s
@@ -773,8 +818,8 @@ class WorkerPool:
             while self._alone_waiters and not worker.cells:
                 waiter = self._alone_waiters.popleft()
                 if waiter.future.set_running_or_notify_cancel():
-                    worker.cells[waiter.cell.id] = waiter.cell
-                    worker.heap_admitted += waiter.cell.heap
+                    worker.hold(waiter.cell)
+                    self._wake_janitor_by(worker)
                     waiter.future.set_result(worker)
             if not worker.cells:
                 worker.kill("because no script waited for it any more")
