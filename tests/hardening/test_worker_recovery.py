@@ -202,6 +202,57 @@ async def test_a_worker_that_starts_nothing_it_is_given_retires_and_the_cell_run
     assert outcome["left"] == [], outcome  # the stopped workers were killed
 
 
+BLOCKED_PIPE_CHILD = (
+    CHILDREN
+    + """
+import signal
+from codemode._engine.process import _supervisor
+_supervisor.UNSTARTED_S = float(sys.argv[1])
+
+async def main():
+    engine = ProcessEngine(workers=1)
+    cm = CodeMode(engine=engine)
+    await cm.exec('text("before")')
+    for _ in range(600):  # the one in service and the spare, both ready
+        spare = engine.pool._spare
+        if spare is not None and spare.ready:
+            break
+        await asyncio.sleep(0.05)
+    stopped = engine_processes()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)  # its command pipe fills and stays full
+    gaps, last = [], time.monotonic()
+
+    async def tick():
+        nonlocal last
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    big = 'text("after"); // ' + "y" * (900 * 1024)  # far more than a pipe holds (the limit is 1 MiB)
+    after = await cm.exec(big, yield_time_ms=60000)
+    ticker.cancel()
+    report(after=[after.status, texts(after), after.error], longest_gap=max(gaps))
+    os._exit(0)
+
+asyncio.run(main())
+"""
+)
+
+
+async def test_a_worker_that_reads_nothing_never_blocks_the_hosts_event_loop() -> None:
+    """A 900 KiB script for a worker whose pipe is full: the host writes what fits and leaves the
+    rest to a writer thread. Before, the event loop (every session on it) blocked in the write
+    until the worker was killed (here after the 3 s net, in general a retired worker's 30 s)."""
+    child = start_child(BLOCKED_PIPE_CHILD, "3.0")
+    outcome = await finish_child_async(child, timeout=120)
+    assert outcome["after"] == ["completed", ["after"], None], outcome
+    assert outcome["longest_gap"] < 1.5, outcome  # the loop kept running (a liveness bound)
+
+
 # --- start failures: retried, never a permanent disable, truthful texts -------------------------
 
 STORM_CHILD = (

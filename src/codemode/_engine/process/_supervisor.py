@@ -97,6 +97,7 @@ RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # between retried starts after
 START_TIMEOUT_S = 60.0  # a worker not ready this long after it started is killed (a failed start)
 RETIRE_GRACE_S = 30.0  # a retired worker's cells have this long to finish before it is killed
 MAX_RETIRING = 2  # retired workers alive at once; a newer one retiring kills the oldest
+BACKLOG_CHECK_S = 0.5  # a writer waiting on a worker's full pipe looks this often whether it died
 UNSTARTED_S = 10.0  # a worker that starts none of the cells it holds this long retires (they move)
 SCRATCH_PREFIX = "codemode-engine-"
 ALONE_ISOLATES = 1  # prepared isolates an alone worker keeps: it runs one cell
@@ -155,6 +156,7 @@ class Worker:
         self.max_frame_bytes = config.max_frame_bytes
         self.exited: concurrent.futures.Future[None] = concurrent.futures.Future()  # its reader is done
         self._send_lock = threading.Lock()
+        self._backlog: deque[memoryview] = deque()  # commands the pipe could not take yet, in order (`send`)
         self._stderr = bytearray()
         scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{_HOST}-")
         arguments = {
@@ -173,6 +175,7 @@ class Worker:
         self.pid = self.proc.pid
         assert self.proc.stdin is not None  # spawned with pipes
         self._commands = self.proc.stdin.fileno()
+        os.set_blocking(self._commands, False)  # see `send`
         threading.Thread(target=self._read, name=f"codemode-engine-{self.pid}", daemon=True).start()
 
     # -- cells (pool lock held) ----------------------------------------------------------------
@@ -190,20 +193,57 @@ class Worker:
 
     # -- host -> worker -----------------------------------------------------------------------
     def send(self, message: wire.HostMessage) -> None:
-        """Write one command (from any thread); a dead worker's commands are dropped.
+        """Write one command (from any thread) without waiting for the worker: what its pipe
+        cannot take now (a large command, a worker that reads slowly or not at all) waits, in
+        order, for a writer thread, so no event loop blocks on a worker. A dead worker's
+        commands are dropped.
 
         Raises `wire.FrameTooLarge` (and sends nothing) when it is over the frame cap."""
-        data = wire.pack(message, self.max_frame_bytes)
+        data = memoryview(wire.pack(message, self.max_frame_bytes))
         with self._send_lock:
             if self.dead:
                 return
-            view = memoryview(data)
-            try:
-                while view:
-                    written = os.write(self._commands, view)
-                    view = view[written:]
-            except OSError:
-                pass  # it died; the reader thread reports that
+            if not self._backlog:
+                try:
+                    data = data[os.write(self._commands, data) :]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return  # it died; the reader thread reports that
+                if not data:
+                    return
+                # The writer waits for this lock, so for the append below.
+                threading.Thread(target=self._write_backlog, name=f"codemode-engine-{self.pid}-w", daemon=True).start()
+            self._backlog.append(data)
+
+    def _write_backlog(self) -> None:
+        """Write what `send` could not, in order, as the worker takes it; ends when all is
+        written or the worker is dead (checked under the send lock before every write: the
+        reader closes the pipe only after it set `dead` under it)."""
+        with selectors.DefaultSelector() as selector:
+            with self._send_lock:
+                if self.dead:  # (its pipe may be closed already)
+                    self._backlog.clear()
+                    return
+                selector.register(self._commands, selectors.EVENT_WRITE)
+            while True:
+                with self._send_lock:
+                    if self.dead or not self._backlog:
+                        self._backlog.clear()
+                        return
+                    head = self._backlog[0]
+                    try:
+                        written = os.write(self._commands, head)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError:
+                        self._backlog.clear()  # it died; the reader thread reports that
+                        return
+                    if written == len(head):
+                        self._backlog.popleft()
+                        continue
+                    self._backlog[0] = head[written:]
+                selector.select(BACKLOG_CHECK_S)  # writable again, or time to see whether it died
 
     def strip(self, strip_id: int, code: str) -> concurrent.futures.Future[wire.Stripped]:
         """Send a `Strip` (from any thread): the future settles with the worker's `Stripped`, or
