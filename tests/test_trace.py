@@ -244,11 +244,17 @@ asyncio.run(main())
 
 
 @pytest.mark.slow
-def test_the_api_is_imported_only_once_the_application_imported_it() -> None:
-    """Importing OpenTelemetry's API costs a first exec ~10 ms; until the application imports it
-    no provider can be set, so spans are skipped without it, and recorded once one is set."""
+@pytest.mark.parametrize("imported_first", [True, False], ids=["api-imported-first", "api-imported-later"])
+def test_a_global_provider_set_after_the_session_started_records_its_next_execs(imported_first: bool) -> None:
+    """Without a provider spans are skipped (they would record nothing); one set globally later
+    is used from the next exec on. Until the application imports the API none can be set, so
+    it is not imported either (a first exec's ~10 ms). In a child: the global provider can be
+    set once a process."""
     script = """
 import asyncio, sys
+IMPORTED_FIRST = sys.argv[1] == "1"
+if IMPORTED_FIRST:
+    from opentelemetry import trace
 from codemode import CodeMode
 
 def add(a: int, b: int) -> int:
@@ -258,7 +264,8 @@ def add(a: int, b: int) -> int:
 async def main():
     async with CodeMode(tools=[add]) as cm:
         before = await cm.exec("text(await tools.add({ a: 1, b: 2 }))")
-        assert not any(name.startswith("opentelemetry") for name in sys.modules), "imported"
+        imported = any(name.startswith("opentelemetry") for name in sys.modules)
+        assert imported == IMPORTED_FIRST, sorted(sys.modules)
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -276,40 +283,6 @@ async def main():
 
 asyncio.run(main())
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
-
-
-@pytest.mark.slow
-def test_a_global_provider_set_after_the_session_started_records_its_next_execs() -> None:
-    """Without a provider spans are skipped (they would record nothing); one set globally later
-    is used from the next exec on. In a child: the global provider can be set once a process."""
-    script = """
-import asyncio
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from codemode import CodeMode
-
-def add(a: int, b: int) -> int:
-    "Add."
-    return a + b
-
-async def main():
-    exporter = InMemorySpanExporter()
-    async with CodeMode(tools=[add], isolation="in-process") as cm:
-        before = await cm.exec("text(await tools.add({ a: 1, b: 2 }))")
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        trace.set_tracer_provider(provider)
-        after = await cm.exec("text(await tools.add({ a: 2, b: 3 }))")
-    assert (before.status, after.status) == ("completed", "completed")
-    names = sorted(span.name for span in exporter.get_finished_spans())
-    assert names == ["execute_tool add", "execute_tool exec"], names
-    print("ok")
-
-asyncio.run(main())
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    argv = [sys.executable, "-c", script, "1" if imported_first else "0"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr

@@ -147,13 +147,34 @@ async def test_retired_workers_are_killed_and_engine_processes_stay_bounded() ->
 
 # --- a worker that starts nothing it is given retires, whatever stopped it -----------------------
 
-STOPPED_CHILD = (
+# A session whose engine processes (the one in service and the spare, both ready) are stopped:
+# alive, but they read nothing, start nothing and say nothing. argv[1]: the net's delay.
+ON_STOPPED_WORKERS = (
     CHILDREN
     + """
 import signal
 from codemode._engine.process import _supervisor
-_supervisor.UNSTARTED_S = float(sys.argv[1])  # the net's delay, short for the test
+_supervisor.UNSTARTED_S = float(sys.argv[1])  # short for the test
 
+async def session_on_stopped_workers():
+    engine = ProcessEngine(workers=1)
+    cm = CodeMode(engine=engine)
+    before = await cm.exec('text("before")')
+    for _ in range(600):
+        spare = engine.pool._spare
+        if spare is not None and spare.ready:
+            break
+        await asyncio.sleep(0.05)
+    stopped = engine_processes()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    return cm, before, stopped
+"""
+)
+
+STOPPED_CHILD = (
+    ON_STOPPED_WORKERS
+    + """
 def state(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -162,17 +183,7 @@ def state(pid):
         return "gone"
 
 async def main():
-    engine = ProcessEngine(workers=1)
-    cm = CodeMode(engine=engine)
-    before = await cm.exec('text("before")')
-    for _ in range(600):  # the one in service and the spare, both ready
-        spare = engine.pool._spare
-        if spare is not None and spare.ready:
-            break
-        await asyncio.sleep(0.05)
-    stopped = engine_processes()
-    for pid in stopped:
-        os.kill(pid, signal.SIGSTOP)  # alive, but it reads and starts nothing, and says nothing
+    cm, before, stopped = await session_on_stopped_workers()
     started = time.monotonic()
     after = await cm.exec('text("after")', yield_time_ms=60000)
     took = time.monotonic() - started
@@ -203,24 +214,10 @@ async def test_a_worker_that_starts_nothing_it_is_given_retires_and_the_cell_run
 
 
 BLOCKED_PIPE_CHILD = (
-    CHILDREN
+    ON_STOPPED_WORKERS
     + """
-import signal
-from codemode._engine.process import _supervisor
-_supervisor.UNSTARTED_S = float(sys.argv[1])
-
 async def main():
-    engine = ProcessEngine(workers=1)
-    cm = CodeMode(engine=engine)
-    await cm.exec('text("before")')
-    for _ in range(600):  # the one in service and the spare, both ready
-        spare = engine.pool._spare
-        if spare is not None and spare.ready:
-            break
-        await asyncio.sleep(0.05)
-    stopped = engine_processes()
-    for pid in stopped:
-        os.kill(pid, signal.SIGSTOP)  # its command pipe fills and stays full
+    cm, _, _ = await session_on_stopped_workers()  # their command pipes fill and stay full
     gaps, last = [], time.monotonic()
 
     async def tick():

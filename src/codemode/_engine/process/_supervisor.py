@@ -7,7 +7,8 @@ Thread rules (the one contract between reader threads and event loops):
   `heap_admitted`, `setups`, `ready`, `retiring`, `idle_since` and `strips`, and each cell's `started`. Any
   thread reads or writes them only while holding it (`WorkerPool.lock`).
 * A worker's `dead` flag and its command pipe are guarded by the worker's own send lock, so
-  writing a command never waits for the pool lock.
+  writing a command never waits for the pool lock; nor for the worker: what its pipe cannot
+  take at once goes, in order, to a writer thread of that worker's (`Worker.send`).
 * Nothing else crosses threads: a reader thread hands a cell its events, its termination or its
   death through the cell's `*_threadsafe` methods (the cell's own loop's `call_soon_threadsafe`),
   and a loop waits for the pool through `concurrent.futures.Future`s the pool resolves.
