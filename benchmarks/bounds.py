@@ -117,8 +117,8 @@ async def _engine_parts(iterations: int) -> dict[str, float]:
 def _worker_start(samples: int) -> dict[str, float]:
     from codemode._engine.process._supervisor import BOOTSTRAP
 
-    path = json.dumps([p for p in sys.path if p])
-    config = {"path": [p for p in sys.path if p], "host_pid": os.getpid(), "memory_cap_bytes": 0,
+    path = [p for p in sys.path if p]
+    config = {"path": path, "host_pid": os.getpid(), "memory_cap_bytes": 0,
               "isolate_pool_size": 1, "max_frame_bytes": 1 << 20}
 
     def timed(argv: list[str]) -> float:
@@ -128,7 +128,7 @@ def _worker_start(samples: int) -> dict[str, float]:
 
     bare = [timed([sys.executable, "-I", "-S", "-c", "pass"]) for _ in range(samples)]
     imports = [timed([sys.executable, "-I", "-S", "-c",
-                      f"import sys, json; sys.path[:0] = json.loads(sys.argv[1]); {WORKER_IMPORT}", path])
+                      f"import sys, json; sys.path[:0] = json.loads(sys.argv[1]); {WORKER_IMPORT}", json.dumps(path)])
                for _ in range(samples)]
     ready = []
     for _ in range(samples):

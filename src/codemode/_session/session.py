@@ -712,11 +712,13 @@ class CodeMode:
         store written while the isolate works (`CellJournal.arm`); withdrawn if no call comes."""
         if not journal.arm():
             return
-        self._to_flush.add(journal)
-        self._store_work_wanted.set()
+        self._flush_in_background(journal)
         if journal not in self._disarm_checks:
             self._disarm_checks.add(journal)
-            asyncio.get_running_loop().call_later(DISARM_AFTER_S, self._disarm_if_unused, journal, journal.armed)
+            self._check_disarm_later(journal)
+
+    def _check_disarm_later(self, journal: CellJournal) -> None:
+        asyncio.get_running_loop().call_later(DISARM_AFTER_S, self._disarm_if_unused, journal, journal.armed)
 
     def _disarm_if_unused(self, journal: CellJournal, armed: int) -> None:
         """Withdraw an arming that is still unused `DISARM_AFTER_S` after it was made (one check
@@ -725,12 +727,15 @@ class CodeMode:
             self._disarm_checks.discard(journal)
             return
         if journal.armed != armed and journal.armed > journal.highest_call:
-            asyncio.get_running_loop().call_later(DISARM_AFTER_S, self._disarm_if_unused, journal, journal.armed)
+            self._check_disarm_later(journal)
             return
         self._disarm_checks.discard(journal)
         if journal.disarm():
-            self._to_flush.add(journal)
-            self._store_work_wanted.set()
+            self._flush_in_background(journal)
+
+    def _flush_in_background(self, journal: CellJournal) -> None:
+        self._to_flush.add(journal)
+        self._store_work_wanted.set()
 
     async def _write_in_background(self) -> None:
         """The store writes nothing waits for, in one task for the session (woken per arming or

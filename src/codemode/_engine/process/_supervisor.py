@@ -670,8 +670,7 @@ class WorkerPool:
         if best is None:
             self._grow()
             return None
-        best.hold(cell)
-        self._wake_janitor_by(best)
+        self._give(best, cell)
         return best
 
     # -- the janitor: idle workers, retired workers, slow starts, retried starts ----------------
@@ -734,9 +733,11 @@ class WorkerPool:
             elif now - worker.unstarted_since >= UNSTARTED_S:
                 self.retire(worker, f"it started none of the scripts it was given for {UNSTARTED_S:g} s")
 
-    def _wake_janitor_by(self, worker: Worker) -> None:
-        """Make sure the janitor looks at `worker` once its waiting cells are due (it is asleep
-        until a later time): a wake-up only when the deadline is new, not per cell placed."""
+    def _give(self, worker: Worker, cell: Tenant) -> None:
+        """Place `cell` on `worker`, and make sure the janitor looks at the worker once its
+        waiting cells are due: a wake-up only when that deadline is earlier than the janitor's
+        own, not per cell placed."""
+        worker.hold(cell)
         if worker.unstarted_since is not None and worker.unstarted_since + UNSTARTED_S < self._janitor_wakes_at:
             self._changed.notify()
 
@@ -859,8 +860,7 @@ class WorkerPool:
             while self._alone_waiters and not worker.cells:
                 waiter = self._alone_waiters.popleft()
                 if waiter.future.set_running_or_notify_cancel():
-                    worker.hold(waiter.cell)
-                    self._wake_janitor_by(worker)
+                    self._give(worker, waiter.cell)
                     waiter.future.set_result(worker)
             if not worker.cells:
                 worker.kill("because no script waited for it any more")
